@@ -1,0 +1,408 @@
+"""One typed, validated configuration tree for rsray.
+
+The tree has six sections (``data``, ``model``, ``optim``, ``train``, ``scaling``, ``tune``).
+Each field carries its documentation as a string literal right below it, as litgpt does.
+A config is built from defaults, then a YAML file, then ``section.field=value`` overrides::
+
+    cfg = load_config("configs/bigearthnet_progressive.yaml", ["optim.lr=3e-4"])
+
+Any bad value raises :class:`~rsray.errors.ConfigError` naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from rsray.errors import ConfigError
+
+
+def _choice(section: str, name: str, value: Any, allowed: typing.Iterable[Any]) -> None:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ConfigError(
+            f"{section}.{name}: {value!r} is not allowed; choose one of "
+            + ", ".join(repr(a) for a in allowed)
+        )
+
+
+def _range(
+    section: str,
+    name: str,
+    value: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
+    bad = False
+    if lo is not None:
+        bad |= value <= lo if lo_open else value < lo
+    if hi is not None:
+        bad |= value >= hi if hi_open else value > hi
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else lo
+        hi_s = "inf" if hi is None else hi
+        raise ConfigError(f"{section}.{name}: {value!r} is outside the allowed range "
+                          f"{left}{lo_s}, {hi_s}{right}")
+
+
+@dataclass
+class DataConfig:
+    """Where the shards are and how they are streamed into training."""
+
+    uri: str = "rsray_data/shards"
+    """Shard set written by ``rsray prepare``: a local folder or ``s3://bucket/prefix``."""
+    modalities: list[str] = field(default_factory=lambda: ["s2", "s1"])
+    """Modalities fed to the model, by name (BigEarthNet-MM: ``s2``, ``s1``)."""
+    batch_size: int = 32
+    """Batch size per training worker."""
+    image_size: int = 120
+    """Side in pixels every raster band is resampled to (20/60 m S2 bands are upsampled)."""
+    resample: Literal["bilinear", "nearest"] = "bilinear"
+    """Interpolation used to bring coarse bands to ``image_size``."""
+    augment: bool = True
+    """Random flips and 90-degree rotations on the training split."""
+    desync_augment: bool = False
+    """Draw flips/rotations independently per modality (the thesis' desynchronised flips)."""
+    modality_dropout: float = 0.0
+    """Probability of zeroing one randomly chosen modality of a training sample."""
+    shuffle_buffer: int = 256
+    """Local shuffle buffer (rows) in each worker; 0 turns shuffling off."""
+    verify_checksums: bool = True
+    """Check every shard against the sha256 in the manifest before streaming it."""
+    include_60m: bool = False
+    """Feed the 60 m S2 bands (B01, B09) too, when the shards carry them."""
+
+    def validate(self) -> None:
+        """Check values and ranges."""
+        _range("data", "batch_size", self.batch_size, 1)
+        _range("data", "image_size", self.image_size, 8)
+        _choice("data", "resample", self.resample, ["bilinear", "nearest"])
+        _range("data", "modality_dropout", self.modality_dropout, 0.0, 1.0, hi_open=True)
+        _range("data", "shuffle_buffer", self.shuffle_buffer, 0)
+        if not self.modalities:
+            raise ConfigError("data.modalities: at least one modality is needed")
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model to build and its hyper-parameters."""
+
+    name: str = "progressive_fusion_small"
+    """Registered model name (``rsray models`` lists them)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the model constructor (depth, width, reduction, dropout, ...)."""
+
+    def validate(self) -> None:
+        """Check the name against the registry."""
+        from rsray.models.registry import list_models
+
+        _choice("model", "name", self.name, list_models())
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule."""
+
+    name: Literal["adam", "adamw", "rmsprop"] = "adamw"
+    """Optimiser."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    weight_decay: float = 1e-4
+    """L2 penalty (decoupled for AdamW)."""
+    scheduler: Literal["none", "cosine", "step", "cyclic"] = "cosine"
+    """Schedule: cosine annealing over all epochs, step decay, or a triangular cyclic LR."""
+    step_size: int = 5
+    """Epochs between decays (``step``) or half-cycle length in epochs (``cyclic``)."""
+    gamma: float = 0.1
+    """Decay factor of the ``step`` schedule."""
+    cyclic_min_ratio: float = 0.1
+    """Lowest LR of the ``cyclic`` schedule as a fraction of ``lr``."""
+    grad_clip: float = 0.0
+    """Clip the gradient norm to this value; 0 disables clipping."""
+
+    def validate(self) -> None:
+        """Check values and ranges."""
+        _choice("optim", "name", self.name, ["adam", "adamw", "rmsprop"])
+        _choice("optim", "scheduler", self.scheduler, ["none", "cosine", "step", "cyclic"])
+        _range("optim", "lr", self.lr, 0.0, 10.0, lo_open=True)
+        _range("optim", "weight_decay", self.weight_decay, 0.0)
+        _range("optim", "step_size", self.step_size, 1)
+        _range("optim", "gamma", self.gamma, 0.0, 1.0, lo_open=True)
+        _range("optim", "cyclic_min_ratio", self.cyclic_min_ratio, 0.0, 1.0, lo_open=True)
+        _range("optim", "grad_clip", self.grad_clip, 0.0)
+
+
+@dataclass
+class TrainConfig:
+    """Training loop, loss, checkpointing and where results are stored."""
+
+    max_epochs: int = 10
+    """Number of epochs (a Tune scheduler may stop a trial earlier)."""
+    loss: Literal["bce", "combined"] = "bce"
+    """``bce``: BCE with logits; ``combined``: alpha*weighted BCE(beta) + (1-alpha)*Dice."""
+    loss_alpha: float = 0.5
+    """Weight of the BCE term of the combined loss."""
+    loss_beta: float = 0.5
+    """Weight of positives in the weighted BCE of the combined loss."""
+    metric: str = "val_ap_macro"
+    """Validation metric that drives early stopping, checkpoint ranking and tuning."""
+    mode: Literal["max", "min"] = "max"
+    """Whether ``metric`` is better higher or lower."""
+    early_stopping_patience: int = 0
+    """Stop after this many epochs without improvement of ``metric``; 0 disables."""
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    """bf16 autocast: ``auto`` uses it on GPUs that support it, never on CPU."""
+    seed: int = 0
+    """Seed for model initialisation and augmentation."""
+    storage_path: str = "rsray_results"
+    """Where runs and checkpoints go: a local folder or ``s3://bucket/prefix``."""
+    name: str = "rsray-train"
+    """Run name. Re-running with the same name resumes from the last checkpoint."""
+    max_failures: int = 0
+    """Worker-group restarts Ray Train attempts after a failure (-1: unlimited)."""
+    num_to_keep: int = 2
+    """Checkpoints kept per run (the best by ``metric`` and the latest)."""
+    log_every_n_steps: int = 50
+    """Print a progress line every this many training steps (rank 0)."""
+
+    def validate(self) -> None:
+        """Check values and ranges."""
+        _range("train", "max_epochs", self.max_epochs, 1)
+        _choice("train", "loss", self.loss, ["bce", "combined"])
+        _range("train", "loss_alpha", self.loss_alpha, 0.0, 1.0)
+        _range("train", "loss_beta", self.loss_beta, 0.0, 1.0)
+        _choice("train", "mode", self.mode, ["max", "min"])
+        _choice("train", "amp", self.amp, ["auto", "bf16", "off"])
+        _range("train", "early_stopping_patience", self.early_stopping_patience, 0)
+        _range("train", "max_failures", self.max_failures, -1)
+        _range("train", "num_to_keep", self.num_to_keep, 1)
+        _range("train", "log_every_n_steps", self.log_every_n_steps, 1)
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"train.name: {self.name!r} must be a non-empty name without '/'")
+
+
+@dataclass
+class ScalingConfig:
+    """How many Ray Train workers and what each gets."""
+
+    num_workers: int = 1
+    """Training workers (one per GPU on a GPU cluster)."""
+    use_gpu: Literal["auto", "yes", "no"] = "auto"
+    """``auto``: one GPU per worker when the cluster has GPUs, else CPU."""
+    cpus_per_worker: float = 1.0
+    """CPUs reserved per worker; fractional values leave CPUs for Ray Data on small nodes."""
+
+    def validate(self) -> None:
+        """Check values and ranges."""
+        _range("scaling", "num_workers", self.num_workers, 1)
+        _choice("scaling", "use_gpu", self.use_gpu, ["auto", "yes", "no"])
+        _range("scaling", "cpus_per_worker", self.cpus_per_worker, 0.0, lo_open=True)
+
+
+@dataclass
+class TuneConfig:
+    """Ray Tune search: Optuna TPE proposals, ASHA early termination."""
+
+    space: str = "progressive"
+    """Search space name from :mod:`rsray.tune.spaces`."""
+    num_samples: int = 8
+    """Number of trials."""
+    max_concurrent_trials: int = 0
+    """Trials running at once; 0 picks what the cluster's resources allow."""
+    grace_period: int = 1
+    """Epochs every trial runs before ASHA may stop it."""
+    reduction_factor: int = 2
+    """ASHA halving rate."""
+    name: str = "tune-progressive"
+    """Experiment name under ``train.storage_path``; the same name resumes."""
+    seed: int = 0
+    """Seed of the Optuna sampler."""
+
+    def validate(self) -> None:
+        """Check values and ranges."""
+        from rsray.tune.spaces import list_spaces
+
+        _choice("tune", "space", self.space, list_spaces())
+        _range("tune", "num_samples", self.num_samples, 1)
+        _range("tune", "max_concurrent_trials", self.max_concurrent_trials, 0)
+        _range("tune", "grace_period", self.grace_period, 1)
+        _range("tune", "reduction_factor", self.reduction_factor, 2)
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"tune.name: {self.name!r} must be a non-empty name without '/'")
+
+
+@dataclass
+class Config:
+    """The whole configuration tree."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+    def validate(self) -> Config:
+        """Validate every section and the cross-field rules; return self."""
+        for f in fields(self):
+            getattr(self, f.name).validate()
+        if self.tune.grace_period > self.train.max_epochs:
+            raise ConfigError(
+                f"tune.grace_period ({self.tune.grace_period}) exceeds train.max_epochs "
+                f"({self.train.max_epochs})"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON serialisable)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Config:
+        """Build and validate a config from a nested dict (unknown keys are errors)."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+        sections = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in sections:
+                raise ConfigError(f"{key}: unknown section; sections are {', '.join(sections)}")
+            section_cls = _resolve(sections[key].type)
+            kwargs[key] = _build_section(key, section_cls, value or {})
+        return cls(**kwargs).validate()
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """Copy with dotted-key overrides applied (``{"optim.lr": 1e-4}``), validated."""
+        raw = self.to_dict()
+        for dotted, value in overrides.items():
+            _set_dotted(raw, dotted, value)
+        return Config.from_dict(raw)
+
+
+def _resolve(tp: Any) -> Any:
+    if isinstance(tp, str):
+        return eval(tp, globals())  # dataclass annotations are strings (PEP 563)
+    return tp
+
+
+def _coerce(path: str, tp: Any, value: Any) -> Any:
+    tp = _resolve(tp)
+    origin = get_origin(tp)
+    if origin is Literal:
+        _choice(*path.split(".", 1), value, get_args(tp))
+        return value
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(path, args[0], value)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            value = [value] if not isinstance(value, str) else [v for v in value.split(",") if v]
+        (item,) = get_args(tp)
+        return [_coerce(path, item, v) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build_section(name: str, section_cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a mapping of fields, got {raw!r}")
+    known = {f.name: f for f in fields(section_cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(
+                f"{name}.{key}: unknown field; fields of '{name}' are {', '.join(known)}"
+            )
+        kwargs[key] = _coerce(f"{name}.{key}", known[key].type, value)
+    return section_cls(**kwargs)
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if len(parts) < 2:
+        raise ConfigError(f"{dotted}: an override needs the form section.field=value")
+    node = raw
+    for part in parts[:-1]:
+        if part not in node or not isinstance(node[part], dict):
+            if node is raw:
+                raise ConfigError(f"{dotted}: unknown section '{part}'")
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: typing.Sequence[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML scalars (``3e-4``, ``true``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.field=value")
+        key, text = item.split("=", 1)
+        value = yaml.safe_load(text) if text else ""
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads '3e-4' as a string; accept it as the number it is
+                value = float(value) if any(c.isdigit() for c in value) else value
+            except ValueError:
+                pass
+        out[key.strip()] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Defaults, then a YAML file (optional), then ``section.field=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p}: not found")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p}: not valid YAML ({exc})") from exc
+    cfg = Config.from_dict(raw)
+    return cfg.with_overrides(parse_overrides(overrides)) if overrides else cfg
+
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScalingConfig",
+    "TrainConfig",
+    "TuneConfig",
+    "load_config",
+    "parse_overrides",
+]
