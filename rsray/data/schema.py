@@ -77,6 +77,8 @@ class DatasetSpec:
     classes: tuple[str, ...]
     modalities: tuple[ModalitySpec, ...]
     synthetic: bool = False
+    meta_keys: tuple[str, ...] = ()
+    """Keys of ``Sample.meta`` stored as ``meta_<key>`` string columns."""
 
     def modality(self, name: str) -> ModalitySpec:
         """The modality called ``name`` (KeyError naming the known ones otherwise)."""

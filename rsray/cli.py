@@ -1,0 +1,230 @@
+"""The ``rsray`` command: synth, prepare, train, tune, demo, models, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rsray.config import Config, load_config, parse_overrides
+from rsray.errors import RsrayError
+
+DEMO_ROOT = "rsray_data/demo"
+DEMO_PATCHES = 320
+SMOKE_PATCHES = 64
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (defaults are used for missing fields)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+
+
+def add_tune_args(p: argparse.ArgumentParser) -> None:
+    """The flags shared by ``rsray tune`` and ``jobs/tune_*.py``."""
+    _add_config_args(p)
+    p.add_argument("--data", help="shard set URI (local path or s3://bucket/prefix)")
+    p.add_argument("--storage-path", help="where experiments go (local path or s3://...)")
+    p.add_argument("--name", help="experiment name (the same name resumes)")
+    p.add_argument("--num-samples", type=int, help="number of trials")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial (ASHA may stop earlier)")
+    p.add_argument("--num-workers", type=int, help="Ray Train workers per trial")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="tiny model, 3 trials, 2 epochs; makes tiny synthetic data if --data "
+                        "is not given")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted experiment of the same name")
+
+
+def tune_config_from_args(args: argparse.Namespace, default_config: str | None = None) -> Config:
+    """Config for a tuning run: file, then flags, then ``--set`` overrides."""
+    cfg = load_config(args.config or default_config)
+    flags: dict[str, Any] = {}
+    if args.smoke_test:
+        flags.update({"model.name": "test_progressive_fusion", "tune.space": "progressive_smoke",
+                      "tune.num_samples": 3, "train.max_epochs": 2, "data.batch_size": 16,
+                      "tune.name": "tune-progressive-smoke", "scaling.num_workers": 1,
+                      "train.log_every_n_steps": 1000})
+    for flag, key in [("data", "data.uri"), ("storage_path", "train.storage_path"),
+                      ("name", "tune.name"), ("num_samples", "tune.num_samples"),
+                      ("max_epochs", "train.max_epochs"), ("num_workers", "scaling.num_workers")]:
+        value = getattr(args, flag, None)
+        if value is not None:
+            flags[key] = value
+    cfg = cfg.with_overrides(flags)
+    if args.smoke_test and args.data is None:
+        cfg = cfg.with_overrides({"data.uri": ensure_synthetic_shards(
+            str(Path(cfg.train.storage_path) / "smoke-data"), SMOKE_PATCHES, seed=0)})
+    overrides = {**flags, **parse_overrides(args.overrides)}
+    return cfg.with_overrides(overrides)
+
+
+def ensure_synthetic_shards(root: str, n: int, seed: int = 0) -> str:
+    """Synthetic BigEarthNet-MM raw folders + shards under ``root`` (reused when present)."""
+    from rsray.data.prepare import prepare
+    from rsray.data.shards import MANIFEST_NAME
+    from rsray.data.sources.bigearthnet import BigEarthNetMM, write_synthetic_bigearthnet
+
+    raw, shards = Path(root) / "raw", Path(root) / "shards"
+    stamp = raw / "rsray_synth.json"
+    want = {"n": n, "seed": seed}
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
+        print(f"[rsray] writing {n} SYNTHETIC BigEarthNet-MM patches to {raw}", flush=True)
+        write_synthetic_bigearthnet(raw, n, seed=seed)
+        stamp.write_text(json.dumps(want))
+        if (shards / MANIFEST_NAME).is_file():
+            (shards / MANIFEST_NAME).unlink()
+    if not (shards / MANIFEST_NAME).is_file():
+        source = BigEarthNetMM(str(raw / "BigEarthNet-S2"), str(raw / "BigEarthNet-S1"))
+        prepare(source, str(shards), overwrite=True)
+    return str(shards.resolve())
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    """``rsray synth bigearthnet``."""
+    from rsray.data.sources.bigearthnet import describe_synthetic_rules, write_synthetic_bigearthnet
+
+    write_synthetic_bigearthnet(args.out, args.n, seed=args.seed)
+    print(f"wrote {args.n} SYNTHETIC BigEarthNet-MM patch pairs to {args.out}")
+    print(describe_synthetic_rules())
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    """``rsray prepare bigearthnet``."""
+    from rsray.data.prepare import prepare
+    from rsray.data.sources.bigearthnet import BigEarthNetMM
+
+    source = BigEarthNetMM(args.s2_root, args.s1_root, include_60m=args.include_60m,
+                           s1_dtype=args.s1_dtype, splits=args.splits, split_seed=args.split_seed)
+    prepare(source, args.out, target_shard_mb=args.shard_mb, overwrite=args.overwrite)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """``rsray train``: one configuration, no search."""
+    from rsray.train.driver import fit
+
+    cfg = load_config(args.config, args.overrides)
+    if args.data:
+        cfg = cfg.with_overrides({"data.uri": args.data})
+    result = fit(cfg)
+    metrics = {k: v for k, v in (result.metrics or {}).items() if not k.startswith("val_ap_class")}
+    print(json.dumps(metrics, indent=2, default=str))
+    if result.checkpoint:
+        print(f"last checkpoint: {result.checkpoint.path}")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    """``rsray tune``."""
+    from rsray.tune.run import tune_fusion
+
+    tune_fusion(tune_config_from_args(args), resume=args.resume)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """``rsray demo``: synthetic data -> shards -> a short tuning run -> leaderboard."""
+    from importlib.resources import files
+
+    from rsray.runtime import ensure_ray
+    from rsray.tune.run import tune_fusion
+
+    t0 = time.perf_counter()
+    print("rsray demo: local Ray, SYNTHETIC BigEarthNet-MM (S2 + S1), shards on local disk, "
+          "Optuna + ASHA over progressive fusion", flush=True)
+    ensure_ray()
+    uri = ensure_synthetic_shards(args.root, args.n, seed=0)
+    cfg = load_config(str(files("rsray") / "configs" / "demo.yaml"), args.overrides)
+    cfg = cfg.with_overrides({"data.uri": uri,
+                              "train.storage_path": str(Path(args.root) / "results")})
+    tune_fusion(cfg, resume=False)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    """``rsray models``: list registered models."""
+    from rsray.models import list_models
+
+    for name in list_models(args.pattern):
+        print(name)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """``rsray report EXPERIMENT``: print a finished experiment's leaderboard and best config."""
+    from rsray.data.shards import get_fs, join
+    from rsray.report.leaderboard import BEST_JSON, LEADERBOARD_CSV
+
+    fs, root = get_fs(args.experiment)
+    for name in (LEADERBOARD_CSV, BEST_JSON):
+        path = join(root, name)
+        if not fs.exists(path):
+            raise RsrayError(f"{join(args.experiment, name)}: not found; is this an experiment "
+                             "folder written by `rsray tune`?")
+        print(fs.cat_file(path).decode())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rsray`` command."""
+    parser = argparse.ArgumentParser(prog="rsray", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic dataset in the real on-disk format")
+    p.add_argument("dataset", choices=["bigearthnet"])
+    p.add_argument("--n", type=int, default=300, help="number of patch pairs")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_synth)
+
+    p = sub.add_parser("prepare", help="raw dataset -> Parquet shards + manifest")
+    p.add_argument("dataset", choices=["bigearthnet"])
+    p.add_argument("--s2-root", required=True, help="folder (or s3://) of BigEarthNet-S2 patches")
+    p.add_argument("--s1-root", required=True, help="folder (or s3://) of BigEarthNet-S1 patches")
+    p.add_argument("--out", required=True, help="shard set URI: local path or s3://bucket/prefix")
+    p.add_argument("--shard-mb", type=float, default=128, help="target shard size (MiB)")
+    p.add_argument("--include-60m", action="store_true", help="also store B01 and B09")
+    p.add_argument("--s1-dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--splits", choices=["auto", "official", "seeded"], default="auto",
+                   help="official = bigearthnet-common's lists; seeded = hash split")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing shard set")
+    p.set_defaults(fn=cmd_prepare)
+
+    p = sub.add_parser("train", help="train one configuration with Ray Train")
+    _add_config_args(p)
+    p.add_argument("--data", help="shard set URI")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("tune", help="hyper-parameter search with Ray Tune + Optuna + ASHA")
+    add_tune_args(p)
+    p.set_defaults(fn=cmd_tune)
+
+    p = sub.add_parser("demo", help="the embedded default: synthetic data, short tune run")
+    p.add_argument("--root", default=DEMO_ROOT, help="where demo data and results go")
+    p.add_argument("--n", type=int, default=DEMO_PATCHES, help="synthetic patch pairs")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("models", help="list registered models")
+    p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. '*fusion*'")
+    p.set_defaults(fn=cmd_models)
+
+    p = sub.add_parser("report", help="print an experiment's leaderboard and best config")
+    p.add_argument("experiment", help="experiment folder (local or s3://)")
+    p.set_defaults(fn=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; rsray's own errors print one clear line instead of a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except RsrayError as exc:
+        print(f"rsray: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""``rsray prepare``: raw dataset -> Parquet shards + manifest, in parallel with Ray Data.
+
+1. The source's ``discover()`` runs on the driver: list folders, pair modalities, assign splits
+   (cheap: folder listings and small json files).
+2. Items are grouped per split into chunks of about ``target_shard_mb`` and handed to Ray Data;
+   one task per chunk reads and validates every sample with rasterio, writes one shard
+   atomically, and returns its size, sha256, rejects and per-band statistics.
+3. The driver merges statistics of the training split (Chan's parallel mean/variance) and
+   writes ``manifest.json`` last: without it, readers refuse the folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rsray.data.schema import DatasetSpec, Discovery, Reject, Source, encode_array
+from rsray.data.shards import (
+    MANIFEST_NAME,
+    Manifest,
+    ShardInfo,
+    atomic_write_bytes,
+    get_fs,
+    join,
+    read_manifest,
+    sha256_bytes,
+    write_manifest,
+)
+from rsray.errors import PatchError, RsrayError
+
+DEFAULT_SHARD_MB = 128
+ROW_GROUP_ROWS = 128
+
+
+@dataclass
+class BandMoments:
+    """Count, mean and sum of squared deviations of one band (mergeable)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add_array(self, x: np.ndarray) -> None:
+        """Fold in all values of ``x``."""
+        x = x.astype(np.float64, copy=False).ravel()
+        if x.size == 0:
+            return
+        self.merge(BandMoments(int(x.size), float(x.mean()), float(((x - x.mean()) ** 2).sum())))
+
+    def merge(self, other: BandMoments) -> None:
+        """Chan et al.'s parallel update."""
+        if other.n == 0:
+            return
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * other.n / n
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
+        self.n = n
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation."""
+        return math.sqrt(self.m2 / self.n) if self.n else float("nan")
+
+
+@dataclass
+class PrepareResult:
+    """What ``prepare`` wrote."""
+
+    uri: str
+    manifest: Manifest
+    seconds: float
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def _arrow_schema(spec: DatasetSpec, meta_keys: list[str]) -> pa.Schema:
+    cols = [
+        pa.field("patch_id", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("label", pa.list_(pa.uint8(), len(spec.classes))),
+    ]
+    for g in spec.groups:
+        cols.append(pa.field(g.name, pa.binary()))
+        cols.append(pa.field(f"{g.name}_shape", pa.list_(pa.int32(), 3)))
+    cols += [pa.field(f"meta_{k}", pa.string()) for k in meta_keys]
+    return pa.schema(cols)
+
+
+def _write_chunk(
+    source: Source, out_uri: str, chunk: dict[str, Any], meta_keys: list[str]
+) -> dict[str, Any]:
+    """Read, validate and write one shard. Runs inside a Ray Data task."""
+    spec = source.spec
+    rows: dict[str, list[Any]] = {f.name: [] for f in _arrow_schema(spec, meta_keys)}
+    rejects: list[Reject] = []
+    moments = {g.name: [BandMoments() for _ in g.bands] for g in spec.groups}
+    for item in chunk["items"]:
+        try:
+            sample = source.read(item)
+        except PatchError as exc:
+            rejects.append({"path": exc.path, "reason": exc.reason})
+            continue
+        except Exception as exc:  # a reader bug must not lose the whole shard: report it
+            rejects.append({"path": str(item.get("patch_id")),
+                            "reason": f"unexpected {type(exc).__name__}: {exc}"})
+            continue
+        rows["patch_id"].append(sample["patch_id"])
+        rows["split"].append(chunk["split"])
+        rows["label"].append(np.asarray(sample["label"], dtype=np.uint8).tolist())
+        for g in spec.groups:
+            arr = sample["arrays"][g.name]
+            if arr.shape != g.shape:
+                raise RsrayError(f"{sample['patch_id']}: reader returned {g.name} with shape "
+                                 f"{arr.shape}, spec says {g.shape}")
+            rows[g.name].append(encode_array(arr, g.dtype))
+            rows[f"{g.name}_shape"].append(list(arr.shape))
+            if chunk["split"] == "train":
+                for b in range(arr.shape[0]):
+                    moments[g.name][b].add_array(arr[b])
+        for k in meta_keys:
+            rows[f"meta_{k}"].append(str(sample["meta"].get(k, "")))
+    result: dict[str, Any] = {"shard": "", "rejects": json.dumps(rejects)}
+    result["moments"] = json.dumps(
+        {g: [[m.n, m.mean, m.m2] for m in ms] for g, ms in moments.items()}
+    )
+    if not rows["patch_id"]:
+        return result
+    table = pa.table(rows, schema=_arrow_schema(spec, meta_keys))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    data = buf.getvalue()
+    rel = f"{chunk['split']}/shard-{chunk['index']:05d}.parquet"
+    fs, root = get_fs(out_uri)
+    atomic_write_bytes(fs, join(root, rel), data)
+    result["shard"] = json.dumps(
+        {"path": rel, "split": chunk["split"], "rows": table.num_rows, "bytes": len(data),
+         "sha256": sha256_bytes(data)}
+    )
+    return result
+
+
+def _row_bytes(spec: DatasetSpec) -> int:
+    return sum(int(np.prod(g.shape)) * np.dtype(g.dtype).itemsize for g in spec.groups)
+
+
+def _chunks(discovery: Discovery, rows_per_shard: int) -> list[dict[str, Any]]:
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for item in sorted(discovery.items, key=lambda it: it["patch_id"]):
+        by_split.setdefault(item["split"], []).append(item)
+    chunks = []
+    for split, items in sorted(by_split.items()):
+        for i in range(0, len(items), rows_per_shard):
+            chunks.append({"split": split, "index": i // rows_per_shard,
+                           "items": items[i:i + rows_per_shard]})
+    return chunks
+
+
+def _clear_output(out_uri: str, overwrite: bool) -> None:
+    fs, root = get_fs(out_uri)
+    manifest = join(root, MANIFEST_NAME)
+    if fs.exists(manifest):
+        if not overwrite:
+            existing = read_manifest(out_uri)
+            raise RsrayError(
+                f"{out_uri}: already holds a complete shard set ({sum(existing.splits.values())} "
+                "rows). Pass --overwrite to replace it, or choose another --out."
+            )
+        fs.rm(manifest)  # first, so a crash below leaves an (honestly) incomplete set
+    stale = [p for p in (fs.find(root) if fs.exists(root) else []) if p.endswith(".parquet")]
+    if stale:
+        print(f"removing {len(stale)} shard(s) left by an earlier, unfinished prepare", flush=True)
+        fs.rm(stale)
+
+
+def summarise_rejects(rejects: list[Reject], limit: int = 15) -> str:
+    """A short on-screen summary: counts by kind of problem, then the first few in full."""
+    if not rejects:
+        return "rejected: none"
+    kinds = Counter(r["reason"].split(":")[0].split(" (")[0][:60] for r in rejects)
+    lines = [f"rejected: {len(rejects)} patch(es)"]
+    lines += [f"  {n:6d} x {kind}" for kind, n in kinds.most_common(10)]
+    lines += [f"  - {r['path']}: {r['reason']}" for r in rejects[:limit]]
+    if len(rejects) > limit:
+        lines.append(f"  ... {len(rejects) - limit} more; all are listed in {MANIFEST_NAME}")
+    return "\n".join(lines)
+
+
+def prepare(
+    source: Source,
+    out_uri: str,
+    *,
+    target_shard_mb: float = DEFAULT_SHARD_MB,
+    overwrite: bool = False,
+    concurrency: int | None = None,
+) -> PrepareResult:
+    """Convert ``source`` to a shard set at ``out_uri`` (local path or ``s3://``)."""
+    import ray
+
+    from rsray.runtime import ensure_ray
+
+    t0 = time.perf_counter()
+    spec = source.spec
+    _clear_output(out_uri, overwrite)
+    print(f"discovering {spec.name} patches ...", flush=True)
+    discovery = source.discover()
+    counts = Counter(it["split"] for it in discovery.items)
+    print(f"found {len(discovery.items)} usable-looking patches "
+          f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}), "
+          f"{len(discovery.rejects)} rejected while pairing", flush=True)
+    if not discovery.items:
+        raise RsrayError(f"{spec.name}: no usable patches found.\n"
+                         + summarise_rejects(discovery.rejects))
+    rows_per_shard = max(1, int(target_shard_mb * 2**20 // _row_bytes(spec)))
+    chunks = _chunks(discovery, rows_per_shard)
+    meta_keys = list(spec.meta_keys)
+
+    ensure_ray()
+    ds = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+    written = ds.map(
+        lambda chunk: _write_chunk(source, out_uri, chunk, meta_keys),
+        concurrency=concurrency,
+    )
+    shards: list[ShardInfo] = []
+    rejects: list[Reject] = list(discovery.rejects)
+    moments = {g.name: [BandMoments() for _ in g.bands] for g in spec.groups}
+    done_items = 0
+    sizes = {(c["split"], c["index"]): len(c["items"]) for c in chunks}
+    total = len(discovery.items)
+    print(f"writing {len(chunks)} shard(s) of up to {rows_per_shard} rows to {out_uri} ...",
+          flush=True)
+    for row in written.iter_rows():
+        if row["shard"]:
+            info = ShardInfo(**json.loads(row["shard"]))
+            shards.append(info)
+            done_items += sizes[(info.split, int(info.path[-13:-8]))]
+        chunk_rejects = json.loads(row["rejects"])
+        rejects.extend(chunk_rejects)
+        if not row["shard"]:
+            done_items += len(chunk_rejects)
+        for g, ms in json.loads(row["moments"]).items():
+            for b, (n, mean, m2) in enumerate(ms):
+                moments[g][b].merge(BandMoments(int(n), float(mean), float(m2)))
+        rate = done_items / max(time.perf_counter() - t0, 1e-9)
+        print(f"  {done_items}/{total} patches ({100 * done_items / total:.0f} %), "
+              f"{len(shards)} shard(s), {rate:.0f} patches/s", flush=True)
+    shards.sort(key=lambda s: s.path)
+    if not shards:
+        raise RsrayError(f"{spec.name}: every patch was rejected; nothing written.\n"
+                         + summarise_rejects(rejects))
+    band_stats: dict[str, dict[str, dict[str, float]]] = {}
+    modalities: dict[str, dict[str, Any]] = {}
+    for m in spec.modalities:
+        band_stats[m.name] = {}
+        modalities[m.name] = {"bands": list(m.bands),
+                              "groups": {g.name: g.to_dict() for g in m.groups}}
+        for g in m.groups:
+            for b, band in enumerate(g.bands):
+                mo = moments[g.name][b]
+                band_stats[m.name][band] = {"mean": mo.mean, "std": mo.std, "pixels": mo.n}
+    if not any(s.split == "train" for s in shards):
+        print("warning: no training shard; band statistics are empty", flush=True)
+    manifest = Manifest(
+        dataset=spec.name,
+        task=spec.task,
+        classes=list(spec.classes),
+        modalities=modalities,
+        shards=shards,
+        band_stats=band_stats,
+        rejects=sorted(rejects, key=lambda r: r["path"]),
+        synthetic=spec.synthetic,
+        info={**discovery.info, "rows_per_shard": rows_per_shard,
+              "target_shard_mb": target_shard_mb},
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        uri=out_uri.rstrip("/"),
+    )
+    write_manifest(out_uri, manifest)
+    seconds = time.perf_counter() - t0
+    total_bytes = sum(s.bytes for s in shards)
+    rows = sum(s.rows for s in shards)
+    label = " (SYNTHETIC data)" if spec.synthetic else ""
+    print(f"wrote {rows} rows in {len(shards)} shard(s), {total_bytes / 2**20:.1f} MiB "
+          f"({total_bytes / max(rows, 1) / 1024:.0f} KiB/sample) in {seconds:.1f} s{label}",
+          flush=True)
+    print("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(manifest.splits.items())),
+          flush=True)
+    print(summarise_rejects(rejects), flush=True)
+    return PrepareResult(uri=out_uri, manifest=manifest, seconds=seconds, rejects=rejects)

@@ -1,0 +1,181 @@
+"""``train_fn_per_worker``: the code every Ray Train worker runs.
+
+One epoch = stream the worker's part of the training split, step the optimiser, then stream its
+part of the validation split and compute metrics (torchmetrics syncs them across workers).
+Every epoch ends with ``ray.train.report(metrics, checkpoint)``; rank 0 attaches a checkpoint of
+model, optimiser, scheduler, epoch and early-stopping state. A restarted worker group (after a
+failure, or a new run with the same name) resumes from ``ray.train.get_checkpoint()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torchmetrics
+
+from rsray.config import Config
+from rsray.models import create_model
+from rsray.train.checkpoint import load_checkpoint, save_checkpoint
+from rsray.train.losses import build_loss
+from rsray.train.metrics import MultilabelMetrics
+from rsray.train.optim import build_optimizer, build_scheduler
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on GPUs that support it (``amp`` auto/bf16), no-op elsewhere."""
+    if amp == "off" or device.type != "cuda" or not torch.cuda.is_bf16_supported():
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+
+
+def _inputs(batch: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> dict[str, Any]:
+    return {m: batch[m] for m in modalities}
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train worker entry point.
+
+    Args:
+        loop_config: ``{"config": Config.to_dict(), "channels": {modality: C},
+            "classes": [...], "synthetic": bool}`` built by :func:`rsray.train.driver.fit`.
+    """
+    cfg = Config.from_dict(loop_config["config"])
+    classes: list[str] = list(loop_config["classes"])
+    channels: dict[str, int] = dict(loop_config["channels"])
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    world = ctx.get_world_size()
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed + rank)
+
+    model = create_model(cfg.model.name, modalities=channels, num_classes=len(classes),
+                         **cfg.model.params)
+    modalities = tuple(getattr(model, "modalities", tuple(channels)))
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.max_epochs)
+    start_epoch, best, stale = 0, None, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt_dir:
+            payload = load_checkpoint(Path(ckpt_dir), model=model, optimizer=optimizer,
+                                      scheduler=scheduler)
+        start_epoch = int(payload["epoch"]) + 1
+        best = payload.get("best_metric")
+        stale = int(payload.get("extra", {}).get("epochs_without_improvement", 0))
+        if rank == 0:
+            print(f"[rsray] resuming from checkpoint at epoch {start_epoch}", flush=True)
+
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    loss_fn = build_loss(cfg.train).to(device)
+    metrics = MultilabelMetrics(len(classes), classes).to(device)
+    train_loss = torchmetrics.MeanMetric().to(device)
+    val_loss = torchmetrics.MeanMetric().to(device)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+
+    for epoch in range(start_epoch, cfg.train.max_epochs):
+        model.train()
+        train_loss.reset()
+        t0 = time.perf_counter()
+        wait = 0.0
+        samples = 0
+        t_wait = time.perf_counter()
+        for step, batch in enumerate(train_shard.iter_torch_batches(
+            batch_size=cfg.data.batch_size,
+            local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
+            device=device,
+            dtypes=torch.float32,
+        )):
+            wait += time.perf_counter() - t_wait
+            target = batch["label"]
+            with _autocast(device, cfg.train.amp):
+                logits = model(_inputs(batch, modalities))
+            loss = loss_fn(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            train_loss.update(loss.detach(), weight=target.shape[0])
+            samples += target.shape[0]
+            if rank == 0 and (step + 1) % cfg.train.log_every_n_steps == 0:
+                rate = samples / (time.perf_counter() - t0)
+                print(f"[rsray] epoch {epoch + 1} step {step + 1} loss {loss.item():.4f} "
+                      f"{rate * world:.1f} samples/s", flush=True)
+            t_wait = time.perf_counter()
+        train_seconds = time.perf_counter() - t0
+
+        model.eval()
+        metrics.reset()
+        val_loss.reset()
+        with torch.no_grad():
+            for batch in val_shard.iter_torch_batches(
+                batch_size=cfg.data.batch_size, device=device, dtypes=torch.float32
+            ):
+                target = batch["label"]
+                with _autocast(device, cfg.train.amp):
+                    logits = model(_inputs(batch, modalities)).float()
+                val_loss.update(loss_fn(logits, target), weight=target.shape[0])
+                metrics.update(logits, target)
+        val = metrics.compute()
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+
+        report: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": float(train_loss.compute()),
+            "val_loss": float(val_loss.compute()),
+            **{f"val_{k}": float(v) for k, v in val.items()},
+            "lr": float(lr),
+            "epoch_seconds": time.perf_counter() - t0,
+            "train_samples_per_second": samples * world / max(train_seconds, 1e-9),
+            "data_wait_share": wait / max(train_seconds, 1e-9),
+        }
+        value = report.get(cfg.train.metric, float("nan"))
+        if _improved(value, best, cfg.train.mode):
+            best, stale = value, 0
+        else:
+            stale += 1
+        report["best_" + cfg.train.metric] = best if best is not None else float("nan")
+        stop = 0 < cfg.train.early_stopping_patience <= stale
+        report["early_stopped"] = stop
+        if rank == 0:
+            print(f"[rsray] epoch {epoch + 1}/{cfg.train.max_epochs} "
+                  f"train_loss {report['train_loss']:.4f} val_loss {report['val_loss']:.4f} "
+                  f"{cfg.train.metric} {value:.4f} ({report['epoch_seconds']:.1f} s)", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                save_checkpoint(Path(tmp), model=model, optimizer=optimizer, scheduler=scheduler,
+                                epoch=epoch, best_metric=best,
+                                extra={"epochs_without_improvement": stale,
+                                       "metrics": {k: v for k, v in report.items()
+                                                   if isinstance(v, int | float)},
+                                       "config": loop_config["config"],
+                                       "channels": channels, "classes": classes})
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{epoch:04d}")
+        if stop:
+            if rank == 0:
+                print(f"[rsray] early stopping: no {cfg.train.metric} improvement for "
+                      f"{stale} epoch(s)", flush=True)
+            break

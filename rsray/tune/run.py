@@ -1,0 +1,174 @@
+"""The Tuner: Optuna TPE proposes configurations, ASHA stops weak trials early.
+
+Each trial is a small driver function that builds a ``TorchTrainer`` (Ray Train V2) and passes
+its per-epoch reports to Tune through ``TuneReportCallback``. Trials' runs are named after the
+trial id, so a restored experiment (``--resume``) continues each unfinished trial from its last
+checkpoint. The experiment lives at ``<train.storage_path>/<tune.name>``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from rsray.config import Config
+from rsray.data.pipeline import build_datasets, load_shard_set
+from rsray.data.shards import Manifest, join, pyarrow_fs
+from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
+from rsray.train.driver import build_trainer, resolve_use_gpu
+from rsray.tune.spaces import get_space
+
+TABLE_METRICS = ["val_ap_micro", "val_ap_macro", "val_f2_micro", "val_loss"]
+
+
+@dataclass
+class TuneOutcome:
+    """What a tuning run produced."""
+
+    experiment_uri: str
+    rows: list[TrialRow]
+    best: dict[str, Any]
+    leaderboard_path: str
+    best_path: str
+    seconds: float
+
+
+def _storage(cfg: Config) -> tuple[str, Any]:
+    """Tune's (storage_path, storage_filesystem) for ``train.storage_path``."""
+    storage = cfg.train.storage_path
+    if storage.startswith("s3://"):
+        return storage[len("s3://"):], pyarrow_fs(storage)
+    return str(Path(storage).expanduser().resolve()), None
+
+
+def experiment_uri(cfg: Config) -> str:
+    """Where the experiment folder is (local absolute path or s3:// URI)."""
+    storage, fs = _storage(cfg)
+    return join("s3://" + storage if fs is not None else storage, cfg.tune.name)
+
+
+def auto_concurrency(cfg: Config) -> int:
+    """Trials that fit at once: GPUs / workers per trial, or half the CPU slots (the other half
+    feeds Ray Data)."""
+    res = ray.cluster_resources()
+    if resolve_use_gpu(cfg):
+        return max(1, int(res.get("GPU", 0) // cfg.scaling.num_workers))
+    per_trial = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
+    return max(1, int(res.get("CPU", 1) // (2 * per_trial)))
+
+
+def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
+    """The per-trial driver function Tune runs."""
+    base = cfg.to_dict()
+
+    def trial_driver(params: dict[str, Any]) -> None:
+        trial_cfg = Config.from_dict(base).with_overrides(params)
+        _, datasets = build_datasets(trial_cfg.data, manifest=manifest)
+        trial_id = tune.get_context().get_trial_id()
+        trainer = build_trainer(
+            trial_cfg, manifest=manifest, datasets=datasets, name=f"trial_{trial_id}",
+            storage_path=trials_storage, callbacks=[TuneReportCallback()],
+        )
+        trainer.fit()
+
+    # The trial driver itself only waits on its TorchTrainer: it reserves no CPU of its own.
+    return tune.with_resources(trial_driver, {"CPU": 0})
+
+
+def _rows(results: Any, metric: str) -> list[TrialRow]:
+    rows = []
+    for r in results:
+        m = r.metrics or {}
+        params = {k: v for k, v in (r.config or {}).items()}
+        status = "ERROR" if r.error else ("STOPPED" if m.get("early_stopped") else "DONE")
+        trial_id = m.get("trial_id") or Path(r.path).name
+        # best epoch value of the metric (ASHA compares last values; report both honestly)
+        hist = r.metrics_dataframe
+        best_metrics = {k: m.get(k, math.nan) for k in TABLE_METRICS}
+        if hist is not None and metric in hist and len(hist):
+            best_metrics[f"best_{metric}"] = float(hist[metric].max())
+        rows.append(TrialRow(
+            trial=str(trial_id), status=status, params=params,
+            metrics={k: float(v) if v is not None else math.nan for k, v in best_metrics.items()},
+            epochs=int(m.get("epoch", 0)), checkpoint=str(m.get("checkpoint_path", "")),
+        ))
+    return rows
+
+
+def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
+    """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard."""
+    from rsray.runtime import ensure_ray
+
+    t0 = time.perf_counter()
+    ensure_ray()
+    manifest = load_shard_set(cfg.data)
+    if manifest.synthetic:
+        print(f"[rsray] tuning on SYNTHETIC data from {manifest.uri}", flush=True)
+    storage, storage_fs = _storage(cfg)
+    exp_uri = experiment_uri(cfg)
+    trainable = make_trainable(cfg, manifest, join(exp_uri, "trials"))
+    metric, mode = cfg.train.metric, cfg.train.mode
+    exp_path = join(storage, cfg.tune.name)
+    if resume and tune.Tuner.can_restore(exp_path, storage_filesystem=storage_fs):
+        print(f"[rsray] resuming experiment {exp_uri}", flush=True)
+        tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=storage_fs)
+    else:
+        if resume:
+            print(f"[rsray] nothing to resume at {exp_uri}; starting a new experiment",
+                  flush=True)
+        concurrency = cfg.tune.max_concurrent_trials or auto_concurrency(cfg)
+        searcher = OptunaSearch(
+            metric=metric, mode=mode,
+            sampler=optuna.samplers.TPESampler(seed=cfg.tune.seed),
+        )
+        scheduler = ASHAScheduler(
+            time_attr="epoch", max_t=cfg.train.max_epochs,
+            grace_period=cfg.tune.grace_period, reduction_factor=cfg.tune.reduction_factor,
+        )
+        print(f"[rsray] experiment {exp_uri}: {cfg.tune.num_samples} trial(s) of "
+              f"{cfg.model.name}, up to {cfg.train.max_epochs} epoch(s), "
+              f"{concurrency} at a time", flush=True)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=get_space(cfg.tune.space),
+            tune_config=tune.TuneConfig(
+                metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
+                num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
+            ),
+            run_config=tune.RunConfig(
+                name=cfg.tune.name, storage_path=storage, storage_filesystem=storage_fs,
+                verbose=0,
+            ),
+        )
+    results = tuner.fit()
+    rows = sort_rows(_rows(results, metric), metric, mode)
+    metric_keys = [*TABLE_METRICS, f"best_{metric}"]
+    best_row = next((r for r in rows if not math.isnan(r.metrics.get(metric, math.nan))), None)
+    best: dict[str, Any] = {"experiment": exp_uri, "metric": metric, "mode": mode,
+                            "synthetic": manifest.synthetic, "data": manifest.uri}
+    if best_row is not None:
+        best.update({"trial": best_row.trial, "params": best_row.params,
+                     "metrics": best_row.metrics, "epochs": best_row.epochs,
+                     "checkpoint": best_row.checkpoint,
+                     "config": Config.from_dict(cfg.to_dict())
+                     .with_overrides(best_row.params).to_dict()})
+    lb_path, best_path = write_results(exp_uri, rows, best, metric_keys)
+    title = f"Leaderboard ({metric}, {mode}){' - SYNTHETIC data' if manifest.synthetic else ''}"
+    print(format_table(rows, metric_keys, title=title), flush=True)
+    if best_row is not None:
+        print(f"\nbest trial {best_row.trial}: {metric} = {best_row.metrics[metric]:.4f}")
+        print("best configuration: " + ", ".join(f"{k}={v}" for k, v in best_row.params.items()))
+        print(f"best checkpoint: {best_row.checkpoint}")
+    print(f"results: {lb_path}\n         {best_path}", flush=True)
+    return TuneOutcome(exp_uri, rows, best, lb_path, best_path, time.perf_counter() - t0)
