@@ -103,7 +103,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Check the name against the registry."""
-        from rsray.models.registry import list_models
+        from rsray.models import list_models
 
         _choice("model", "name", self.name, list_models())
 

@@ -1,0 +1,100 @@
+"""Shared fixtures: the real-sample folder, one local Ray for the session, synthetic shards."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "real"
+
+# Ray's own processes must not try to reach the internet or print usage stats.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# A local S3 endpoint (moto server, started on demand by the `s3_bucket` fixture). Set before
+# any Ray process starts so that Ray Data tasks inherit it. Dummy credentials, loopback only.
+S3_PORT = int(os.environ.setdefault("RSRAY_TEST_S3_PORT", str(_free_port())))
+os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{S3_PORT}"
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """``../shared/data/real`` beside the repository; tests using it skip when it is absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real samples not available: {REAL_DATA} does not exist (a user's clone "
+                    "has no ../shared; the synthetic twins cover the same code)")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance shared by every Ray integration test of the session."""
+    import ray
+
+    from rsray.runtime import ensure_ray
+
+    ensure_ray(num_cpus=4)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synthetic_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """96 synthetic BigEarthNet-MM patch pairs in the v1 on-disk format (seed 0)."""
+    from rsray.data.sources.bigearthnet import write_synthetic_bigearthnet
+
+    root = tmp_path_factory.mktemp("ben_synth")
+    write_synthetic_bigearthnet(root, 96, seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(synthetic_raw: Path, tmp_path_factory: pytest.TempPathFactory,
+                     ray_session) -> str:
+    """The synthetic patches prepared into a local shard set."""
+    from rsray.data.prepare import prepare
+    from rsray.data.sources.bigearthnet import BigEarthNetMM
+
+    out = tmp_path_factory.mktemp("ben_shards") / "shards"
+    source = BigEarthNetMM(str(synthetic_raw / "BigEarthNet-S2"),
+                           str(synthetic_raw / "BigEarthNet-S1"))
+    prepare(source, str(out), target_shard_mb=1.0)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API (moto in server mode) on 127.0.0.1, as s3fs's own tests use."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
+    server.start()
+    yield os.environ["AWS_ENDPOINT_URL"]
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh, empty bucket; returns its s3:// URI."""
+    import uuid
+
+    import s3fs
+
+    name = f"rsray-test-{uuid.uuid4().hex[:8]}"
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server})
+    fs.mkdir(name)
+    return f"s3://{name}"
