@@ -75,12 +75,13 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
             payload = load_checkpoint(Path(ckpt_dir), model=model, optimizer=optimizer,
-                                      scheduler=scheduler)
+                                      scheduler=scheduler, restore_rng=False)
         start_epoch = int(payload["epoch"]) + 1
         best = payload.get("best_metric")
         stale = int(payload.get("extra", {}).get("epochs_without_improvement", 0))
         if rank == 0:
-            print(f"[rsray] resuming from checkpoint at epoch {start_epoch}", flush=True)
+            print(f"[rsray] resuming from checkpoint at epoch {start_epoch + 1}", flush=True)
+    resumed_from = start_epoch
 
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
@@ -149,6 +150,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             "epoch_seconds": time.perf_counter() - t0,
             "train_samples_per_second": samples * world / max(train_seconds, 1e-9),
             "data_wait_share": wait / max(train_seconds, 1e-9),
+            "resumed_from_epoch": resumed_from,
         }
         value = report.get(cfg.train.metric, float("nan"))
         if _improved(value, best, cfg.train.mode):
