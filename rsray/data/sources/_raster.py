@@ -1,0 +1,193 @@
+"""Small fsspec + rasterio helpers shared by the sources that read folders of GeoTIFFs.
+
+Paths are local paths or fsspec URLs (``s3://bucket/prefix/...``). Local files are opened by
+rasterio directly; remote files are fetched through fsspec (concurrently, with the
+filesystem's own credentials and endpoint) and handed to rasterio as in-memory bytes, so GDAL
+never needs cloud credentials of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+import rasterio
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractFileSystem
+from rasterio.coords import BoundingBox
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.io import DatasetReader, MemoryFile
+from rasterio.session import DummySession
+
+from rsray.errors import PatchError
+
+StorageOptions = Mapping[str, Any] | None
+
+
+def get_fs(url: str, storage_options: StorageOptions = None) -> tuple[AbstractFileSystem, str]:
+    """Return the fsspec filesystem for ``url`` and the path inside it (protocol stripped).
+
+    For ``s3://`` without an explicit endpoint, ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
+    (MinIO, moto, other S3-compatible stores) is honoured, as in :mod:`rsray.data.shards`.
+    """
+    options = dict(storage_options or {})
+    if url.startswith("s3://") and "endpoint_url" not in options.get("client_kwargs", {}):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["client_kwargs"] = {**options.get("client_kwargs", {}),
+                                        "endpoint_url": endpoint}
+    return fsspec.core.url_to_fs(url, **options)
+
+
+def is_local(fs: AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the local filesystem (rasterio can open its paths directly)."""
+    return isinstance(fs, LocalFileSystem)
+
+
+def is_remote_url(url: str) -> bool:
+    """Whether ``url`` names a non-local filesystem (``s3://...``, ``memory://...``)."""
+    return "://" in url and not url.startswith("file://")
+
+
+def join_url(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or a URL, keeping the URL's protocol."""
+    if is_remote_url(base):
+        return posixpath.join(base.rstrip("/"), *parts)
+    return os.path.join(base, *parts)
+
+
+def normalise_root(url: str) -> str:
+    """Absolute local path (Ray tasks may run elsewhere) or the URL without a trailing ``/``."""
+    if is_remote_url(url):
+        return url.rstrip("/")
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    return os.path.abspath(os.path.expanduser(url))
+
+
+def list_subdirs(url: str, storage_options: StorageOptions = None) -> list[str]:
+    """Names (not paths) of the immediate sub-folders of ``url``, sorted.
+
+    Raises:
+        FileNotFoundError: ``url`` does not exist or is not a folder.
+    """
+    fs, path = get_fs(url, storage_options)
+    if is_local(fs):
+        # os.scandir reads the entry type from the directory listing: no stat per entry,
+        # which matters for 590,326 patch folders.
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir())
+    if not fs.isdir(path):
+        raise FileNotFoundError(url)
+    entries = fs.ls(path, detail=True)
+    return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries
+                  if e.get("type") == "directory")
+
+
+def read_bytes(url: str, storage_options: StorageOptions = None) -> bytes:
+    """Return the whole content of one (small) file.
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    fs, path = get_fs(url, storage_options)
+    if is_local(fs):
+        with open(path, "rb") as f:
+            return f.read()
+    return fs.cat_file(path)
+
+
+def gdal_env() -> rasterio.Env:
+    """Return a rasterio environment that never hands cloud credentials to GDAL.
+
+    Without it, every ``rasterio.open`` builds a boto3 session when AWS variables are set
+    (about 13 ms per file); remote bytes come through fsspec anyway.
+    """
+    return rasterio.Env(session=DummySession())
+
+
+@dataclass(frozen=True)
+class Band:
+    """One single-band raster as read from disk."""
+
+    path: str
+    """The file (local path or URL) it came from."""
+    array: np.ndarray
+    """``(height, width)`` pixels in the file's own dtype."""
+    crs: CRS | None
+    bounds: BoundingBox
+
+
+def _from_dataset(src: DatasetReader, path: str) -> Band:
+    if src.count != 1:
+        raise PatchError(path, f"has {src.count} bands, expected a single-band GeoTIFF")
+    arr = src.read(1)
+    return Band(path=path, array=arr, crs=src.crs, bounds=src.bounds)
+
+
+def _describe(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    text = str(exc)
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} ({cause})"
+    return text
+
+
+def _read_local(path: str) -> Band:
+    try:
+        with rasterio.open(path) as src:
+            return _from_dataset(src, path)
+    except PatchError:
+        raise
+    except (RasterioError, OSError, ValueError) as exc:
+        if not os.path.exists(path):
+            raise PatchError(path, "missing band file") from None
+        raise PatchError(path, f"unreadable or truncated GeoTIFF: {_describe(exc)}") from None
+
+
+def _read_blob(path: str, blob: bytes) -> Band:
+    try:
+        with MemoryFile(blob) as mem, mem.open() as src:
+            return _from_dataset(src, path)
+    except PatchError:
+        raise
+    except (RasterioError, OSError, ValueError) as exc:
+        raise PatchError(path, f"unreadable or truncated GeoTIFF: {_describe(exc)}") from None
+
+
+def read_bands(urls: Sequence[str], storage_options: StorageOptions = None) -> list[Band]:
+    """Read single-band GeoTIFFs (band 1 of each), in the order given.
+
+    Remote files are fetched concurrently with one ``fs.cat`` call.
+
+    Raises:
+        PatchError: naming the first file that is missing, unreadable, truncated or has more
+            than one band.
+    """
+    if not urls:
+        return []
+    with warnings.catch_warnings(), gdal_env():
+        # A file without geotransform is caught by the caller's bounds check; GDAL's
+        # warning would only add noise to the logs.
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        fs, _ = get_fs(urls[0], storage_options)
+        if is_local(fs):
+            return [_read_local(get_fs(u, storage_options)[1]) for u in urls]
+        paths = [get_fs(u, storage_options)[1] for u in urls]
+        blobs = fs.cat(paths, on_error="return")
+        bands = []
+        for url, path in zip(urls, paths, strict=True):
+            blob = blobs.get(path)
+            if blob is None or isinstance(blob, FileNotFoundError):
+                raise PatchError(url, "missing band file")
+            if isinstance(blob, BaseException):
+                raise PatchError(url, f"could not be fetched: {type(blob).__name__}: {blob}")
+            bands.append(_read_blob(url, blob))
+        return bands
