@@ -1,0 +1,37 @@
+"""Fusion models and their registry.
+
+Importing this package registers every model family (timm habit): ``cnn_fusion`` (early and
+late fusion around timm backbones) and ``progressive`` (SE encoder-decoder with per-stage
+fusion and backprojection). Build a model by name::
+
+    from rsray.models import create_model, list_models
+
+    model = create_model("progressive_fusion_small", modalities={"s2": 10, "s1": 2},
+                         num_classes=19, metadata_dim=0, refine_steps=2)
+    logits = model({"s2": s2, "s1": s1})          # (B, 19)
+"""
+
+from rsray.models import cnn_fusion, progressive
+from rsray.models.registry import (
+    CONTRACT,
+    build_model_with_cfg,
+    create_model,
+    is_model,
+    list_models,
+    model_entrypoint,
+    model_module,
+    register_model,
+)
+
+__all__ = [
+    "CONTRACT",
+    "build_model_with_cfg",
+    "cnn_fusion",
+    "create_model",
+    "is_model",
+    "list_models",
+    "model_entrypoint",
+    "model_module",
+    "progressive",
+    "register_model",
+]

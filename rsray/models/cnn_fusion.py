@@ -1,0 +1,472 @@
+"""Early and late fusion around timm CNN backbones.
+
+Early fusion (input-level; SEN12MS "early", GLOBE "early")::
+
+    s2 (B, 10, H, W) ─┐
+    s1 (B,  2, H, W) ─┴─ concat (B, 12, H, W) ─ timm backbone (in_chans=12) ─ logits
+                                              └─ (+ metadata MLP, concatenated before the head)
+
+Late fusion (decision-level; SEN12MS "late", LF-DLM's weighted geometric mean)::
+
+    s2 ─ timm backbone (in_chans=10) ─ logits_s2 ─┐
+    s1 ─ timm backbone (in_chans=2)  ─ logits_s1 ─┼─ combine ─ logits
+    metadata ─ MLP ───────────────── logits_meta ─┘   (only with metadata_dim > 0)
+
+``combine="mean_logits"`` takes the weighted mean of the logits. ``combine="geometric"``
+combines per-branch *probabilities* by a weighted geometric mean ``p = Π p_m^{w_m}`` (weights
+normalised to sum 1) and returns logits again, so the usual losses apply:
+
+* ``task="multilabel"`` (BigEarthNet): per class, ``p_m = sigmoid(z_m)`` and the output is
+  ``logit(p)``, computed in log space (:func:`geometric_mean_logits`) so it stays finite and
+  exact for saturated branches; feed it to ``BCEWithLogitsLoss``.
+* ``task="multiclass"``: ``p_m = softmax(z_m)`` and the output is the log of the
+  renormalised geometric mean (a valid log-softmax); feed it to ``CrossEntropyLoss``.
+
+Note that the *renormalised* geometric mean of Bernoulli distributions is just the sigmoid of
+the weighted mean logit; the unnormalised ``Π p_m^{w_m}`` used here is the LF-DLM rule and is
+more conservative (it is never above the largest branch probability).
+
+Backbones come from timm (``timm.create_model(name, in_chans=..., num_classes=...)``), so
+every timm CNN name works; ``pretrained=True`` loads timm's weights (and adapts the first
+convolution to the channel count) where the machine can reach the hub.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsray.errors import ConfigError
+from rsray.models.layers.fusion import (
+    MetadataEmbedding,
+    check_int,
+    check_metadata_dim,
+    gather_inputs,
+    get_metadata,
+    validate_modalities,
+)
+from rsray.models.registry import build_model_with_cfg, register_model
+
+__all__ = ["EarlyFusionCNN", "LateFusionCNN", "create_timm_backbone", "geometric_mean_logits"]
+
+# A ResNet with one BasicBlock per stage, 8-16 channels and a 3x(3x3) stem: ~12k parameters
+# for 12 input channels. Used by the test_* variants.
+_TINY_RESNET: dict[str, Any] = {
+    "layers": (1, 1, 1, 1),
+    "channels": (8, 8, 16, 16),
+    "stem_width": 4,
+    "stem_type": "deep",
+}
+
+
+def create_timm_backbone(
+    name: str,
+    *,
+    in_chans: int,
+    num_classes: int,
+    pretrained: bool = False,
+    drop_rate: float = 0.0,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """``timm.create_model`` with rsray's error messages.
+
+    Args:
+        name: a timm model name (``resnet18``, ``resnet50``, ``mobilenetv2_100``, ...).
+        in_chans: input channels.
+        num_classes: classifier outputs; 0 returns pooled features (``model.num_features``).
+        pretrained: load timm's pretrained weights (needs the Hugging Face hub).
+        drop_rate: dropout before timm's classifier.
+        backbone_kwargs: further keyword arguments for the timm model (e.g. ``layers``).
+
+    Raises:
+        ConfigError: unknown timm name, arguments timm rejects, or weights that cannot load.
+    """
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.7)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"backbone: {name!r} is not a timm model{hint}")
+    try:
+        return timm.create_model(
+            name,
+            pretrained=pretrained,
+            in_chans=in_chans,
+            num_classes=num_classes,
+            drop_rate=drop_rate,
+            **dict(backbone_kwargs or {}),
+        )
+    except TypeError as e:
+        raise ConfigError(f"backbone_kwargs: timm model {name!r} rejected them: {e}") from e
+    except (OSError, RuntimeError) as e:
+        if not pretrained:
+            raise
+        raise ConfigError(
+            f"pretrained: could not load timm weights for {name!r} ({e}); "
+            "use pretrained=False where the Hugging Face hub cannot be reached"
+        ) from e
+
+
+def _log_softplus_neg(z: Tensor) -> Tensor:
+    """``log(softplus(-z)) = log(-log sigmoid(z))``, finite and accurate for any ``z``."""
+    big = z > 15.0
+    zb = z.clamp(min=15.0)  # log(log1p(u)) ≈ log(u) - u/2 for u = exp(-z) tiny
+    zs = z.clamp(max=15.0)
+    return torch.where(big, -zb - 0.5 * torch.exp(-zb), torch.log(F.softplus(-zs)))
+
+
+def _log1m_exp_neg_exp(log_neg_lp: Tensor) -> Tensor:
+    """``log(1 - p)`` given ``L = log(-log p)``, i.e. ``log(1 - exp(-exp(L)))``, stably."""
+    small = log_neg_lp < -10.0
+    ls = log_neg_lp.clamp(max=-10.0)  # 1 - exp(-a) = a (1 - a/2 + ...) for a = exp(L) tiny
+    lb = log_neg_lp.clamp(min=-10.0)
+    return torch.where(small, ls - 0.5 * torch.exp(ls), torch.log(-torch.expm1(-torch.exp(lb))))
+
+
+def geometric_mean_logits(
+    logits: Sequence[Tensor],
+    weights: Tensor | Sequence[float],
+    task: Literal["multilabel", "multiclass"] = "multilabel",
+) -> Tensor:
+    """Weighted geometric mean of per-branch probabilities, returned as logits.
+
+    Args:
+        logits: one (B, K) logit tensor per branch.
+        weights: one non-negative weight per branch; they are normalised to sum 1.
+        task: ``"multilabel"``: ``p = Π sigmoid(z_m)^{w_m}`` per class, returns ``logit(p)``;
+            ``"multiclass"``: ``p ∝ Π softmax(z_m)^{w_m}``, returns ``log p`` (normalised).
+
+    Returns:
+        (B, K) float32 logits.
+    """
+    z = torch.stack([t.float() for t in logits], dim=0)  # (M, B, K)
+    w = torch.as_tensor(weights, dtype=z.dtype, device=z.device)
+    w = (w / w.sum()).view(-1, *([1] * (z.dim() - 1)))
+    if task == "multiclass":
+        return torch.log_softmax((w * torch.log_softmax(z, dim=-1)).sum(0), dim=-1)
+    if task != "multilabel":
+        raise ConfigError(f"task: must be 'multilabel' or 'multiclass', got {task!r}")
+    # log p = sum_m w_m log sigmoid(z_m) <= 0, and
+    # log(-log p) = logsumexp_m(log w_m + log softplus(-z_m)); log(1 - p) is computed from the
+    # latter, so a saturated p (close to 1) keeps its exact logit instead of becoming inf.
+    log_p = (w * F.logsigmoid(z)).sum(0)
+    log_neg_log_p = torch.logsumexp(torch.log(w) + _log_softplus_neg(z), dim=0)
+    return log_p - _log1m_exp_neg_exp(log_neg_log_p)
+
+
+class EarlyFusionCNN(nn.Module):
+    """Modalities concatenated on channels into one timm backbone.
+
+    Args:
+        modalities: modality name → channels, e.g. ``{"s2": 10, "s1": 2}``.
+        num_classes: number of outputs (logits).
+        metadata_dim: length of the metadata vector; 0 for none. With metadata, the
+            backbone's pooled features are concatenated with an MLP embedding of it before
+            a linear head.
+        backbone: timm model name.
+        pretrained: load timm's pretrained weights.
+        drop_rate: dropout before the classifier.
+        meta_embed_dim: width of the metadata embedding.
+        backbone_kwargs: further arguments for ``timm.create_model``.
+    """
+
+    def __init__(
+        self,
+        *,
+        modalities: Mapping[str, int],
+        num_classes: int,
+        metadata_dim: int = 0,
+        backbone: str = "resnet18",
+        pretrained: bool = False,
+        drop_rate: float = 0.0,
+        meta_embed_dim: int = 64,
+        backbone_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        mods = validate_modalities(modalities)
+        _check_common(num_classes, drop_rate)
+        num_classes = int(num_classes)
+        meta_embed_dim = check_int("meta_embed_dim", meta_embed_dim, 1)
+        self.modalities: tuple[str, ...] = tuple(mods)
+        self.in_chans = dict(mods)
+        self.num_classes = num_classes
+        self.metadata_dim = metadata_dim = check_metadata_dim(metadata_dim)
+        in_chans = sum(mods.values())
+        head_classes = num_classes if metadata_dim == 0 else 0
+        self.backbone = create_timm_backbone(
+            backbone,
+            in_chans=in_chans,
+            num_classes=head_classes,
+            pretrained=pretrained,
+            drop_rate=drop_rate,
+            backbone_kwargs=backbone_kwargs,
+        )
+        if metadata_dim > 0:
+            self.meta_embed: MetadataEmbedding | None = MetadataEmbedding(
+                metadata_dim, meta_embed_dim
+            )
+            self.head: nn.Module | None = nn.Linear(
+                self.backbone.num_features + meta_embed_dim, num_classes
+            )
+        else:
+            self.meta_embed = None
+            self.head = None
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """Logits (B, num_classes) from ``{modality: (B, C, H, W)}`` (+ ``"metadata"``)."""
+        x = torch.cat(gather_inputs(inputs, self.modalities), dim=1)
+        out = self.backbone(x)
+        meta = get_metadata(inputs, self.metadata_dim)
+        if meta is not None and self.meta_embed is not None and self.head is not None:
+            out = self.head(torch.cat([out, self.meta_embed(meta)], dim=1))
+        return out
+
+
+class LateFusionCNN(nn.Module):
+    """One timm backbone per modality; their predictions are combined.
+
+    Args:
+        modalities: modality name → channels.
+        num_classes: number of outputs (logits).
+        metadata_dim: length of the metadata vector; 0 for none. With metadata, an MLP
+            branch predicts logits from it and takes part in the combination.
+        backbone: timm model name for every modality, or a mapping modality → name.
+        combine: ``"mean_logits"`` (weighted mean of logits) or ``"geometric"`` (weighted
+            geometric mean of probabilities, returned as logits; see the module docstring).
+        weights: branch weights, as a sequence in branch order (modalities, then metadata)
+            or a mapping branch name → weight (metadata branch: ``"metadata"``); normalised
+            to sum 1. ``None``: equal weights. LF-DLM used 0.7/0.3.
+        task: ``"multilabel"`` (sigmoid) or ``"multiclass"`` (softmax) probabilities for
+            ``combine="geometric"``.
+        pretrained: load timm's pretrained weights.
+        drop_rate: dropout before each backbone's classifier.
+        meta_embed_dim: width of the metadata MLP.
+        backbone_kwargs: further arguments for ``timm.create_model`` (every branch).
+    """
+
+    def __init__(
+        self,
+        *,
+        modalities: Mapping[str, int],
+        num_classes: int,
+        metadata_dim: int = 0,
+        backbone: str | Mapping[str, str] = "resnet18",
+        combine: Literal["mean_logits", "geometric"] = "mean_logits",
+        weights: Sequence[float] | Mapping[str, float] | None = None,
+        task: Literal["multilabel", "multiclass"] = "multilabel",
+        pretrained: bool = False,
+        drop_rate: float = 0.0,
+        meta_embed_dim: int = 64,
+        backbone_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        mods = validate_modalities(modalities)
+        _check_common(num_classes, drop_rate)
+        num_classes = int(num_classes)
+        meta_embed_dim = check_int("meta_embed_dim", meta_embed_dim, 1)
+        if combine not in ("mean_logits", "geometric"):
+            raise ConfigError(f"combine: must be 'mean_logits' or 'geometric', got {combine!r}")
+        if task not in ("multilabel", "multiclass"):
+            raise ConfigError(f"task: must be 'multilabel' or 'multiclass', got {task!r}")
+        self.modalities: tuple[str, ...] = tuple(mods)
+        self.in_chans = dict(mods)
+        self.num_classes = num_classes
+        self.metadata_dim = metadata_dim = check_metadata_dim(metadata_dim)
+        self.combine = combine
+        self.task = task
+        if isinstance(backbone, Mapping):
+            missing = [m for m in mods if m not in backbone]
+            if missing:
+                raise ConfigError(f"backbone: no backbone given for modalities {missing}")
+            names = {m: backbone[m] for m in mods}
+        else:
+            names = dict.fromkeys(mods, backbone)
+        self.branches = nn.ModuleDict(
+            {
+                m: create_timm_backbone(
+                    names[m],
+                    in_chans=c,
+                    num_classes=num_classes,
+                    pretrained=pretrained,
+                    drop_rate=drop_rate,
+                    backbone_kwargs=backbone_kwargs,
+                )
+                for m, c in mods.items()
+            }
+        )
+        self.meta_branch: nn.Module | None = None
+        if metadata_dim > 0:
+            self.meta_branch = nn.Sequential(
+                MetadataEmbedding(metadata_dim, meta_embed_dim),
+                nn.Linear(meta_embed_dim, num_classes),
+            )
+        self.branch_names: tuple[str, ...] = self.modalities + (
+            ("metadata",) if metadata_dim > 0 else ()
+        )
+        self.register_buffer(
+            "combine_weights", _branch_weights(weights, self.branch_names), persistent=False
+        )
+
+    def branch_logits(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
+        """Return the logits of every branch, in ``branch_names`` order."""
+        xs = gather_inputs(inputs, self.modalities)
+        out = [self.branches[m](x) for m, x in zip(self.modalities, xs, strict=True)]
+        meta = get_metadata(inputs, self.metadata_dim)
+        if meta is not None and self.meta_branch is not None:
+            out.append(self.meta_branch(meta))
+        return out
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """Return the combined logits (B, num_classes)."""
+        logits = self.branch_logits(inputs)
+        w: Tensor = self.combine_weights
+        if self.combine == "geometric":
+            return geometric_mean_logits(logits, w, self.task)
+        stacked = torch.stack(logits, dim=0)
+        return (w.to(stacked.dtype).view(-1, 1, 1) * stacked).sum(0)
+
+
+def _check_common(num_classes: int, drop_rate: float) -> None:
+    check_int("num_classes", num_classes, 1)
+    if not isinstance(drop_rate, numbers.Real) or not 0.0 <= drop_rate < 1.0:
+        raise ConfigError(f"drop_rate: must be in [0, 1), got {drop_rate!r}")
+
+
+def _branch_weights(
+    weights: Sequence[float] | Mapping[str, float] | None, names: Sequence[str]
+) -> Tensor:
+    """Normalised branch weights as a float tensor, checked."""
+    if weights is None:
+        values = [1.0] * len(names)
+    elif isinstance(weights, Mapping):
+        unknown = [k for k in weights if k not in names]
+        missing = [n for n in names if n not in weights]
+        if unknown or missing:
+            raise ConfigError(
+                f"weights: keys must be exactly {list(names)}; unknown {unknown}, missing {missing}"
+            )
+        values = [float(weights[n]) for n in names]
+    else:
+        values = [float(v) for v in weights]
+        if len(values) != len(names):
+            raise ConfigError(
+                f"weights: {len(values)} given for {len(names)} branches {list(names)}"
+            )
+    if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise ConfigError(f"weights: must be finite, >= 0 and not all 0; got {values}")
+    total = sum(values)
+    return torch.tensor([v / total for v in values], dtype=torch.float32)
+
+
+def _early(variant: str, defaults: dict[str, Any], kwargs: dict[str, Any]) -> EarlyFusionCNN:
+    return build_model_with_cfg(EarlyFusionCNN, variant, defaults, kwargs)
+
+
+def _late(variant: str, defaults: dict[str, Any], kwargs: dict[str, Any]) -> LateFusionCNN:
+    return build_model_with_cfg(LateFusionCNN, variant, defaults, kwargs)
+
+
+# --------------------------------------------------------------------------- variants
+
+
+@register_model
+def early_fusion_cnn(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionCNN:
+    """Early fusion around any timm backbone (``backbone=``, default ``resnet18``)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _early("early_fusion_cnn", {}, kwargs)
+
+
+@register_model
+def early_fusion_resnet18(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionCNN:
+    """Early fusion, timm ``resnet18`` (11 M parameters)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _early("early_fusion_resnet18", {"backbone": "resnet18"}, kwargs)
+
+
+@register_model
+def early_fusion_resnet50(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionCNN:
+    """Early fusion, timm ``resnet50`` (the GLOBE study's encoder; 24 M parameters)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _early("early_fusion_resnet50", {"backbone": "resnet50"}, kwargs)
+
+
+@register_model
+def early_fusion_mobilenetv2(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionCNN:
+    """Early fusion, timm ``mobilenetv2_100`` (2.2 M parameters)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _early("early_fusion_mobilenetv2", {"backbone": "mobilenetv2_100"}, kwargs)
+
+
+@register_model
+def late_fusion_cnn(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> LateFusionCNN:
+    """Late fusion around any timm backbone (``backbone=``, default ``resnet18``)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _late("late_fusion_cnn", {}, kwargs)
+
+
+@register_model
+def late_fusion_resnet18(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> LateFusionCNN:
+    """Late fusion, one timm ``resnet18`` per modality, mean of logits."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _late("late_fusion_resnet18", {"backbone": "resnet18"}, kwargs)
+
+
+@register_model
+def late_fusion_resnet50(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> LateFusionCNN:
+    """Late fusion, one timm ``resnet50`` per modality, mean of logits."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _late("late_fusion_resnet50", {"backbone": "resnet50"}, kwargs)
+
+
+@register_model
+def late_fusion_mobilenetv2(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> LateFusionCNN:
+    """Late fusion, one timm ``mobilenetv2_100`` per modality, mean of logits."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _late("late_fusion_mobilenetv2", {"backbone": "mobilenetv2_100"}, kwargs)
+
+
+@register_model
+def test_early_fusion_cnn(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionCNN:
+    """Tiny early fusion (a 4-stage ResNet with 8-16 channels) for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {"backbone": "resnet18", "backbone_kwargs": _TINY_RESNET, "meta_embed_dim": 8}
+    return _early("test_early_fusion_cnn", defaults, kwargs)
+
+
+@register_model
+def test_late_fusion_cnn(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> LateFusionCNN:
+    """Tiny late fusion with the geometric-mean combination, for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {
+        "backbone": "resnet18",
+        "backbone_kwargs": _TINY_RESNET,
+        "combine": "geometric",
+        "meta_embed_dim": 8,
+    }
+    return _late("test_late_fusion_cnn", defaults, kwargs)

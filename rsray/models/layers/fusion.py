@@ -1,0 +1,258 @@
+"""Fusion layers: merge N modality feature maps at one stage, and inject metadata.
+
+:class:`StageFusion` is the fusion layer of the progressive fusion encoder (one per stage)::
+
+    x_1 (B, C_1, H, W) ─┐
+    x_2 (B, C_2, H, W) ─┼─ [gate: x_m * sigmoid(1x1 conv(concat))_m] ─ concat ─ 1x1 conv ─ BN ─ act
+    ...                 ┘                                                                  │
+    metadata embedding (B, E) ───────────────── FiLM: y * (1 + g(e)) + b(e) ◄──────────────┘
+
+The optional gate is the "learned attention / gated fusion" of the geo-covariates study: a
+per-pixel weight for every modality, computed from all of them. The metadata branch is a
+small MLP (:class:`MetadataEmbedding`, computed once per forward) followed by a per-stage
+:class:`MetadataInjection` that either adds a broadcast bias (``"add"``) or scales and shifts
+every channel (``"film"``, Perez et al. 2018).
+
+The module also holds the input helpers every fusion model uses:
+:func:`validate_modalities` (constructor side) and :func:`gather_inputs` /
+:func:`get_metadata` (forward side).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsray.errors import ConfigError
+
+__all__ = [
+    "METADATA_KEY",
+    "MetadataEmbedding",
+    "MetadataInjection",
+    "StageFusion",
+    "check_int",
+    "check_metadata_dim",
+    "gather_inputs",
+    "get_metadata",
+    "validate_modalities",
+]
+
+METADATA_KEY = "metadata"
+"""Key of the metadata vector in a model's input dict (never a modality name)."""
+
+
+def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    """Check that ``value`` is an integer in ``[lo, hi]`` and return it as ``int``.
+
+    NumPy integers count (Ray Tune and Optuna may sample them); booleans do not.
+
+    Raises:
+        ConfigError: naming the argument, the allowed range and the value.
+    """
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= lo
+    if ok and hi is not None:
+        ok = value <= hi
+    if not ok:
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{name}: must be an integer {rng}, got {value!r}")
+    return int(value)
+
+
+def validate_modalities(modalities: Mapping[str, int]) -> dict[str, int]:
+    """Check a ``{modality name: channels}`` mapping and return it as a plain dict.
+
+    Raises:
+        ConfigError: the mapping is empty, a name is not a non-empty string or is
+            ``"metadata"``, or a channel count is not a positive integer.
+    """
+    if not isinstance(modalities, Mapping) or not modalities:
+        raise ConfigError(
+            "modalities: a non-empty mapping of modality name to channel count is needed, "
+            f"e.g. {{'s2': 10, 's1': 2}}; got {modalities!r}"
+        )
+    out: dict[str, int] = {}
+    for name, chans in modalities.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"modalities: names must be non-empty strings, got {name!r}")
+        if "." in name:
+            raise ConfigError(f"modalities: names may not contain '.', got {name!r}")
+        if name == METADATA_KEY:
+            raise ConfigError(
+                f"modalities: {METADATA_KEY!r} is reserved for the metadata vector; "
+                "pass metadata_dim instead"
+            )
+        out[name] = check_int(f"modalities: channel count of {name!r}", chans, 1)
+    return out
+
+
+def check_metadata_dim(metadata_dim: int) -> int:
+    """Check ``metadata_dim`` (0 = no metadata) and return it."""
+    return check_int("metadata_dim", metadata_dim, 0)
+
+
+def gather_inputs(inputs: Mapping[str, Tensor], modalities: Sequence[str]) -> list[Tensor]:
+    """Return the modality tensors of ``inputs`` in the order of ``modalities``.
+
+    Raises:
+        KeyError: a modality is missing (the message lists what was given).
+    """
+    try:
+        return [inputs[m] for m in modalities]
+    except KeyError as e:
+        raise KeyError(
+            f"input modality {e.args[0]!r} is missing; the model needs {list(modalities)} "
+            f"and got {sorted(inputs)}"
+        ) from None
+
+
+def get_metadata(inputs: Mapping[str, Tensor], metadata_dim: int) -> Tensor | None:
+    """Return the ``(B, metadata_dim)`` metadata tensor, or ``None`` when the model takes none.
+
+    Metadata given to a model built with ``metadata_dim=0`` is ignored.
+
+    Raises:
+        KeyError: the model needs metadata and ``inputs`` has none.
+        ValueError: the metadata has the wrong shape.
+    """
+    if metadata_dim == 0:
+        return None
+    if METADATA_KEY not in inputs:
+        raise KeyError(
+            f"input {METADATA_KEY!r} is missing; the model was built with "
+            f"metadata_dim={metadata_dim}"
+        )
+    meta = inputs[METADATA_KEY]
+    if meta.dim() != 2 or meta.shape[1] != metadata_dim:
+        raise ValueError(
+            f"input {METADATA_KEY!r} must have shape (B, {metadata_dim}), got {tuple(meta.shape)}"
+        )
+    return meta
+
+
+class MetadataEmbedding(nn.Module):
+    """Two-layer MLP embedding of a metadata vector: Linear → act → Linear → act.
+
+    Args:
+        metadata_dim: length of the metadata vector.
+        embed_dim: width of the embedding.
+        act_layer: activation.
+        drop: dropout on the embedding.
+    """
+
+    def __init__(
+        self,
+        metadata_dim: int,
+        embed_dim: int = 64,
+        act_layer: type[nn.Module] = nn.ReLU,
+        drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(metadata_dim, embed_dim),
+            act_layer(),
+            nn.Linear(embed_dim, embed_dim),
+            act_layer(),
+            nn.Dropout(drop),
+        )
+
+    def forward(self, meta: Tensor) -> Tensor:
+        """Embed ``meta`` (B, metadata_dim) into (B, embed_dim)."""
+        return self.mlp(meta)
+
+
+class MetadataInjection(nn.Module):
+    """Broadcast a metadata embedding into a feature map.
+
+    Args:
+        embed_dim: width of the metadata embedding.
+        channels: channels of the feature map.
+        mode: ``"add"``: ``x + b(e)``; ``"film"``: ``x * (1 + g(e)) + b(e)`` with ``g``, ``b``
+            linear in the embedding ``e``.
+    """
+
+    def __init__(
+        self, embed_dim: int, channels: int, mode: Literal["film", "add"] = "film"
+    ) -> None:
+        super().__init__()
+        if mode not in ("film", "add"):
+            raise ConfigError(f"metadata_mode: must be 'film' or 'add', got {mode!r}")
+        self.mode = mode
+        self.channels = channels
+        self.proj = nn.Linear(embed_dim, 2 * channels if mode == "film" else channels)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """Condition ``x`` (B, C, H, W) on ``emb`` (B, embed_dim)."""
+        p = self.proj(emb)[:, :, None, None]
+        if self.mode == "add":
+            return x + p
+        gamma, beta = p.split(self.channels, dim=1)
+        return x * (1.0 + gamma) + beta
+
+
+class StageFusion(nn.Module):
+    """Merge N modality feature maps of one stage into one (concat + 1x1 conv + BN + act).
+
+    Inputs of different spatial sizes are resized (bilinear) to the first one's size.
+
+    Args:
+        in_channels: channels of each modality's feature map, in input order.
+        out_channels: channels of the fused map.
+        gated: weight each modality per pixel by a learned sigmoid gate before merging.
+        meta_embed_dim: width of the metadata embedding to inject; 0 for none.
+        metadata_mode: ``"film"`` or ``"add"`` (see :class:`MetadataInjection`).
+        act_layer: activation after the normalisation.
+        norm_layer: normalisation after the 1x1 convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: int,
+        gated: bool = False,
+        meta_embed_dim: int = 0,
+        metadata_mode: Literal["film", "add"] = "film",
+        act_layer: type[nn.Module] = nn.ReLU,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.in_channels = tuple(in_channels)
+        total = sum(self.in_channels)
+        self.gate = nn.Conv2d(total, len(self.in_channels), kernel_size=1) if gated else None
+        self.conv = nn.Conv2d(total, out_channels, kernel_size=1, bias=False)
+        self.norm = norm_layer(out_channels)
+        self.act = act_layer()
+        self.meta = (
+            MetadataInjection(meta_embed_dim, out_channels, metadata_mode)
+            if meta_embed_dim > 0
+            else None
+        )
+
+    def forward(self, features: Sequence[Tensor], meta_emb: Tensor | None = None) -> Tensor:
+        """Fuse ``features`` (one (B, C_m, H, W) map per modality) and optional metadata."""
+        if len(features) != len(self.in_channels):
+            raise ValueError(
+                f"StageFusion expects {len(self.in_channels)} feature maps, got {len(features)}"
+            )
+        size = features[0].shape[-2:]
+        feats = [
+            f
+            if f.shape[-2:] == size
+            else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+            for f in features
+        ]
+        x = torch.cat(feats, dim=1)
+        if self.gate is not None:
+            g = torch.sigmoid(self.gate(x))
+            x = torch.cat([f * g[:, i : i + 1] for i, f in enumerate(feats)], dim=1)
+        x = self.act(self.norm(self.conv(x)))
+        if self.meta is not None:
+            if meta_emb is None:
+                raise ValueError("StageFusion was built with metadata; pass meta_emb")
+            x = self.meta(x, meta_emb)
+        return x

@@ -1,0 +1,370 @@
+"""Model registry and fusion families (timm's tests/test_models.py habit).
+
+Every registered model runs forward + backward on tiny inputs; every parameter must get a
+finite gradient and the logits must have the right shape and no NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from rsray.errors import ConfigError
+from rsray.models import create_model, is_model, list_models, model_entrypoint, register_model
+from rsray.models.cnn_fusion import geometric_mean_logits
+from rsray.models.layers import (
+    BackProjection,
+    MetadataInjection,
+    SqueezeExcite,
+    StageFusion,
+    se_hidden_width,
+)
+from rsray.models.progressive import ProgressiveFusion
+
+MODALITIES = {"s2": 10, "s1": 2}
+NUM_CLASSES = 5
+META_DIM = 4
+TINY_RESNET = {"layers": (1, 1, 1, 1), "channels": (8, 8, 16, 16), "stem_width": 4,
+               "stem_type": "deep"}
+
+# Small settings for the generic family names (they default to full-size backbones).
+GENERIC_SMALL: dict[str, dict[str, Any]] = {
+    "early_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET},
+    "late_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET},
+    "progressive_fusion": {"depth": 2, "width": 8, "reduction": 4},
+}
+CHEAP = {n for n in list_models() if n.startswith("test_")} | set(GENERIC_SMALL)
+
+
+def _inputs(
+    batch: int = 2, size: int = 32, metadata_dim: int = 0, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = {m: torch.randn(batch, c, size, size, generator=g) for m, c in MODALITIES.items()}
+    if metadata_dim:
+        x["metadata"] = torch.randn(batch, metadata_dim, generator=g)
+    return x
+
+
+def _build(name: str, metadata_dim: int = 0, **kwargs: Any) -> nn.Module:
+    torch.manual_seed(0)
+    kw = {**GENERIC_SMALL.get(name, {}), **kwargs}
+    return create_model(
+        name, modalities=MODALITIES, num_classes=NUM_CLASSES, metadata_dim=metadata_dim, **kw
+    )
+
+
+def _check_forward_backward(model: nn.Module, inputs: dict[str, torch.Tensor]) -> None:
+    model.train()
+    out = model(inputs)
+    assert out.shape == (next(iter(inputs.values())).shape[0], NUM_CLASSES)
+    assert torch.isfinite(out).all()
+    out.mean().backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None, f"{name} got no gradient"
+            assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_every_family() -> None:
+    names = list_models()
+    assert names == sorted(names)
+    for expected in [
+        "early_fusion_cnn", "early_fusion_resnet18", "early_fusion_resnet50",
+        "early_fusion_mobilenetv2", "late_fusion_cnn", "late_fusion_resnet18",
+        "late_fusion_resnet50", "progressive_fusion", "progressive_fusion_small",
+        "progressive_fusion_base", "progressive_fusion_mobilenetv2", "test_early_fusion_cnn",
+        "test_late_fusion_cnn", "test_progressive_fusion",
+    ]:  # fmt: skip
+        assert expected in names and is_model(expected)
+    assert list_models("progressive_*") == [n for n in names if n.startswith("progressive_")]
+    assert list_models("test_*") == ["test_early_fusion_cnn", "test_late_fusion_cnn",
+                                     "test_progressive_fusion"]
+    assert list_models("nothing*") == []
+    assert not is_model("resnet18")
+
+
+def test_unknown_model_name_lists_close_matches() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'progresive_fusion_smal'") as e:
+        create_model("progresive_fusion_smal", modalities=MODALITIES, num_classes=3)
+    assert "progressive_fusion_small" in str(e.value)
+    with pytest.raises(ConfigError, match="unknown model"):
+        model_entrypoint("nope")
+
+
+def test_bad_kwarg_names_model_and_argument() -> None:
+    with pytest.raises(ConfigError, match=r"'progressive_fusion_small'.*'depht'.*'depth'"):
+        create_model("progressive_fusion_small", modalities=MODALITIES, num_classes=3, depht=3)
+    with pytest.raises(ConfigError, match=r"'test_late_fusion_cnn': combine"):
+        create_model("test_late_fusion_cnn", modalities=MODALITIES, num_classes=3,
+                     combine="max")
+    with pytest.raises(ConfigError, match=r"'progressive_fusion'.*depth"):
+        create_model("progressive_fusion", modalities=MODALITIES, num_classes=3, depth=7)
+    with pytest.raises(ConfigError, match=r"'early_fusion_cnn'.*'modalities'"):
+        create_model("early_fusion_cnn", num_classes=3)
+    with pytest.raises(ConfigError, match=r"'early_fusion_cnn'.*resnet18"):
+        create_model("early_fusion_cnn", modalities=MODALITIES, num_classes=3,
+                     backbone="resnet181")
+    with pytest.raises(ConfigError, match="reserved"):
+        create_model("test_progressive_fusion", modalities={"metadata": 3}, num_classes=3)
+    with pytest.raises(ConfigError, match="weights"):
+        create_model("test_late_fusion_cnn", modalities=MODALITIES, num_classes=3,
+                     weights=[1.0])
+
+
+def test_register_model_with_explicit_signature_is_checked() -> None:
+    @register_model
+    def _tmp_test_model(*, modalities: dict[str, int], num_classes: int,
+                        metadata_dim: int = 0) -> nn.Module:
+        return nn.Identity()
+
+    try:
+        assert is_model("_tmp_test_model")
+        with pytest.raises(ConfigError, match=r"'_tmp_test_model'.*'width'"):
+            create_model("_tmp_test_model", modalities=MODALITIES, num_classes=2, width=3)
+    finally:
+        from rsray.models import registry
+
+        registry._model_entrypoints.pop("_tmp_test_model")
+        registry._model_to_module.pop("_tmp_test_model")
+
+
+def test_variant_defaults_can_be_overridden() -> None:
+    m = _build("progressive_fusion_small", depth=2, width=8, reduction=4, dropout=0.5,
+               refine_steps=3)
+    assert isinstance(m, ProgressiveFusion)
+    assert (m.depth, m.channels, m.refine_steps) == (2, (8, 16), 3)
+    assert m.head_drop.p == 0.5
+    assert m.model_name == "progressive_fusion_small"
+    assert m.model_kwargs["depth"] == 2 and m.model_kwargs["num_classes"] == NUM_CLASSES
+    assert m.modalities == ("s2", "s1")
+    # Ray Tune / Optuna may sample NumPy scalars
+    m = _build("progressive_fusion_small", depth=np.int64(2), width=np.int64(8),
+               dropout=np.float32(0.25), metadata_dim=np.int64(3))
+    assert m.depth == 2 and isinstance(m.depth, int) and m.metadata_dim == 3
+
+
+# --------------------------------------------------------------------------- whole registry
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_forward_backward(name: str) -> None:
+    """Every registered model: forward + backward, shapes, no NaN, every grad present."""
+    model = _build(name)
+    assert model.modalities == tuple(MODALITIES)
+    _check_forward_backward(model, _inputs())
+    model.eval()
+    with torch.no_grad():
+        assert model(_inputs(batch=1, size=40)).shape == (1, NUM_CLASSES)
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP))
+def test_model_with_metadata(name: str) -> None:
+    model = _build(name, metadata_dim=META_DIM)
+    _check_forward_backward(model, _inputs(metadata_dim=META_DIM))
+    with pytest.raises(KeyError, match="metadata"):
+        model(_inputs())
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP))
+def test_zero_modality_gives_finite_output(name: str) -> None:
+    """Modality dropout zeroes a whole modality: no NaN, in train and eval mode."""
+    model = _build(name)
+    x = _inputs()
+    x["s1"] = torch.zeros_like(x["s1"])
+    _check_forward_backward(model, x)
+    x["s2"] = torch.zeros_like(x["s2"])
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(x)).all()
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP))
+def test_missing_modality_raises(name: str) -> None:
+    model = _build(name)
+    x = _inputs()
+    del x["s1"]
+    with pytest.raises(KeyError, match="'s1' is missing"):
+        model(x)
+
+
+# --------------------------------------------------------------------------- progressive
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"backbone": "mobilenetv2", "depth": 3, "width": 8, "reduction": 4},
+        {"backbone": "resnet_bottleneck", "depth": 3, "width": 8, "blocks_per_stage": 2},
+        {"depth": 2, "width": 8, "refine_steps": 0},
+        {"depth": 2, "width": 8, "refine_steps": 2, "gated_fusion": True,
+         "metadata_mode": "add"},
+    ],
+    ids=["mobilenetv2", "bottleneck", "no_refine", "gated_add_refine2"],
+)
+def test_progressive_options(kwargs: dict[str, Any]) -> None:
+    model = _build("progressive_fusion", metadata_dim=META_DIM, **kwargs)
+    _check_forward_backward(model, _inputs(metadata_dim=META_DIM))
+
+
+@pytest.mark.parametrize("size", [32, 33, 120])
+def test_progressive_any_input_size(size: int) -> None:
+    """Non-power-of-two sizes (BigEarthNet's 120) work at the largest depth."""
+    model = _build("progressive_fusion", depth=5, width=4, reduction=4, se_min_hidden=2)
+    _check_forward_backward(model, _inputs(size=size))
+
+
+def test_refine_steps_change_the_compute() -> None:
+    model = _build("test_progressive_fusion", refine_steps=1).eval()
+    x = _inputs()
+    outs, flops = [], []
+    for steps in (0, 1, 2):
+        model.refine_steps = steps
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            outs.append(model(x))
+        flops.append(counter.get_total_flops())
+    assert flops[0] < flops[1] < flops[2]
+    assert not torch.allclose(outs[0], outs[1])
+    assert not torch.allclose(outs[1], outs[2])
+    # refine_steps=0 builds no backprojection layers at all
+    plain = _build("test_progressive_fusion", refine_steps=0)
+    assert plain.backproj is None
+    assert not any(isinstance(m, BackProjection) for m in plain.modules())
+    assert any(isinstance(m, BackProjection) for m in model.modules())
+
+
+def test_progressive_uses_metadata() -> None:
+    model = _build("test_progressive_fusion", metadata_dim=META_DIM).eval()
+    x = _inputs(metadata_dim=META_DIM)
+    with torch.no_grad():
+        a = model(x)
+        x["metadata"] = x["metadata"] + 1.0
+        b = model(x)
+    assert not torch.allclose(a, b)
+
+
+def test_progressive_reduction_changes_se_width() -> None:
+    r4 = _build("progressive_fusion", depth=2, width=32, reduction=4, se_min_hidden=1)
+    r16 = _build("progressive_fusion", depth=2, width=32, reduction=16, se_min_hidden=1)
+    assert r4.encoders["s2"].se[0].hidden == 8 and r16.encoders["s2"].se[0].hidden == 2
+    assert r4.encoders["s2"].se[1].hidden == 16 and r16.encoders["s2"].se[1].hidden == 4
+    n4 = sum(p.numel() for p in r4.parameters())
+    n16 = sum(p.numel() for p in r16.parameters())
+    assert n4 > n16
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def test_se_reduction_and_min_hidden() -> None:
+    assert SqueezeExcite(64, reduction=4).hidden == 16
+    assert SqueezeExcite(64, reduction=8).hidden == 8
+    assert SqueezeExcite(64, reduction=16).hidden == 8  # min_hidden=8 wins over 64 // 16
+    assert SqueezeExcite(64, reduction=16, min_hidden=2).hidden == 4
+    assert SqueezeExcite(256, reduction=32).fc1.out_channels == 8
+    assert se_hidden_width(512, 16) == 32
+    with pytest.raises(ConfigError, match="reduction"):
+        SqueezeExcite(64, reduction=0)
+    se = SqueezeExcite(16, reduction=4)
+    x = torch.randn(2, 16, 5, 7)
+    y = se(x)
+    assert y.shape == x.shape
+    # the gate is in (0, 1) and per channel: y / x is constant over space
+    ratio = y / x
+    assert torch.allclose(ratio, ratio[..., :1, :1].expand_as(ratio), atol=1e-5)
+    assert ((ratio > 0) & (ratio < 1)).all()
+
+
+def test_backprojection_resizes_to_any_size() -> None:
+    bp = BackProjection(16, 8)
+    out = bp(torch.randn(2, 16, 15, 15), (30, 30))
+    assert out.shape == (2, 8, 30, 30)
+    assert bp(torch.randn(2, 16, 8, 8), (15, 15)).shape == (2, 8, 15, 15)
+
+
+def test_stage_fusion_gated_and_metadata() -> None:
+    fuse = StageFusion([4, 6], 8, gated=True, meta_embed_dim=3)
+    a, b = torch.randn(2, 4, 9, 9), torch.randn(2, 6, 5, 5)  # sizes may differ
+    out = fuse([a, b], torch.randn(2, 3))
+    assert out.shape == (2, 8, 9, 9)
+    with pytest.raises(ValueError, match="meta_emb"):
+        fuse([a, b])
+    inj = MetadataInjection(3, 8, mode="add")
+    x = torch.zeros(2, 8, 4, 4)
+    e = torch.randn(2, 3)
+    # "add" is a broadcast bias: constant over space
+    y = inj(x, e)
+    assert torch.allclose(y, y[..., :1, :1].expand_as(y))
+
+
+# --------------------------------------------------------------------------- late fusion
+
+
+def test_geometric_late_fusion_matches_manual_computation() -> None:
+    weights = [0.7, 0.3]
+    model = _build("test_late_fusion_cnn", combine="geometric", weights=weights).eval()
+    x = _inputs()
+    with torch.no_grad():
+        z = model.branch_logits(x)
+        out = model(x)
+    p = torch.sigmoid(z[0].double()) ** 0.7 * torch.sigmoid(z[1].double()) ** 0.3
+    assert torch.allclose(out.double(), torch.logit(p), atol=1e-5)
+
+    # mapping weights (normalised) give the same result
+    model2 = _build("test_late_fusion_cnn", combine="geometric", weights={"s2": 7, "s1": 3})
+    assert torch.allclose(model2.combine_weights, torch.tensor(weights))
+
+    # mean of logits
+    model.combine = "mean_logits"
+    with torch.no_grad():
+        assert torch.allclose(model(x), 0.7 * z[0] + 0.3 * z[1], atol=1e-6)
+
+
+def test_geometric_late_fusion_with_metadata_branch() -> None:
+    model = _build("test_late_fusion_cnn", metadata_dim=META_DIM,
+                   weights={"s2": 2.0, "s1": 1.0, "metadata": 1.0}).eval()
+    x = _inputs(metadata_dim=META_DIM)
+    with torch.no_grad():
+        z = [t.double() for t in model.branch_logits(x)]
+        out = model(x)
+    assert model.branch_names == ("s2", "s1", "metadata")
+    logp = 0.5 * nn.functional.logsigmoid(z[0]) + 0.25 * (
+        nn.functional.logsigmoid(z[1]) + nn.functional.logsigmoid(z[2]))
+    assert torch.allclose(out.double(), torch.logit(logp.exp()), atol=1e-5)
+
+
+def test_geometric_mean_logits_is_stable() -> None:
+    z = torch.tensor([[-300.0, -40.0, -5.0, 0.0, 5.0, 40.0, 300.0]], requires_grad=True)
+    # one branch: logit(sigmoid(z)) == z exactly, even where sigmoid saturates
+    single = geometric_mean_logits([z], [1.0])
+    assert torch.allclose(single, z, rtol=1e-5, atol=1e-4)
+    # identical branches give the same result
+    assert torch.allclose(geometric_mean_logits([z, z], [0.3, 0.7]), z, rtol=1e-5, atol=1e-4)
+    # saturated and opposite branches stay finite, gradients too
+    out = geometric_mean_logits([z, -z, z.flip(-1)], [0.5, 0.25, 0.25])
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+    # matches float64 where float64 can still compute it directly
+    a, b = torch.randn(4, 6) * 8, torch.randn(4, 6) * 8
+    ref = torch.logit(torch.sigmoid(a.double()) ** 0.6 * torch.sigmoid(b.double()) ** 0.4)
+    assert torch.allclose(geometric_mean_logits([a, b], [0.6, 0.4]).double(), ref, atol=1e-4)
+
+
+def test_geometric_mean_multiclass_is_normalised_product() -> None:
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    out = geometric_mean_logits([a, b], [0.7, 0.3], task="multiclass")
+    p = a.softmax(-1) ** 0.7 * b.softmax(-1) ** 0.3
+    assert torch.allclose(out.exp(), p / p.sum(-1, keepdim=True), atol=1e-6)
+    model = _build("test_late_fusion_cnn", task="multiclass", weights=[0.7, 0.3])
+    _check_forward_backward(model, _inputs())
+    assert math.isclose(model(_inputs()).exp().sum(-1)[0].item(), 1.0, rel_tol=1e-5)
