@@ -209,10 +209,10 @@ def prepare(
     from rsray.runtime import ensure_ray
 
     t0 = time.perf_counter()
-    spec = source.spec
     _clear_output(out_uri, overwrite)
-    print(f"discovering {spec.name} patches ...", flush=True)
+    print(f"discovering {source.spec.name} patches ...", flush=True)
     discovery = source.discover()
+    spec = source.spec  # discover() may refine it (e.g. find the synthetic marker)
     counts = Counter(it["split"] for it in discovery.items)
     print(f"found {len(discovery.items)} usable-looking patches "
           f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}), "
@@ -234,6 +234,7 @@ def prepare(
     rejects: list[Reject] = list(discovery.rejects)
     moments = {g.name: [BandMoments() for _ in g.bands] for g in spec.groups}
     done_items = 0
+    last_print = 0.0
     sizes = {(c["split"], c["index"]): len(c["items"]) for c in chunks}
     total = len(discovery.items)
     print(f"writing {len(chunks)} shard(s) of up to {rows_per_shard} rows to {out_uri} ...",
@@ -250,7 +251,11 @@ def prepare(
         for g, ms in json.loads(row["moments"]).items():
             for b, (n, mean, m2) in enumerate(ms):
                 moments[g][b].merge(BandMoments(int(n), float(mean), float(m2)))
-        rate = done_items / max(time.perf_counter() - t0, 1e-9)
+        now = time.perf_counter()
+        if now - last_print < 2.0 and done_items < total:
+            continue
+        last_print = now
+        rate = done_items / max(now - t0, 1e-9)
         print(f"  {done_items}/{total} patches ({100 * done_items / total:.0f} %), "
               f"{len(shards)} shard(s), {rate:.0f} patches/s", flush=True)
     shards.sort(key=lambda s: s.path)
