@@ -11,6 +11,7 @@ Any bad value raises :class:`~rsray.errors.ConfigError` naming the field and wha
 
 from __future__ import annotations
 
+import contextlib
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -371,11 +372,10 @@ def parse_overrides(items: typing.Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"override {item!r}: expected section.field=value")
         key, text = item.split("=", 1)
         value = yaml.safe_load(text) if text else ""
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads '3e-4' as a string; accept it as the number it is
-                value = float(value) if any(c.isdigit() for c in value) else value
-            except ValueError:
-                pass
+        if isinstance(value, str) and any(c.isdigit() for c in value):
+            # YAML 1.1 reads '3e-4' as a string; accept it as the number it is
+            with contextlib.suppress(ValueError):
+                value = float(value)
         out[key.strip()] = value
     return out
 

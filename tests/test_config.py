@@ -55,7 +55,7 @@ def test_bad_values_name_the_field(override, needle):
 
 
 def test_cross_field_rule():
-    with pytest.raises(ConfigError, match="tune.grace_period"):
+    with pytest.raises(ConfigError, match=r"tune.grace_period"):
         load_config(None, ["train.max_epochs=2", "tune.grace_period=3"])
 
 
@@ -68,10 +68,10 @@ def test_yaml_file_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("optim:\n  lr: fast\n")
-    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+    with pytest.raises(ConfigError, match=r"optim.lr: expected a number"):
         load_config(wrong)
 
 
 def test_parse_overrides_rejects_garbage():
-    with pytest.raises(ConfigError, match="expected section.field=value"):
+    with pytest.raises(ConfigError, match=r"expected section.field=value"):
         parse_overrides(["optim.lr"])

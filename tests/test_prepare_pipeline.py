@@ -39,7 +39,6 @@ def test_manifest_of_synthetic_shards(synthetic_shards):
     assert 0 < s2["B02"]["mean"] < 10000 and s2["B02"]["std"] > 0
     assert -40 < m.band_stats["s1"]["VV"]["mean"] < 10
     # native dtypes and resolutions in the shards
-    fs, root = get_fs(synthetic_shards)
     table = pq.read_table(m.shard_paths("train")[0])
     row = table.slice(0, 1).to_pylist()[0]
     assert row["s2_10m_shape"] == [4, 120, 120] and len(row["s2_10m"]) == 4 * 120 * 120 * 2
@@ -50,7 +49,7 @@ def test_manifest_of_synthetic_shards(synthetic_shards):
 
 def test_stream_batches(synthetic_shards):
     cfg = DataConfig(uri=synthetic_shards, batch_size=8)
-    manifest, datasets = build_datasets(cfg)
+    _, datasets = build_datasets(cfg)
     batch = next(iter(datasets["train"].iter_batches(batch_size=8, batch_format="numpy")))
     assert batch["s2"].shape == (8, 10, 120, 120) and batch["s2"].dtype == np.float32
     assert batch["s1"].shape == (8, 2, 120, 120)

@@ -46,7 +46,7 @@ def test_missing_folder_and_missing_manifest(tmp_path):
         read_manifest(str(tmp_path / "nowhere"))
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "shard-00000.parquet").write_bytes(b"x")
-    with pytest.raises(ShardIntegrityError, match="no manifest.json.*did not finish"):
+    with pytest.raises(ShardIntegrityError, match=r"no manifest.json.*did not finish"):
         read_manifest(str(tmp_path))
 
 
@@ -60,7 +60,7 @@ def test_tampered_shard_is_refused_by_name(tmp_path):
     assert "train/shard-00001.parquet: sha256" in str(info.value)
     assert "shard-00000" not in str(info.value)
     path.unlink()
-    with pytest.raises(ShardIntegrityError, match="shard-00001.parquet: missing"):
+    with pytest.raises(ShardIntegrityError, match=r"shard-00001.parquet: missing"):
         verify_shards(m)
 
 

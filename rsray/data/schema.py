@@ -73,7 +73,7 @@ class DatasetSpec:
 
     name: str
     task: str
-    """``multilabel`` (multi-hot labels), later also ``multiclass``, ``binary``, ``segmentation``."""
+    """``multilabel`` (multi-hot labels); later ``multiclass``, ``binary``, ``segmentation``."""
     classes: tuple[str, ...]
     modalities: tuple[ModalitySpec, ...]
     synthetic: bool = False

@@ -38,7 +38,7 @@ HASH_CHUNK = 8 << 20
 
 
 def storage_options(uri: str) -> dict[str, Any]:
-    """fsspec options for ``uri``: an S3 endpoint override from ``AWS_ENDPOINT_URL`` if set."""
+    """Fsspec options for ``uri``: an S3 endpoint override from ``AWS_ENDPOINT_URL`` if set."""
     if uri.startswith("s3://"):
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:

@@ -57,14 +57,22 @@ def experiment_uri(cfg: Config) -> str:
     return join("s3://" + storage if fs is not None else storage, cfg.tune.name)
 
 
+DATA_CPUS_PER_TRIAL = 2.0
+"""CPU slots a trial's Ray Data pipelines need beside its workers (train + val streams).
+Fewer and the streams of concurrent trials starve each other ("backpressured ... 0 CPU")."""
+
+
 def auto_concurrency(cfg: Config) -> int:
-    """Trials that fit at once: GPUs / workers per trial, or half the CPU slots (the other half
-    feeds Ray Data)."""
+    """Trials that fit at once.
+
+    GPUs / workers per trial; on CPU-only clusters the CPU slots divided by what one trial
+    takes (its workers plus its Ray Data streams).
+    """
     res = ray.cluster_resources()
     if resolve_use_gpu(cfg):
         return max(1, int(res.get("GPU", 0) // cfg.scaling.num_workers))
-    per_trial = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
-    return max(1, int(res.get("CPU", 1) // (2 * per_trial)))
+    per_trial = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker + DATA_CPUS_PER_TRIAL
+    return max(1, int(res.get("CPU", 1) // per_trial))
 
 
 def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
@@ -72,6 +80,9 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
     base = cfg.to_dict()
 
     def trial_driver(params: dict[str, Any]) -> None:
+        from rsray.runtime import quiet_data_context
+
+        quiet_data_context()
         trial_cfg = Config.from_dict(base).with_overrides(params)
         _, datasets = build_datasets(trial_cfg.data, manifest=manifest)
         trial_id = tune.get_context().get_trial_id()
@@ -81,8 +92,9 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
         )
         trainer.fit()
 
-    # The trial driver itself only waits on its TorchTrainer: it reserves no CPU of its own.
-    return tune.with_resources(trial_driver, {"CPU": 0})
+    # The trial driver only waits on its TorchTrainer: it reserves a token share of one CPU
+    # (Tune refuses an empty resource request), leaving the slots to the training workers.
+    return tune.with_resources(trial_driver, {"CPU": 0.01})
 
 
 def _rows(results: Any, metric: str) -> list[TrialRow]:
