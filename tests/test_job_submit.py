@@ -91,7 +91,8 @@ def test_job_submit_smoke_test(tmp_path):
     with open(exp / "leaderboard.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3
-    assert all(r["status"] in {"DONE", "STOPPED"} for r in rows)
+    assert all(r["status"] in {"DONE", "PRUNED", "EARLY-STOP"} for r in rows)
+    assert any(r["status"] == "DONE" for r in rows)  # ASHA lets at least one trial finish
     best = json.loads((exp / "best.json").read_text())
     assert best["metric"] == "val_ap_macro"
     assert 0.0 <= best["metrics"]["val_ap_macro"] <= 1.0

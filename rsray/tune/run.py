@@ -97,12 +97,23 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
     return tune.with_resources(trial_driver, {"CPU": 0.01})
 
 
-def _rows(results: Any, metric: str) -> list[TrialRow]:
+def _status(error: Any, metrics: dict[str, Any], max_epochs: int) -> str:
+    """ERROR, EARLY-STOP (patience ran out), PRUNED (stopped by ASHA) or DONE."""
+    if error:
+        return "ERROR"
+    if metrics.get("early_stopped"):
+        return "EARLY-STOP"
+    if int(metrics.get("epoch", 0)) < max_epochs:
+        return "PRUNED"
+    return "DONE"
+
+
+def _rows(results: Any, metric: str, max_epochs: int) -> list[TrialRow]:
     rows = []
     for r in results:
         m = r.metrics or {}
-        params = {k: v for k, v in (r.config or {}).items()}
-        status = "ERROR" if r.error else ("STOPPED" if m.get("early_stopped") else "DONE")
+        params = dict(r.config or {})
+        status = _status(r.error, m, max_epochs)
         trial_id = m.get("trial_id") or Path(r.path).name
         # best epoch value of the metric (ASHA compares last values; report both honestly)
         hist = r.metrics_dataframe
@@ -164,7 +175,7 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             ),
         )
     results = tuner.fit()
-    rows = sort_rows(_rows(results, metric), metric, mode)
+    rows = sort_rows(_rows(results, metric, cfg.train.max_epochs), metric, mode)
     metric_keys = [*TABLE_METRICS, f"best_{metric}"]
     best_row = next((r for r in rows if not math.isnan(r.metrics.get(metric, math.nan))), None)
     best: dict[str, Any] = {"experiment": exp_uri, "metric": metric, "mode": mode,
