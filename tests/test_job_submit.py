@@ -9,11 +9,14 @@ machine (the test session's own) alone.
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,7 @@ def _free_port() -> int:
 
 
 def _wait_http(url: str, timeout: float) -> None:
+    import urllib.error
     import urllib.request
 
     deadline = time.time() + timeout
@@ -36,6 +40,8 @@ def _wait_http(url: str, timeout: float) -> None:
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:
+            return  # it answers (401 without the token: Ray's token authentication is on)
         except OSError:
             time.sleep(1)
     raise TimeoutError(f"{url} did not come up in {timeout} s")
@@ -45,46 +51,55 @@ def _wait_http(url: str, timeout: float) -> None:
 def test_job_submit_smoke_test(tmp_path):
     port, dash = _free_port(), _free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
+    # Ray's unix sockets live under --temp-dir: keep it short (AF_UNIX paths are <= 107 bytes)
+    ray_tmp = tempfile.mkdtemp(prefix="rsray-", dir="/tmp")
+    head_log = open(tmp_path / "head.log", "wb")  # noqa: SIM115 - closed in finally
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
          "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dash}", "--num-cpus=4", "--disable-usage-stats",
-         f"--temp-dir={tmp_path / 'ray'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+         f"--temp-dir={ray_tmp}"],
+        env=env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     address = f"http://127.0.0.1:{dash}"
     results = tmp_path / "results"
     try:
-        _wait_http(f"{address}/api/version", 120)
-        submit = subprocess.run(
+        try:
+            _wait_http(f"{address}/api/version", 120)
+        except TimeoutError:
+            raise TimeoutError((tmp_path / "head.log").read_text()[-3000:]) from None
+        job_id = f"rsray-smoke-{uuid.uuid4().hex[:8]}"
+        subprocess.run(
             [str(BIN / "ray"), "job", "submit", "--address", address, "--no-wait",
+             "--submission-id", job_id,
              "--working-dir", str(REPO), "--",
              "python", "jobs/tune_progressive.py", "--smoke-test",
              "--storage-path", str(results)],
             env=env, capture_output=True, text=True, timeout=300, check=True,
         )
-        job_id = next(w for line in submit.stdout.splitlines() for w in line.split()
-                      if w.startswith("raysubmit_"))
-        job_id = job_id.strip("'\"")
-        from ray.job_submission import JobStatus, JobSubmissionClient
+        def ray_job(*args: str) -> str:  # the CLI, as a user would (it sends the token)
+            return subprocess.run([str(BIN / "ray"), "job", *args, "--address", address],
+                                  env=env, capture_output=True, text=True, timeout=120,
+                                  check=True).stdout
 
-        client = JobSubmissionClient(address)
         deadline = time.time() + 900
-        status = client.get_job_status(job_id)
-        while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        status = ""
+        while not any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
             assert time.time() < deadline, "job did not finish in 15 minutes"
-            time.sleep(3)
-            status = client.get_job_status(job_id)
-        logs = client.get_job_logs(job_id)
-        assert status == JobStatus.SUCCEEDED, logs[-4000:]
+            time.sleep(5)
+            status = ray_job("status", job_id)
+        logs = ray_job("logs", job_id)
+        assert "SUCCEEDED" in status, logs[-4000:]
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        head_log.close()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
     assert "Leaderboard" in logs and "SYNTHETIC" in logs
     exp = results / "tune-progressive-smoke"
