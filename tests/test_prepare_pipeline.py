@@ -5,7 +5,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from rsray.config import DataConfig
-from rsray.data.pipeline import augment_batch, build_datasets, load_shard_set
+from rsray.data.pipeline import (
+    augment_batch,
+    augment_raw,
+    build_datasets,
+    decode_raw,
+    finalize_batch,
+    load_shard_set,
+    make_plan,
+)
 from rsray.data.prepare import BandMoments, prepare
 from rsray.data.shards import get_fs, read_manifest
 from rsray.data.sources.bigearthnet import BigEarthNetMM
@@ -49,16 +57,38 @@ def test_manifest_of_synthetic_shards(synthetic_shards):
 
 def test_stream_batches(synthetic_shards):
     cfg = DataConfig(uri=synthetic_shards, batch_size=8)
-    _, datasets = build_datasets(cfg)
-    batch = next(iter(datasets["train"].iter_batches(batch_size=8, batch_format="numpy")))
+    manifest, datasets = build_datasets(cfg)
+    plan = make_plan(manifest, cfg)
+    raw = next(iter(datasets["train"].iter_torch_batches(batch_size=8)))
+    # what crosses the object store: native dtypes and resolutions
+    assert raw["s2_10m"].shape == (8, 4, 120, 120) and str(raw["s2_10m"].dtype) == "torch.uint16"
+    assert raw["s2_20m"].shape == (8, 6, 60, 60)
+    batch = {k: v.numpy() for k, v in finalize_batch(raw, plan).items()}
     assert batch["s2"].shape == (8, 10, 120, 120) and batch["s2"].dtype == np.float32
     assert batch["s1"].shape == (8, 2, 120, 120)
     assert batch["label"].shape == (8, 19)
     assert set(np.unique(batch["label"])) <= {0.0, 1.0}
     # normalised with training statistics: roughly zero mean, unit variance on the train split
-    rows = datasets["val"].take_batch(batch_size=64, batch_format="numpy")
+    rows = finalize_batch(datasets["val"].take_batch(batch_size=64, batch_format="numpy"), plan)
     assert abs(float(rows["s1"].mean())) < 1.0
     assert 0.2 < float(rows["s2"].std()) < 5
+
+
+def test_augmenting_native_groups_equals_augmenting_resampled(synthetic_shards):
+    """Flips/rot90 on 60 m groups then upsampling == upsampling then flips/rot90."""
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(synthetic_shards)
+    plan = make_plan(manifest, DataConfig(uri=synthetic_shards))
+    table = pq.read_table(manifest.shard_paths("train")[0], columns=plan.columns).slice(0, 6)
+    rows = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+    late = augment_batch({k: v.numpy() for k, v in
+                          finalize_batch(decode_raw(rows, plan), plan).items()},
+                         ["s2", "s1"], rng=np.random.default_rng(7))
+    raw = decode_raw(rows, plan)
+    early = finalize_batch(augment_raw(raw, plan, rng=np.random.default_rng(7)), plan)
+    for m in ("s2", "s1"):
+        np.testing.assert_allclose(early[m].numpy(), late[m], rtol=1e-5, atol=1e-4)
 
 
 def test_stream_with_60m_bands(synthetic_raw, tmp_path, ray_session):
@@ -68,8 +98,9 @@ def test_stream_with_60m_bands(synthetic_raw, tmp_path, ray_session):
     out = str(tmp_path / "shards60")
     prepare(source, out)
     cfg = DataConfig(uri=out, include_60m=True, resample="nearest")
-    _, ds = build_datasets(cfg, splits=("train",))
-    batch = ds["train"].take_batch(batch_size=4, batch_format="numpy")
+    manifest, ds = build_datasets(cfg, splits=("train",))
+    batch = finalize_batch(ds["train"].take_batch(batch_size=4, batch_format="numpy"),
+                           make_plan(manifest, cfg))
     assert batch["s2"].shape == (4, 12, 120, 120)
     table = pq.read_table(read_manifest(out).shard_paths("train")[0], columns=["s1"])
     assert len(table["s1"][0].as_py()) == 2 * 120 * 120 * 2  # float16

@@ -1,6 +1,7 @@
 """Ingest benchmark: the same patches read three ways, side by side in one run.
 
-(a) Ray Data over rsray shards (``read_parquet`` -> decode -> normalise, ``iter_torch_batches``);
+(a) Ray Data over rsray shards (``read_parquet`` -> decode in Ray tasks, ``iter_torch_batches``,
+    then resample + normalise as the training worker does);
 (b) a torch DataLoader reading the per-band GeoTIFFs with rasterio, the way BigEarthNet is
     commonly read today (one file open per band, coarse bands resampled on read);
 (c) a torch DataLoader over the same Parquet shards with the same decode function as (a).
@@ -26,7 +27,7 @@ from rasterio.enums import Resampling
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from rsray.config import DataConfig
-from rsray.data.pipeline import DecodePlan, build_split, decode_batch, make_plan
+from rsray.data.pipeline import DecodePlan, build_split, decode_batch, finalize_batch, make_plan
 from rsray.data.shards import Manifest, read_manifest
 
 
@@ -90,22 +91,26 @@ class ParquetShardDataset(IterableDataset):
             table = pq.ParquetFile(path).read_row_group(group, columns=self.plan.columns)
             for start in range(0, table.num_rows, self.batch_rows):
                 part = table.slice(start, self.batch_rows)
-                batch = {c: part.column(c).to_numpy(zero_copy_only=False) for c in part.columns}
+                batch = {c: part.column(c).to_numpy(zero_copy_only=False)
+                         for c in part.column_names}
                 out = decode_batch(batch, self.plan)
                 yield {k: torch.from_numpy(v) for k, v in out.items()}
 
 
-def _drain(loader: Any) -> int:
+def _drain(loader: Any, plan: DecodePlan | None = None) -> int:
+    """Consume every batch; with ``plan``, finish raw Ray Data batches the way workers do."""
     n = 0
     for batch in loader:
+        if plan is not None:
+            batch = finalize_batch(batch, plan)
         n += int(batch["label"].shape[0])
     return n
 
 
-def _time(name: str, make_iter: Any, passes: int) -> BenchResult:
-    _drain(make_iter())  # warm-up: page cache, worker start-up code paths
+def _time(name: str, make_iter: Any, passes: int, plan: DecodePlan | None = None) -> BenchResult:
+    _drain(make_iter(), plan)  # warm-up: page cache, worker start-up code paths
     t0 = time.perf_counter()
-    n = sum(_drain(make_iter()) for _ in range(passes))
+    n = sum(_drain(make_iter(), plan) for _ in range(passes))
     return BenchResult(name, n, time.perf_counter() - t0)
 
 
@@ -134,7 +139,7 @@ def run_ingest_benchmark(
     plan = make_plan(manifest, cfg)
     ds = build_split(manifest, split, cfg, augment=False)
     ray_res = _time("(a) Ray Data over rsray shards",
-                    lambda: ds.iter_torch_batches(batch_size=batch_size), passes)
+                    lambda: ds.iter_torch_batches(batch_size=batch_size), passes, plan)
     tif = GeoTiffDataset(geotiff_pairs(raw_root, manifest, split), plan)
     tif_res = _time("(b) DataLoader + rasterio GeoTIFFs",
                     lambda: DataLoader(tif, batch_size=batch_size, num_workers=num_workers),

@@ -70,6 +70,7 @@ def loop_config(cfg: Config, manifest: Manifest) -> dict[str, Any]:
         "config": cfg.to_dict(),
         "channels": plan.channels,
         "classes": list(manifest.classes),
+        "plan": plan,
         "synthetic": manifest.synthetic,
     }
 

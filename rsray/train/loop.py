@@ -23,6 +23,7 @@ import torch
 import torchmetrics
 
 from rsray.config import Config
+from rsray.data.pipeline import DecodePlan, finalize_batch
 from rsray.models import create_model
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint
 from rsray.train.losses import build_loss
@@ -54,11 +55,13 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
 
     Args:
         loop_config: ``{"config": Config.to_dict(), "channels": {modality: C},
-            "classes": [...], "synthetic": bool}`` built by :func:`rsray.train.driver.fit`.
+            "classes": [...], "plan": DecodePlan, "synthetic": bool}`` built by
+            :func:`rsray.train.driver.loop_config`.
     """
     cfg = Config.from_dict(loop_config["config"])
     classes: list[str] = list(loop_config["classes"])
     channels: dict[str, int] = dict(loop_config["channels"])
+    plan: DecodePlan = loop_config["plan"]
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     world = ctx.get_world_size()
@@ -103,9 +106,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             batch_size=cfg.data.batch_size,
             local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
             device=device,
-            dtypes=torch.float32,
         )):
             wait += time.perf_counter() - t_wait
+            batch = finalize_batch(batch, plan)  # resample + normalise on the worker's device
             target = batch["label"]
             with _autocast(device, cfg.train.amp):
                 logits = model(_inputs(batch, modalities))
@@ -128,9 +131,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         metrics.reset()
         val_loss.reset()
         with torch.no_grad():
-            for batch in val_shard.iter_torch_batches(
-                batch_size=cfg.data.batch_size, device=device, dtypes=torch.float32
-            ):
+            for raw in val_shard.iter_torch_batches(batch_size=cfg.data.batch_size,
+                                                    device=device):
+                batch = finalize_batch(raw, plan)
                 target = batch["label"]
                 with _autocast(device, cfg.train.amp):
                     logits = model(_inputs(batch, modalities)).float()
