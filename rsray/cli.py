@@ -56,8 +56,10 @@ def tune_config_from_args(args: argparse.Namespace, default_config: str | None =
             flags[key] = value
     cfg = cfg.with_overrides(flags)
     if args.smoke_test and args.data is None:
+        storage = cfg.train.storage_path
+        local = "rsray_data" if storage.startswith("s3://") else storage  # raw tifs stay local
         cfg = cfg.with_overrides({"data.uri": ensure_synthetic_shards(
-            str(Path(cfg.train.storage_path) / "smoke-data"), SMOKE_PATCHES, seed=0)})
+            str(Path(local) / "smoke-data"), SMOKE_PATCHES, seed=0)})
     overrides = {**flags, **parse_overrides(args.overrides)}
     return cfg.with_overrides(overrides)
 
