@@ -62,6 +62,12 @@ def test_job_submit_smoke_test(tmp_path):
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
          "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dash}", "--num-cpus=4", "--disable-usage-stats",
+         # every fixed default port too: the session's own Ray (ray_session) already holds
+         # them, and a second agent on 52365 never starts ("No available agent")
+         *(f"--{flag}={_free_port()}" for flag in (
+             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "ray-client-server-port", "node-manager-port",
+             "object-manager-port")),
          f"--temp-dir={ray_tmp}"],
         env=env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -73,7 +79,8 @@ def test_job_submit_smoke_test(tmp_path):
         except TimeoutError:
             raise TimeoutError((tmp_path / "head.log").read_text()[-3000:]) from None
         job_id = f"rsray-smoke-{uuid.uuid4().hex[:8]}"
-        for attempt in range(6):  # noqa: B007 - reported below; the job agent may come up a little after the dashboard
+        # The job agent comes up a little after the dashboard: retry while it is not there yet.
+        for attempt in range(20):  # noqa: B007 - reported below
             submit = subprocess.run(
                 [str(BIN / "ray"), "job", "submit", "--address", address, "--no-wait",
                  "--submission-id", job_id,
@@ -82,9 +89,9 @@ def test_job_submit_smoke_test(tmp_path):
                  "--storage-path", str(results)],
                 env=env, capture_output=True, text=True, timeout=300,
             )
-            if submit.returncode == 0:
+            if submit.returncode == 0 or "No available agent" not in submit.stderr:
                 break
-            time.sleep(10)
+            time.sleep(6)
         assert submit.returncode == 0, f"after {attempt + 1} tries:\n{submit.stderr[-3000:]}"
         def ray_job(what: str, job_id: str) -> str:
             # Ray's SDK in a fresh process: it reads RAY_AUTH_MODE at import and sends the token
