@@ -49,6 +49,13 @@ def _wait_http(url: str, timeout: float) -> None:
 
 @pytest.mark.slow
 def test_job_submit_smoke_test(tmp_path):
+    import ray
+
+    # The session's in-process Ray (ray_session) holds Ray's fixed default ports, so a second
+    # head's job agent cannot start ("No available agent"). Stop it; later tests that need Ray
+    # start a fresh one through rsray.runtime.ensure_ray.
+    if ray.is_initialized():
+        ray.shutdown()
     port, dash = _free_port(), _free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
@@ -62,12 +69,6 @@ def test_job_submit_smoke_test(tmp_path):
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
          "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dash}", "--num-cpus=4", "--disable-usage-stats",
-         # every fixed default port too: the session's own Ray (ray_session) already holds
-         # them, and a second agent on 52365 never starts ("No available agent")
-         *(f"--{flag}={_free_port()}" for flag in (
-             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-             "runtime-env-agent-port", "ray-client-server-port", "node-manager-port",
-             "object-manager-port")),
          f"--temp-dir={ray_tmp}"],
         env=env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True,
     )
