@@ -81,6 +81,16 @@ class DataConfig:
     """Check every shard against the sha256 in the manifest before streaming it."""
     include_60m: bool = False
     """Feed the 60 m S2 bands (B01, B09) too, when the shards carry them."""
+    eval_splits: list[str] = field(default_factory=lambda: ["val"])
+    """Splits evaluated after every epoch; metrics are prefixed with the split name
+    (``val_ap_macro``, ``ood_ap_macro`` for a ``--holdout`` split)."""
+    train_fraction: float = 1.0
+    """Train on a seeded, nested subset of the training split (0.1 = 10 %); data-efficiency
+    studies. Evaluation splits are never subsampled."""
+    fraction_seed: int = 0
+    """Seed of the training subset (same seed: the 10 % subset lies inside the 25 % one)."""
+    series_len: int = 0
+    """Dates per time series after padding/truncation; 0 uses the shard set's maximum."""
 
     def validate(self) -> None:
         """Check values and ranges."""
@@ -89,6 +99,12 @@ class DataConfig:
         _choice("data", "resample", self.resample, ["bilinear", "nearest"])
         _range("data", "modality_dropout", self.modality_dropout, 0.0, 1.0, hi_open=True)
         _range("data", "shuffle_buffer", self.shuffle_buffer, 0)
+        _range("data", "train_fraction", self.train_fraction, 0.0, 1.0, lo_open=True)
+        _range("data", "series_len", self.series_len, 0)
+        if not self.eval_splits:
+            raise ConfigError("data.eval_splits: at least one split to evaluate is needed")
+        if "train" in self.eval_splits:
+            raise ConfigError("data.eval_splits: evaluate on held-out splits, not 'train'")
         if not self.modalities:
             raise ConfigError("data.modalities: at least one modality is needed")
 
@@ -148,16 +164,20 @@ class TrainConfig:
 
     max_epochs: int = 10
     """Number of epochs (a Tune scheduler may stop a trial earlier)."""
-    loss: Literal["bce", "combined"] = "bce"
-    """``bce``: BCE with logits; ``combined``: alpha*weighted BCE(beta) + (1-alpha)*Dice."""
+    loss: Literal["auto", "bce", "combined", "ce", "ce_dice"] = "auto"
+    """``auto``: the task's default (``bce`` multi-label/binary, ``ce`` single-label,
+    ``ce_dice`` segmentation); ``bce``: BCE with logits; ``combined``: alpha*weighted BCE(beta)
+    + (1-alpha)*Dice; ``ce``: cross-entropy; ``ce_dice``: alpha*CE + (1-alpha)*Dice."""
     loss_alpha: float = 0.5
-    """Weight of the BCE term of the combined loss."""
+    """Weight of the BCE (``combined``) or cross-entropy (``ce_dice``) term."""
     loss_beta: float = 0.5
     """Weight of positives in the weighted BCE of the combined loss."""
-    metric: str = "val_ap_macro"
-    """Validation metric that drives early stopping, checkpoint ranking and tuning."""
-    mode: Literal["max", "min"] = "max"
-    """Whether ``metric`` is better higher or lower."""
+    metric: str = "auto"
+    """Validation metric that drives early stopping, checkpoint ranking and tuning; ``auto``
+    is the task's headline metric (``val_ap_macro`` multi-label, ``val_oa`` single-label,
+    ``val_auc_mean`` binary heads, ``val_miou`` segmentation)."""
+    mode: Literal["auto", "max", "min"] = "auto"
+    """Whether ``metric`` is better higher or lower; ``auto``: ``min`` for losses, else ``max``."""
     early_stopping_patience: int = 0
     """Stop after this many epochs without improvement of ``metric``; 0 disables."""
     amp: Literal["auto", "bf16", "off"] = "auto"
@@ -178,10 +198,10 @@ class TrainConfig:
     def validate(self) -> None:
         """Check values and ranges."""
         _range("train", "max_epochs", self.max_epochs, 1)
-        _choice("train", "loss", self.loss, ["bce", "combined"])
+        _choice("train", "loss", self.loss, ["auto", "bce", "combined", "ce", "ce_dice"])
         _range("train", "loss_alpha", self.loss_alpha, 0.0, 1.0)
         _range("train", "loss_beta", self.loss_beta, 0.0, 1.0)
-        _choice("train", "mode", self.mode, ["max", "min"])
+        _choice("train", "mode", self.mode, ["auto", "max", "min"])
         _choice("train", "amp", self.amp, ["auto", "bf16", "off"])
         _range("train", "early_stopping_patience", self.early_stopping_patience, 0)
         _range("train", "max_failures", self.max_failures, -1)

@@ -36,8 +36,10 @@ class GroupPlan:
     """How to decode one band group column."""
 
     column: str
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]
+    """``(C, s, s)`` image, ``(max_len, C, s, s)`` series (padded length), ``(D,)`` vector."""
     dtype: str
+    kind: str = "image"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class ModalityPlan:
     bands: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    kind: str = "image"
 
 
 @dataclass(frozen=True)
@@ -59,20 +62,49 @@ class DecodePlan:
     num_classes: int
     image_size: int
     resample: str
+    task: str = "multilabel"
+    label_size: int = 0
+    """Segmentation: side of the stored mask."""
+    train_fraction: float = 1.0
+    fraction_seed: int = 0
 
     @property
     def columns(self) -> list[str]:
         """Parquet columns to read (unused groups and metadata are never read)."""
-        return ["label"] + [g.column for m in self.modalities for g in m.groups]
+        cols = ["label"]
+        if self.train_fraction < 1.0:
+            cols.append("patch_id")
+        for m in self.modalities:
+            for g in m.groups:
+                cols.append(g.column)
+                if g.kind == "series":
+                    cols += [f"{g.column}_shape", f"{g.column}_dates"]
+        return cols
 
     @property
     def channels(self) -> dict[str, int]:
-        """Modality name -> number of channels (the model's ``modalities`` argument)."""
-        return {m.name: len(m.bands) for m in self.modalities}
+        """Raster modality name -> channels (the model's ``modalities`` argument).
+
+        Vector modalities are not here: they form the ``metadata`` input (:attr:`metadata_dim`).
+        """
+        return {m.name: len(m.bands) for m in self.modalities if m.kind != "vector"}
+
+    @property
+    def metadata_dim(self) -> int:
+        """Length of the ``metadata`` vector (all vector modalities concatenated)."""
+        return sum(len(m.bands) for m in self.modalities if m.kind == "vector")
+
+    @property
+    def spatial(self) -> tuple[ModalityPlan, ...]:
+        """Image and series modalities (what flips and rotations apply to)."""
+        return tuple(m for m in self.modalities if m.kind != "vector")
 
 
-def make_plan(manifest: Manifest, cfg: DataConfig) -> DecodePlan:
-    """Choose modalities/groups from ``cfg`` and take their statistics from the manifest."""
+def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False) -> DecodePlan:
+    """Choose modalities/groups from ``cfg`` and take their statistics from the manifest.
+
+    ``for_training`` applies ``cfg.train_fraction`` (the training split's plan only).
+    """
     plans = []
     for name in cfg.modalities:
         if name not in manifest.modalities:
@@ -80,12 +112,28 @@ def make_plan(manifest: Manifest, cfg: DataConfig) -> DecodePlan:
                 f"data.modalities: {name!r} is not in the shard set {manifest.uri} "
                 f"(it has {', '.join(manifest.modalities)})"
             )
-        groups, bands = [], []
+        groups, bands, kinds = [], [], set()
         for gname, g in manifest.modalities[name]["groups"].items():
             if g.get("optional") and not cfg.include_60m:
                 continue
-            groups.append(GroupPlan(gname, (len(g["bands"]), g["size"], g["size"]), g["dtype"]))
+            kind = g.get("kind", "image")
+            kinds.add(kind)
+            c = len(g["bands"])
+            if kind == "vector":
+                shape: tuple[int, ...] = (c,)
+            elif kind == "series":
+                length = cfg.series_len or int(g["max_len"])
+                shape = (length, c, g["size"], g["size"])
+            else:
+                shape = (c, g["size"], g["size"])
+            groups.append(GroupPlan(gname, shape, g["dtype"], kind))
             bands += g["bands"]
+        if len(kinds) != 1:
+            raise ShardIntegrityError(f"{manifest.uri}: modality {name} mixes group kinds "
+                                      f"{sorted(kinds)}")
+        kind = kinds.pop()
+        if kind == "series" and len(groups) != 1:
+            raise ShardIntegrityError(f"{manifest.uri}: series modality {name} must be one group")
         stats = manifest.band_stats.get(name, {})
         mean, std = [], []
         for b in bands:
@@ -97,8 +145,15 @@ def make_plan(manifest: Manifest, cfg: DataConfig) -> DecodePlan:
                 )
             mean.append(float(s["mean"]))
             std.append(max(float(s["std"]), 1e-6))
-        plans.append(ModalityPlan(name, tuple(groups), tuple(bands), tuple(mean), tuple(std)))
-    return DecodePlan(tuple(plans), len(manifest.classes), cfg.image_size, cfg.resample)
+        plans.append(ModalityPlan(name, tuple(groups), tuple(bands), tuple(mean), tuple(std),
+                                  kind))
+    label = manifest.info.get("label", {})
+    return DecodePlan(
+        tuple(plans), len(manifest.classes), cfg.image_size, cfg.resample,
+        task=manifest.task, label_size=int(label.get("size", 0)),
+        train_fraction=cfg.train_fraction if for_training else 1.0,
+        fraction_seed=cfg.fraction_seed,
+    )
 
 
 def _labels(col: Any) -> np.ndarray:
@@ -108,62 +163,153 @@ def _labels(col: Any) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _decode_fixed(column: Any, n: int, shape: tuple[int, ...], dtype: str, name: str) -> np.ndarray:
+    buf = b"".join(column)
+    expected = n * int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if len(buf) != expected:
+        raise ShardIntegrityError(
+            f"column {name}: {len(buf)} bytes for {n} rows, expected {expected} "
+            f"(shape {shape}, {dtype}); the shard does not match its manifest"
+        )
+    return np.frombuffer(buf, dtype=dtype).reshape(n, *shape)
+
+
+def _decode_series(batch: dict[str, Any], g: GroupPlan, n: int) -> tuple[np.ndarray, ...]:
+    """Variable-length series -> ``(n, L, C, s, s)`` zero-padded, ``(n, L)`` mask and dates.
+
+    A sample with more dates than the plan's length ``L`` keeps its first ``L`` dates.
+    """
+    length = g.shape[0]
+    out = np.zeros((n, *g.shape), dtype=g.dtype)
+    mask = np.zeros((n, length), dtype=np.uint8)
+    dates = np.zeros((n, length), dtype=np.int32)
+    for i in range(n):
+        shape = tuple(int(v) for v in batch[f"{g.column}_shape"][i])
+        if shape[1:] != g.shape[1:]:
+            raise ShardIntegrityError(f"column {g.column}: row {i} has shape {shape}, the "
+                                      f"manifest says (T, {', '.join(map(str, g.shape[1:]))})")
+        arr = np.frombuffer(batch[g.column][i], dtype=g.dtype).reshape(shape)
+        t = min(shape[0], length)
+        out[i, :t] = arr[:t]
+        mask[i, :t] = 1
+        dates[i, :t] = np.asarray(batch[f"{g.column}_dates"][i], dtype=np.int32)[:t]
+    return out, mask, dates
+
+
 def decode_raw(batch: dict[str, Any], plan: DecodePlan) -> dict[str, np.ndarray]:
-    """Shard rows -> native-dtype, native-resolution group arrays ``(N, C, s, s)`` + labels."""
+    """Shard rows -> native-dtype, native-resolution group arrays + labels.
+
+    Image groups become ``(N, C, s, s)``, vector groups ``(N, D)``, series groups
+    ``(N, L, C, s, s)`` with ``<group>__mask`` and ``<group>__dates`` of shape ``(N, L)``.
+    Labels: ``(N, K)`` uint8 for classification, ``(N, s, s)`` uint8 for segmentation.
+    """
     n = len(batch["label"])
-    out: dict[str, np.ndarray] = {"label": _labels(batch["label"]).astype(np.uint8)}
+    keep = None
+    if plan.train_fraction < 1.0:
+        from rsray.data.splits import fraction_mask
+
+        keep = fraction_mask([str(p) for p in batch["patch_id"]], plan.train_fraction,
+                             plan.fraction_seed)
+    out: dict[str, np.ndarray] = {}
+    if plan.task == "segmentation":
+        s = plan.label_size
+        out["label"] = _decode_fixed(batch["label"], n, (s, s), "uint8", "label")
+    else:
+        out["label"] = _labels(batch["label"]).astype(np.uint8)
     for m in plan.modalities:
         for g in m.groups:
-            buf = b"".join(batch[g.column])
-            itemsize = np.dtype(g.dtype).itemsize
-            expected = n * int(np.prod(g.shape)) * itemsize
-            if len(buf) != expected:
-                raise ShardIntegrityError(
-                    f"column {g.column}: {len(buf)} bytes for {n} rows, expected {expected} "
-                    f"(shape {g.shape}, {g.dtype}); the shard does not match its manifest"
-                )
-            out[g.column] = np.frombuffer(buf, dtype=g.dtype).reshape(n, *g.shape)
+            if g.kind == "series":
+                x, mask, dates = _decode_series(batch, g, n)
+                out[g.column], out[f"{g.column}__mask"], out[f"{g.column}__dates"] = x, mask, dates
+            else:
+                out[g.column] = _decode_fixed(batch[g.column], n, g.shape, g.dtype, g.column)
         out[f"drop_{m.name}"] = np.zeros(n, dtype=np.uint8)
+    if keep is not None:
+        out = {k: v[keep] for k, v in out.items()}
     return out
 
 
+def _resize(x: Any, size: int, mode: str) -> Any:
+    import torch.nn.functional as F
+
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=(size, size), mode="nearest")
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def finalize_batch(batch: dict[str, Any], plan: DecodePlan) -> dict[str, Any]:
-    """Native group arrays -> normalised float32 modality tensors at ``plan.image_size``.
+    """Native group arrays -> normalised float32 model inputs.
 
     Works on torch tensors (on any device: the training worker calls it on its GPU) or NumPy
-    arrays (converted). Returns ``{modality: (N, C, H, W), "label": (N, K)}`` float32 tensors.
+    arrays (converted). Returns:
+
+    * image modality ``m``: ``(N, C, image_size, image_size)``;
+    * series modality ``m``: ``(N, L, C, s, s)`` at native size, padded dates zero, plus
+      ``m_mask`` (bool, True = real date) and ``m_dates`` (float day of year, 0 = padding);
+    * ``metadata``: ``(N, D)``, every vector modality concatenated in plan order;
+    * ``label``: ``(N, K)`` float32 for classification; ``(N, image_size, image_size)`` int64
+      class indices for segmentation (nearest-neighbour resized if needed).
     """
     import torch
-    import torch.nn.functional as F
 
     def tensor(x: Any) -> torch.Tensor:
         return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
 
-    label = tensor(batch["label"]).float()
-    out: dict[str, Any] = {"label": label}
     size = plan.image_size
+    out: dict[str, Any] = {}
+    if plan.task == "segmentation":
+        mask = tensor(batch["label"]).long()
+        if mask.shape[-1] != size:
+            mask = _resize(mask[:, None].float(), size, "nearest")[:, 0].long()
+        out["label"] = mask
+    else:
+        out["label"] = tensor(batch["label"]).float()
+    vectors = []
     for m in plan.modalities:
-        parts = []
-        for g in m.groups:
-            x = tensor(batch[g.column]).float()
-            if x.shape[-1] != size or x.shape[-2] != size:
-                if plan.resample == "nearest":
-                    x = F.interpolate(x, size=(size, size), mode="nearest")
-                else:
-                    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-            parts.append(x)
-        x = torch.cat(parts, dim=1)
-        mean = torch.tensor(m.mean, dtype=torch.float32, device=x.device)[None, :, None, None]
-        std = torch.tensor(m.std, dtype=torch.float32, device=x.device)[None, :, None, None]
-        x = (x - mean) / std
+        x = _modality(batch, m, plan, tensor)
         drop = batch.get(f"drop_{m.name}")
         if drop is not None:
-            keep = (tensor(drop).to(x.device) == 0).float()[:, None, None, None]
+            keep = (tensor(drop).to(x.device) == 0).float().reshape(-1, *([1] * (x.ndim - 1)))
             x = x * keep
         if not torch.isfinite(x).all():
             raise ShardIntegrityError(f"modality {m.name}: non-finite values after decoding")
-        out[m.name] = x
+        if m.kind == "vector":
+            vectors.append(x)
+        else:
+            out[m.name] = x
+        if m.kind == "series":
+            g = m.groups[0].column
+            out[f"{m.name}_mask"] = tensor(batch[f"{g}__mask"]).bool()
+            out[f"{m.name}_dates"] = tensor(batch[f"{g}__dates"]).float()
+    if vectors:
+        out["metadata"] = torch.cat(vectors, dim=1)
     return out
+
+
+def _modality(batch: dict[str, Any], m: ModalityPlan, plan: DecodePlan, tensor: Any) -> Any:
+    """One normalised modality tensor (see :func:`finalize_batch`)."""
+    import torch
+
+    if m.kind == "series":
+        g = m.groups[0].column
+        x = tensor(batch[g]).float()
+        shape = (1, 1, -1, 1, 1)
+        mean = torch.tensor(m.mean, dtype=torch.float32, device=x.device).reshape(shape)
+        std = torch.tensor(m.std, dtype=torch.float32, device=x.device).reshape(shape)
+        valid = tensor(batch[f"{g}__mask"]).to(x.device).float().reshape(*x.shape[:2], 1, 1, 1)
+        return (x - mean) / std * valid
+    parts = [tensor(batch[g.column]).float() for g in m.groups]
+    if m.kind == "vector":
+        x = torch.cat(parts, dim=1)
+        shape: tuple[int, ...] = (1, -1)
+    else:
+        x = torch.cat([_resize(p, plan.image_size, plan.resample) for p in parts], dim=1)
+        shape = (1, -1, 1, 1)
+    mean = torch.tensor(m.mean, dtype=torch.float32, device=x.device).reshape(shape)
+    std = torch.tensor(m.std, dtype=torch.float32, device=x.device).reshape(shape)
+    return (x - mean) / std
 
 
 def decode_batch(batch: dict[str, Any], plan: DecodePlan) -> dict[str, np.ndarray]:
@@ -182,15 +328,21 @@ def augment_raw(
     """:func:`augment_batch` on native-resolution groups (before resampling).
 
     Every group of a modality gets the modality's transform (they cover the same ground);
-    dropped modalities are flagged in ``drop_<modality>`` and zeroed after normalisation.
+    series get one transform for all their dates; a segmentation mask gets the shared
+    transform, so ``desync`` is ignored for segmentation (the mask must stay aligned with every
+    input). Dropped modalities are flagged in ``drop_<modality>`` and zeroed after
+    normalisation.
     """
     rng = rng or np.random.default_rng()
     n = len(batch["label"])
     shared = (rng.integers(0, 4, size=n), rng.random(n) < 0.5)
-    for m in plan.modalities:
+    desync = desync and plan.task != "segmentation"
+    for m in plan.spatial:
         k, f = (rng.integers(0, 4, size=n), rng.random(n) < 0.5) if desync else shared
         for g in m.groups:
             batch[g.column] = _dihedral(batch[g.column], k, f)
+    if plan.task == "segmentation":
+        batch["label"] = _dihedral(batch["label"], *shared)
     names = [m.name for m in plan.modalities]
     if modality_dropout > 0 and len(names) > 1:
         drop = rng.random(n) < modality_dropout
@@ -201,11 +353,12 @@ def augment_raw(
 
 
 def _dihedral(x: np.ndarray, k: np.ndarray, flip: np.ndarray) -> np.ndarray:
-    """Per-sample horizontal flip then ``k`` quarter turns of ``(N, C, H, W)``."""
+    """Per-sample horizontal flip then ``k`` quarter turns of the last two axes (H, W)."""
     out = np.empty_like(x)
+    axes = (x.ndim - 3, x.ndim - 2)
     for i in range(x.shape[0]):
-        xi = x[i][:, :, ::-1] if flip[i] else x[i]
-        out[i] = np.rot90(xi, k=int(k[i]), axes=(1, 2))
+        xi = x[i][..., ::-1] if flip[i] else x[i]
+        out[i] = np.rot90(xi, k=int(k[i]), axes=axes)
     return out
 
 
@@ -256,7 +409,10 @@ def build_split(manifest: Manifest, split: str, cfg: DataConfig, *, augment: boo
     if not paths:
         raise ShardIntegrityError(f"{manifest.uri}: the shard set has no '{split}' split "
                                   f"(it has {', '.join(sorted(manifest.splits))})")
-    plan = make_plan(manifest, cfg)
+    plan = make_plan(manifest, cfg, for_training=(split == "train"))
+    if split == "train" and plan.train_fraction < 1.0:
+        print(f"[rsray] training on a nested {plan.train_fraction:.0%} subset of the training "
+              f"split (data.fraction_seed={plan.fraction_seed})", flush=True)
     # Several read tasks per shard (by row group): a 128 MiB shard is otherwise one block,
     # which serialises reading on clusters with few shards (measured +30 % on 2 cores).
     ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri), columns=plan.columns,
@@ -270,8 +426,14 @@ def build_split(manifest: Manifest, split: str, cfg: DataConfig, *, augment: boo
     )
 
 
-def load_shard_set(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val")) -> Manifest:
+def default_splits(cfg: DataConfig) -> tuple[str, ...]:
+    """``train`` plus the evaluation splits of ``cfg`` (``data.eval_splits``)."""
+    return ("train", *[s for s in cfg.eval_splits if s != "train"])
+
+
+def load_shard_set(cfg: DataConfig, splits: tuple[str, ...] | None = None) -> Manifest:
     """Read the manifest at ``cfg.uri`` and (unless disabled) verify the shards of ``splits``."""
+    splits = splits or default_splits(cfg)
     manifest = read_manifest(cfg.uri)
     if cfg.verify_checksums:
         verify_shards(manifest, list(splits))
@@ -279,9 +441,13 @@ def load_shard_set(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val")) 
 
 
 def build_datasets(
-    cfg: DataConfig, splits: tuple[str, ...] = ("train", "val"), manifest: Manifest | None = None
+    cfg: DataConfig, splits: tuple[str, ...] | None = None, manifest: Manifest | None = None
 ) -> tuple[Manifest, dict[str, Any]]:
-    """Manifest and one Ray Dataset per split; only ``train`` is augmented."""
+    """Manifest and one Ray Dataset per split (default: train + ``data.eval_splits``).
+
+    Only ``train`` is augmented (and subsampled by ``data.train_fraction``).
+    """
+    splits = splits or default_splits(cfg)
     manifest = manifest or load_shard_set(cfg, splits)
     datasets = {
         s: build_split(manifest, s, cfg, augment=(s == "train" and cfg.augment)) for s in splits

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rsray.data.schema import DatasetSpec, Discovery, Reject, Source, encode_array
+from rsray.data.schema import BandGroup, DatasetSpec, Discovery, Reject, Source, encode_array
 from rsray.data.shards import (
     MANIFEST_NAME,
     Manifest,
@@ -36,6 +36,7 @@ from rsray.data.shards import (
     sha256_bytes,
     write_manifest,
 )
+from rsray.data.splits import OOD_SPLIT, apply_holdout, parse_holdout
 from rsray.errors import PatchError, RsrayError
 
 DEFAULT_SHARD_MB = 128
@@ -84,16 +85,48 @@ class PrepareResult:
 
 
 def _arrow_schema(spec: DatasetSpec, meta_keys: list[str]) -> pa.Schema:
-    cols = [
-        pa.field("patch_id", pa.string()),
-        pa.field("split", pa.string()),
-        pa.field("label", pa.list_(pa.uint8(), len(spec.classes))),
-    ]
+    cols = [pa.field("patch_id", pa.string()), pa.field("split", pa.string())]
+    if spec.task == "segmentation":
+        cols += [pa.field("label", pa.binary()), pa.field("label_shape", pa.list_(pa.int32(), 2))]
+    else:
+        cols.append(pa.field("label", pa.list_(pa.uint8(), len(spec.classes))))
     for g in spec.groups:
         cols.append(pa.field(g.name, pa.binary()))
-        cols.append(pa.field(f"{g.name}_shape", pa.list_(pa.int32(), 3)))
+        cols.append(pa.field(f"{g.name}_shape", pa.list_(pa.int32(), len(g.shape))))
+        if g.kind == "series":
+            cols.append(pa.field(f"{g.name}_dates", pa.list_(pa.int32())))
     cols += [pa.field(f"meta_{k}", pa.string()) for k in meta_keys]
     return pa.schema(cols)
+
+
+def _add_label(rows: dict[str, list[Any]], spec: DatasetSpec, sample: dict[str, Any]) -> None:
+    label = np.asarray(sample["label"])
+    if spec.task == "segmentation":
+        want = (spec.label_size, spec.label_size)
+        if label.shape != want:
+            raise PatchError(sample["patch_id"], f"label mask of shape {label.shape}, "
+                             f"expected {want}")
+        if label.size and int(label.max()) >= len(spec.classes):
+            raise PatchError(sample["patch_id"], f"label mask has class index {int(label.max())}"
+                             f" but the dataset has {len(spec.classes)} classes")
+        rows["label"].append(encode_array(label, "uint8"))
+        rows["label_shape"].append(list(label.shape))
+    else:
+        if label.shape != (len(spec.classes),):
+            raise PatchError(sample["patch_id"], f"label of shape {label.shape}, expected "
+                             f"({len(spec.classes)},)")
+        rows["label"].append(label.astype(np.uint8).tolist())
+
+
+def _fold_moments(moments: list[BandMoments], group: BandGroup, arr: np.ndarray) -> None:
+    """Per-band statistics of one array (bands on axis 0, or axis 1 for a series)."""
+    if group.kind == "vector":
+        for b in range(arr.shape[0]):
+            moments[b].add_array(arr[b:b + 1])
+        return
+    axis = 1 if group.kind == "series" else 0
+    for b in range(arr.shape[axis]):
+        moments[b].add_array(np.take(arr, b, axis=axis))
 
 
 def _write_chunk(
@@ -114,19 +147,30 @@ def _write_chunk(
             rejects.append({"path": str(item.get("patch_id")),
                             "reason": f"unexpected {type(exc).__name__}: {exc}"})
             continue
+        for g in spec.groups:
+            problem = g.check_shape(np.asarray(sample["arrays"][g.name]))
+            if problem:
+                raise RsrayError(f"{sample['patch_id']}: reader returned {g.name} with "
+                                 f"{problem} (a reader bug: readers must validate shapes)")
+        try:
+            _add_label(rows, spec, sample)
+        except PatchError as exc:
+            rejects.append({"path": exc.path, "reason": exc.reason})
+            continue
         rows["patch_id"].append(sample["patch_id"])
         rows["split"].append(chunk["split"])
-        rows["label"].append(np.asarray(sample["label"], dtype=np.uint8).tolist())
         for g in spec.groups:
-            arr = sample["arrays"][g.name]
-            if arr.shape != g.shape:
-                raise RsrayError(f"{sample['patch_id']}: reader returned {g.name} with shape "
-                                 f"{arr.shape}, spec says {g.shape}")
+            arr = np.asarray(sample["arrays"][g.name])
             rows[g.name].append(encode_array(arr, g.dtype))
             rows[f"{g.name}_shape"].append(list(arr.shape))
+            if g.kind == "series":
+                dates = np.asarray(sample["arrays"][f"{g.name}_dates"], dtype=np.int64)
+                if dates.shape != (arr.shape[0],):
+                    raise RsrayError(f"{sample['patch_id']}: {g.name}_dates has shape "
+                                     f"{dates.shape} for {arr.shape[0]} dates")
+                rows[f"{g.name}_dates"].append(dates.astype(np.int32).tolist())
             if chunk["split"] == "train":
-                for b in range(arr.shape[0]):
-                    moments[g.name][b].add_array(arr[b])
+                _fold_moments(moments[g.name], g, arr)
         for k in meta_keys:
             rows[f"meta_{k}"].append(str(sample["meta"].get(k, "")))
     result: dict[str, Any] = {"shard": "", "rejects": json.dumps(rejects)}
@@ -150,7 +194,9 @@ def _write_chunk(
 
 
 def _row_bytes(spec: DatasetSpec) -> int:
-    return sum(int(np.prod(g.shape)) * np.dtype(g.dtype).itemsize for g in spec.groups)
+    """Upper bound of one row's array bytes (series counted at ``max_len`` dates)."""
+    label = spec.label_size**2 if spec.task == "segmentation" else len(spec.classes)
+    return label + sum(int(np.prod(g.shape)) * np.dtype(g.dtype).itemsize for g in spec.groups)
 
 
 def _chunks(discovery: Discovery, rows_per_shard: int) -> list[dict[str, Any]]:
@@ -202,8 +248,14 @@ def prepare(
     target_shard_mb: float = DEFAULT_SHARD_MB,
     overwrite: bool = False,
     concurrency: int | None = None,
+    holdout: list[str] | None = None,
 ) -> PrepareResult:
-    """Convert ``source`` to a shard set at ``out_uri`` (local path or ``s3://``)."""
+    """Convert ``source`` to a shard set at ``out_uri`` (local path or ``s3://``).
+
+    ``holdout`` rules (``country=Serbia,Portugal``, ``lat=40:50``, see
+    :func:`rsray.data.splits.parse_holdout`) move every matching sample into the ``ood``
+    split: it is then neither trained on nor in the in-distribution val/test splits.
+    """
     import ray
 
     from rsray.runtime import ensure_ray
@@ -213,6 +265,12 @@ def prepare(
     print(f"discovering {source.spec.name} patches ...", flush=True)
     discovery = source.discover()
     spec = source.spec  # discover() may refine it (e.g. find the synthetic marker)
+    holdout_info: dict[str, Any] = {}
+    if holdout:
+        rules = parse_holdout(holdout)
+        holdout_info = apply_holdout(discovery.items, rules, dataset=spec.name)
+        print(f"holdout {', '.join(holdout)}: {holdout_info['moved']} patch(es) moved to the "
+              f"'{OOD_SPLIT}' split", flush=True)
     counts = Counter(it["split"] for it in discovery.items)
     print(f"found {len(discovery.items)} usable-looking patches "
           f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}), "
@@ -284,7 +342,8 @@ def prepare(
         rejects=sorted(rejects, key=lambda r: r["path"]),
         synthetic=spec.synthetic,
         info={**discovery.info, "rows_per_shard": rows_per_shard,
-              "target_shard_mb": target_shard_mb},
+              "target_shard_mb": target_shard_mb, "label": spec.label_info,
+              **({"holdout": holdout_info} if holdout_info else {})},
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         uri=out_uri.rstrip("/"),
     )

@@ -5,15 +5,29 @@ It describes its data with a :class:`DatasetSpec`: modalities made of *band grou
 being bands stored together because they share a resolution and a dtype (Sentinel-2's 10 m,
 20 m and 60 m bands are three groups of modality ``s2``).
 
+A band group has a *kind*:
+
+* ``image``: one ``(bands, size, size)`` raster (S2 10 m bands, S1, an aerial tile, a DEM);
+* ``series``: a time series ``(T, bands, size, size)`` with a variable number of dates ``T``
+  (at most ``max_len``) and one integer date per step (FLAIR-2's Sentinel-2 super-patches);
+* ``vector``: ``(bands,)`` numbers, e.g. GLOBE's metadata (latitude, elevation, day of year).
+
 Shards store one row per sample with these columns:
 
-* ``patch_id`` (string), ``split`` (string), ``label`` (list<uint8>, multi-hot);
-* per band group ``<group>`` (binary: the C-order bytes of a ``(bands, size, size)`` array in
-  the group's stored dtype) and ``<group>_shape`` (list<int32>);
+* ``patch_id`` (string), ``split`` (string);
+* ``label``: classification tasks (``multilabel``, ``multiclass``, ``binary``) store a
+  ``list<uint8>`` of length ``len(classes)`` (multi-hot; one-hot for ``multiclass``; one 0/1
+  per head for ``binary``); ``segmentation`` stores a binary column with the C-order bytes of
+  a ``(size, size)`` uint8 class-index mask plus ``label_shape`` (list<int32>);
+* per band group ``<group>`` (binary: the C-order bytes of the array in the group's stored
+  dtype) and ``<group>_shape`` (list<int32>); series groups add ``<group>_dates``
+  (list<int32>: day of year of each date);
 * source-specific string columns ``meta_<key>`` (e.g. ``meta_s1_patch``).
 
-The pipeline decodes groups, resamples them to one size and concatenates the groups of a
-modality in spec order into one ``(C, H, W)`` float32 tensor keyed by the modality name.
+The pipeline decodes groups; for image modalities it resamples the groups to one size and
+concatenates them in spec order into one ``(C, H, W)`` float32 tensor keyed by the modality
+name; series modalities become ``(T, C, h, w)`` padded to ``max_len`` with a date mask;
+vector modalities are concatenated into the ``metadata`` vector models take.
 """
 
 from __future__ import annotations
@@ -38,20 +52,58 @@ class BandGroup:
     """NumPy dtype name as stored in the shards (``uint16``, ``float32``, ``float16``)."""
     optional: bool = False
     """Optional groups (S2 60 m bands) are read when present and may be skipped at prepare."""
+    kind: str = "image"
+    """``image`` ``(bands, size, size)``, ``series`` ``(T, bands, size, size)`` or ``vector``
+    ``(bands,)``."""
+    max_len: int = 0
+    """Series only: the most dates a sample may have (the pipeline pads to this length)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in GROUP_KINDS:
+            raise ValueError(f"band group {self.name}: kind {self.kind!r} is not one of "
+                             + ", ".join(GROUP_KINDS))
+        if self.kind == "series" and self.max_len < 1:
+            raise ValueError(f"band group {self.name}: a series needs max_len >= 1")
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        """Array shape ``(bands, size, size)``."""
+    def shape(self) -> tuple[int, ...]:
+        """Array shape by kind: image ``(bands, size, size)``, vector ``(bands,)``.
+
+        A series gives its largest allowed shape ``(max_len, bands, size, size)``.
+        """
+        if self.kind == "vector":
+            return (len(self.bands),)
+        if self.kind == "series":
+            return (self.max_len, len(self.bands), self.size, self.size)
         return (len(self.bands), self.size, self.size)
+
+    def check_shape(self, arr: np.ndarray) -> str | None:
+        """Why ``arr`` does not fit this group, or ``None`` when it does."""
+        if self.kind == "series":
+            ok = (arr.ndim == 4 and 1 <= arr.shape[0] <= self.max_len
+                  and arr.shape[1:] == self.shape[1:])
+            want = f"(1..{self.max_len}, {len(self.bands)}, {self.size}, {self.size})"
+        else:
+            ok = arr.shape == self.shape
+            want = str(self.shape)
+        return None if ok else f"shape {arr.shape}, expected {want}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (for the manifest)."""
-        return {
+        out: dict[str, Any] = {
             "bands": list(self.bands),
             "size": self.size,
             "dtype": self.dtype,
             "optional": self.optional,
+            "kind": self.kind,
         }
+        if self.kind == "series":
+            out["max_len"] = self.max_len
+        return out
+
+
+GROUP_KINDS = ("image", "series", "vector")
+TASKS = ("multilabel", "multiclass", "binary", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -73,12 +125,37 @@ class DatasetSpec:
 
     name: str
     task: str
-    """``multilabel`` (multi-hot labels); later ``multiclass``, ``binary``, ``segmentation``."""
+    """``multilabel`` (multi-hot), ``multiclass`` (one class per sample, stored one-hot),
+    ``binary`` (several independent yes/no heads, one per class name) or ``segmentation``
+    (a class-index mask per sample)."""
     classes: tuple[str, ...]
     modalities: tuple[ModalitySpec, ...]
     synthetic: bool = False
     meta_keys: tuple[str, ...] = ()
     """Keys of ``Sample.meta`` stored as ``meta_<key>`` string columns."""
+    label_size: int = 0
+    """Segmentation only: side of the ``(size, size)`` label mask."""
+    exclude_from_mean: tuple[str, ...] = ()
+    """Classes left out of averaged metrics (FLAIR-2's ``other`` is not in its mIoU)."""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"dataset {self.name}: task {self.task!r} is not one of "
+                             + ", ".join(TASKS))
+        if self.task == "segmentation" and self.label_size < 1:
+            raise ValueError(f"dataset {self.name}: segmentation needs label_size >= 1")
+        unknown = set(self.exclude_from_mean) - set(self.classes)
+        if unknown:
+            raise ValueError(f"dataset {self.name}: exclude_from_mean names unknown classes "
+                             f"{sorted(unknown)}")
+
+    @property
+    def label_info(self) -> dict[str, Any]:
+        """What the manifest records about labels beyond the class list."""
+        out: dict[str, Any] = {"exclude_from_mean": list(self.exclude_from_mean)}
+        if self.task == "segmentation":
+            out["size"] = self.label_size
+        return out
 
     def modality(self, name: str) -> ModalitySpec:
         """The modality called ``name`` (KeyError naming the known ones otherwise)."""
@@ -107,9 +184,11 @@ class Sample(TypedDict):
     patch_id: str
     split: str
     label: np.ndarray
-    """Multi-hot ``uint8`` vector of length ``len(spec.classes)``."""
+    """Classification: ``uint8`` vector of length ``len(spec.classes)`` (multi-hot / one-hot /
+    one 0-1 per binary head). Segmentation: ``(label_size, label_size)`` uint8 class indices."""
     arrays: dict[str, np.ndarray]
-    """Band-group name -> ``(bands, size, size)`` array in the group's native dtype."""
+    """Band-group name -> array in the group's native dtype (see :class:`BandGroup` shapes);
+    a series group ``g`` also has ``"g_dates"``: ``(T,)`` day of year of each date."""
     meta: dict[str, str]
     """Extra string fields stored as ``meta_<key>`` columns."""
 
@@ -120,7 +199,10 @@ class Discovery:
 
     items: list[dict[str, Any]]
     """JSON-serialisable descriptions of readable-looking samples; each has ``patch_id``
-    and ``split``. They are sent to Ray tasks, which call ``Source.read`` on them."""
+    and ``split``. They are sent to Ray tasks, which call ``Source.read`` on them. An item may
+    carry ``"groups": {"country": ..., "tile": ..., "domain": ..., "lat": ...}`` (whatever the
+    source knows cheaply); ``rsray prepare --holdout`` uses them for out-of-distribution
+    splits."""
     rejects: list[Reject] = field(default_factory=list)
     """Samples rejected while pairing (e.g. S1 without S2), with path and reason."""
     info: dict[str, Any] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from rsray.config import Config
 from rsray.data.pipeline import build_datasets, make_plan
 from rsray.data.shards import Manifest, pyarrow_fs
 from rsray.train.loop import train_fn_per_worker
+from rsray.train.tasks import resolve_for_task
 
 
 def resolve_use_gpu(cfg: Config) -> bool:
@@ -63,15 +64,24 @@ def run_config(cfg: Config, name: str | None = None, storage_path: str | None = 
     )
 
 
-def loop_config(cfg: Config, manifest: Manifest) -> dict[str, Any]:
-    """What the workers receive: the config and what the shard set says about the data."""
-    plan = make_plan(manifest, cfg.data)
+def loop_config(cfg: Config, manifest: Manifest, *, experiment: str | None = None,
+                trial: str | None = None) -> dict[str, Any]:
+    """What the workers receive: the config and what the shard set says about the data.
+
+    ``experiment``/``trial`` tag the run's metrics (default: ``train.name`` for both).
+    """
+    plan = make_plan(manifest, cfg.data, for_training=True)
+    label = manifest.info.get("label", {})
     return {
         "config": cfg.to_dict(),
         "channels": plan.channels,
         "classes": list(manifest.classes),
         "plan": plan,
+        "eval_plan": make_plan(manifest, cfg.data),
+        "task": manifest.task,
+        "exclude_from_mean": list(label.get("exclude_from_mean", [])),
         "synthetic": manifest.synthetic,
+        "tags": {"experiment": experiment or cfg.train.name, "trial": trial or cfg.train.name},
     }
 
 
@@ -83,13 +93,15 @@ def build_trainer(
     name: str | None = None,
     storage_path: str | None = None,
     callbacks: list[Any] | None = None,
+    experiment: str | None = None,
 ) -> TorchTrainer:
     """A ``TorchTrainer`` for ``cfg`` (datasets built from ``cfg.data`` unless given)."""
     if datasets is None or manifest is None:
         manifest, datasets = build_datasets(cfg.data, manifest=manifest)
+    cfg = resolve_for_task(cfg, manifest.task)
     return TorchTrainer(
         train_fn_per_worker,
-        train_loop_config=loop_config(cfg, manifest),
+        train_loop_config=loop_config(cfg, manifest, experiment=experiment, trial=name),
         scaling_config=scaling_config(cfg),
         run_config=run_config(cfg, name=name, storage_path=storage_path, callbacks=callbacks),
         datasets=datasets,

@@ -1,7 +1,10 @@
 """``train_fn_per_worker``: the code every Ray Train worker runs.
 
 One epoch = stream the worker's part of the training split, step the optimiser, then stream its
-part of the validation split and compute metrics (torchmetrics syncs them across workers).
+part of every evaluation split (``data.eval_splits``: ``val``, and ``ood`` for a hold-out study)
+and compute the task's metrics (torchmetrics syncs them across workers); they are reported as
+``<split>_<metric>``. The task (multi-label, single-label, binary heads, segmentation) comes from
+the shard set's manifest (:mod:`rsray.train.tasks`).
 Every epoch ends with ``ray.train.report(metrics, checkpoint)``; rank 0 attaches a checkpoint of
 model, optimiser, scheduler, epoch and early-stopping state. A restarted worker group (after a
 failure, or a new run with the same name) resumes from ``ray.train.get_checkpoint()``.
@@ -26,9 +29,8 @@ from rsray.config import Config
 from rsray.data.pipeline import DecodePlan, finalize_batch
 from rsray.models import create_model
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint
-from rsray.train.losses import build_loss
-from rsray.train.metrics import MultilabelMetrics
 from rsray.train.optim import build_optimizer, build_scheduler
+from rsray.train.tasks import Task, build_task
 
 
 def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
@@ -39,7 +41,37 @@ def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManag
 
 
 def _inputs(batch: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> dict[str, Any]:
-    return {m: batch[m] for m in modalities}
+    """The model's inputs: its modalities, their series masks/dates, and the metadata vector."""
+    out = {m: batch[m] for m in modalities if m in batch}
+    for m in modalities:
+        for extra in (f"{m}_mask", f"{m}_dates"):
+            if extra in batch:
+                out[extra] = batch[extra]
+    if "metadata" in batch:
+        out["metadata"] = batch["metadata"]
+    return out
+
+
+def _evaluate(model: torch.nn.Module, shard: Any, task: Task, loss_meter: Any, plan: DecodePlan,
+              batch_size: int, device: torch.device, amp: str,
+              modalities: tuple[str, ...]) -> tuple[dict[str, float], Any]:
+    """Loss and task metrics over this worker's part of one evaluation split (synced).
+
+    Also returns the confusion matrix for segmentation (else ``None``).
+    """
+    task.metrics.reset()
+    loss_meter.reset()
+    with torch.no_grad():
+        for raw in shard.iter_torch_batches(batch_size=batch_size, device=device):
+            batch = finalize_batch(raw, plan)
+            target = task.target(batch)
+            with _autocast(device, amp):
+                logits = model(_inputs(batch, modalities)).float()
+            loss_meter.update(task.loss(logits, target), weight=target.shape[0])
+            task.metrics.update(logits, target)
+    confusion = (task.metrics.confusion_matrix()
+                 if hasattr(task.metrics, "confusion_matrix") else None)
+    return {"loss": float(loss_meter.compute()), **task.metrics.compute()}, confusion
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -55,21 +87,25 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
 
     Args:
         loop_config: ``{"config": Config.to_dict(), "channels": {modality: C},
-            "classes": [...], "plan": DecodePlan, "synthetic": bool}`` built by
+            "classes": [...], "plan": DecodePlan, "task": str, "exclude_from_mean": [...],
+            "synthetic": bool, "tags": {"experiment", "trial"}}`` built by
             :func:`rsray.train.driver.loop_config`.
     """
     cfg = Config.from_dict(loop_config["config"])
     classes: list[str] = list(loop_config["classes"])
     channels: dict[str, int] = dict(loop_config["channels"])
     plan: DecodePlan = loop_config["plan"]
+    eval_plan: DecodePlan = loop_config.get("eval_plan", plan)
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     world = ctx.get_world_size()
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed + rank)
 
-    model = create_model(cfg.model.name, modalities=channels, num_classes=len(classes),
-                         **cfg.model.params)
+    params = dict(cfg.model.params)
+    if plan.metadata_dim:
+        params["metadata_dim"] = plan.metadata_dim
+    model = create_model(cfg.model.name, modalities=channels, num_classes=len(classes), **params)
     modalities = tuple(getattr(model, "modalities", tuple(channels)))
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.max_epochs)
@@ -88,12 +124,12 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
 
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
-    loss_fn = build_loss(cfg.train).to(device)
-    metrics = MultilabelMetrics(len(classes), classes).to(device)
+    task = build_task(cfg, loop_config.get("task", "multilabel"), classes,
+                      loop_config.get("exclude_from_mean", ())).to(device)
     train_loss = torchmetrics.MeanMetric().to(device)
-    val_loss = torchmetrics.MeanMetric().to(device)
+    eval_loss = torchmetrics.MeanMetric().to(device)
     train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
+    eval_shards = {s: ray.train.get_dataset_shard(s) for s in cfg.data.eval_splits}
 
     for epoch in range(start_epoch, cfg.train.max_epochs):
         model.train()
@@ -109,10 +145,10 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         )):
             wait += time.perf_counter() - t_wait
             batch = finalize_batch(batch, plan)  # resample + normalise on the worker's device
-            target = batch["label"]
+            target = task.target(batch)
             with _autocast(device, cfg.train.amp):
                 logits = model(_inputs(batch, modalities))
-            loss = loss_fn(logits.float(), target)
+            loss = task.loss(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip > 0:
@@ -128,18 +164,13 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         train_seconds = time.perf_counter() - t0
 
         model.eval()
-        metrics.reset()
-        val_loss.reset()
-        with torch.no_grad():
-            for raw in val_shard.iter_torch_batches(batch_size=cfg.data.batch_size,
-                                                    device=device):
-                batch = finalize_batch(raw, plan)
-                target = batch["label"]
-                with _autocast(device, cfg.train.amp):
-                    logits = model(_inputs(batch, modalities)).float()
-                val_loss.update(loss_fn(logits, target), weight=target.shape[0])
-                metrics.update(logits, target)
-        val = metrics.compute()
+        evaluated, confusion = {}, {}
+        for split, shard in eval_shards.items():
+            evaluated[split], cm = _evaluate(model, shard, task, eval_loss, eval_plan,
+                                             cfg.data.batch_size, device, cfg.train.amp,
+                                             modalities)
+            if cm is not None:
+                confusion[split] = cm
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
@@ -147,8 +178,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         report: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": float(train_loss.compute()),
-            "val_loss": float(val_loss.compute()),
-            **{f"val_{k}": float(v) for k, v in val.items()},
+            **{f"{split}_{k}": float(v) for split, vals in evaluated.items()
+               for k, v in vals.items()},
             "lr": float(lr),
             "epoch_seconds": time.perf_counter() - t0,
             "train_samples_per_second": samples * world / max(train_seconds, 1e-9),
@@ -164,8 +195,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         stop = 0 < cfg.train.early_stopping_patience <= stale
         report["early_stopped"] = stop
         if rank == 0:
+            losses = " ".join(f"{s}_loss {report[f'{s}_loss']:.4f}" for s in evaluated)
             print(f"[rsray] epoch {epoch + 1}/{cfg.train.max_epochs} "
-                  f"train_loss {report['train_loss']:.4f} val_loss {report['val_loss']:.4f} "
+                  f"train_loss {report['train_loss']:.4f} {losses} "
                   f"{cfg.train.metric} {value:.4f} ({report['epoch_seconds']:.1f} s)", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
@@ -176,7 +208,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                                        "metrics": {k: v for k, v in report.items()
                                                    if isinstance(v, int | float)},
                                        "config": loop_config["config"],
-                                       "channels": channels, "classes": classes})
+                                       "channels": channels, "classes": classes,
+                                       "task": task.name, "confusion_matrix": confusion})
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{epoch:04d}")
         if stop:

@@ -1,4 +1,7 @@
-"""Multi-label losses: weighted BCE, soft Dice and the progressive-fusion combined loss.
+"""Training losses: weighted BCE, soft Dice, combined loss, cross-entropy (+ Dice).
+
+BCE, Dice and the combined loss serve multi-label and binary tasks; cross-entropy (+ multi-class
+Dice) serves single-label classification and segmentation.
 
 The progressive fusion study (GLOBE / LULC) trains with a *combined loss*::
 
@@ -172,24 +175,102 @@ class _BCEWithLogits(nn.BCEWithLogitsLoss):
         return super().forward(input, target.to(input.dtype))
 
 
-def build_loss(train_cfg: TrainConfig) -> nn.Module:
-    """Build the training loss named by ``train.loss``.
+class MulticlassDiceLoss(nn.Module):
+    """Soft Dice on softmax probabilities against one-hot class indices (segmentation).
+
+    Per class ``c``: ``1 - (2 * sum p_c * y_c + smooth) / (sum p_c + sum y_c + smooth)``, sums
+    over the batch and all pixels; the loss is the mean over classes.
+    """
+
+    def __init__(self, smooth: float = 1.0) -> None:
+        super().__init__()
+        self.smooth = float(smooth)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """``logits`` ``(N, K, *spatial)``, ``target`` ``(N, *spatial)`` class indices."""
+        if logits.ndim != target.ndim + 1 or logits.shape[2:] != target.shape[1:]:
+            raise ValueError(f"dice: logits {tuple(logits.shape)} do not match class-index "
+                             f"target {tuple(target.shape)}")
+        p = torch.softmax(logits.float(), dim=1)
+        y = F.one_hot(target.long(), num_classes=logits.shape[1]).movedim(-1, 1).to(p.dtype)
+        dims = [0, *range(2, p.ndim)]
+        intersection = (p * y).sum(dim=dims)
+        denominator = p.sum(dim=dims) + y.sum(dim=dims)
+        return 1.0 - ((2.0 * intersection + self.smooth) / (denominator + self.smooth)).mean()
+
+
+class CrossEntropyDice(nn.Module):
+    """``alpha * CrossEntropy + (1 - alpha) * MulticlassDice`` (alpha = 1: plain CE).
+
+    Takes logits ``(N, K)`` or ``(N, K, H, W)`` and class indices ``(N,)`` or ``(N, H, W)``.
+    """
+
+    def __init__(self, alpha: float = 1.0, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"CrossEntropyDice.alpha: {alpha!r} is outside [0, 1]")
+        self.alpha = float(alpha)
+        self.ce = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.dice = MulticlassDiceLoss()
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Compute the loss in float32."""
+        logits = logits.float()
+        loss = self.alpha * self.ce(logits, target.long())
+        if self.alpha < 1.0:
+            loss = loss + (1.0 - self.alpha) * self.dice(logits, target)
+        return loss
+
+    def extra_repr(self) -> str:
+        """Show alpha in ``print(module)``."""
+        return f"alpha={self.alpha}"
+
+
+LOSSES_BY_TASK = {
+    "multilabel": ("bce", "combined"),
+    "binary": ("bce", "combined"),
+    "multiclass": ("ce", "ce_dice"),
+    "segmentation": ("ce_dice", "ce"),
+}
+"""Losses each task accepts; the first is what ``train.loss=auto`` picks."""
+
+
+def resolve_loss_name(train_cfg: TrainConfig, task: str = "multilabel") -> str:
+    """``train.loss`` for ``task`` (``auto`` -> the task's default); ConfigError if unfit."""
+    allowed = LOSSES_BY_TASK[task]
+    name = allowed[0] if train_cfg.loss == "auto" else train_cfg.loss
+    if name not in allowed:
+        raise ConfigError(f"train.loss: {name!r} does not fit a {task} dataset; choose "
+                          + " or ".join(repr(a) for a in ("auto", *allowed)))
+    return name
+
+
+def build_loss(train_cfg: TrainConfig, task: str = "multilabel") -> nn.Module:
+    """Build the training loss named by ``train.loss`` for ``task``.
 
     Args:
         train_cfg: the ``train`` section; ``loss``, ``loss_alpha`` and ``loss_beta`` are read.
+        task: ``multilabel``/``binary`` (multi-hot targets) or ``multiclass``/``segmentation``
+            (class-index targets).
 
     Returns:
         ``bce``: an ``nn.BCEWithLogitsLoss`` (mean over elements) that also accepts integer
-        targets; ``combined``: :class:`CombinedLoss` ``(loss_alpha, loss_beta)``.
+        targets; ``combined``: :class:`CombinedLoss` ``(loss_alpha, loss_beta)``; ``ce``:
+        cross-entropy; ``ce_dice``: :class:`CrossEntropyDice` with ``loss_alpha`` (the
+        segmentation default, alpha 0.5 = CE + Dice equally).
 
     Raises:
-        ConfigError: for an unknown loss name.
+        ConfigError: for a loss that does not fit the task.
     """
-    if train_cfg.loss == "bce":
+    name = resolve_loss_name(train_cfg, task)
+    if name == "bce":
         return _BCEWithLogits()
-    if train_cfg.loss == "combined":
+    if name == "combined":
         return CombinedLoss(alpha=train_cfg.loss_alpha, beta=train_cfg.loss_beta)
-    raise ConfigError(f"train.loss: {train_cfg.loss!r} is not allowed; choose 'bce' or 'combined'")
+    if name == "ce":
+        return CrossEntropyDice(alpha=1.0)
+    return CrossEntropyDice(alpha=train_cfg.loss_alpha)
 
 
-__all__ = ["CombinedLoss", "SoftDiceLoss", "WeightedBCEWithLogits", "build_loss"]
+__all__ = ["CombinedLoss", "CrossEntropyDice", "MulticlassDiceLoss", "SoftDiceLoss",
+           "WeightedBCEWithLogits", "build_loss", "resolve_loss_name"]

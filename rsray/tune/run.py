@@ -26,9 +26,8 @@ from rsray.data.pipeline import build_datasets, load_shard_set
 from rsray.data.shards import Manifest, join, pyarrow_fs
 from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
 from rsray.train.driver import build_trainer, resolve_use_gpu
+from rsray.train.tasks import resolve_for_task, table_metrics
 from rsray.tune.spaces import get_space
-
-TABLE_METRICS = ["val_ap_micro", "val_ap_macro", "val_f2_micro", "val_loss"]
 
 
 @dataclass
@@ -89,6 +88,7 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
         trainer = build_trainer(
             trial_cfg, manifest=manifest, datasets=datasets, name=f"trial_{trial_id}",
             storage_path=trials_storage, callbacks=[TuneReportCallback()],
+            experiment=cfg.tune.name,
         )
         trainer.fit()
 
@@ -108,7 +108,8 @@ def _status(error: Any, metrics: dict[str, Any], max_epochs: int) -> str:
     return "DONE"
 
 
-def _rows(results: Any, metric: str, max_epochs: int) -> list[TrialRow]:
+def _rows(results: Any, metric: str, mode: str, max_epochs: int,
+          columns: list[str]) -> list[TrialRow]:
     rows = []
     for r in results:
         m = r.metrics or {}
@@ -117,9 +118,10 @@ def _rows(results: Any, metric: str, max_epochs: int) -> list[TrialRow]:
         trial_id = m.get("trial_id") or Path(r.path).name
         # best epoch value of the metric (ASHA compares last values; report both honestly)
         hist = r.metrics_dataframe
-        best_metrics = {k: m.get(k, math.nan) for k in TABLE_METRICS}
+        best_metrics = {k: m.get(k, math.nan) for k in columns}
         if hist is not None and metric in hist and len(hist):
-            best_metrics[f"best_{metric}"] = float(hist[metric].max())
+            col = hist[metric]
+            best_metrics[f"best_{metric}"] = float(col.max() if mode == "max" else col.min())
         rows.append(TrialRow(
             trial=str(trial_id), status=status, params=params,
             metrics={k: float(v) if v is not None else math.nan for k, v in best_metrics.items()},
@@ -135,6 +137,7 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
     t0 = time.perf_counter()
     ensure_ray()
     manifest = load_shard_set(cfg.data)
+    cfg = resolve_for_task(cfg, manifest.task)
     if manifest.synthetic:
         print(f"[rsray] tuning on SYNTHETIC data from {manifest.uri}", flush=True)
     storage, storage_fs = _storage(cfg)
@@ -175,8 +178,9 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             ),
         )
     results = tuner.fit()
-    rows = sort_rows(_rows(results, metric, cfg.train.max_epochs), metric, mode)
-    metric_keys = [*TABLE_METRICS, f"best_{metric}"]
+    columns = table_metrics(manifest.task, cfg.data.eval_splits)
+    rows = sort_rows(_rows(results, metric, mode, cfg.train.max_epochs, columns), metric, mode)
+    metric_keys = [*columns, f"best_{metric}"]
     best_row = next((r for r in rows if not math.isnan(r.metrics.get(metric, math.nan))), None)
     best: dict[str, Any] = {"experiment": exp_uri, "metric": metric, "mode": mode,
                             "synthetic": manifest.synthetic, "data": manifest.uri}

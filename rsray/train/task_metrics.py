@@ -1,0 +1,196 @@
+"""Validation metrics of the single-label, binary-head and segmentation tasks (torchmetrics).
+
+Like :class:`rsray.train.metrics.MultilabelMetrics` (multi-label), each class here wraps a
+``MetricCollection``: under DDP ``compute()`` gathers every rank's state, so all ranks get the
+same numbers over the whole evaluated split, and each returns a flat ``dict[str, float]``.
+
+* :class:`MulticlassMetrics` (SEN12MS scene classification): overall accuracy ``oa`` (micro),
+  average accuracy ``aa`` (mean of per-class recalls, the SEN12MS paper's AA), Cohen's kappa,
+  macro F1 and ``acc_class/<name>`` (class-wise accuracy = recall of that class). A class absent
+  from the evaluated data gets ``NaN`` and is left out of ``aa``.
+* :class:`BinaryHeadsMetrics` (GLOBE snow/ice and leaves-on-trees): per head accuracy and ROC
+  AUC (``acc/<head>``, ``auc/<head>``) and their means ``acc_mean``/``auc_mean``. AUC is ``NaN``
+  for a head whose evaluated targets are all one value.
+* :class:`SegmentationMetrics` (FLAIR-2): per-class IoU ``iou/<name>``, ``miou`` over the
+  classes not excluded (FLAIR-2 leaves out ``other``) and present in prediction or target,
+  pixel accuracy ``oa``, and the full confusion matrix via :meth:`confusion_matrix`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassCohenKappa,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MultilabelAccuracy,
+    MultilabelAUROC,
+)
+
+from rsray.train.metrics import _PositiveCount
+
+
+def _names(num_classes: int, names: Sequence[str] | None, what: str) -> list[str]:
+    out = [f"class_{i}" for i in range(num_classes)] if names is None else [str(n) for n in names]
+    if len(out) != num_classes:
+        raise ValueError(f"{what}: {len(out)} names for {num_classes} classes")
+    return out
+
+
+class _Collection:
+    """Shared device handling and reset for the wrappers below."""
+
+    collection: MetricCollection
+
+    def to(self, device: torch.device | str) -> _Collection:
+        """Move the metric states to ``device``; return self."""
+        self.collection = self.collection.to(device)
+        return self
+
+    def reset(self) -> None:
+        """Clear all states."""
+        self.collection.reset()
+
+
+class MulticlassMetrics(_Collection):
+    """OA, AA, kappa, macro F1 and class-wise accuracy for single-label classification."""
+
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None) -> None:
+        self.num_classes = num_classes
+        self.class_names = _names(num_classes, class_names, "MulticlassMetrics")
+        common = {"num_classes": num_classes}
+        self.collection = MetricCollection({
+            "oa": MulticlassAccuracy(average="micro", **common),
+            "acc_class": MulticlassAccuracy(average=None, **common),
+            "kappa": MulticlassCohenKappa(**common),
+            "f1_macro": MulticlassF1Score(average="macro", **common),
+            "support": _PositiveCount(num_classes),
+        })
+
+    @torch.no_grad()
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """``logits`` ``(N, K)``, ``target`` ``(N,)`` class indices."""
+        if logits.ndim != 2 or target.shape != logits.shape[:1]:
+            raise ValueError(f"MulticlassMetrics.update: logits {tuple(logits.shape)} and "
+                             f"target {tuple(target.shape)}; expected (N, K) and (N,)")
+        target = target.long()
+        scores = logits.detach().float()
+        for name in ("oa", "acc_class", "kappa", "f1_macro"):
+            self.collection[name].update(scores, target)
+        onehot = torch.nn.functional.one_hot(target, self.num_classes)
+        self.collection["support"].update(onehot, onehot)
+
+    def compute(self) -> dict[str, float]:
+        """``oa``, ``aa``, ``kappa``, ``f1_macro`` and ``acc_class/<name>``."""
+        raw = self.collection.compute()
+        present = raw["support"] > 0
+        per_class = torch.where(present, raw["acc_class"].float(),
+                                torch.full_like(raw["acc_class"].float(), math.nan))
+        aa = float(per_class[present].mean()) if bool(present.any()) else math.nan
+        out = {"oa": float(raw["oa"]), "aa": aa, "kappa": float(raw["kappa"]),
+               "f1_macro": float(raw["f1_macro"])}
+        for name, value in zip(self.class_names, per_class.tolist(), strict=True):
+            out[f"acc_class/{name}"] = float(value)
+        return out
+
+
+class BinaryHeadsMetrics(_Collection):
+    """Accuracy and ROC AUC per binary head (several yes/no labels predicted at once)."""
+
+    def __init__(self, num_heads: int, head_names: Sequence[str] | None = None,
+                 threshold: float = 0.5) -> None:
+        self.num_heads = num_heads
+        self.head_names = _names(num_heads, head_names, "BinaryHeadsMetrics")
+        common = {"num_labels": num_heads}
+        self.collection = MetricCollection({
+            "acc": MultilabelAccuracy(average=None, threshold=threshold, **common),
+            "auc": MultilabelAUROC(average=None, **common),
+            "positives": _PositiveCount(num_heads),
+            "count": _PositiveCount(num_heads),
+        })
+
+    @torch.no_grad()
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """``logits`` and 0/1 ``target`` of shape ``(N, heads)``."""
+        if logits.shape != target.shape or logits.ndim != 2:
+            raise ValueError(f"BinaryHeadsMetrics.update: logits {tuple(logits.shape)} and "
+                             f"target {tuple(target.shape)} must both be (N, heads)")
+        probs = torch.sigmoid(logits.detach().float())
+        t = target.detach().round().long()
+        self.collection["acc"].update(probs, t)
+        self.collection["auc"].update(probs, t)
+        self.collection["positives"].update(probs, t)
+        self.collection["count"].update(probs, torch.ones_like(t))
+
+    def compute(self) -> dict[str, float]:
+        """``acc/<head>``, ``auc/<head>``, ``acc_mean``, ``auc_mean``."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = self.collection.compute()
+        pos, cnt = raw["positives"], raw["count"]
+        both = (pos > 0) & (pos < cnt)
+        auc = torch.where(both, raw["auc"].float(), torch.full_like(raw["auc"].float(), math.nan))
+        acc = raw["acc"].float()
+        out = {"acc_mean": float(acc.mean()),
+               "auc_mean": float(auc[both].mean()) if bool(both.any()) else math.nan}
+        for i, name in enumerate(self.head_names):
+            out[f"acc/{name}"] = float(acc[i])
+            out[f"auc/{name}"] = float(auc[i])
+        return out
+
+
+class SegmentationMetrics(_Collection):
+    """Per-class IoU, mIoU (excluding some classes), pixel accuracy and the confusion matrix.
+
+    Everything derives from one summed confusion matrix, so it is exact over the whole split
+    and cheap to sync (``K x K`` counts per rank).
+    """
+
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None,
+                 exclude_from_mean: Sequence[str] = ()) -> None:
+        self.num_classes = num_classes
+        self.class_names = _names(num_classes, class_names, "SegmentationMetrics")
+        unknown = set(exclude_from_mean) - set(self.class_names)
+        if unknown:
+            raise ValueError(f"SegmentationMetrics.exclude_from_mean: unknown {sorted(unknown)}")
+        self.included = torch.tensor([n not in set(exclude_from_mean) for n in self.class_names])
+        self.collection = MetricCollection({
+            "confmat": MulticlassConfusionMatrix(num_classes=num_classes),
+        })
+
+    @torch.no_grad()
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """``logits`` ``(N, K, H, W)``, ``target`` ``(N, H, W)`` class indices."""
+        if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+            raise ValueError(f"SegmentationMetrics.update: logits {tuple(logits.shape)} and "
+                             f"target {tuple(target.shape)}; expected (N, K, H, W), (N, H, W)")
+        self.collection["confmat"].update(logits.detach().argmax(dim=1), target.long())
+
+    def confusion_matrix(self) -> list[list[int]]:
+        """Rows = true class, columns = predicted class, pixel counts."""
+        return self.collection["confmat"].compute().long().tolist()
+
+    def compute(self) -> dict[str, float]:
+        """``oa``, ``miou``, ``iou/<name>``."""
+        cm = self.collection["confmat"].compute().double()
+        tp = cm.diag()
+        union = cm.sum(0) + cm.sum(1) - tp
+        present = union > 0
+        iou = torch.where(present, tp / union.clamp_min(1), torch.full_like(tp, math.nan))
+        use = present & self.included.to(present.device)
+        out = {"oa": float(tp.sum() / cm.sum().clamp_min(1)),
+               "miou": float(iou[use].mean()) if bool(use.any()) else math.nan}
+        for name, value in zip(self.class_names, iou.tolist(), strict=True):
+            out[f"iou/{name}"] = float(value)
+        return out
+
+
+__all__ = ["BinaryHeadsMetrics", "MulticlassMetrics", "SegmentationMetrics"]
