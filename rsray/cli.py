@@ -39,15 +39,28 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
                    help="continue an interrupted experiment of the same name")
 
 
-def tune_config_from_args(args: argparse.Namespace, default_config: str | None = None) -> Config:
-    """Config for a tuning run: file, then flags, then ``--set`` overrides."""
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "model.name": "test_progressive_fusion", "tune.space": "progressive_smoke",
+    "tune.num_samples": 3, "train.max_epochs": 2, "data.batch_size": 16,
+    "tune.name": "tune-progressive-smoke", "scaling.num_workers": 1,
+    "train.log_every_n_steps": 1000,
+}
+"""What ``--smoke-test`` sets unless a job passes its own ``smoke`` overrides."""
+
+
+def tune_config_from_args(args: argparse.Namespace, default_config: str | None = None, *,
+                          smoke: dict[str, Any] | None = None,
+                          smoke_dataset: str = "bigearthnet",
+                          smoke_samples: int = SMOKE_PATCHES) -> Config:
+    """Config for a tuning run: file, then flags, then ``--set`` overrides.
+
+    With ``--smoke-test``, ``smoke`` (default :data:`SMOKE_OVERRIDES`) is applied and, when
+    ``--data`` is absent, ``smoke_samples`` synthetic ``smoke_dataset`` samples are prepared.
+    """
     cfg = load_config(args.config or default_config)
     flags: dict[str, Any] = {}
     if args.smoke_test:
-        flags.update({"model.name": "test_progressive_fusion", "tune.space": "progressive_smoke",
-                      "tune.num_samples": 3, "train.max_epochs": 2, "data.batch_size": 16,
-                      "tune.name": "tune-progressive-smoke", "scaling.num_workers": 1,
-                      "train.log_every_n_steps": 1000})
+        flags.update(SMOKE_OVERRIDES if smoke is None else smoke)
     for flag, key in [("data", "data.uri"), ("storage_path", "train.storage_path"),
                       ("name", "tune.name"), ("num_samples", "tune.num_samples"),
                       ("max_epochs", "train.max_epochs"), ("num_workers", "scaling.num_workers")]:
@@ -57,51 +70,39 @@ def tune_config_from_args(args: argparse.Namespace, default_config: str | None =
     cfg = cfg.with_overrides(flags)
     if args.smoke_test and args.data is None:
         storage = cfg.train.storage_path
-        local = "rsray_data" if storage.startswith("s3://") else storage  # raw tifs stay local
+        local = "rsray_data" if storage.startswith("s3://") else storage  # raw files stay local
+        folder = "smoke-data" if smoke_dataset == "bigearthnet" else f"smoke-{smoke_dataset}"
         cfg = cfg.with_overrides({"data.uri": ensure_synthetic_shards(
-            str(Path(local) / "smoke-data"), SMOKE_PATCHES, seed=0)})
+            str(Path(local) / folder), smoke_samples, seed=0, dataset=smoke_dataset)})
     overrides = {**flags, **parse_overrides(args.overrides)}
     return cfg.with_overrides(overrides)
 
 
-def ensure_synthetic_shards(root: str, n: int, seed: int = 0) -> str:
-    """Synthetic BigEarthNet-MM raw folders + shards under ``root`` (reused when present)."""
-    from rsray.data.prepare import prepare
-    from rsray.data.shards import MANIFEST_NAME
-    from rsray.data.sources.bigearthnet import BigEarthNetMM, write_synthetic_bigearthnet
+def ensure_synthetic_shards(root: str, n: int, seed: int = 0,
+                            dataset: str = "bigearthnet") -> str:
+    """Synthetic raw data + shards of ``dataset`` under ``root`` (reused when present)."""
+    from rsray.data.registry import synthetic_shards
 
-    raw, shards = Path(root) / "raw", Path(root) / "shards"
-    stamp = raw / "rsray_synth.json"
-    want = {"n": n, "seed": seed}
-    if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
-        print(f"[rsray] writing {n} SYNTHETIC BigEarthNet-MM patches to {raw}", flush=True)
-        write_synthetic_bigearthnet(raw, n, seed=seed)
-        stamp.write_text(json.dumps(want))
-        if (shards / MANIFEST_NAME).is_file():
-            (shards / MANIFEST_NAME).unlink()
-    if not (shards / MANIFEST_NAME).is_file():
-        source = BigEarthNetMM(str(raw / "BigEarthNet-S2"), str(raw / "BigEarthNet-S1"))
-        prepare(source, str(shards), overwrite=True)
-    return str(shards.resolve())
+    return synthetic_shards(dataset, root, n, seed=seed)
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    """``rsray synth bigearthnet``."""
-    from rsray.data.sources.bigearthnet import describe_synthetic_rules, write_synthetic_bigearthnet
+    """``rsray synth <dataset>``."""
+    from rsray.data.registry import get_dataset
 
-    write_synthetic_bigearthnet(args.out, args.n, seed=args.seed)
-    print(f"wrote {args.n} SYNTHETIC BigEarthNet-MM patch pairs to {args.out}")
-    print(describe_synthetic_rules())
+    entry = get_dataset(args.dataset)
+    entry.write_synthetic(args.out, args.n, args.seed)
+    print(f"wrote {args.n} SYNTHETIC {args.dataset} samples to {args.out}")
+    text = entry.describe_synthetic()
+    if text:
+        print(text)
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    """``rsray prepare bigearthnet``."""
-    from rsray.data.prepare import prepare
-    from rsray.data.sources.bigearthnet import BigEarthNetMM
+    """``rsray prepare <dataset>``."""
+    from rsray.data.registry import prepare_from_args
 
-    source = BigEarthNetMM(args.s2_root, args.s1_root, include_60m=args.include_60m,
-                           s1_dtype=args.s1_dtype, splits=args.splits, split_seed=args.split_seed)
-    prepare(source, args.out, target_shard_mb=args.shard_mb, overwrite=args.overwrite)
+    prepare_from_args(args)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -171,26 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rsray", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from rsray.data.registry import add_common_prepare_args, get_dataset, list_datasets
+
     p = sub.add_parser("synth", help="write a synthetic dataset in the real on-disk format")
-    p.add_argument("dataset", choices=["bigearthnet"])
-    p.add_argument("--n", type=int, default=300, help="number of patch pairs")
+    p.add_argument("dataset", choices=list_datasets())
+    p.add_argument("--n", type=int, default=300, help="number of samples")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_synth)
 
     p = sub.add_parser("prepare", help="raw dataset -> Parquet shards + manifest")
-    p.add_argument("dataset", choices=["bigearthnet"])
-    p.add_argument("--s2-root", required=True, help="folder (or s3://) of BigEarthNet-S2 patches")
-    p.add_argument("--s1-root", required=True, help="folder (or s3://) of BigEarthNet-S1 patches")
-    p.add_argument("--out", required=True, help="shard set URI: local path or s3://bucket/prefix")
-    p.add_argument("--shard-mb", type=float, default=128, help="target shard size (MiB)")
-    p.add_argument("--include-60m", action="store_true", help="also store B01 and B09")
-    p.add_argument("--s1-dtype", choices=["float32", "float16"], default="float32")
-    p.add_argument("--splits", choices=["auto", "official", "seeded"], default="auto",
-                   help="official = bigearthnet-common's lists; seeded = hash split")
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing shard set")
-    p.set_defaults(fn=cmd_prepare)
+    per_dataset = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    for name in list_datasets():
+        entry = get_dataset(name)
+        q = per_dataset.add_parser(name, help=entry.summary, description=entry.summary)
+        entry.add_prepare_args(q)
+        add_common_prepare_args(q)
+        q.set_defaults(fn=cmd_prepare)
 
     p = sub.add_parser("train", help="train one configuration with Ray Train")
     _add_config_args(p)

@@ -1,0 +1,138 @@
+"""The dataset registry: what ``rsray prepare <name>`` and ``rsray synth <name>`` can do.
+
+Each dataset file under :mod:`rsray.data.sources` ends with one :func:`register_dataset` call
+that describes how the command line reaches it::
+
+    register_dataset(DatasetEntry(
+        name="sen12ms",
+        summary="SEN12MS S1 + S2 triplets, 10 simplified IGBP classes",
+        add_prepare_args=_add_args,          # argparse flags of `rsray prepare sen12ms`
+        source_from_args=_source_from_args,  # argparse.Namespace -> Source
+        write_synthetic=write_synthetic_sen12ms,   # (out, n, seed) -> None, real on-disk format
+        synthetic_source=lambda raw: SEN12MS(raw),  # Source reading what write_synthetic wrote
+        describe_synthetic=describe_synthetic_rules,  # () -> str
+        default_modalities=("s2", "s1"),
+    ))
+
+so a new dataset is one file plus one line in :data:`DATASET_MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsray.data.schema import Source
+from rsray.errors import ConfigError
+
+DATASET_MODULES = (
+    "rsray.data.sources.bigearthnet",
+)
+"""Modules that register a dataset when imported (one file per dataset)."""
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """How the command line prepares and synthesises one dataset."""
+
+    name: str
+    summary: str
+    add_prepare_args: Callable[[argparse.ArgumentParser], None]
+    """Adds the dataset's own ``rsray prepare <name>`` flags (input folders, options)."""
+    source_from_args: Callable[[argparse.Namespace], Source]
+    """Builds the :class:`~rsray.data.schema.Source` from the parsed flags."""
+    write_synthetic: Callable[[str | Path, int, int], Any]
+    """``(out_folder, n, seed)``: writes a synthetic twin in the real on-disk format."""
+    synthetic_source: Callable[[Path], Source]
+    """Source over a folder written by ``write_synthetic``."""
+    describe_synthetic: Callable[[], str] = lambda: ""
+    """Human-readable rules linking the synthetic inputs to their labels."""
+    default_modalities: tuple[str, ...] = ()
+    """Modalities a training config uses by default for this dataset."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_DATASETS: dict[str, DatasetEntry] = {}
+_loaded = False
+
+
+def register_dataset(entry: DatasetEntry) -> DatasetEntry:
+    """Add a dataset (called at import time by each dataset file)."""
+    if entry.name in _DATASETS and _DATASETS[entry.name] is not entry:
+        raise ValueError(f"dataset {entry.name!r} is registered twice")
+    _DATASETS[entry.name] = entry
+    return entry
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        for module in DATASET_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+
+
+def list_datasets() -> list[str]:
+    """Names of every registered dataset."""
+    _load()
+    return sorted(_DATASETS)
+
+
+def get_dataset(name: str) -> DatasetEntry:
+    """The entry called ``name`` (ConfigError listing the known ones otherwise)."""
+    _load()
+    if name not in _DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; rsray knows " + ", ".join(list_datasets()))
+    return _DATASETS[name]
+
+
+def add_common_prepare_args(p: argparse.ArgumentParser) -> None:
+    """Flags every ``rsray prepare <dataset>`` has."""
+    p.add_argument("--out", required=True, help="shard set URI: local path or s3://bucket/prefix")
+    p.add_argument("--shard-mb", type=float, default=128, help="target shard size (MiB)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing shard set")
+    p.add_argument("--holdout", action="append", default=[], metavar="KEY=VALUES",
+                   help="move matching samples to an 'ood' split for out-of-distribution "
+                        "evaluation, e.g. country=Serbia,Portugal or lat=40:50 (repeatable)")
+
+
+def prepare_from_args(args: argparse.Namespace) -> Any:
+    """Run ``prepare`` for ``args.dataset`` with the parsed flags."""
+    from rsray.data.prepare import prepare
+
+    entry = get_dataset(args.dataset)
+    source = entry.source_from_args(args)
+    return prepare(source, args.out, target_shard_mb=args.shard_mb, overwrite=args.overwrite,
+                   holdout=list(args.holdout) or None)
+
+
+def synthetic_shards(dataset: str, root: str | Path, n: int, seed: int = 0,
+                     holdout: Sequence[str] = ()) -> str:
+    """Synthetic raw data + shards of ``dataset`` under ``root`` (reused when already there)."""
+    import json
+
+    from rsray.data.prepare import prepare
+    from rsray.data.shards import MANIFEST_NAME
+
+    entry = get_dataset(dataset)
+    raw, shards = Path(root) / "raw", Path(root) / "shards"
+    stamp = raw / "rsray_synth.json"
+    want = {"dataset": dataset, "n": n, "seed": seed, "holdout": list(holdout)}
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
+        print(f"[rsray] writing {n} SYNTHETIC {dataset} samples to {raw}", flush=True)
+        entry.write_synthetic(raw, n, seed)
+        stamp.write_text(json.dumps(want))
+        if (shards / MANIFEST_NAME).is_file():
+            (shards / MANIFEST_NAME).unlink()
+    if not (shards / MANIFEST_NAME).is_file():
+        prepare(entry.synthetic_source(raw), str(shards), overwrite=True,
+                holdout=list(holdout) or None)
+    return str(shards.resolve())
+
+
+__all__ = ["DATASET_MODULES", "DatasetEntry", "add_common_prepare_args", "get_dataset",
+           "list_datasets", "prepare_from_args", "register_dataset", "synthetic_shards"]
