@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
     MulticlassAccuracy,
     MulticlassCohenKappa,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
-    MultilabelAccuracy,
-    MultilabelAUROC,
 )
 
 from rsray.train.metrics import _PositiveCount
@@ -107,13 +108,12 @@ class BinaryHeadsMetrics(_Collection):
                  threshold: float = 0.5) -> None:
         self.num_heads = num_heads
         self.head_names = _names(num_heads, head_names, "BinaryHeadsMetrics")
-        common = {"num_labels": num_heads}
-        self.collection = MetricCollection({
-            "acc": MultilabelAccuracy(average=None, threshold=threshold, **common),
-            "auc": MultilabelAUROC(average=None, **common),
-            "positives": _PositiveCount(num_heads),
-            "count": _PositiveCount(num_heads),
-        })
+        metrics: dict[str, Any] = {"positives": _PositiveCount(num_heads),
+                                   "count": _PositiveCount(num_heads)}
+        for i in range(num_heads):  # one binary metric per head (works for a single head too)
+            metrics[f"acc_{i}"] = BinaryAccuracy(threshold=threshold)
+            metrics[f"auc_{i}"] = BinaryAUROC()
+        self.collection = MetricCollection(metrics)
 
     @torch.no_grad()
     def update(self, logits: Tensor, target: Tensor) -> None:
@@ -123,8 +123,9 @@ class BinaryHeadsMetrics(_Collection):
                              f"target {tuple(target.shape)} must both be (N, heads)")
         probs = torch.sigmoid(logits.detach().float())
         t = target.detach().round().long()
-        self.collection["acc"].update(probs, t)
-        self.collection["auc"].update(probs, t)
+        for i in range(self.num_heads):
+            self.collection[f"acc_{i}"].update(probs[:, i], t[:, i])
+            self.collection[f"auc_{i}"].update(probs[:, i], t[:, i])
         self.collection["positives"].update(probs, t)
         self.collection["count"].update(probs, torch.ones_like(t))
 
@@ -137,8 +138,9 @@ class BinaryHeadsMetrics(_Collection):
             raw = self.collection.compute()
         pos, cnt = raw["positives"], raw["count"]
         both = (pos > 0) & (pos < cnt)
-        auc = torch.where(both, raw["auc"].float(), torch.full_like(raw["auc"].float(), math.nan))
-        acc = raw["acc"].float()
+        auc_raw = torch.stack([raw[f"auc_{i}"].float() for i in range(self.num_heads)])
+        auc = torch.where(both, auc_raw, torch.full_like(auc_raw, math.nan))
+        acc = torch.stack([raw[f"acc_{i}"].float() for i in range(self.num_heads)])
         out = {"acc_mean": float(acc.mean()),
                "auc_mean": float(auc[both].mean()) if bool(both.any()) else math.nan}
         for i, name in enumerate(self.head_names):
