@@ -16,7 +16,14 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from rsray.errors import ConfigError
-from rsray.models import create_model, is_model, list_models, model_entrypoint, register_model
+from rsray.models import (
+    create_model,
+    is_model,
+    list_models,
+    model_entrypoint,
+    model_task,
+    register_model,
+)
 from rsray.models.cnn_fusion import geometric_mean_logits
 from rsray.models.layers import (
     BackProjection,
@@ -39,7 +46,9 @@ GENERIC_SMALL: dict[str, dict[str, Any]] = {
     "late_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET},
     "progressive_fusion": {"depth": 2, "width": 8, "reduction": 4},
 }
-CHEAP = {n for n in list_models() if n.startswith("test_")} | set(GENERIC_SMALL)
+# Segmentation families (model_task == "segmentation") are tested in their own test file.
+CLASSIFICATION = [n for n in list_models() if model_task(n) == "classification"]
+CHEAP = {n for n in CLASSIFICATION if n.startswith("test_")} | set(GENERIC_SMALL)
 
 
 def _inputs(
@@ -87,8 +96,11 @@ def test_registry_lists_every_family() -> None:
     ]:  # fmt: skip
         assert expected in names and is_model(expected)
     assert list_models("progressive_*") == [n for n in names if n.startswith("progressive_")]
-    assert list_models("test_*") == ["test_early_fusion_cnn", "test_late_fusion_cnn",
-                                     "test_progressive_fusion"]
+    tests = list_models("test_*")
+    assert tests == [n for n in names if n.startswith("test_")]
+    assert {"test_early_fusion_cnn", "test_late_fusion_cnn", "test_progressive_fusion"} <= set(
+        tests
+    )
     assert list_models("nothing*") == []
     assert not is_model("resnet18")
 
@@ -119,6 +131,13 @@ def test_bad_kwarg_names_model_and_argument() -> None:
     with pytest.raises(ConfigError, match="weights"):
         create_model("test_late_fusion_cnn", modalities=MODALITIES, num_classes=3,
                      weights=[1.0])
+
+
+def test_model_task_reads_the_family_module() -> None:
+    assert model_task("test_progressive_fusion") == "classification"
+    assert "test_early_fusion_cnn" in CLASSIFICATION
+    with pytest.raises(ConfigError, match="unknown model"):
+        model_task("nope")
 
 
 def test_register_model_with_explicit_signature_is_checked() -> None:
@@ -156,7 +175,7 @@ def test_variant_defaults_can_be_overridden() -> None:
 # --------------------------------------------------------------------------- whole registry
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFICATION)
 def test_model_forward_backward(name: str) -> None:
     """Every registered model: forward + backward, shapes, no NaN, every grad present."""
     model = _build(name)

@@ -20,6 +20,7 @@ from rsray.models.registry import (
     list_models,
     model_entrypoint,
     model_module,
+    model_task,
     register_model,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "list_models",
     "model_entrypoint",
     "model_module",
+    "model_task",
     "progressive",
     "register_model",
 ]

@@ -40,6 +40,7 @@ __all__ = [
     "list_models",
     "model_entrypoint",
     "model_module",
+    "model_task",
     "register_model",
 ]
 
@@ -139,6 +140,28 @@ def model_module(name: str) -> str:
     """Return the family module (e.g. ``"progressive"``) that registered ``name``."""
     model_entrypoint(name)
     return _model_to_module[name]
+
+
+def model_task(name: str) -> str:
+    """Return the task kind of model ``name``: its family module's ``TASK`` constant.
+
+    A family file declares what its models output with a module-level ``TASK`` string
+    (``"segmentation"`` for per-pixel logits ``(B, num_classes, H, W)``); families without
+    one are ``"classification"`` (logits ``(B, num_classes)``). Tests and the training loop
+    use it to pick shapes, losses and metrics.
+
+    Raises:
+        ConfigError: ``name`` is not registered.
+    """
+    fn = model_entrypoint(name)
+    module = sys.modules.get(fn.__module__)
+    task = getattr(module, "TASK", "classification")
+    if not isinstance(task, str) or not task:
+        raise ConfigError(
+            f"model {name!r}: module {fn.__module__} sets TASK = {task!r}; it must be a "
+            "non-empty string such as 'classification' or 'segmentation'"
+        )
+    return task
 
 
 def _check_arguments(
