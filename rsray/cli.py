@@ -113,7 +113,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.data:
         cfg = cfg.with_overrides({"data.uri": args.data})
     result = fit(cfg)
-    metrics = {k: v for k, v in (result.metrics or {}).items() if not k.startswith("val_ap_class")}
+    # per-class values (``val_ap_class/<name>``, ``val_iou/<name>``...) stay in the run's files
+    metrics = {k: v for k, v in (result.metrics or {}).items() if "/" not in k}
     print(json.dumps(metrics, indent=2, default=str))
     if result.checkpoint:
         print(f"last checkpoint: {result.checkpoint.path}")

@@ -61,8 +61,9 @@ class DataConfig:
 
     uri: str = "rsray_data/shards"
     """Shard set written by ``rsray prepare``: a local folder or ``s3://bucket/prefix``."""
-    modalities: list[str] = field(default_factory=lambda: ["s2", "s1"])
-    """Modalities fed to the model, by name (BigEarthNet-MM: ``s2``, ``s1``)."""
+    modalities: list[str] = field(default_factory=list)
+    """Modalities fed to the model, by name (BigEarthNet-MM: ``s2``, ``s1``; FLAIR-2:
+    ``aerial``, ``s2``); empty = every modality of the shard set."""
     batch_size: int = 32
     """Batch size per training worker."""
     image_size: int = 120
@@ -105,8 +106,8 @@ class DataConfig:
             raise ConfigError("data.eval_splits: at least one split to evaluate is needed")
         if "train" in self.eval_splits:
             raise ConfigError("data.eval_splits: evaluate on held-out splits, not 'train'")
-        if not self.modalities:
-            raise ConfigError("data.modalities: at least one modality is needed")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"data.modalities: {self.modalities} names a modality twice")
 
 
 @dataclass

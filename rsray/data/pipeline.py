@@ -106,7 +106,7 @@ def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False
     ``for_training`` applies ``cfg.train_fraction`` (the training split's plan only).
     """
     plans = []
-    for name in cfg.modalities:
+    for name in cfg.modalities or list(manifest.modalities):
         if name not in manifest.modalities:
             raise ConfigError(
                 f"data.modalities: {name!r} is not in the shard set {manifest.uri} "
