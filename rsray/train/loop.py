@@ -31,6 +31,7 @@ from rsray.models import create_model
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint
 from rsray.train.optim import build_optimizer, build_scheduler
 from rsray.train.tasks import Task, build_task
+from rsray.train.telemetry import Telemetry
 
 
 def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
@@ -72,6 +73,43 @@ def _evaluate(model: torch.nn.Module, shard: Any, task: Task, loss_meter: Any, p
     confusion = (task.metrics.confusion_matrix()
                  if hasattr(task.metrics, "confusion_matrix") else None)
     return {"loss": float(loss_meter.compute()), **task.metrics.compute()}, confusion
+
+
+TELEMETRY_EVERY_N_STEPS = 5
+"""Training steps aggregated into one telemetry update (bounds the per-step overhead)."""
+
+
+class _Window:
+    """Samples, time and data wait of the last few training steps (for :class:`Telemetry`)."""
+
+    def __init__(self) -> None:
+        self.steps, self.samples, self.seconds, self.wait = 0, 0, 0.0, 0.0
+
+    def add(self, samples: int, seconds: float, wait: float) -> None:
+        """Fold in one step."""
+        self.steps += 1
+        self.samples += samples
+        self.seconds += seconds
+        self.wait += wait
+
+    def flush(self, telemetry: Telemetry, loss: torch.Tensor, lr: float) -> None:
+        """Send the window to ``telemetry`` and start a new one."""
+        telemetry.step(samples=self.samples, step_seconds=self.seconds, wait_seconds=self.wait,
+                       loss=float(loss.detach()), lr=float(lr))
+        self.__init__()  # type: ignore[misc]
+
+
+def _modality_bytes(batch: dict[str, Any], plan: DecodePlan) -> dict[str, int]:
+    """Bytes of shard data per modality in one raw (native dtype) batch."""
+    out = {}
+    for m in plan.modalities:
+        total = 0
+        for g in m.groups:
+            x = batch.get(g.column)
+            if x is not None:
+                total += int(x.element_size() * x.nelement())
+        out[m.name] = total
+    return out
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -128,6 +166,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                       loop_config.get("exclude_from_mean", ())).to(device)
     train_loss = torchmetrics.MeanMetric().to(device)
     eval_loss = torchmetrics.MeanMetric().to(device)
+    tags = loop_config.get("tags", {})
+    telemetry = Telemetry(tags.get("experiment", cfg.train.name),
+                          tags.get("trial", cfg.train.name), rank)
     train_shard = ray.train.get_dataset_shard("train")
     eval_shards = {s: ray.train.get_dataset_shard(s) for s in cfg.data.eval_splits}
 
@@ -138,12 +179,16 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         wait = 0.0
         samples = 0
         t_wait = time.perf_counter()
+        window = _Window()
         for step, batch in enumerate(train_shard.iter_torch_batches(
             batch_size=cfg.data.batch_size,
             local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
             device=device,
         )):
-            wait += time.perf_counter() - t_wait
+            step_wait = time.perf_counter() - t_wait
+            wait += step_wait
+            for name, nbytes in _modality_bytes(batch, plan).items():
+                telemetry.bytes_read(name, nbytes)
             batch = finalize_batch(batch, plan)  # resample + normalise on the worker's device
             target = task.target(batch)
             with _autocast(device, cfg.train.amp):
@@ -156,11 +201,16 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             optimizer.step()
             train_loss.update(loss.detach(), weight=target.shape[0])
             samples += target.shape[0]
+            window.add(target.shape[0], time.perf_counter() - t_wait, step_wait)
+            if window.steps >= TELEMETRY_EVERY_N_STEPS:  # one loss sync per window, not per step
+                window.flush(telemetry, loss, optimizer.param_groups[0]["lr"])
             if rank == 0 and (step + 1) % cfg.train.log_every_n_steps == 0:
                 rate = samples / (time.perf_counter() - t0)
                 print(f"[rsray] epoch {epoch + 1} step {step + 1} loss {loss.item():.4f} "
                       f"{rate * world:.1f} samples/s", flush=True)
             t_wait = time.perf_counter()
+        if window.steps:
+            window.flush(telemetry, loss, optimizer.param_groups[0]["lr"])
         train_seconds = time.perf_counter() - t0
 
         model.eval()
@@ -186,6 +236,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             "data_wait_share": wait / max(train_seconds, 1e-9),
             "resumed_from_epoch": resumed_from,
         }
+        telemetry.epoch({"epoch": epoch + 1, **{k: v for k, v in report.items()
+                                                 if k.split("_")[0] in evaluated}})
         value = report.get(cfg.train.metric, float("nan"))
         if _improved(value, best, cfg.train.mode):
             best, stale = value, 0
