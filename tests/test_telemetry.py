@@ -71,6 +71,8 @@ def test_step_records_throughput_wait_share_loss_lr(fake_ray):
         return fake_ray[f"rsray_{name}"].calls
 
     assert calls("train_samples") == [("inc", 16, tags), ("inc", 16, tags)]
+    assert calls("train_steps") == [("inc", 1, tags), ("inc", 1, tags)]
+    assert [c[1] for c in calls("train_seconds")] == [0.5, 0.25]
     assert calls("train_samples_per_second")[-1] == ("set", 64.0, tags)
     assert [c[1] for c in calls("train_step_seconds")] == [0.5, 0.25]
     shares = [c[1] for c in calls("train_data_wait_share")]
@@ -79,6 +81,15 @@ def test_step_records_throughput_wait_share_loss_lr(fake_ray):
     assert calls("train_loss") == [("set", 0.25, tags)]  # NaN loss not recorded
     assert calls("train_lr")[-1] == ("set", 3e-4, tags)
     assert calls("gpu_memory_max_allocated_bytes") == []  # no CUDA here
+
+
+def test_window_of_steps(fake_ray):
+    t = tm.Telemetry("exp", "t", 0)
+    t.step(samples=40, step_seconds=2.0, wait_seconds=0.5, loss=0.1, lr=0.01, steps=5)
+    assert fake_ray["rsray_train_steps"].calls[0][1] == 5
+    assert fake_ray["rsray_train_step_seconds"].calls[0][1] == pytest.approx(0.4)  # mean step
+    assert fake_ray["rsray_train_samples_per_second"].calls[0][1] == 20.0
+    assert fake_ray["rsray_train_data_wait_share"].calls[0][1] == 0.25
 
 
 def test_bytes_read_per_modality(fake_ray):

@@ -55,16 +55,20 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec(f"{PREFIX}train_samples", "counter",
                "Training samples processed by this worker (rate() = samples per second)."),
-    MetricSpec(f"{PREFIX}train_samples_per_second", "gauge",
-               "Samples per second of this worker's last training step (wait included)."),
-    MetricSpec(f"{PREFIX}train_step_seconds", "histogram",
-               "Wall time of one training step, waiting for the batch included."),
-    MetricSpec(f"{PREFIX}train_data_wait_share", "gauge",
-               "Share of the last step's wall time spent waiting for the next batch "
-               "(near 1: the worker is data-starved)."),
+    MetricSpec(f"{PREFIX}train_steps", "counter", "Training steps taken by this worker."),
+    MetricSpec(f"{PREFIX}train_seconds", "counter",
+               "Wall seconds this worker spent in training steps, waiting for batches included."),
     MetricSpec(f"{PREFIX}train_data_wait_seconds", "counter",
-               "Seconds this worker spent waiting for batches (over the histogram's _sum: "
-               "the data-wait share of a time window)."),
+               "Seconds this worker spent waiting for the next batch (over train_seconds: the "
+               "data-wait share of any time window)."),
+    MetricSpec(f"{PREFIX}train_samples_per_second", "gauge",
+               "Samples per second of this worker over its last telemetry update."),
+    MetricSpec(f"{PREFIX}train_data_wait_share", "gauge",
+               "Share of the last update's step time spent waiting for the next batch "
+               "(near 1: the worker is data-starved)."),
+    MetricSpec(f"{PREFIX}train_step_seconds", "histogram",
+               "Mean wall time of one training step (batch wait included), one observation "
+               "per telemetry update."),
     MetricSpec(f"{PREFIX}train_loss", "gauge", "Training loss of the last step."),
     MetricSpec(f"{PREFIX}train_lr", "gauge", "Learning rate of the last step."),
     MetricSpec(f"{PREFIX}val_metric", "gauge",
@@ -136,23 +140,28 @@ class Telemetry:
         self._modality_tags: dict[str, dict[str, str]] = {}
 
     def step(self, *, samples: int, step_seconds: float, wait_seconds: float, loss: float,
-             lr: float) -> None:
-        """Record one training step.
+             lr: float, steps: int = 1) -> None:
+        """Record one training step, or a window of ``steps`` steps.
 
         Args:
-            samples: samples in this worker's batch.
-            step_seconds: wall time of the step, waiting for the batch included.
-            wait_seconds: the part of ``step_seconds`` spent waiting for the batch.
-            loss: the step's training loss (a Python float; NaN/inf are not recorded).
+            samples: samples in this worker's batch(es).
+            step_seconds: wall time of the step(s), waiting for the batch included.
+            wait_seconds: the part of ``step_seconds`` spent waiting for batches.
+            loss: the last step's training loss (NaN/inf are not recorded).
             lr: the optimiser's learning rate.
+            steps: how many training steps the call covers (a caller may batch its updates).
         """
         if not self.enabled:
             return
         tags = self.tags
         if samples > 0:
             _metric(f"{PREFIX}train_samples").inc(samples, tags=tags)
+        if steps > 0:
+            _metric(f"{PREFIX}train_steps").inc(steps, tags=tags)
         if step_seconds > 0:
-            _metric(f"{PREFIX}train_step_seconds").observe(step_seconds, tags=tags)
+            _metric(f"{PREFIX}train_seconds").inc(step_seconds, tags=tags)
+            _metric(f"{PREFIX}train_step_seconds").observe(step_seconds / max(steps, 1),
+                                                           tags=tags)
             _metric(f"{PREFIX}train_samples_per_second").set(samples / step_seconds, tags=tags)
             share = min(max(wait_seconds / step_seconds, 0.0), 1.0)
             _metric(f"{PREFIX}train_data_wait_share").set(share, tags=tags)
