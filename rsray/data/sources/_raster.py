@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import posixpath
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 import numpy as np
 import rasterio
+from affine import Affine
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 from rasterio.coords import BoundingBox
@@ -72,23 +73,37 @@ def normalise_root(url: str) -> str:
     return os.path.abspath(os.path.expanduser(url))
 
 
+def _list_entries(url: str, storage_options: StorageOptions, dirs: bool) -> list[str]:
+    fs, path = get_fs(url, storage_options)
+    if is_local(fs):
+        # os.scandir reads the entry type from the directory listing: no stat per entry,
+        # which matters for 590,326 patch folders.
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if (e.is_dir() if dirs else e.is_file()))
+    if not fs.isdir(path):
+        raise FileNotFoundError(url)
+    entries = fs.ls(path, detail=True)
+    want = "directory" if dirs else "file"
+    return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries
+                  if e.get("type") == want)
+
+
 def list_subdirs(url: str, storage_options: StorageOptions = None) -> list[str]:
     """Names (not paths) of the immediate sub-folders of ``url``, sorted.
 
     Raises:
         FileNotFoundError: ``url`` does not exist or is not a folder.
     """
-    fs, path = get_fs(url, storage_options)
-    if is_local(fs):
-        # os.scandir reads the entry type from the directory listing: no stat per entry,
-        # which matters for 590,326 patch folders.
-        with os.scandir(path) as it:
-            return sorted(e.name for e in it if e.is_dir())
-    if not fs.isdir(path):
-        raise FileNotFoundError(url)
-    entries = fs.ls(path, detail=True)
-    return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries
-                  if e.get("type") == "directory")
+    return _list_entries(url, storage_options, dirs=True)
+
+
+def list_files(url: str, storage_options: StorageOptions = None) -> list[str]:
+    """Names (not paths) of the files directly inside ``url``, sorted.
+
+    Raises:
+        FileNotFoundError: ``url`` does not exist or is not a folder.
+    """
+    return _list_entries(url, storage_options, dirs=False)
 
 
 def read_bytes(url: str, storage_options: StorageOptions = None) -> bytes:
@@ -123,13 +138,49 @@ class Band:
     """``(height, width)`` pixels in the file's own dtype."""
     crs: CRS | None
     bounds: BoundingBox
+    transform: Affine | None = None
+    """Pixel-to-CRS affine of the file."""
 
 
-def _from_dataset(src: DatasetReader, path: str) -> Band:
+@dataclass(frozen=True)
+class Raster:
+    """One multi-band raster as read from disk (all its bands)."""
+
+    path: str
+    """The file (local path or URL) it came from."""
+    array: np.ndarray
+    """``(bands, height, width)`` pixels in the file's own dtype."""
+    crs: CRS | None
+    bounds: BoundingBox
+    transform: Affine | None = None
+    """Pixel-to-CRS affine of the file."""
+
+
+def grid_of(r: Band | Raster) -> dict[str, Any]:
+    """The reference grid of a raster as a JSON-serialisable ``sample["geo"]`` dict.
+
+    ``{"crs": WKT, "transform": [a, b, c, d, e, f], "width": W, "height": H}``; the
+    covariates layer reprojects GeoTIFF layers onto it.
+    """
+    height, width = r.array.shape[-2:]
+    return {"crs": r.crs.to_wkt() if r.crs is not None else "",
+            "transform": [float(v) for v in tuple(r.transform or Affine.identity())[:6]],
+            "width": int(width), "height": int(height)}
+
+
+def _band_from(src: DatasetReader, path: str) -> Band:
     if src.count != 1:
         raise PatchError(path, f"has {src.count} bands, expected a single-band GeoTIFF")
     arr = src.read(1)
-    return Band(path=path, array=arr, crs=src.crs, bounds=src.bounds)
+    return Band(path=path, array=arr, crs=src.crs, bounds=src.bounds, transform=src.transform)
+
+
+def _raster_from(src: DatasetReader, path: str) -> Raster:
+    return Raster(path=path, array=src.read(), crs=src.crs, bounds=src.bounds,
+                  transform=src.transform)
+
+
+_T = TypeVar("_T", Band, Raster)
 
 
 def _describe(exc: BaseException) -> str:
@@ -140,26 +191,50 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _read_local(path: str) -> Band:
+def _read_local(path: str, convert: Callable[[DatasetReader, str], _T], missing: str) -> _T:
     try:
         with rasterio.open(path) as src:
-            return _from_dataset(src, path)
+            return convert(src, path)
     except PatchError:
         raise
     except (RasterioError, OSError, ValueError) as exc:
         if not os.path.exists(path):
-            raise PatchError(path, "missing band file") from None
+            raise PatchError(path, missing) from None
         raise PatchError(path, f"unreadable or truncated GeoTIFF: {_describe(exc)}") from None
 
 
-def _read_blob(path: str, blob: bytes) -> Band:
+def _read_blob(path: str, blob: bytes, convert: Callable[[DatasetReader, str], _T]) -> _T:
     try:
         with MemoryFile(blob) as mem, mem.open() as src:
-            return _from_dataset(src, path)
+            return convert(src, path)
     except PatchError:
         raise
     except (RasterioError, OSError, ValueError) as exc:
         raise PatchError(path, f"unreadable or truncated GeoTIFF: {_describe(exc)}") from None
+
+
+def _read_many(urls: Sequence[str], storage_options: StorageOptions,
+               convert: Callable[[DatasetReader, str], _T], missing: str) -> list[_T]:
+    if not urls:
+        return []
+    with warnings.catch_warnings(), gdal_env():
+        # A file without geotransform is caught by the caller's bounds check; GDAL's
+        # warning would only add noise to the logs.
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        fs, _ = get_fs(urls[0], storage_options)
+        if is_local(fs):
+            return [_read_local(get_fs(u, storage_options)[1], convert, missing) for u in urls]
+        paths = [get_fs(u, storage_options)[1] for u in urls]
+        blobs = fs.cat(paths, on_error="return")
+        out = []
+        for url, path in zip(urls, paths, strict=True):
+            blob = blobs.get(path)
+            if blob is None or isinstance(blob, FileNotFoundError):
+                raise PatchError(url, missing)
+            if isinstance(blob, BaseException):
+                raise PatchError(url, f"could not be fetched: {type(blob).__name__}: {blob}")
+            out.append(_read_blob(url, blob, convert))
+        return out
 
 
 def read_bands(urls: Sequence[str], storage_options: StorageOptions = None) -> list[Band]:
@@ -171,23 +246,15 @@ def read_bands(urls: Sequence[str], storage_options: StorageOptions = None) -> l
         PatchError: naming the first file that is missing, unreadable, truncated or has more
             than one band.
     """
-    if not urls:
-        return []
-    with warnings.catch_warnings(), gdal_env():
-        # A file without geotransform is caught by the caller's bounds check; GDAL's
-        # warning would only add noise to the logs.
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        fs, _ = get_fs(urls[0], storage_options)
-        if is_local(fs):
-            return [_read_local(get_fs(u, storage_options)[1]) for u in urls]
-        paths = [get_fs(u, storage_options)[1] for u in urls]
-        blobs = fs.cat(paths, on_error="return")
-        bands = []
-        for url, path in zip(urls, paths, strict=True):
-            blob = blobs.get(path)
-            if blob is None or isinstance(blob, FileNotFoundError):
-                raise PatchError(url, "missing band file")
-            if isinstance(blob, BaseException):
-                raise PatchError(url, f"could not be fetched: {type(blob).__name__}: {blob}")
-            bands.append(_read_blob(url, blob))
-        return bands
+    return _read_many(urls, storage_options, _band_from, "missing band file")
+
+
+def read_rasters(urls: Sequence[str], storage_options: StorageOptions = None) -> list[Raster]:
+    """Read multi-band GeoTIFFs (every band of each), in the order given.
+
+    Remote files are fetched concurrently with one ``fs.cat`` call.
+
+    Raises:
+        PatchError: naming the first file that is missing, unreadable or truncated.
+    """
+    return _read_many(urls, storage_options, _raster_from, "missing file")
