@@ -33,7 +33,7 @@ vector modalities are concatenated into the ``metadata`` vector models take.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 import numpy as np
 
@@ -178,6 +178,18 @@ class Reject(TypedDict):
     reason: str
 
 
+class GeoRef(TypedDict):
+    """The grid of a georeferenced sample's main raster (what covariate layers are warped onto)."""
+
+    crs: str
+    """WKT of the raster's CRS."""
+    transform: list[float]
+    """Affine ``[a, b, c, d, e, f]`` (rasterio/affine order): ``x = a*col + b*row + c``,
+    ``y = d*col + e*row + f``."""
+    width: int
+    height: int
+
+
 class Sample(TypedDict):
     """One decoded sample as a source's ``read`` returns it."""
 
@@ -191,6 +203,9 @@ class Sample(TypedDict):
     a series group ``g`` also has ``"g_dates"``: ``(T,)`` day of year of each date."""
     meta: dict[str, str]
     """Extra string fields stored as ``meta_<key>`` columns."""
+    geo: NotRequired[GeoRef]
+    """Georeferenced readers: the main raster's grid (see :mod:`rsray.data.covariates`);
+    prepare does not store it."""
 
 
 @dataclass
