@@ -46,14 +46,16 @@ from rsray.data.schema import (
     Sample,
 )
 from rsray.data.sources._raster import (
-    Band,
     StorageOptions,
+    check_same_grid,
     gdal_env,
+    grid_of,
     join_url,
     list_subdirs,
     normalise_root,
     read_bands,
     read_bytes,
+    write_geotiff,
 )
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError
 
@@ -444,10 +446,11 @@ class BigEarthNetMM:
         """List and pair the S1 and S2 patch folders, then assign splits.
 
         Returns:
-            Items ``{"patch_id", "split", "s2_dir", "s1_dir", "s1_name"}`` sorted by
-            ``patch_id``; rejects (S1 json missing/invalid/without partner, S1 without S2,
-            S2 without S1, S2 claimed by several S1 patches, not in any official split); info
-            with ``split_source``, ``excluded``, ``counts``, ``unassigned`` and folder counts.
+            Items ``{"patch_id", "split", "s2_dir", "s1_dir", "s1_name", "groups"}`` sorted
+            by ``patch_id`` (``groups["tile"]``: the MGRS tile, for ``--holdout tile=...``);
+            rejects (S1 json missing/invalid/without partner, S1 without S2, S2 without S1,
+            S2 claimed by several S1 patches, not in any official split); info with
+            ``split_source``, ``excluded``, ``counts``, ``unassigned`` and folder counts.
 
         Raises:
             DatasetNotFoundError: a root folder does not exist.
@@ -509,6 +512,7 @@ class BigEarthNetMM:
                 "s2_dir": join_url(self.s2_root, s2_name),
                 "s1_dir": join_url(self.s1_root, pairs[s2_name]),
                 "s1_name": pairs[s2_name],
+                "groups": {"tile": _tile_of(pairs[s2_name])},
             }
             for s2_name in sorted(pairs)
             if s2_name in split_of
@@ -645,7 +649,8 @@ class BigEarthNetMM:
         Returns:
             Arrays ``s2_10m`` (4, 120, 120) uint16, ``s2_20m`` (6, 60, 60) uint16, optional
             ``s2_60m`` (2, 20, 20) uint16, ``s1`` (2, 120, 120) in ``s1_dtype``; a 19-class
-            multi-hot ``uint8`` label; meta ``s1_patch`` and ``acquisition_date``.
+            multi-hot ``uint8`` label; meta ``s1_patch`` and ``acquisition_date``; ``geo``: the
+            S2 10 m grid (of B02), onto which covariate layers are warped.
 
         Raises:
             PatchError: naming the file at fault: labels json missing/invalid/unknown class,
@@ -695,7 +700,7 @@ class BigEarthNetMM:
                 if ref is None:
                     ref = band
                 else:
-                    _check_georef(band, ref)
+                    check_same_grid(band, ref, "S2 B02")
                 layers.append(band.array)
             arr = np.stack(layers)
             if is_s1 and self.s1_dtype != "float32":
@@ -704,6 +709,7 @@ class BigEarthNetMM:
                     raise PatchError(s1_dir, f"S1 values do not fit {self.s1_dtype}")
             arrays[g.name] = arr
 
+        assert ref is not None  # S2 B02 is always read first
         return {
             "patch_id": patch_id,
             "split": str(item.get("split", "")),
@@ -711,27 +717,14 @@ class BigEarthNetMM:
             "arrays": arrays,
             "meta": {"s1_patch": s1_name,
                      "acquisition_date": str(s2_meta.get("acquisition_date", ""))},
+            "geo": grid_of(ref),
         }
 
 
-def _crs_text(crs: CRS | None) -> str:
-    if crs is None:
-        return "none"
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else crs.to_string()[:80]
-
-
-def _check_georef(band: Band, ref: Band) -> None:
-    """Check that ``band`` has the CRS and bounds (within 1 m) of the reference (S2 B02)."""
-    if band.crs != ref.crs:
-        raise PatchError(band.path, f"CRS {_crs_text(band.crs)} differs from the S2 B02 CRS "
-                                    f"{_crs_text(ref.crs)} ({ref.path})")
-    diff = max(abs(a - b) for a, b in zip(band.bounds, ref.bounds, strict=True))
-    if diff > 1.0:
-        raise PatchError(band.path, f"bounds {tuple(round(v, 2) for v in band.bounds)} differ "
-                                    f"from the S2 B02 bounds "
-                                    f"{tuple(round(v, 2) for v in ref.bounds)} by {diff:.1f} m "
-                                    "(> 1 m)")
+def _tile_of(s1_name: str) -> str:
+    """MGRS tile of a v1 S1 patch name (``S1A_IW_GRDH_1SDV_<time>_<tile>_<col>_<row>``)."""
+    parts = s1_name.split("_")
+    return parts[-3] if len(parts) >= 3 else ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -992,15 +985,7 @@ def _synth_pixels(
 
 def _write_tif(path: Path, arr: np.ndarray, epsg_wkt: str, ulx: float, uly: float,
                res: float) -> None:
-    import rasterio
-    from affine import Affine
-    from rasterio.crs import CRS
-
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0],
-                       count=1, dtype=arr.dtype.name, crs=CRS.from_wkt(epsg_wkt),
-                       transform=Affine(res, 0.0, ulx, 0.0, -res, uly), tiled=False,
-                       interleave="band") as dst:
-        dst.write(arr, 1)
+    write_geotiff(path, arr, CRS.from_wkt(epsg_wkt), ulx, uly, res)
 
 
 def _indices(value: Any, n: int, kind: str) -> list[int]:
