@@ -258,3 +258,48 @@ def read_rasters(urls: Sequence[str], storage_options: StorageOptions = None) ->
         PatchError: naming the first file that is missing, unreadable or truncated.
     """
     return _read_many(urls, storage_options, _raster_from, "missing file")
+
+
+def crs_text(crs: CRS | None) -> str:
+    """Short human-readable CRS: ``EPSG:32633`` when it has a code, else the start of its text."""
+    if crs is None:
+        return "none"
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_string()[:80]
+
+
+def check_same_grid(r: Band | Raster, ref: Band | Raster, ref_name: str,
+                    tol_m: float = 1.0) -> None:
+    """Check that ``r`` has the CRS and bounds (within ``tol_m``) of the reference raster.
+
+    Raises:
+        PatchError: naming ``r``'s file, the CRS or bounds it has and those of ``ref_name``.
+    """
+    if r.crs != ref.crs:
+        raise PatchError(r.path, f"CRS {crs_text(r.crs)} differs from the {ref_name} CRS "
+                                 f"{crs_text(ref.crs)} ({ref.path})")
+    diff = max(abs(a - b) for a, b in zip(r.bounds, ref.bounds, strict=True))
+    if diff > tol_m:
+        raise PatchError(r.path, f"bounds {tuple(round(v, 2) for v in r.bounds)} differ "
+                                 f"from the {ref_name} bounds "
+                                 f"{tuple(round(v, 2) for v in ref.bounds)} by {diff:.1f} m "
+                                 f"(> {tol_m:g} m)")
+
+
+def write_geotiff(path: str | os.PathLike[str], arr: np.ndarray, crs: CRS, ulx: float,
+                  uly: float, res: float, *, nodata: float | None = None,
+                  compress: str | None = None, tags: Mapping[str, str] | None = None) -> None:
+    """Write a north-up GeoTIFF: ``(H, W)`` as one band or ``(bands, H, W)`` (synthetic twins).
+
+    Uncompressed and striped unless ``compress`` is given (``deflate`` for reference maps);
+    ``tags`` go into the dataset's GDAL metadata.
+    """
+    data = arr[None] if arr.ndim == 2 else arr
+    opts: dict[str, Any] = {"compress": compress} if compress else {}
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                       count=data.shape[0], dtype=data.dtype.name, crs=crs, nodata=nodata,
+                       transform=Affine(res, 0.0, ulx, 0.0, -res, uly), tiled=False,
+                       interleave="band", **opts) as dst:
+        dst.write(data)
+        if tags:
+            dst.update_tags(**tags)
