@@ -24,7 +24,7 @@ from rsray.models import (
     model_task,
     register_model,
 )
-from rsray.models.cnn_fusion import geometric_mean_logits
+from rsray.models.cnn_fusion import SingleModalityCNN, geometric_mean_logits
 from rsray.models.layers import (
     BackProjection,
     MetadataInjection,
@@ -45,6 +45,11 @@ GENERIC_SMALL: dict[str, dict[str, Any]] = {
     "early_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET},
     "late_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET},
     "progressive_fusion": {"depth": 2, "width": 8, "reduction": 4},
+    "single_modality_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET},
+    "middle_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET},
+    "gated_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET, "width": 16},
+    "attention_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET,
+                             "width": 16},
 }
 # Segmentation families (model_task == "segmentation") are tested in their own test file.
 CLASSIFICATION = [n for n in list_models() if model_task(n) == "classification"]
@@ -179,7 +184,9 @@ def test_variant_defaults_can_be_overridden() -> None:
 def test_model_forward_backward(name: str) -> None:
     """Every registered model: forward + backward, shapes, no NaN, every grad present."""
     model = _build(name)
-    assert model.modalities == tuple(MODALITIES)
+    # single-modality baselines use one modality (the first by default), fusion models all
+    single = isinstance(model, SingleModalityCNN)
+    assert model.modalities == (("s2",) if single else tuple(MODALITIES))
     _check_forward_backward(model, _inputs())
     model.eval()
     with torch.no_grad():
@@ -211,8 +218,9 @@ def test_zero_modality_gives_finite_output(name: str) -> None:
 def test_missing_modality_raises(name: str) -> None:
     model = _build(name)
     x = _inputs()
-    del x["s1"]
-    with pytest.raises(KeyError, match="'s1' is missing"):
+    used = model.modalities[-1]
+    del x[used]
+    with pytest.raises(KeyError, match=f"'{used}' is missing"):
         model(x)
 
 

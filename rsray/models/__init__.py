@@ -11,7 +11,17 @@ fusion and backprojection). Build a model by name::
     logits = model({"s2": s2, "s1": s1})          # (B, 19)
 """
 
-from rsray.models import cnn_fusion, progressive
+from rsray.models import (
+    cnn_fusion,
+    gated_fusion,
+    lf_dlm,
+    middle_fusion,
+    progressive,
+    unet_utae,
+    unetformer,
+    utae,
+    vit_fusion,
+)
 from rsray.models.registry import (
     CONTRACT,
     build_model_with_cfg,
@@ -29,11 +39,18 @@ __all__ = [
     "build_model_with_cfg",
     "cnn_fusion",
     "create_model",
+    "gated_fusion",
     "is_model",
+    "lf_dlm",
     "list_models",
+    "middle_fusion",
     "model_entrypoint",
     "model_module",
     "model_task",
     "progressive",
     "register_model",
+    "unet_utae",
+    "unetformer",
+    "utae",
+    "vit_fusion",
 ]

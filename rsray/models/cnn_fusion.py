@@ -26,6 +26,10 @@ Note that the *renormalised* geometric mean of Bernoulli distributions is just t
 the weighted mean logit; the unnormalised ``Π p_m^{w_m}`` used here is the LF-DLM rule and is
 more conservative (it is never above the largest branch probability).
 
+Single-modality baseline (SEN12MS "Sentinel-1" / "Sentinel-2" rows): :class:`SingleModalityCNN`
+uses one named modality of the input dict (``modality=``) and ignores the others; it is early
+fusion over one modality, so it shares that class' head and metadata handling.
+
 Backbones come from timm (``timm.create_model(name, in_chans=..., num_classes=...)``), so
 every timm CNN name works; ``pretrained=True`` loads timm's weights (and adapts the first
 convolution to the channel count) where the machine can reach the hub.
@@ -55,7 +59,13 @@ from rsray.models.layers.fusion import (
 )
 from rsray.models.registry import build_model_with_cfg, register_model
 
-__all__ = ["EarlyFusionCNN", "LateFusionCNN", "create_timm_backbone", "geometric_mean_logits"]
+__all__ = [
+    "EarlyFusionCNN",
+    "LateFusionCNN",
+    "SingleModalityCNN",
+    "create_timm_backbone",
+    "geometric_mean_logits",
+]
 
 # A ResNet with one BasicBlock per stage, 8-16 channels and a 3x(3x3) stem: ~12k parameters
 # for 12 input channels. Used by the test_* variants.
@@ -228,6 +238,57 @@ class EarlyFusionCNN(nn.Module):
         return out
 
 
+class SingleModalityCNN(EarlyFusionCNN):
+    """A timm backbone on one modality of the input dict (the single-modality baseline).
+
+    ``model.modalities`` is ``(modality,)``, so the training loop feeds it that modality only;
+    other modalities in ``inputs`` are ignored. Metadata is used as in :class:`EarlyFusionCNN`.
+
+    Args:
+        modalities: modality name → channels of the dataset, e.g. ``{"s2": 10, "s1": 2}``.
+        num_classes: number of outputs (logits).
+        metadata_dim: length of the metadata vector; 0 for none.
+        modality: the modality to use; ``None`` takes the first one of ``modalities``.
+        backbone: timm model name.
+        pretrained: load timm's pretrained weights.
+        drop_rate: dropout before the classifier.
+        meta_embed_dim: width of the metadata embedding.
+        backbone_kwargs: further arguments for ``timm.create_model``.
+    """
+
+    def __init__(
+        self,
+        *,
+        modalities: Mapping[str, int],
+        num_classes: int,
+        metadata_dim: int = 0,
+        modality: str | None = None,
+        backbone: str = "resnet18",
+        pretrained: bool = False,
+        drop_rate: float = 0.0,
+        meta_embed_dim: int = 64,
+        backbone_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        mods = validate_modalities(modalities)
+        if modality is None:
+            modality = next(iter(mods))
+        if modality not in mods:
+            raise ConfigError(
+                f"modality: {modality!r} is not one of the dataset's modalities {list(mods)}"
+            )
+        super().__init__(
+            modalities={modality: mods[modality]},
+            num_classes=num_classes,
+            metadata_dim=metadata_dim,
+            backbone=backbone,
+            pretrained=pretrained,
+            drop_rate=drop_rate,
+            meta_embed_dim=meta_embed_dim,
+            backbone_kwargs=backbone_kwargs,
+        )
+        self.modality = modality
+
+
 class LateFusionCNN(nn.Module):
     """One timm backbone per modality; their predictions are combined.
 
@@ -368,6 +429,12 @@ def _early(variant: str, defaults: dict[str, Any], kwargs: dict[str, Any]) -> Ea
     return build_model_with_cfg(EarlyFusionCNN, variant, defaults, kwargs)
 
 
+def _single(
+    variant: str, defaults: dict[str, Any], kwargs: dict[str, Any]
+) -> SingleModalityCNN:
+    return build_model_with_cfg(SingleModalityCNN, variant, defaults, kwargs)
+
+
 def _late(variant: str, defaults: dict[str, Any], kwargs: dict[str, Any]) -> LateFusionCNN:
     return build_model_with_cfg(LateFusionCNN, variant, defaults, kwargs)
 
@@ -400,6 +467,15 @@ def early_fusion_resnet50(
     """Early fusion, timm ``resnet50`` (the GLOBE study's encoder; 24 M parameters)."""
     kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
     return _early("early_fusion_resnet50", {"backbone": "resnet50"}, kwargs)
+
+
+@register_model
+def early_fusion_resnet101(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionCNN:
+    """Early fusion, timm ``resnet101`` (the SEN12MS study's backbone; 42 M parameters)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _early("early_fusion_resnet101", {"backbone": "resnet101"}, kwargs)
 
 
 @register_model
@@ -439,12 +515,66 @@ def late_fusion_resnet50(
 
 
 @register_model
+def late_fusion_resnet101(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> LateFusionCNN:
+    """Late fusion, one timm ``resnet101`` per modality, mean of logits (SEN12MS "late")."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _late("late_fusion_resnet101", {"backbone": "resnet101"}, kwargs)
+
+
+@register_model
 def late_fusion_mobilenetv2(
     *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
 ) -> LateFusionCNN:
     """Late fusion, one timm ``mobilenetv2_100`` per modality, mean of logits."""
     kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
     return _late("late_fusion_mobilenetv2", {"backbone": "mobilenetv2_100"}, kwargs)
+
+
+@register_model
+def single_modality_cnn(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SingleModalityCNN:
+    """One modality (``modality=``, default the first) through any timm backbone."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _single("single_modality_cnn", {}, kwargs)
+
+
+@register_model
+def single_modality_resnet18(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SingleModalityCNN:
+    """One modality (``modality=``) through timm ``resnet18``."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _single("single_modality_resnet18", {"backbone": "resnet18"}, kwargs)
+
+
+@register_model
+def single_modality_resnet50(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SingleModalityCNN:
+    """One modality (``modality=``) through timm ``resnet50``."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _single("single_modality_resnet50", {"backbone": "resnet50"}, kwargs)
+
+
+@register_model
+def single_modality_resnet101(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SingleModalityCNN:
+    """One modality (``modality=``) through timm ``resnet101`` (SEN12MS S1-only / S2-only)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _single("single_modality_resnet101", {"backbone": "resnet101"}, kwargs)
+
+
+@register_model
+def single_modality_mobilenetv2(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SingleModalityCNN:
+    """One modality (``modality=``) through timm ``mobilenetv2_100``."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _single("single_modality_mobilenetv2", {"backbone": "mobilenetv2_100"}, kwargs)
 
 
 @register_model
@@ -470,3 +600,13 @@ def test_late_fusion_cnn(
         "meta_embed_dim": 8,
     }
     return _late("test_late_fusion_cnn", defaults, kwargs)
+
+
+@register_model
+def test_single_modality_cnn(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SingleModalityCNN:
+    """Tiny single-modality baseline for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {"backbone": "resnet18", "backbone_kwargs": _TINY_RESNET, "meta_embed_dim": 8}
+    return _single("test_single_modality_cnn", defaults, kwargs)

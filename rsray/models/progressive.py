@@ -434,6 +434,29 @@ def progressive_fusion_mobilenetv2(
 
 
 @register_model
+def progressive_fusion_globe(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> ProgressiveFusion:
+    """GLOBE photo + metadata: ResNet50-style bottleneck encoder, SE r=8, dropout 0.5.
+
+    The study's tuned setting (section 4.2: reduction 16 → 8, dropout 0.5-0.7); the metadata
+    vector (``metadata_dim``) is injected by FiLM at every encoder stage.
+    """
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {
+        "backbone": "resnet_bottleneck",
+        "depth": 4,
+        "width": 64,
+        "reduction": 8,
+        "dropout": 0.5,
+        "refine_steps": 1,
+        "blocks_per_stage": 2,
+        "metadata_mode": "film",
+    }
+    return _create("progressive_fusion_globe", defaults, kwargs)
+
+
+@register_model
 def test_progressive_fusion(
     *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
 ) -> ProgressiveFusion:
