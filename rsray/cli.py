@@ -1,4 +1,4 @@
-"""The ``rsray`` command: synth, prepare, train, tune, demo, models, report."""
+"""The ``rsray`` command: synth, prepare, train, tune, demo, models, report, submit."""
 
 from __future__ import annotations
 
@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print an experiment's leaderboard and best config")
     p.add_argument("experiment", help="experiment folder (local or s3://)")
     p.set_defaults(fn=cmd_report)
+
+    from rsray.ops.submit import add_submit_args, cmd_submit
+
+    p = sub.add_parser("submit", help="submit a job to a Ray cluster, follow its logs",
+                       description="rsray submit --address URL -- python jobs/X.py ...")
+    add_submit_args(p)
+    p.set_defaults(fn=cmd_submit)
     return parser
 
 

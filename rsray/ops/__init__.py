@@ -1,0 +1,1 @@
+"""Cluster operations: Grafana dashboards, Prometheus configuration, job submission."""
