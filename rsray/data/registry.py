@@ -31,6 +31,7 @@ from rsray.errors import ConfigError
 
 DATASET_MODULES = (
     "rsray.data.sources.bigearthnet",
+    "rsray.data.sources.sen12ms",
 )
 """Modules that register a dataset when imported (one file per dataset)."""
 
