@@ -303,3 +303,33 @@ def write_geotiff(path: str | os.PathLike[str], arr: np.ndarray, crs: CRS, ulx: 
         dst.write(data)
         if tags:
             dst.update_tags(**tags)
+
+
+GeoPoint = tuple[str, float, float]
+"""``(CRS as WKT or "EPSG:xxxx", x, y)``: a point in a projected CRS."""
+
+
+def lat_lon(points: Sequence[GeoPoint | None]) -> list[tuple[float, float] | None]:
+    """WGS 84 ``(lat, lon)`` of each point (5 decimals), one transform per distinct CRS.
+
+    ``None`` where the point is ``None`` or its CRS cannot be parsed or transformed (such a
+    sample simply carries no ``lat``/``lon`` hold-out keys).
+    """
+    from rasterio.errors import CRSError
+    from rasterio.warp import transform
+
+    out: list[tuple[float, float] | None] = [None] * len(points)
+    by_crs: dict[str, list[tuple[int, float, float]]] = {}
+    for i, p in enumerate(points):
+        if p is not None:
+            by_crs.setdefault(p[0], []).append((i, float(p[1]), float(p[2])))
+    for text, pts in by_crs.items():
+        try:
+            lons, lats = transform(CRS.from_user_input(text), "EPSG:4326",
+                                   [x for _, x, _ in pts], [y for _, _, y in pts])
+        except (CRSError, RasterioError, ValueError):
+            continue
+        for (i, _, _), lat, lon in zip(pts, lats, lons, strict=True):
+            if np.isfinite(lat) and np.isfinite(lon):
+                out[i] = (round(float(lat), 5), round(float(lon), 5))
+    return out

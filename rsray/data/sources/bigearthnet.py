@@ -46,11 +46,14 @@ from rsray.data.schema import (
     Sample,
 )
 from rsray.data.sources._raster import (
+    Band,
+    GeoPoint,
     StorageOptions,
     check_same_grid,
     gdal_env,
     grid_of,
     join_url,
+    lat_lon,
     list_subdirs,
     normalise_root,
     read_bands,
@@ -73,6 +76,7 @@ __all__ = [
     "bigearthnet_spec",
     "describe_synthetic_rules",
     "labels_to_multihot",
+    "read_band_groups",
     "seeded_split",
     "write_synthetic_bigearthnet",
 ]
@@ -316,25 +320,42 @@ def _official_lists_available() -> bool:
 
 def _s1_json_partner(
     url: str, storage_options: StorageOptions
-) -> tuple[str | None, str, bool]:
-    """``(corresponding_s2_patch or None, reason when None, synthetic marker)``."""
+) -> tuple[str | None, str, bool, GeoPoint | None]:
+    """``(corresponding_s2_patch or None, reason when None, synthetic marker, centre)``.
+
+    The centre ``(projection WKT, x, y)`` comes from the json's ``coordinates`` (``None``
+    when they are absent or not numbers).
+    """
     try:
         raw = read_bytes(url, storage_options)
     except FileNotFoundError:
-        return None, "S1 labels json missing", False
+        return None, "S1 labels json missing", False, None
     except OSError as exc:
-        return None, f"S1 labels json unreadable: {type(exc).__name__}: {exc}", False
+        return None, f"S1 labels json unreadable: {type(exc).__name__}: {exc}", False, None
     try:
         meta = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, f"S1 labels json is not valid JSON: {exc}", False
+        return None, f"S1 labels json is not valid JSON: {exc}", False, None
     if not isinstance(meta, dict):
-        return None, "S1 labels json is not a JSON object", False
+        return None, "S1 labels json is not a JSON object", False, None
     partner = meta.get("corresponding_s2_patch")
     synthetic = meta.get(SYNTHETIC_MARKER) is True
     if not isinstance(partner, str) or not partner:
-        return None, "S1 labels json has no 'corresponding_s2_patch'", synthetic
-    return partner, "", synthetic
+        return None, "S1 labels json has no 'corresponding_s2_patch'", synthetic, None
+    return partner, "", synthetic, _json_centre(meta)
+
+
+def _json_centre(meta: Mapping[str, Any]) -> GeoPoint | None:
+    """Centre of a v1 json's ``coordinates`` (S1 spells the last key ``lly``) in its CRS."""
+    c, proj = meta.get("coordinates"), meta.get("projection")
+    if not isinstance(c, dict) or not isinstance(proj, str):
+        return None
+    try:
+        x = (float(c["ulx"]) + float(c["lrx"])) / 2
+        y = (float(c["uly"]) + float(c.get("lly", c.get("lry")))) / 2
+    except (KeyError, TypeError, ValueError):
+        return None
+    return proj, x, y
 
 
 class BigEarthNetMM:
@@ -447,7 +468,9 @@ class BigEarthNetMM:
 
         Returns:
             Items ``{"patch_id", "split", "s2_dir", "s1_dir", "s1_name", "groups"}`` sorted
-            by ``patch_id`` (``groups["tile"]``: the MGRS tile, for ``--holdout tile=...``);
+            by ``patch_id`` (``groups``: ``tile``, the MGRS tile of the S1 name, and ``lat``/
+            ``lon`` of the patch centre from the S1 json, for ``--holdout tile=...``/
+            ``lat=lo:hi``);
             rejects (S1 json missing/invalid/without partner, S1 without S2, S2 without S1,
             S2 claimed by several S1 patches, not in any official split); info with
             ``split_source``, ``excluded``, ``counts``, ``unassigned`` and folder counts.
@@ -460,16 +483,16 @@ class BigEarthNetMM:
         s2_set = set(s2_names)
         rejects: list[Reject] = []
 
-        def partner(name: str) -> tuple[str | None, str, bool]:
+        def partner(name: str) -> tuple[str | None, str, bool, GeoPoint | None]:
             url = join_url(self.s1_root, name, name + LABELS_SUFFIX)
             return _s1_json_partner(url, self.storage_options)
 
         with ThreadPoolExecutor(max_workers=self.num_threads) as pool:
             partners = list(pool.map(partner, s1_names))
 
-        synthetic_jsons = sum(1 for _, _, syn in partners if syn)
+        synthetic_jsons = sum(1 for _, _, syn, _ in partners if syn)
         claims: dict[str, list[str]] = {}
-        for s1_name, (s2_name, reason, _) in zip(s1_names, partners, strict=True):
+        for s1_name, (s2_name, reason, _, _) in zip(s1_names, partners, strict=True):
             s1_dir = join_url(self.s1_root, s1_name)
             if s2_name is None:
                 rejects.append({"path": join_url(s1_dir, s1_name + LABELS_SUFFIX),
@@ -505,6 +528,9 @@ class BigEarthNetMM:
         split_of, split_info, split_rejects = self._assign_splits(sorted(pairs), s2_names,
                                                                   synthetic)
         rejects.extend(split_rejects)
+        centres = dict(zip(s1_names, (c for *_, c in partners), strict=True))
+        kept = [s2 for s2 in sorted(pairs) if s2 in split_of]
+        where = lat_lon([centres[pairs[s2]] for s2 in kept])
         items = [
             {
                 "patch_id": s2_name,
@@ -512,10 +538,10 @@ class BigEarthNetMM:
                 "s2_dir": join_url(self.s2_root, s2_name),
                 "s1_dir": join_url(self.s1_root, pairs[s2_name]),
                 "s1_name": pairs[s2_name],
-                "groups": {"tile": _tile_of(pairs[s2_name])},
+                "groups": {"tile": _tile_of(pairs[s2_name]),
+                           **({"lat": ll[0], "lon": ll[1]} if ll else {})},
             }
-            for s2_name in sorted(pairs)
-            if s2_name in split_of
+            for s2_name, ll in zip(kept, where, strict=True)
         ]
         rejects.sort(key=lambda r: (r["path"], r["reason"]))
         info: dict[str, Any] = {
@@ -677,39 +703,8 @@ class BigEarthNetMM:
         groups: list[tuple[BandGroup, str, str]] = [(g, s2_dir, patch_id)
                                                     for g in self.s2_groups]
         groups += [(g, s1_dir, s1_name) for g in self.spec.modality("s1").groups]
-        urls = [join_url(d, f"{stem}_{b}.tif") for g, d, stem in groups for b in g.bands]
-        bands = iter(read_bands(urls, self.storage_options))
+        arrays, ref = read_band_groups(groups, self.storage_options, self.s1_dtype)
 
-        ref = None
-        arrays: dict[str, np.ndarray] = {}
-        for g, _, _ in groups:
-            is_s1 = g.name == "s1"
-            want_dtype = "float32" if is_s1 else "uint16"
-            layers = []
-            for band_name in g.bands:
-                band = next(bands)
-                if band.array.dtype != np.dtype(want_dtype):
-                    raise PatchError(band.path, f"dtype {band.array.dtype}, expected "
-                                                f"{want_dtype} for band {band_name}")
-                if band.array.shape != (g.size, g.size):
-                    raise PatchError(band.path, f"shape {band.array.shape}, expected "
-                                                f"({g.size}, {g.size}) for band {band_name}")
-                if band.array.dtype.kind == "f" and not np.isfinite(band.array).all():
-                    bad = int((~np.isfinite(band.array)).sum())
-                    raise PatchError(band.path, f"band {band_name} has {bad} NaN/inf pixels")
-                if ref is None:
-                    ref = band
-                else:
-                    check_same_grid(band, ref, "S2 B02")
-                layers.append(band.array)
-            arr = np.stack(layers)
-            if is_s1 and self.s1_dtype != "float32":
-                arr = arr.astype(self.s1_dtype)
-                if not np.isfinite(arr).all():
-                    raise PatchError(s1_dir, f"S1 values do not fit {self.s1_dtype}")
-            arrays[g.name] = arr
-
-        assert ref is not None  # S2 B02 is always read first
         return {
             "patch_id": patch_id,
             "split": str(item.get("split", "")),
@@ -719,6 +714,64 @@ class BigEarthNetMM:
                      "acquisition_date": str(s2_meta.get("acquisition_date", ""))},
             "geo": grid_of(ref),
         }
+
+
+def read_band_groups(
+    groups: Sequence[tuple[BandGroup, str, str]],
+    storage_options: StorageOptions = None,
+    s1_dtype: str = "float32",
+) -> tuple[dict[str, np.ndarray], Band]:
+    """Read, validate and stack BigEarthNet's single-band files (v1 and v2 layouts).
+
+    Args:
+        groups: ``(band group, folder, file stem)``; band ``b`` is ``<folder>/<stem>_<b>.tif``.
+            The group called ``s1`` holds float32 dB, the others uint16. The first band read
+            (S2 B02, or S1 VV without S2) is the reference grid of the patch.
+        storage_options: fsspec options for remote folders.
+        s1_dtype: dtype of the returned ``s1`` array (``float32`` or ``float16``).
+
+    Returns:
+        Group name -> ``(bands, size, size)`` array, and the reference band.
+
+    Raises:
+        PatchError: naming the file at fault: missing, unreadable or truncated, wrong dtype
+            or shape, NaN/inf in a float band, CRS or bounds (> 1 m) differing from the
+            reference band; S1 values that do not fit ``s1_dtype``.
+    """
+    urls = [join_url(d, f"{stem}_{b}.tif") for g, d, stem in groups for b in g.bands]
+    bands = iter(read_bands(urls, storage_options))
+    ref: Band | None = None
+    ref_name = ""
+    arrays: dict[str, np.ndarray] = {}
+    for g, folder, _ in groups:
+        is_s1 = g.name == "s1"
+        want_dtype = "float32" if is_s1 else "uint16"
+        layers = []
+        for band_name in g.bands:
+            band = next(bands)
+            if band.array.dtype != np.dtype(want_dtype):
+                raise PatchError(band.path, f"dtype {band.array.dtype}, expected "
+                                            f"{want_dtype} for band {band_name}")
+            if band.array.shape != (g.size, g.size):
+                raise PatchError(band.path, f"shape {band.array.shape}, expected "
+                                            f"({g.size}, {g.size}) for band {band_name}")
+            if band.array.dtype.kind == "f" and not np.isfinite(band.array).all():
+                bad = int((~np.isfinite(band.array)).sum())
+                raise PatchError(band.path, f"band {band_name} has {bad} NaN/inf pixels")
+            if ref is None:
+                ref, ref_name = band, f"{'S1' if is_s1 else 'S2'} {band_name}"
+            else:
+                check_same_grid(band, ref, ref_name)
+            layers.append(band.array)
+        arr = np.stack(layers)
+        if is_s1 and s1_dtype != "float32":
+            arr = arr.astype(s1_dtype)
+            if not np.isfinite(arr).all():
+                raise PatchError(folder, f"S1 values do not fit {s1_dtype}")
+        arrays[g.name] = arr
+    if ref is None:
+        raise ValueError("read_band_groups: no band to read")
+    return arrays, ref
 
 
 def _tile_of(s1_name: str) -> str:
