@@ -4,7 +4,9 @@
    (cheap: folder listings and small json files).
 2. Items are grouped per split into chunks of about ``target_shard_mb`` and handed to Ray Data;
    one task per chunk reads and validates every sample with rasterio, writes one shard
-   atomically, and returns its size, sha256, rejects and per-band statistics.
+   atomically, and returns its size, sha256, rejects and per-band statistics (and counts of
+   the optional boolean ``flags`` a reader puts in a sample, e.g. FLAIR-2's ``all_cloudy``;
+   the manifest's ``info.flags`` holds them per split).
 3. The driver merges statistics of the training split (Chan's parallel mean/variance) and
    writes ``manifest.json`` last: without it, readers refuse the folder.
 """
@@ -137,6 +139,7 @@ def _write_chunk(
     rows: dict[str, list[Any]] = {f.name: [] for f in _arrow_schema(spec, meta_keys)}
     rejects: list[Reject] = []
     moments = {g.name: [BandMoments() for _ in g.bands] for g in spec.groups}
+    flags: Counter[str] = Counter()  # a sample's optional "flags" {name: bool}, counted
     for item in chunk["items"]:
         try:
             sample = source.read(item)
@@ -173,7 +176,9 @@ def _write_chunk(
                 _fold_moments(moments[g.name], g, arr)
         for k in meta_keys:
             rows[f"meta_{k}"].append(str(sample["meta"].get(k, "")))
-    result: dict[str, Any] = {"shard": "", "rejects": json.dumps(rejects)}
+        flags.update(k for k, v in (sample.get("flags") or {}).items() if v)
+    result: dict[str, Any] = {"shard": "", "rejects": json.dumps(rejects),
+                              "flags": json.dumps({"split": chunk["split"], "counts": flags})}
     result["moments"] = json.dumps(
         {g: [[m.n, m.mean, m.m2] for m in ms] for g, ms in moments.items()}
     )
@@ -291,6 +296,7 @@ def prepare(
     shards: list[ShardInfo] = []
     rejects: list[Reject] = list(discovery.rejects)
     moments = {g.name: [BandMoments() for _ in g.bands] for g in spec.groups}
+    flag_counts: dict[str, dict[str, int]] = {}
     done_items = 0
     last_print = 0.0
     sizes = {(c["split"], c["index"]): len(c["items"]) for c in chunks}
@@ -309,6 +315,10 @@ def prepare(
         for g, ms in json.loads(row["moments"]).items():
             for b, (n, mean, m2) in enumerate(ms):
                 moments[g][b].merge(BandMoments(int(n), float(mean), float(m2)))
+        chunk_flags = json.loads(row["flags"])
+        for k, n in chunk_flags["counts"].items():
+            per_split = flag_counts.setdefault(k, {})
+            per_split[chunk_flags["split"]] = per_split.get(chunk_flags["split"], 0) + int(n)
         now = time.perf_counter()
         if now - last_print < 2.0 and done_items < total:
             continue
@@ -343,7 +353,8 @@ def prepare(
         synthetic=spec.synthetic,
         info={**discovery.info, "rows_per_shard": rows_per_shard,
               "target_shard_mb": target_shard_mb, "label": spec.label_info,
-              **({"holdout": holdout_info} if holdout_info else {})},
+              **({"holdout": holdout_info} if holdout_info else {}),
+              **({"flags": flag_counts} if flag_counts else {})},
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         uri=out_uri.rstrip("/"),
     )
