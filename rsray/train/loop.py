@@ -95,7 +95,7 @@ class _Window:
     def flush(self, telemetry: Telemetry, loss: torch.Tensor, lr: float) -> None:
         """Send the window to ``telemetry`` and start a new one."""
         telemetry.step(samples=self.samples, step_seconds=self.seconds, wait_seconds=self.wait,
-                       loss=float(loss.detach()), lr=float(lr))
+                       loss=float(loss.detach()), lr=float(lr), steps=self.steps)
         self.__init__()  # type: ignore[misc]
 
 
