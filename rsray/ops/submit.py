@@ -110,10 +110,10 @@ def submit(address: str, entrypoint: Sequence[str] | str, *, working_dir: str | 
     command = entrypoint if isinstance(entrypoint, str) else shlex.join(entrypoint)
     if not command.strip():
         raise JobSubmitError("no entrypoint: give the command after `--`")
+    runtime_env = build_runtime_env(working_dir, excludes=excludes, env_vars=env_vars)
     client = _client(address)
     job_id = client.submit_job(
-        entrypoint=command,
-        runtime_env=build_runtime_env(working_dir, excludes=excludes, env_vars=env_vars),
+        entrypoint=command, runtime_env=runtime_env,
         submission_id=submission_id or f"rsray-{uuid.uuid4().hex[:12]}",
     )
     print(f"[rsray] submitted job {job_id} to {address}: {command}", file=out, flush=True)

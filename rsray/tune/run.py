@@ -132,10 +132,12 @@ def _rows(results: Any, metric: str, mode: str, max_epochs: int,
 
 def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
     """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard."""
+    from rsray.ops.security import keep_credentials_out_of_runtime_envs
     from rsray.runtime import ensure_ray
 
     t0 = time.perf_counter()
     ensure_ray()
+    keep_credentials_out_of_runtime_envs()  # Tune would copy AWS keys into trials' runtime_env
     manifest = load_shard_set(cfg.data)
     cfg = resolve_for_task(cfg, manifest.task)
     if manifest.synthetic:
