@@ -164,7 +164,7 @@ def test_real_flair1_toy_metadata(real_data_dir: Path):
     lats = [p[0] for p in points if p]
     lons = [p[1] for p in points if p]
     assert len(lats) == 250
-    assert 41 < min(lats) and max(lats) < 51.5 and -5.5 < min(lons) and max(lons) < 10
+    assert min(lats) > 41 and max(lats) < 51.5 and min(lons) > -5.5 and max(lons) < 10
 
 
 # ------------------------------------------------------------------------ synthetic twin
@@ -190,7 +190,7 @@ def test_synthetic_exact_layout(synth):
             assert src.transform.a == pytest.approx(102.4 / SIZE)
         with rasterio.open(root / lab / zone / "msk" / f"MSK_{pid[4:]}.tif") as src:
             codes = src.read(1)
-            assert src.count == 1 and 1 <= codes.min() and codes.max() <= 19
+            assert src.count == 1 and codes.min() >= 1 and codes.max() <= 19
         stem = root / sen / zone / "sen" / f"SEN2_sp_{p['domain']}_{p['zone']}"
         data = np.load(f"{stem}_data.npy", mmap_mode="r")
         masks = np.load(f"{stem}_masks.npy", mmap_mode="r")
@@ -200,6 +200,7 @@ def test_synthetic_exact_layout(synth):
         assert len(lines) == data.shape[0] and lines[0][15:19].isdigit()  # baseline's MMDD
         row, col = centroids[f"{pid}.tif"]
         assert SAT // 2 <= row <= data.shape[2] - SAT // 2
+        assert SAT // 2 <= col <= data.shape[3] - SAT // 2
         assert meta[pid]["domain"] == p["domain"] and meta[pid]["zone"] == p["zone"]
 
 
@@ -425,7 +426,7 @@ def test_bad_super_area_files(corrupted, tmp_path: Path):
         assert exc.value.path == next(iter(change.values()))
     products = tmp_path / "products.txt"
     products.write_text("S2A_MSIL2A_garbage\n" * data.shape[0])
-    with pytest.raises(PatchError, match="line 1 .* is not a Sentinel-2 product name"):
+    with pytest.raises(PatchError, match=r"line 1 .* is not a Sentinel-2 product name"):
         source.read({**it, "s2_products": str(products)})
 
 
@@ -498,7 +499,7 @@ def test_prepare_and_stream_into_a_segmentation_model(tmp_path: Path, ray_sessio
     for i, t in enumerate(lengths.tolist()):
         assert (batch["s2_dates"][i, t:] == 0).all() and (batch["s2_dates"][i, :t] > 0).all()
         assert (batch["s2"][i, t:] == 0).all()  # padding stays zero after normalisation
-    assert 0 <= int(batch["label"].min()) and int(batch["label"].max()) <= 12
+    assert int(batch["label"].min()) >= 0 and int(batch["label"].max()) <= 12
 
     model = create_model("test_lf_dlm", modalities=plan.channels, num_classes=13,
                          crop_size=10)  # the synthetic tile covers 10.24 S2 px like a real one
