@@ -40,10 +40,33 @@ def cnn_space() -> dict[str, Any]:
     }
 
 
+def segmentation_space() -> dict[str, Any]:
+    """LF-DLM (lf-dlm-flair2-late-fusion.txt): LR, weight decay, the fusion weights.
+
+    ``aerial_weight`` is the aerial branch's weight in the geometric mean of probabilities;
+    the series branch gets ``1 - aerial_weight`` (the paper's best: 0.7 / 0.3). The paper
+    trains with AdamW at 1e-4.
+    """
+    return {
+        "optim.lr": tune.loguniform(1e-5, 1e-3),
+        "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
+        "model.params.aerial_weight": tune.uniform(0.5, 0.9),
+    }
+
+
+def segmentation_smoke_space() -> dict[str, Any]:
+    """The segmentation space on a tiny model (``--smoke-test``): same keys, larger LRs."""
+    space = segmentation_space()
+    space["optim.lr"] = tune.loguniform(1e-4, 3e-3)
+    return space
+
+
 SPACES: dict[str, Callable[[], dict[str, Any]]] = {
     "progressive": progressive_space,
     "progressive_smoke": progressive_smoke_space,
     "cnn": cnn_space,
+    "segmentation": segmentation_space,
+    "segmentation_smoke": segmentation_smoke_space,
 }
 
 
