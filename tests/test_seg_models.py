@@ -32,8 +32,8 @@ TINY_RESNET = {"layers": (1, 1, 1, 1), "channels": (8, 8, 16, 16), "stem_width":
 _UTAE = {**TINY_UTAE, "out_conv": (8,)}
 _UNET = {"backbone_kwargs": TINY_RESNET, "decoder_channels": (16, 16, 8, 8, 8),
          "series": TINY_UTAE}
-_UF_RESNET = {"backbone": "resnet18", "img_size": None, "backbone_kwargs": TINY_RESNET, "decode_channels": 16, "num_heads": 2,
-              "window_size": 4}
+_UF_RESNET = {"backbone": "resnet18", "img_size": None, "backbone_kwargs": TINY_RESNET,
+              "decode_channels": 16, "num_heads": 2, "window_size": 4}
 # Small settings for the full-size names (they default to 512 px MaxViTs and wide U-TAEs).
 SMALL: dict[str, dict[str, Any]] = {
     "unetformer": TINY_MAXVIT,
@@ -325,3 +325,16 @@ def test_parameter_counts_match_the_papers() -> None:
     unet = _meta("unet_utae")
     unet_part = _n(unet.encoder) + _n(unet.decoder) + _n(unet.head)
     assert abs(unet_part - 24.4e6) / 24.4e6 < 0.10, unet_part
+
+
+def test_segmentation_search_space_builds_models() -> None:
+    from rsray.tune.spaces import get_space
+
+    for name in ("segmentation", "segmentation_smoke"):
+        space = get_space(name)
+        assert set(space) == {"optim.lr", "optim.weight_decay", "model.params.aerial_weight"}
+        weight = space["model.params.aerial_weight"]
+        assert (weight.lower, weight.upper) == (0.5, 0.9)
+        model = _build("test_lf_dlm", aerial_weight=weight.sample())
+        w = model.fusion_weights
+        assert 0.5 <= float(w[0]) <= 0.9 and torch.isclose(w.sum(), torch.tensor(1.0))
