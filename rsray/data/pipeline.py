@@ -144,7 +144,9 @@ def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False
                     "prepare the data with a non-empty training split"
                 )
             mean.append(float(s["mean"]))
-            std.append(max(float(s["std"]), 1e-6))
+            # A band constant in training (a 0/1 indicator never set) carries no information
+            # there; dividing by ~0 would turn an unseen value at evaluation into ~1e6.
+            std.append(float(s["std"]) if float(s["std"]) > 1e-6 else 1.0)
         plans.append(ModalityPlan(name, tuple(groups), tuple(bands), tuple(mean), tuple(std),
                                   kind))
     label = manifest.info.get("label", {})

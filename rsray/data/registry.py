@@ -31,6 +31,7 @@ from rsray.errors import ConfigError
 
 DATASET_MODULES = (
     "rsray.data.sources.bigearthnet",
+    "rsray.data.sources.globe",
     "rsray.data.sources.sen12ms",
     "rsray.data.sources.flair2",
 )

@@ -1,0 +1,1430 @@
+"""GLOBE Observer land cover: six directional photos + a metadata vector, two binary heads.
+
+On disk: GLOBE Observer's ``lc.csv`` export of the GLOBE API (an unnamed index column, then
+the 54 columns of :data:`rsray.data.sources.globe_api.LC_COLUMNS`; one row per land-cover
+observation), whose ``landcovers{North,South,East,West,Upward,Downward}PhotoUrl`` columns point
+at ``https://data.globe.gov/system/photos/YYYY/MM/DD/<id>/original.jpg``. GLOBE Observer's
+cleaned form (``lc_`` prefix, ``-9999`` for missing numbers, e.g. ``lc_small.csv``) is read too.
+:mod:`rsray.data.sources.globe_api` downloads ``lc.csv`` from the API.
+
+Photos come from one of two places:
+
+* a local (or ``s3://``) mirror, ``photos_dir``: the URL
+  ``https://data.globe.gov/system/photos/2021/01/22/2095382/original.jpg`` is read from
+  ``<photos_dir>/2021/01/22/2095382/original.jpg`` (the part after ``/system/photos/``; other
+  URLs use their whole path), and a cell holding a relative path is resolved against it;
+* the URLs themselves, fetched while ``rsray prepare`` runs (in its Ray tasks) with a timeout
+  and bounded exponential-backoff retries, through a cache folder (``cache_dir``; content
+  stored by the sha256 of the URL, written atomically) so that a second prepare makes no
+  request. ``photo_url_map`` rewrites a URL prefix first (a mirror or proxy).
+
+What the model sees (see :func:`globe_spec`):
+
+* ``layout="directions"`` (default): six image modalities ``north``, ``south``, ``east``,
+  ``west``, ``up``, ``down``, each ``(3, photo_size, photo_size)`` uint8 RGB (centre-cropped to
+  a square, EXIF-rotated, resized). Late and progressive fusion get one branch/encoder per
+  direction; early fusion concatenates them (18 channels); ``data.modalities`` picks any subset.
+* ``layout="stacked"``: one modality ``photos`` of six groups (18 channels): one encoder for
+  all directions (cheaper for progressive/late fusion).
+* the vector modality ``metadata`` (:data:`FEATURES`, float32), which the pipeline hands to
+  models as ``inputs["metadata"]`` (training sets ``metadata_dim`` from it).
+
+Labels: ``snow_ice`` (``landcoversSnowIce``) and ``leaves_on_trees``
+(``landcoversLeavesOnTrees``), task ``binary`` (one 0/1 head each). Records whose labels are
+empty (GLOBE's "Site Definition" rows), whose dates, numbers or codes are malformed, that have
+fewer than ``min_photos`` usable photos (empty, ``rejected``, ``pending``, missing file,
+unreachable URL, corrupt image), or whose CSV row has the wrong number of fields are rejected
+with the file/URL and the reason. With ``min_photos < 6`` a missing direction becomes a zero
+image and its ``photo_<dir>`` feature is 0.
+
+Splits: a seeded hash of the *site* (``siteId``; all observations of a site share a split, so
+a site's photos never leak from training into validation), or of the record
+(``split_by="record"``). Hold-out keys (``rsray prepare globe --holdout``): ``country``
+(ISO3 code), ``country_name``, ``site``, ``lat``, ``lon``, ``elevation``, ``year``, ``month``.
+
+:func:`write_synthetic_globe` writes a synthetic twin in exactly this format, photos included,
+whose labels need both photos and metadata (:func:`describe_synthetic_rules`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import re
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+
+from rsray.data.registry import DatasetEntry, register_dataset
+from rsray.data.schema import BandGroup, DatasetSpec, Discovery, ModalitySpec, Reject, Sample
+from rsray.data.sources._http import FetchError, HttpFetcher, UrlCache, is_http_url
+from rsray.data.sources._raster import (
+    is_remote_url,
+    join_url,
+    normalise_root,
+    read_bytes,
+)
+from rsray.data.sources.bigearthnet import seeded_split
+from rsray.data.sources.globe_api import LC_COLUMNS, write_lc_csv
+from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
+
+__all__ = [
+    "CLASSES",
+    "DIRECTIONS",
+    "FEATURES",
+    "LAYOUTS",
+    "MUC_LEVEL1",
+    "SYNTHETIC_ORGANIZATION",
+    "GlobeObserver",
+    "GlobeSynthInfo",
+    "decode_photo",
+    "describe_synthetic_rules",
+    "globe_spec",
+    "photo_rel_path",
+    "write_synthetic_globe",
+]
+
+# --------------------------------------------------------------------------------------------
+# Constants: directions, labels, features
+# --------------------------------------------------------------------------------------------
+
+DIRECTIONS: tuple[str, ...] = ("north", "south", "east", "west", "up", "down")
+"""Photo directions, in channel/modality order."""
+_DIR_COLUMN = {"north": "North", "south": "South", "east": "East", "west": "West",
+               "up": "Upward", "down": "Downward"}
+HORIZONTAL: tuple[str, ...] = ("north", "south", "east", "west")
+
+CLASSES: tuple[str, ...] = ("snow_ice", "leaves_on_trees")
+"""The two binary heads."""
+LABEL_COLUMNS: dict[str, str] = {"snow_ice": "landcoversSnowIce",
+                                 "leaves_on_trees": "landcoversLeavesOnTrees"}
+
+CONDITIONS: tuple[tuple[str, str], ...] = (
+    ("raining_snowing", "landcoversRainingSnowing"),
+    ("dry_ground", "landcoversDryGround"),
+    ("muddy", "landcoversMuddy"),
+    ("standing_water", "landcoversStandingWater"),
+)
+"""Boolean surface/weather conditions recorded with the observation (not the labels)."""
+
+MUC_LEVEL1: tuple[str, ...] = (
+    "forest", "woodland", "shrubland", "dwarf_shrubland", "herbaceous", "barren", "wetland",
+    "open_water", "cultivated", "urban",
+)
+"""GLOBE's Modified UNESCO Classification, first digit 0-9 (closed forest, woodland, ...)."""
+
+FEATURES: tuple[str, ...] = (
+    "latitude", "longitude", "abs_latitude", "latlon_missing",
+    "elevation_m", "elevation_missing",
+    "doy_sin", "doy_cos", "winterness",
+    "solar_hour_sin", "solar_hour_cos", "time_missing",
+    *(name for name, _ in CONDITIONS), *(f"{name}_missing" for name, _ in CONDITIONS),
+    *(f"muc_{c}" for c in MUC_LEVEL1), "muc_missing",
+    *(f"cover_{c}" for c in MUC_LEVEL1), "cover_missing",
+    *(f"photo_{d}" for d in DIRECTIONS),
+)
+"""The metadata vector, in order (every value finite; missing values imputed + indicator):
+
+* ``latitude``, ``longitude`` (site coordinates, degrees), ``abs_latitude``; ``latlon_missing``
+  (then all three are 0);
+* ``elevation_m`` (site elevation; missing -> training-split median, ``elevation_missing``);
+* ``doy_sin``, ``doy_cos``: day of year of ``measuredDate`` on the unit circle
+  (``2 pi (doy - 1) / 365.25``), so 31 December is next to 1 January;
+* ``winterness``: ``cos(2 pi (doy - 15) / 365.25) * sign(lat) * min(|lat| / 30, 1)``: +1 in
+  mid-January north / mid-July south of 30 degrees, -1 half a year later, 0 at the equator;
+* ``solar_hour_sin/cos``: local solar time of ``landcoversMeasuredAt`` (UTC + longitude / 15 h)
+  on the unit circle; ``time_missing``;
+* ``raining_snowing``, ``dry_ground``, ``muddy``, ``standing_water``: 0/1, missing -> 0 with
+  ``<name>_missing`` = 1;
+* ``muc_<class>``: one-hot of the first digit of ``landcoversMucCode``; ``muc_missing``;
+* ``cover_<class>``: share (0-1) of each MUC class in the North/South/East/West
+  classifications (``70% MUC 91 [...]`` entries, averaged over the directions that have
+  any; percentages need not sum to 100); ``cover_missing``;
+* ``photo_<dir>``: 1 when that direction's photo was read, 0 when it is a zero image.
+
+Left out: identifiers (``organizationId``, ``siteId``, ``pid``, ``landcoversUserid``,
+``landcoversLandCoverId``: arbitrary codes a model would memorise sites by), free text
+(captions, field notes, extra data), record bookkeeping dates, the GPS fix of the
+observation (within metres of the site coordinates) and, of course, the two labels.
+``raining_snowing`` is weather at observation time, not snow on the ground; drop it (or any
+feature) with ``exclude_features`` if a study needs to.
+"""
+
+LAYOUTS: tuple[str, ...] = ("directions", "stacked")
+SYNTHETIC_ORGANIZATION = "rsray SYNTHETIC twin"
+"""``organizationName`` of every synthetic record (the twin's marker)."""
+META_KEYS: tuple[str, ...] = ("site_id", "measured_date", "country_code", "missing_photos")
+DEFAULT_CACHE = "~/.cache/rsray/globe_photos"
+_PHOTO_PREFIX = "/system/photos/"
+_NOT_A_PHOTO = {"": "no photo", "rejected": "photo rejected by GLOBE review",
+                "pending": "photo pending GLOBE review", "null": "no photo",
+                "none": "no photo", "nan": "no photo"}
+_CLASSIFICATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*MUC\s+(\d+)\b")
+_MUC_CODE_RE = re.compile(r"^M(\d+)$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_REQUIRED = ("measuredDate", "latitude", "longitude", *LABEL_COLUMNS.values(),
+             *(f"landcovers{c}PhotoUrl" for c in _DIR_COLUMN.values()))
+
+# GLOBE Observer's cleaned export (cleanup.py): lc_ prefix; these names change meaning.
+_CLEANED_RENAMES = {
+    "lc_MGRSLatitude": "latitude", "lc_MGRSLongitude": "longitude", "lc_elevation": "elevation",
+    "lc_Latitude": "landcoversMeasurementLatitude",
+    "lc_Longitude": "landcoversMeasurementLongitude",
+    "lc_MeasurementElevation": "landcoversMeasurementElevation",
+}
+_CLEANED_TOP = {"measuredDate", "createDate", "updateDate", "publishDate", "organizationId",
+                "organizationName", "siteId", "siteName", "countryName", "countryCode", "pid"}
+
+
+def photo_rel_path(url: str) -> str:
+    """Path of a photo inside a mirror folder: the URL path after ``/system/photos/``.
+
+    ``https://data.globe.gov/system/photos/2021/01/22/2095382/original.jpg`` ->
+    ``2021/01/22/2095382/original.jpg``; other URLs give their whole path without the
+    leading ``/``; a value that is not a URL is returned unchanged.
+    """
+    if not is_http_url(url) and not url.startswith("file://"):
+        return url
+    path = urlparse(url).path
+    i = path.find(_PHOTO_PREFIX)
+    return path[i + len(_PHOTO_PREFIX):] if i >= 0 else path.lstrip("/")
+
+
+def globe_spec(
+    photo_size: int = 128,
+    layout: Literal["directions", "stacked"] = "directions",
+    features: Sequence[str] = FEATURES,
+    synthetic: bool = False,
+) -> DatasetSpec:
+    """The :class:`DatasetSpec` of GLOBE Observer land cover.
+
+    Args:
+        photo_size: side of the stored square photos (pixels).
+        layout: ``directions`` (one modality per direction) or ``stacked`` (one ``photos``
+            modality of six groups); group names and bands (``north_R`` ...) are the same.
+        features: names of the metadata vector (a subset of :data:`FEATURES`, in order).
+        synthetic: the data come from :func:`write_synthetic_globe`.
+
+    Raises:
+        ConfigError: bad size, layout or feature list.
+    """
+    if not isinstance(photo_size, int) or photo_size < 8:
+        raise ConfigError(f"photo_size: {photo_size!r} must be an integer >= 8")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if not features:
+        raise ConfigError("features: the metadata vector needs at least one feature")
+    groups = {d: BandGroup(d, (f"{d}_R", f"{d}_G", f"{d}_B"), photo_size, "uint8")
+              for d in DIRECTIONS}
+    if layout == "directions":
+        photos = tuple(ModalitySpec(d, (groups[d],)) for d in DIRECTIONS)
+    else:
+        photos = (ModalitySpec("photos", tuple(groups[d] for d in DIRECTIONS)),)
+    meta = ModalitySpec("metadata", (BandGroup("metadata", tuple(features), 1, "float32",
+                                               kind="vector"),))
+    return DatasetSpec(name="globe", task="binary", classes=CLASSES, modalities=(*photos, meta),
+                       synthetic=synthetic, meta_keys=META_KEYS)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing one CSV row
+# --------------------------------------------------------------------------------------------
+
+
+class _RowError(Exception):
+    """A record is unusable; ``kind`` starts the reject reason."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.reason = f"{kind}: {detail}"
+
+
+@dataclass
+class _Record:
+    """One parsed, label-carrying observation (before splits and imputation)."""
+
+    patch_id: str
+    where: str
+    site_key: str
+    site_id: str
+    lat: float | None
+    lon: float | None
+    elevation: float | None
+    day: date
+    measured_at: datetime | None
+    conditions: dict[str, int | None]
+    muc: int | None
+    cover: list[float] | None
+    photos: dict[str, str]
+    """Direction -> photo location (URL or path) for the directions that have one."""
+    missing: dict[str, str]
+    """Direction -> why it has no photo."""
+    label: list[int]
+    country_code: str
+    country_name: str
+    synthetic: bool
+
+
+def _bool(row: Mapping[str, str], column: str) -> int | None:
+    text = row.get(column, "").strip()
+    if text == "":
+        return None
+    low = text.lower()
+    if low in ("true", "1", "1.0"):
+        return 1
+    if low in ("false", "0", "0.0"):
+        return 0
+    raise _RowError("bad value", f"{column} is {text!r}, expected True or False")
+
+
+def _number(row: Mapping[str, str], column: str, lo: float | None = None,
+            hi: float | None = None, *, cleaned: bool = False) -> float | None:
+    text = row.get(column, "").strip()
+    if text == "" or text.lower() in ("nan", "null", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise _RowError("bad value", f"{column} is {text!r}, not a number") from None
+    if cleaned and value == -9999:
+        return None
+    if not math.isfinite(value):
+        raise _RowError("bad value", f"{column} is {text!r}, not a finite number")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise _RowError("bad value", f"{column} is {value:g}, outside {lo:g}..{hi:g}")
+    return value
+
+
+def _day(row: Mapping[str, str]) -> date:
+    text = row.get("measuredDate", "").strip()
+    try:
+        if not _DATE_RE.match(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _RowError("bad date", f"measuredDate {text!r} is not a YYYY-MM-DD date") \
+            from None
+
+
+def _measured_at(row: Mapping[str, str]) -> datetime | None:
+    text = row.get("landcoversMeasuredAt", "").strip()
+    if text == "":
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _RowError("bad date", f"landcoversMeasuredAt {text!r} is not an ISO date "
+                                      "and time") from None
+
+
+def _muc(row: Mapping[str, str]) -> int | None:
+    text = row.get("landcoversMucCode", "").strip()
+    if text == "":
+        return None
+    m = _MUC_CODE_RE.match(text)
+    if not m:
+        raise _RowError("bad value", f"landcoversMucCode {text!r} is not M<digits>")
+    return int(m.group(1)[0])
+
+
+def _cover(row: Mapping[str, str]) -> list[float] | None:
+    """Mean share of each MUC class over the horizontal directions that have classifications."""
+    per_dir = []
+    for d in HORIZONTAL:
+        column = f"landcovers{_DIR_COLUMN[d]}Classifications"
+        text = row.get(column, "").strip()
+        if not text:
+            continue
+        shares = [0.0] * len(MUC_LEVEL1)
+        for entry in (e for e in text.split(";") if e.strip()):
+            m = _CLASSIFICATION_RE.match(entry)
+            if not m:
+                raise _RowError("bad value", f"{column} entry {entry.strip()!r} is not "
+                                               "'NN% MUC CC [...]'")
+            shares[int(m.group(2)[0])] += float(m.group(1)) / 100.0
+        per_dir.append(shares)
+    if not per_dir:
+        return None
+    return [sum(s[c] for s in per_dir) / len(per_dir) for c in range(len(MUC_LEVEL1))]
+
+
+def _from_cleaned(row: Mapping[str, str]) -> dict[str, str]:
+    """A row of GLOBE Observer's cleaned export with the raw export's column names."""
+    out: dict[str, str] = {}
+    for key, value in row.items():
+        if key in _CLEANED_RENAMES:
+            name = _CLEANED_RENAMES[key]
+        elif key.startswith("lc_") and key[3:] in _CLEANED_TOP:
+            name = key[3:]
+        elif key.startswith("lc_"):
+            name = "landcovers" + key[3:]
+        else:
+            name = key
+        out[name] = "" if value.strip() == "-9999" else value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Photos
+# --------------------------------------------------------------------------------------------
+
+
+def decode_photo(data: bytes, size: int) -> np.ndarray:
+    """JPEG (or any Pillow-readable image) bytes -> ``(3, size, size)`` uint8 RGB.
+
+    The image is rotated by its EXIF orientation, centre-cropped to a square and resized
+    (Pillow's antialiased bilinear filter); JPEGs are decoded at a reduced scale first when
+    they are much larger than needed.
+
+    Raises:
+        ValueError: the bytes are not a complete, readable image (message says why).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not data:
+        raise ValueError("empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.draft("RGB", (2 * size, 2 * size))
+            oriented = ImageOps.exif_transpose(img)
+            rgb = oriented.convert("RGB")
+            square = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
+            arr = np.asarray(square, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+            Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    if arr.shape != (size, size, 3):
+        raise ValueError(f"decoded to shape {arr.shape}, expected ({size}, {size}, 3)")
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# The source
+# --------------------------------------------------------------------------------------------
+
+
+class GlobeObserver:
+    """GLOBE Observer land-cover reader: parses ``lc.csv``, assigns splits, reads photos.
+
+    ``discover`` parses the CSV on the driver (labels, dates, metadata vector, photo URLs,
+    splits); ``read`` runs in Ray tasks and loads, decodes and resizes the six photos of one
+    record (from ``photos_dir`` or from their URLs through the cache). Instances hold only
+    plain attributes and pickle cheaply.
+    """
+
+    directions: tuple[str, ...] = DIRECTIONS
+    classes: tuple[str, ...] = CLASSES
+    features: tuple[str, ...] = FEATURES
+
+    def __init__(
+        self,
+        csv_path: str,
+        *,
+        photos_dir: str | None = None,
+        cache_dir: str | None = None,
+        photo_size: int = 128,
+        min_photos: int = 6,
+        layout: Literal["directions", "stacked"] = "directions",
+        photo_url_map: tuple[str, str] | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        fetch_threads: int = 6,
+        split_by: Literal["site", "record"] = "site",
+        split_seed: int = 0,
+        split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+        exclude_features: Sequence[str] = (),
+        synthetic: bool | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        """Describe a GLOBE Observer export; nothing is read until :meth:`discover`.
+
+        Args:
+            csv_path: ``lc.csv`` (raw export) or GLOBE Observer's cleaned CSV; local or
+                ``s3://``.
+            photos_dir: folder mirroring ``data.globe.gov/system/photos`` (see the module
+                docstring); ``None`` fetches the photo URLs.
+            cache_dir: cache of fetched photos (local or ``s3://``; default
+                ``~/.cache/rsray/globe_photos`` on each node).
+            photo_size: side of the stored square photos.
+            min_photos: fewest usable photos a record needs (1-6); with fewer than 6, missing
+                directions are zero images and their ``photo_<dir>`` feature is 0.
+            layout: ``directions`` or ``stacked`` (see :func:`globe_spec`).
+            photo_url_map: ``(old_prefix, new_prefix)`` applied to photo URLs before fetching.
+            timeout: seconds per photo request.
+            retries: extra attempts per photo for transient failures.
+            backoff: seconds before the first retry (doubled each time).
+            fetch_threads: photos of one record fetched concurrently.
+            split_by: ``site`` (seeded hash of ``siteId``) or ``record``.
+            split_seed: seed of the split hash.
+            split_fractions: train, val, test fractions (sum 1).
+            exclude_features: names of :data:`FEATURES` left out of the metadata vector.
+            synthetic: mark the spec synthetic; ``None`` detects :data:`SYNTHETIC_ORGANIZATION`.
+            storage_options: fsspec options for remote paths.
+
+        Raises:
+            ConfigError: an argument is out of range or names an unknown feature.
+        """
+        if not 1 <= int(min_photos) <= len(DIRECTIONS):
+            raise ConfigError(f"min_photos: {min_photos} must be in 1..{len(DIRECTIONS)}")
+        if split_by not in ("site", "record"):
+            raise ConfigError(f"split_by: {split_by!r} is not one of site, record")
+        if fetch_threads < 1:
+            raise ConfigError(f"fetch_threads: {fetch_threads} must be >= 1")
+        unknown = sorted(set(exclude_features) - set(FEATURES))
+        if unknown:
+            raise ConfigError(f"exclude_features: unknown feature(s) {unknown}; the features "
+                              f"are {', '.join(FEATURES)}")
+        fr = tuple(float(f) for f in split_fractions)
+        if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+            raise ConfigError(f"split_fractions: {split_fractions!r} must be three "
+                              "non-negative fractions summing to 1")
+        if photo_url_map is not None and len(photo_url_map) != 2:
+            raise ConfigError(f"photo_url_map: {photo_url_map!r} must be (old_prefix, new)")
+        self.csv_path = normalise_root(str(csv_path))
+        self.photos_dir = normalise_root(str(photos_dir)) if photos_dir else None
+        self.cache_dir = normalise_root(str(cache_dir or DEFAULT_CACHE))
+        self.photo_size = int(photo_size)
+        self.min_photos = int(min_photos)
+        self.layout = layout
+        self.photo_url_map = tuple(photo_url_map) if photo_url_map else None
+        self.fetcher = HttpFetcher(timeout=timeout, retries=retries, backoff=backoff)
+        self.fetch_threads = int(fetch_threads)
+        self.split_by = split_by
+        self.split_seed = int(split_seed)
+        self.split_fractions = (fr[0], fr[1], fr[2])
+        self.feature_names = tuple(f for f in FEATURES if f not in set(exclude_features))
+        self.synthetic_override = synthetic
+        self.storage_options = dict(storage_options or {})
+        self.spec: DatasetSpec = globe_spec(self.photo_size, layout, self.feature_names,
+                                            bool(synthetic))
+
+    def __repr__(self) -> str:
+        where = f"photos_dir={self.photos_dir!r}" if self.photos_dir else \
+            f"cache_dir={self.cache_dir!r}"
+        return (f"GlobeObserver(csv_path={self.csv_path!r}, {where}, "
+                f"photo_size={self.photo_size}, min_photos={self.min_photos}, "
+                f"layout={self.layout!r})")
+
+    # -- discover ----------------------------------------------------------------------------
+
+    def _read_rows(self) -> tuple[list[tuple[str, dict[str, str]]], list[Reject], str]:
+        """``[(where, row)]`` with raw-export column names, malformed-row rejects, format."""
+        try:
+            raw = read_bytes(self.csv_path, self.storage_options)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise DatasetNotFoundError(
+                f"{self.csv_path}: GLOBE land-cover CSV not found (expected GLOBE Observer's "
+                "lc.csv export; download one with --download or python -m "
+                "rsray.data.sources.globe_api)") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise RsrayError(f"{self.csv_path}: not UTF-8 text ({exc})") from None
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise RsrayError(f"{self.csv_path}: empty file (no header)") from None
+        except csv.Error as exc:
+            raise RsrayError(f"{self.csv_path}: line 1: CSV syntax error: {exc}") from None
+        cleaned = "lc_SnowIce" in header and "landcoversSnowIce" not in header
+        fmt = "cleaned" if cleaned else "raw"
+        names = list(_from_cleaned(dict.fromkeys(header, "")).keys()) if cleaned else header
+        missing = [c for c in _REQUIRED if c not in names]
+        if missing:
+            raise RsrayError(f"{self.csv_path}: not a GLOBE land-cover export: columns "
+                             f"{missing} are missing (header has {len(header)} columns: "
+                             f"{', '.join(header[:8])}, ...)")
+        rows: list[tuple[str, dict[str, str]]] = []
+        rejects: list[Reject] = []
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise RsrayError(f"{self.csv_path}: line {reader.line_num}: CSV syntax error: "
+                                 f"{exc}") from None
+            where = f"{self.csv_path}:{reader.line_num}"
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if len(fields) != len(header):
+                rejects.append({"path": where,
+                                "reason": f"malformed row: {len(fields)} fields, the header "
+                                          f"has {len(header)}"})
+                continue
+            row = dict(zip(header, fields, strict=True))
+            rows.append((where, _from_cleaned(row) if cleaned else row))
+        return rows, rejects, fmt
+
+    def _locate(self, value: str) -> str:
+        """Where a photo cell's content is read from (URL or path)."""
+        if self.photos_dir is not None:
+            return join_url(self.photos_dir, *photo_rel_path(value).split("/"))
+        if is_http_url(value):
+            if self.photo_url_map and value.startswith(self.photo_url_map[0]):
+                return self.photo_url_map[1] + value[len(self.photo_url_map[0]):]
+            return value
+        if value.startswith("file://"):
+            return value[len("file://"):]
+        if value.startswith("/") or is_remote_url(value):
+            return value
+        base = self.csv_path.rsplit("/", 1)[0] if is_remote_url(self.csv_path) else \
+            str(Path(self.csv_path).parent)
+        return join_url(base, *value.split("/"))
+
+    def _parse(self, where: str, row: Mapping[str, str], cleaned: bool) -> _Record:
+        source = row.get("landcoversDataSource", "").strip()
+        label = []
+        for cls, column in LABEL_COLUMNS.items():
+            value = _bool(row, column)
+            if value is None:
+                what = f" ({source!r} record)" if source else ""
+                raise _RowError("no label", f"{column} ({cls}) is empty{what}")
+            label.append(value)
+        day = _day(row)
+        measured_at = _measured_at(row)
+        lat = _number(row, "latitude", -90, 90, cleaned=cleaned)
+        lon = _number(row, "longitude", -180, 180, cleaned=cleaned)
+        if (lat is None) != (lon is None):
+            raise _RowError("bad value", "only one of latitude/longitude is given")
+        elevation = _number(row, "elevation", -500, 9000, cleaned=cleaned)
+        conditions = {name: _bool(row, column) for name, column in CONDITIONS}
+        muc = _muc(row)
+        cover = _cover(row)
+        photos: dict[str, str] = {}
+        missing: dict[str, str] = {}
+        for d in DIRECTIONS:
+            column = f"landcovers{_DIR_COLUMN[d]}PhotoUrl"
+            value = row.get(column, "").strip()
+            if value.lower() in _NOT_A_PHOTO:
+                missing[d] = f"{_NOT_A_PHOTO[value.lower()]} ({column} is {value!r})"
+            else:
+                photos[d] = self._locate(value)
+        if len(photos) < self.min_photos:
+            detail = "; ".join(f"{d}: {why}" for d, why in missing.items())
+            raise _RowError("too few photos", f"{len(photos)} of 6 photos, min_photos is "
+                                                f"{self.min_photos} ({detail})")
+        ident = row.get("landcoversLandCoverId", "").strip() or row.get("pid", "").strip()
+        if not ident:
+            ident = "line" + where.rsplit(":", 1)[-1]
+        site = row.get("siteId", "").strip()
+        return _Record(
+            patch_id=f"globe-{ident.removesuffix('.0')}", where=where,
+            site_key=f"site:{site}" if site else f"record:{ident}", site_id=site,
+            lat=lat, lon=lon, elevation=elevation, day=day, measured_at=measured_at,
+            conditions=conditions, muc=muc, cover=cover, photos=photos, missing=missing,
+            label=label, country_code=row.get("countryCode", "").strip(),
+            country_name=row.get("countryName", "").strip(),
+            synthetic=row.get("organizationName", "").strip() == SYNTHETIC_ORGANIZATION,
+        )
+
+    def discover(self) -> Discovery:
+        """Parse the CSV, reject unusable records, assign splits, build metadata vectors.
+
+        Returns:
+            Items ``{"patch_id", "split", "groups", "where", "photos", "missing",
+            "metadata", "label", "meta"}``; rejects (malformed rows, empty or bad labels,
+            bad dates/values, too few photos, duplicate ids) naming ``<csv>:<line>``; info
+            with counts, the split source and the elevation used for imputation.
+
+        Raises:
+            DatasetNotFoundError: the CSV does not exist.
+            RsrayError: it is empty, not UTF-8 or lacks the land-cover columns.
+        """
+        rows, rejects, fmt = self._read_rows()
+        records: list[_Record] = []
+        seen: dict[str, str] = {}
+        for where, row in rows:
+            try:
+                rec = self._parse(where, row, fmt == "cleaned")
+            except _RowError as exc:
+                rejects.append({"path": where, "reason": exc.reason})
+                continue
+            if rec.patch_id in seen:
+                rejects.append({"path": where, "reason": f"duplicate record: {rec.patch_id} "
+                                                         f"is also at {seen[rec.patch_id]}"})
+                continue
+            seen[rec.patch_id] = where
+            records.append(rec)
+
+        synthetic = (any(r.synthetic for r in records) if self.synthetic_override is None
+                     else bool(self.synthetic_override))
+        self.spec = dataclasses.replace(self.spec, synthetic=synthetic)
+        split_of = {r.patch_id: seeded_split(r.site_key if self.split_by == "site"
+                                             else r.patch_id, self.split_seed,
+                                             self.split_fractions)
+                    for r in records}
+        train_elev = [r.elevation for r in records
+                      if r.elevation is not None and split_of[r.patch_id] == "train"]
+        any_elev = [r.elevation for r in records if r.elevation is not None]
+        fill_elev = float(median(train_elev or any_elev)) if (train_elev or any_elev) else 0.0
+
+        items = [self._item(r, split_of[r.patch_id], fill_elev) for r in records]
+        items.sort(key=lambda it: it["patch_id"])
+        kinds = Counter(r["reason"].split(":")[0] for r in rejects)
+        counts = Counter(it["split"] for it in items)
+        info: dict[str, Any] = {
+            "dataset": "GLOBE Observer land cover",
+            "csv": self.csv_path,
+            "csv_format": fmt,
+            "rows": len(rows) + kinds.get("malformed row", 0),
+            "items": len(items),
+            "rejected_while_parsing": dict(kinds),
+            "split_source": f"seeded by {self.split_by}(seed={self.split_seed}, "
+                            f"fractions={self.split_fractions})",
+            "counts": {s: counts.get(s, 0) for s in ("train", "val", "test")},
+            "photos": self.photos_dir or f"fetched (cache {self.cache_dir})",
+            "photo_size": self.photo_size,
+            "min_photos": self.min_photos,
+            "layout": self.layout,
+            "features": list(self.feature_names),
+            "imputation": {"elevation_m": fill_elev},
+            "synthetic": synthetic,
+        }
+        return Discovery(items=items, rejects=sorted(rejects, key=lambda r: r["path"]),
+                         info=info)
+
+    def _item(self, r: _Record, split: str, fill_elev: float) -> dict[str, Any]:
+        values = _features(r, fill_elev)
+        vector = [float(values[name]) for name in self.feature_names]
+        groups: dict[str, Any] = {"country": r.country_code or None,
+                                  "country_name": r.country_name or None,
+                                  "site": r.site_id or None, "lat": r.lat, "lon": r.lon,
+                                  "elevation": r.elevation, "year": r.day.year,
+                                  "month": r.day.month}
+        return {
+            "patch_id": r.patch_id,
+            "split": split,
+            "groups": groups,
+            "where": r.where,
+            "photos": r.photos,
+            "missing": r.missing,
+            "metadata": vector,
+            "label": list(r.label),
+            "meta": {"site_id": r.site_id, "measured_date": r.day.isoformat(),
+                     "country_code": r.country_code},
+        }
+
+    # -- read --------------------------------------------------------------------------------
+
+    def _load(self, location: str) -> bytes:
+        """Bytes of one photo (mirror file, or URL through the cache). Raises _RowError."""
+        if not is_http_url(location):
+            try:
+                return read_bytes(location, self.storage_options)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise _RowError("photo missing", "no such file") from None
+            except OSError as exc:
+                raise _RowError("photo missing", f"unreadable ({exc})") from None
+        cache = UrlCache(self.cache_dir, self.storage_options)
+        data = cache.get(location)
+        if data is not None:
+            return data
+        try:
+            return self.fetcher.get(location)
+        except FetchError as exc:
+            raise _RowError("photo unreachable", exc.reason) from None
+
+    def _photo(self, direction: str, location: str) -> np.ndarray:
+        data = self._load(location)
+        try:
+            arr = decode_photo(data, self.photo_size)
+        except ValueError as exc:
+            raise _RowError("corrupt photo", str(exc)) from None
+        if is_http_url(location):
+            cache = UrlCache(self.cache_dir, self.storage_options)
+            if cache.get(location) is None:
+                cache.put(location, data)
+        return arr
+
+    def read(self, item: Mapping[str, Any]) -> Sample:
+        """Load the photos of one record and assemble the sample.
+
+        Args:
+            item: one of :meth:`discover`'s items.
+
+        Returns:
+            Arrays ``north`` ... ``down`` ``(3, photo_size, photo_size)`` uint8 and
+            ``metadata`` ``(len(features),)`` float32; label ``[snow_ice, leaves_on_trees]``
+            uint8; meta ``site_id``, ``measured_date``, ``country_code``, ``missing_photos``.
+
+        Raises:
+            PatchError: fewer than ``min_photos`` photos could be used; the path is the first
+                failing photo's URL or file and the reason lists every failing direction
+                (unreachable after retries, HTTP status, missing file, corrupt image).
+        """
+        patch_id = str(item["patch_id"])
+        # Ray Data hands items over as Arrow structs: absent keys come back as None
+        photos = {d: str(v) for d, v in (item.get("photos") or {}).items() if v}
+        missing = {d: str(v) for d, v in (item.get("missing") or {}).items() if v}
+        failed: dict[str, tuple[str, str]] = {}
+        arrays: dict[str, np.ndarray] = {}
+
+        def load(d: str) -> tuple[str, np.ndarray | _RowError]:
+            try:
+                return d, self._photo(d, photos[d])
+            except _RowError as exc:
+                return d, exc
+
+        order = [d for d in DIRECTIONS if d in photos]
+        with ThreadPoolExecutor(max_workers=min(self.fetch_threads, max(len(order), 1))) as pool:
+            for d, result in pool.map(load, order):
+                if isinstance(result, _RowError):
+                    failed[d] = (photos[d], result.reason)
+                else:
+                    arrays[d] = result
+        if len(arrays) < self.min_photos:
+            first_dir = next(iter(failed), None)
+            path = failed[first_dir][0] if first_dir else str(item.get("where", patch_id))
+            kind = failed[first_dir][1].split(":")[0] if first_dir else "too few photos"
+            details = [f"{d} {loc}: {why}" for d, (loc, why) in failed.items()]
+            details += [f"{d}: {why}" for d, why in missing.items()]
+            raise PatchError(path, f"{kind}: {len(arrays)} of 6 photos usable, min_photos is "
+                                   f"{self.min_photos} (record {patch_id}, "
+                                   f"{item.get('where', '?')}): " + "; ".join(details))
+        size = self.photo_size
+        vector = np.asarray(item["metadata"], dtype=np.float32)
+        if vector.shape != (len(self.feature_names),):
+            raise PatchError(str(item.get("where", patch_id)),
+                             f"metadata vector of length {vector.shape}, expected "
+                             f"{len(self.feature_names)} (item from another configuration?)")
+        for d in DIRECTIONS:
+            if d not in arrays:
+                arrays[d] = np.zeros((3, size, size), dtype=np.uint8)
+                if d in failed:
+                    missing[d] = failed[d][1]
+            name = f"photo_{d}"
+            if name in self.feature_names:
+                vector[self.feature_names.index(name)] = 0.0 if d in missing else 1.0
+        if not np.isfinite(vector).all():
+            raise PatchError(str(item.get("where", patch_id)), "metadata vector has NaN/inf")
+        arrays["metadata"] = vector
+        label = np.asarray(item["label"], dtype=np.uint8)
+        meta = {k: str(v or "") for k, v in (item.get("meta") or {}).items()}
+        meta["missing_photos"] = ",".join(d for d in DIRECTIONS if d in missing)
+        return {"patch_id": patch_id, "split": str(item.get("split", "")), "label": label,
+                "arrays": arrays, "meta": meta}
+
+
+def _features(r: _Record, fill_elev: float) -> dict[str, float]:
+    """Every feature of :data:`FEATURES` for one record."""
+    f: dict[str, float] = {}
+    if r.lat is None or r.lon is None:
+        f.update(latitude=0.0, longitude=0.0, abs_latitude=0.0, latlon_missing=1.0)
+    else:
+        f.update(latitude=r.lat, longitude=r.lon, abs_latitude=abs(r.lat), latlon_missing=0.0)
+    f["elevation_m"] = r.elevation if r.elevation is not None else fill_elev
+    f["elevation_missing"] = float(r.elevation is None)
+    doy = r.day.timetuple().tm_yday
+    angle = 2 * math.pi * (doy - 1) / 365.25
+    f["doy_sin"], f["doy_cos"] = math.sin(angle), math.cos(angle)
+    f["winterness"] = winterness(doy, r.lat)
+    if r.measured_at is not None and r.lon is not None:
+        t = r.measured_at
+        if t.utcoffset() is not None:
+            t = (t - t.utcoffset()).replace(tzinfo=None)  # type: ignore[operator]
+        hour = (t.hour + t.minute / 60 + t.second / 3600 + r.lon / 15.0) % 24.0
+        f["solar_hour_sin"] = math.sin(2 * math.pi * hour / 24)
+        f["solar_hour_cos"] = math.cos(2 * math.pi * hour / 24)
+        f["time_missing"] = 0.0
+    else:
+        f.update(solar_hour_sin=0.0, solar_hour_cos=0.0, time_missing=1.0)
+    for name, _ in CONDITIONS:
+        value = r.conditions[name]
+        f[name] = float(value or 0)
+        f[f"{name}_missing"] = float(value is None)
+    for c, cls in enumerate(MUC_LEVEL1):
+        f[f"muc_{cls}"] = float(r.muc == c)
+        f[f"cover_{cls}"] = r.cover[c] if r.cover is not None else 0.0
+    f["muc_missing"] = float(r.muc is None)
+    f["cover_missing"] = float(r.cover is None)
+    for d in DIRECTIONS:
+        f[f"photo_{d}"] = float(d in r.photos)
+    return f
+
+
+def winterness(doy: int, lat: float | None) -> float:
+    """``cos(2 pi (doy - 15) / 365.25) * sign(lat) * min(|lat| / 30, 1)`` (0 without lat)."""
+    if lat is None or lat == 0:
+        return 0.0
+    season = math.cos(2 * math.pi * (doy - 15) / 365.25)
+    return season * math.copysign(1.0, lat) * min(abs(lat) / 30.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic twin
+# --------------------------------------------------------------------------------------------
+
+_REGIONS: tuple[tuple[str, str, tuple[float, float], tuple[float, float], tuple[float, float]],
+                ...] = (
+    ("United States of America", "USA", (30, 48), (-122, -72), (0, 3200)),
+    ("Canada", "CAN", (45, 60), (-125, -65), (0, 1800)),
+    ("Norway", "NOR", (58, 70), (5, 25), (0, 1500)),
+    ("Switzerland", "CHE", (45.8, 47.8), (6, 10.5), (300, 3500)),
+    ("India", "IND", (10, 32), (70, 88), (0, 4500)),
+    ("Kenya", "KEN", (-4, 4), (34, 41), (0, 3200)),
+    ("Argentina", "ARG", (-50, -25), (-72, -58), (0, 4000)),
+    ("New Zealand", "NZL", (-46, -35), (167, 178), (0, 2500)),
+)
+"""Country, ISO3 code and the latitude/longitude/elevation ranges synthetic sites come from."""
+
+# (code, detail, description) of classification entries, as the GLOBE Observer app writes them
+_MUC_ENTRIES: tuple[tuple[str, str, str], ...] = (
+    ("01", "n", "Trees, Closely Spaced, Evergreen - Needle Leaved"),
+    ("02", "b", "Trees, Closely Spaced, Deciduous - Broad Leaved"),
+    ("11", "n", "Trees, Loosely Spaced, Evergreen - Needle Leaved"),
+    ("12", "b", "Trees, Loosely Spaced, Deciduous - Broad Leaved"),
+    ("22", "l", "Shrubs, Loosely Spaced, Tall Deciduous"),
+    ("31", "l", "Shrubs, Loosely Spaced, Short Evergreen"),
+    ("43", "", "Herbaceous/Grassland, Short Grass"),
+    ("44", "", "Herbaceous/Grassland, Ferns or Flowers"),
+    ("56", "", "Barren, Dirt/Other"),
+    ("71", "", "Open Water, Freshwater"),
+    ("91", "", "Urban, Residential Property"),
+    ("93", "", "Urban, Roads and Parking"),
+)
+_TREE_TYPES = ("none", "evergreen", "deciduous")
+_TREE_P = (0.3, 0.3, 0.4)
+_VISIBLE_P = 0.5
+_SNOW_VISIBLE_P = 0.4
+_SNOW_T0 = 33.0
+_RECORDS_PER_SITE = 4
+_SITE_DEFINITION_P = 0.35
+_CORRUPTIONS = ("no_label", "bad_label", "bad_date", "bad_time", "bad_latitude",
+                "missing_photo", "rejected_photo", "pending_photo", "corrupt_jpeg",
+                "absent_file", "malformed_row")
+_MGRS_BANDS = "CDEFGHJKLMNPQRSTUVWX"
+
+
+def describe_synthetic_rules() -> str:
+    """The rules linking the synthetic records' photos and metadata to their labels."""
+    return f"""Synthetic GLOBE Observer land cover: labels need photos AND metadata.
+
+Sites: {_RECORDS_PER_SITE} consecutive records per site; each site lies in one of
+{len(_REGIONS)} countries' latitude/longitude/elevation boxes (20 % of sites have an empty
+country, as many real records do) and has a tree type: none ({_TREE_P[0]:.0%}), evergreen
+({_TREE_P[1]:.0%}) or deciduous ({_TREE_P[2]:.0%}). Records: measured 2021-2023 on a uniformly
+drawn day, 07-18 h local solar time. About {_SITE_DEFINITION_P:.0%} of sites also have one
+'GLOBE Data Entry Site Definition' row (no photos, empty labels) that prepare must reject.
+
+winterness w = cos(2 pi (doy - 15) / 365.25) * sign(lat) * min(|lat| / 30, 1) (a metadata
+feature; +1 in mid-winter away from the tropics, -1 in mid-summer).
+
+snow_ice: each record is 'visible' with probability {_VISIBLE_P:.0%}.
+  * visible: snow ~ Bernoulli({_SNOW_VISIBLE_P}) independent of everything else; the DOWN photo
+    shows it (snow: bright white grainy surface; no snow: grass/soil/dry ground) and the UP
+    photo shows the sky.
+  * not visible: the UP and DOWN photos are dark (underexposed), identical in distribution
+    for both labels; snow = [{_SNOW_T0} - 0.55 |lat| - 6.5 elevation_km - 12 w + N(0, 1.5) < 0],
+    i.e. decided by latitude, elevation and season in the metadata.
+  Photos alone solve only visible records, metadata alone only dark ones; together, all.
+
+leaves_on_trees: the horizontal photos (N/S/E/W; trees stand on the horizon in 2-4 of them)
+show the site's tree type: evergreen = dark-green cones, deciduous = round grey-brown crowns
+drawn the SAME in every season, none = open land (buildings may appear anywhere).
+  * none -> False; evergreen -> True;
+  * deciduous -> True iff w + N(0, 0.1) < 0.2 (growing season), which only the metadata tells.
+
+Distractors independent of both labels: sky colour, ground colour in horizontal photos,
+buildings, the four condition booleans, MUC code and classifications, captions, user ids.
+"""
+
+
+@dataclass
+class GlobeSynthInfo:
+    """What :func:`write_synthetic_globe` wrote."""
+
+    n: int
+    out_dir: str
+    csv: str
+    photos_dir: str
+    seed: int
+    rows: int
+    site_definitions: int
+    rules: str
+    latent: list[dict[str, Any]] = field(default_factory=list)
+    """Per observation record: ``patch_id``, ``visible``, ``tree_type``, ``winterness``,
+    ``snow``, ``leaves``, ``snow_by_metadata`` (the metadata rule's answer)."""
+    corrupted: dict[str, list[str]] = field(default_factory=dict)
+    """Corruption kind -> patch ids it was applied to."""
+
+
+@dataclass(frozen=True)
+class _Site:
+    index: int
+    site_id: int
+    name: str
+    country: str
+    code: str
+    lat: float
+    lon: float
+    elevation: float
+    tree_type: str
+    user_id: int
+    organization_id: int
+    definition: bool
+
+
+def _mgrs_like(lat: float, lon: float, rng: np.random.Generator) -> str:
+    """A site name shaped like the MGRS references GLOBE uses (e.g. ``16SEJ191374``)."""
+    zone = int((lon + 180) // 6) + 1
+    band = _MGRS_BANDS[min(max(int((lat + 80) // 8), 0), len(_MGRS_BANDS) - 1)]
+    letters = "".join(rng.choice(list("ABCDEFGHJKLMNPQRSTUVWXYZ"), size=2))
+    return f"{zone}{band}{letters}{int(rng.integers(0, 1_000_000)):06d}"
+
+
+def _site(seed: int, s: int) -> _Site:
+    rng = np.random.default_rng([seed, 0x6C0BE, s])
+    region = _REGIONS[int(rng.integers(0, len(_REGIONS)))]
+    name, code, (la0, la1), (lo0, lo1), (e0, e1) = region
+    lat = float(rng.uniform(la0, la1))
+    lon = float(rng.uniform(lo0, lo1))
+    elevation = float(e0 + (e1 - e0) * rng.random() ** 1.6)
+    if rng.random() < 0.2:
+        name, code = "", ""
+    tree = _TREE_TYPES[int(rng.choice(3, p=_TREE_P))]
+    return _Site(index=s, site_id=300_000 + s, name=_mgrs_like(lat, lon, rng), country=name,
+                 code=code, lat=round(lat, 6), lon=round(lon, 6), elevation=round(elevation, 1),
+                 tree_type=tree, user_id=int(rng.integers(10_000_000, 99_999_999)),
+                 organization_id=int(rng.integers(1_000_000, 99_999_999)),
+                 definition=bool(rng.random() < _SITE_DEFINITION_P))
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    return rng.normal(0.0, sigma, size=shape).astype(np.float32)
+
+
+def _dark(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    base = rng.uniform(6, 26) + rng.uniform(-4, 4, size=3)
+    return np.broadcast_to(base, (h, w, 3)).astype(np.float32) + _noise(rng, (h, w, 3), 4)
+
+
+def _sky(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    if rng.random() < 0.3:  # overcast
+        top = np.array([175, 180, 188], np.float32) + rng.uniform(-15, 15)
+        bottom = top + 15
+    else:
+        top = np.array([70, 120, 210], np.float32) + rng.uniform(-20, 20, size=3)
+        bottom = np.array([170, 200, 235], np.float32) + rng.uniform(-15, 15, size=3)
+    sky = np.broadcast_to(top + (bottom - top) * t, (h, w, 3)).astype(np.float32)
+    return sky + _noise(rng, (h, w, 3), 3)
+
+
+def _ground_colour(rng: np.random.Generator) -> np.ndarray:
+    colours = ((80, 120, 55), (115, 90, 60), (160, 145, 100), (95, 105, 70))
+    return np.array(colours[int(rng.integers(0, len(colours)))], np.float32) + \
+        rng.uniform(-12, 12, size=3)
+
+
+def _down_photo(rng: np.random.Generator, h: int, w: int, visible: bool, snow: bool) -> np.ndarray:
+    if not visible:
+        return _dark(rng, h, w)
+    if snow:
+        img = np.array([232, 236, 245], np.float32) + _noise(rng, (h, w, 3), 6)
+        grains = rng.random((h, w)) < 0.06
+        img[grains] -= np.array([40, 35, 20], np.float32)
+        return img
+    img = np.broadcast_to(_ground_colour(rng), (h, w, 3)).astype(np.float32)
+    blobs = _noise(rng, (h // 4 + 1, w // 4 + 1, 1), 18).repeat(4, 0).repeat(4, 1)[:h, :w]
+    return img + blobs + _noise(rng, (h, w, 3), 8)
+
+
+def _up_photo(rng: np.random.Generator, h: int, w: int, visible: bool) -> np.ndarray:
+    if not visible:
+        return _dark(rng, h, w)
+    img = _sky(rng, h, w)
+    for _ in range(int(rng.integers(0, 4))):  # clouds
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(h / 10, h / 4), rng.uniform(w / 8, w / 3)
+        yy, xx = np.mgrid[0:h, 0:w]
+        mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        img[mask] = 0.5 * img[mask] + 0.5 * np.array([240, 242, 246], np.float32)
+    return img
+
+
+def _horizontal_photo(rng: np.random.Generator, h: int, w: int, trees: str | None) -> np.ndarray:
+    horizon = int(h * rng.uniform(0.42, 0.55))
+    img = np.empty((h, w, 3), np.float32)
+    img[:horizon] = _sky(rng, horizon, w)
+    img[horizon:] = _ground_colour(rng) + _noise(rng, (h - horizon, w, 3), 10)
+    yy, xx = np.mgrid[0:h, 0:w]
+    if rng.random() < 0.3:  # a building, in any direction
+        bw, bh = int(rng.uniform(0.15, 0.3) * w), int(rng.uniform(0.15, 0.3) * h)
+        x0 = int(rng.integers(0, w - bw))
+        img[horizon - bh:horizon, x0:x0 + bw] = np.array([150, 150, 156], np.float32)
+        for wy in range(horizon - bh + 3, horizon - 4, 7):
+            for wx in range(x0 + 3, x0 + bw - 4, 7):
+                img[wy:wy + 3, wx:wx + 3] = 60.0
+    if trees is not None:
+        for _ in range(int(rng.integers(2, 6))):
+            cx = rng.uniform(0.05, 0.95) * w
+            th = rng.uniform(0.28, 0.45) * h
+            base = horizon + rng.uniform(0, 0.06) * h
+            top = base - th
+            if trees == "evergreen":
+                half = (yy - top) / th * (th * 0.35)
+                mask = (yy >= top) & (yy <= base) & (np.abs(xx - cx) <= half)
+                colour = np.array([25, 75, 35], np.float32) + rng.uniform(-6, 6, size=3)
+            else:
+                trunk = (yy >= base - th * 0.45) & (yy <= base) & (np.abs(xx - cx) <= th * 0.05)
+                img[trunk] = np.array([90, 70, 50], np.float32)
+                cy, r = top + th * 0.3, th * 0.32
+                mask = ((yy - cy) / r) ** 2 + ((xx - cx) / (r * 1.2)) ** 2 <= 1
+                colour = np.array([128, 118, 105], np.float32) + rng.uniform(-6, 6, size=3)
+            img[mask] = colour + _noise(rng, (int(mask.sum()), 3), 7)
+    return img + _noise(rng, (h, w, 3), 4)
+
+
+def _jpeg(img: np.ndarray, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB").save(
+        buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _classifications(rng: np.random.Generator) -> str:
+    k = int(rng.integers(1, 4))
+    picks = rng.choice(len(_MUC_ENTRIES), size=k, replace=False)
+    parts = []
+    for i in picks:
+        code, detail, desc = _MUC_ENTRIES[int(i)]
+        pct = int(rng.choice([10, 20, 30, 50, 70, 80, 100]))
+        det = f" ({detail})" if detail else ""
+        parts.append(f"{pct}% MUC {code}{det} [{desc}]")
+    return "; ".join(parts)
+
+
+def _extra(rng: np.random.Generator, d: str) -> str:
+    if rng.random() < 0.3:
+        return "(source: camera)"
+    horizon = {"up": rng.uniform(80, 89), "down": rng.uniform(-89, -80)}.get(
+        d, rng.uniform(-3, 9))
+    return f"(source: app, (compassData.horizon: {horizon:.1f}))"
+
+
+def _indices(value: int | Sequence[int], n: int, kind: str) -> list[int]:
+    vals = [value] if isinstance(value, int) else list(value)
+    for v in vals:
+        if not isinstance(v, int) or not 0 <= v < n:
+            raise ValueError(f"corrupt[{kind!r}]: record index {v!r} is outside 0..{n - 1}")
+    return vals
+
+
+def _stamp(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def write_synthetic_globe(
+    out_dir: str | Path,
+    n: int,
+    seed: int = 0,
+    *,
+    photo_px: tuple[int, int] = (128, 96),
+    corrupt: Mapping[str, int | Sequence[int]] | None = None,
+    progress: bool = True,
+) -> GlobeSynthInfo:
+    """Write ``n`` synthetic observation records as GLOBE Observer's ``lc.csv`` + photos.
+
+    ``out_dir/lc.csv`` has exactly the export's columns and formats (unnamed index column,
+    pandas' CSV; photo URLs ``https://data.globe.gov/system/photos/YYYY/MM/DD/<id>/original.jpg``)
+    plus about one 'Site Definition' row per three sites; the JPEGs (``photo_px`` = width,
+    height) lie at ``out_dir/photos/YYYY/MM/DD/<id>/original.jpg``, so
+    ``GlobeObserver(out/"lc.csv", photos_dir=out/"photos")`` reads them (or serve
+    ``out_dir/photos`` under ``/system/photos/`` and fetch them). Every record carries
+    ``organizationName`` = :data:`SYNTHETIC_ORGANIZATION`. Labels follow
+    :func:`describe_synthetic_rules`. Record ``i`` depends only on ``seed`` and ``i``.
+
+    Args:
+        out_dir: folder to write into (created).
+        n: observation records (site-definition rows come on top).
+        seed: random seed.
+        photo_px: photo width and height in pixels.
+        corrupt: corruption kind -> record index or indices, to test validation. Kinds:
+            no_label, bad_label, bad_date, bad_time, bad_latitude, missing_photo,
+            rejected_photo, pending_photo, corrupt_jpeg, absent_file, malformed_row.
+        progress: print a line about every 10 % to stderr.
+
+    Raises:
+        ValueError: ``n`` < 1, a bad photo size, or an unknown corruption kind / index.
+    """
+    if n < 1:
+        raise ValueError(f"n: {n} must be >= 1")
+    width, height = photo_px
+    if width < 16 or height < 16:
+        raise ValueError(f"photo_px: {photo_px} must be at least 16 x 16")
+    corrupt = dict(corrupt or {})
+    unknown = sorted(set(corrupt) - set(_CORRUPTIONS))
+    if unknown:
+        raise ValueError(f"corrupt: unknown kind(s) {unknown}; known: {list(_CORRUPTIONS)}")
+    by_record: dict[int, list[str]] = {}
+    for kind, value in corrupt.items():
+        for i in _indices(value, n, kind):
+            by_record.setdefault(i, []).append(kind)
+
+    out = Path(out_dir)
+    photos_root = out / "photos"
+    photos_root.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    latent: list[dict[str, Any]] = []
+    corrupted: dict[str, list[str]] = {}
+    malformed_ids: list[int] = []
+    step = max(1, n // 10)
+    definitions = 0
+    for i in range(n):
+        site = _site(seed, i // _RECORDS_PER_SITE)
+        rng = np.random.default_rng([seed, i, 0x6C])
+        year = int(rng.integers(2021, 2024))
+        day = date(year, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
+        doy = day.timetuple().tm_yday
+        solar = float(rng.uniform(7, 18))
+        utc = datetime(day.year, day.month, day.day) + timedelta(hours=solar - site.lon / 15)
+        w = winterness(doy, site.lat)
+        temp = _SNOW_T0 - 0.55 * abs(site.lat) - 6.5 * site.elevation / 1000 - 12 * w + \
+            float(rng.normal(0, 1.5))
+        snow_meta = bool(temp < 0)
+        visible = bool(rng.random() < _VISIBLE_P)
+        snow = bool(rng.random() < _SNOW_VISIBLE_P) if visible else snow_meta
+        season_draw = w + float(rng.normal(0, 0.1))
+        leaves = {"none": False, "evergreen": True,
+                  "deciduous": season_draw < 0.2}[site.tree_type]
+        land_cover_id = 500_000 + 2 * i
+        patch_id = f"globe-{land_cover_id}"
+        kinds = by_record.get(i, [])
+        for kind in kinds:
+            corrupted.setdefault(kind, []).append(patch_id)
+
+        if site.definition and i % _RECORDS_PER_SITE == 0:
+            definitions += 1
+            rows.append(_definition_row(site, day, rng, land_cover_id + 1, i))
+
+        # photos
+        tree_dirs = set()
+        if site.tree_type != "none":
+            k = int(rng.integers(2, 5))
+            tree_dirs = set(rng.choice(HORIZONTAL, size=k, replace=False).tolist())
+        urls: dict[str, str] = {}
+        for k_dir, d in enumerate(DIRECTIONS):
+            if d == "up":
+                img = _up_photo(rng, height, width, visible)
+            elif d == "down":
+                img = _down_photo(rng, height, width, visible, snow)
+            else:
+                img = _horizontal_photo(rng, height, width,
+                                        site.tree_type if d in tree_dirs else None)
+            photo_id = 5_000_000 + 6 * i + k_dir
+            rel = f"{day:%Y/%m/%d}/{photo_id}/original.jpg"
+            data = _jpeg(img)
+            if d == "north" and "corrupt_jpeg" in kinds:
+                data = data[: len(data) // 3]
+            target = photos_root / rel
+            if not (d == "east" and "absent_file" in kinds):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            urls[d] = f"https://data.globe.gov/system/photos/{rel}"
+        if "missing_photo" in kinds:
+            urls["north"] = ""
+        if "rejected_photo" in kinds:
+            urls["down"] = "rejected"
+        if "pending_photo" in kinds:
+            urls["up"] = "pending"
+
+        created = utc + timedelta(minutes=int(rng.integers(5, 600)))
+        row: dict[str, Any] = {
+            "protocol": "land_covers",
+            "measuredDate": day.isoformat(),
+            "createDate": _stamp(created),
+            "updateDate": _stamp(created),
+            "publishDate": _stamp(created + timedelta(days=int(rng.integers(1, 60)))),
+            "organizationId": site.organization_id,
+            "organizationName": SYNTHETIC_ORGANIZATION,
+            "siteId": site.site_id,
+            "siteName": site.name,
+            "countryName": site.country or None,
+            "countryCode": site.code or None,
+            "latitude": site.lat,
+            "longitude": site.lon,
+            "elevation": site.elevation,
+            "pid": 190_000_000 + 2 * i,
+            "landcoversDataSource": "GLOBE Observer App",
+            "landcoversMeasuredAt": _stamp(utc),
+            "landcoversSnowIce": snow,
+            "landcoversLeavesOnTrees": leaves,
+            "landcoversRainingSnowing": bool(rng.random() < 0.1),
+            "landcoversDryGround": bool(rng.random() < 0.6),
+            "landcoversMuddy": bool(rng.random() < 0.1),
+            "landcoversStandingWater": bool(rng.random() < 0.05),
+            "landcoversUserid": site.user_id,
+            "landcoversLandCoverId": land_cover_id,
+            "landcoversFieldNotes": "(none)",
+            "landcoversMeasurementLatitude": round(site.lat + float(rng.normal(0, 2e-4)), 4),
+            "landcoversMeasurementLongitude": round(site.lon + float(rng.normal(0, 2e-4)), 4),
+            "landcoversMeasurementElevation": round(site.elevation + float(rng.normal(0, 3)), 1),
+        }
+        entry = _MUC_ENTRIES[int(rng.integers(0, len(_MUC_ENTRIES)))]
+        row["landcoversMucCode"] = f"M{entry[0]}"
+        row["landcoversMucDescription"] = entry[2]
+        row["landcoversMucDetails"] = entry[1] or None
+        for d in DIRECTIONS:
+            col = _DIR_COLUMN[d]
+            row[f"landcovers{col}PhotoUrl"] = urls[d] or None
+            row[f"landcovers{col}Caption"] = None
+            row[f"landcovers{col}ExtraData"] = _extra(rng, d)
+            if d in HORIZONTAL:
+                row[f"landcovers{col}Classifications"] = _classifications(rng)
+        if "no_label" in kinds:
+            row["landcoversSnowIce"] = None
+        if "bad_label" in kinds:
+            row["landcoversLeavesOnTrees"] = "maybe"
+        if "bad_date" in kinds:
+            row["measuredDate"] = f"{day.year}-13-45"
+        if "bad_time" in kinds:
+            row["landcoversMeasuredAt"] = "yesterday afternoon"
+        if "bad_latitude" in kinds:
+            row["latitude"] = "north"
+        if "malformed_row" in kinds:
+            malformed_ids.append(land_cover_id)
+        rows.append(row)
+        latent.append({"patch_id": patch_id, "visible": visible, "tree_type": site.tree_type,
+                       "winterness": w, "snow": snow, "leaves": leaves,
+                       "snow_by_metadata": snow_meta, "site": site.site_id})
+        if progress and ((i + 1) % step == 0 or i + 1 == n):
+            print(f"synthetic GLOBE Observer: {i + 1}/{n} records ({100 * (i + 1) // n} %)",
+                  file=sys.stderr, flush=True)
+
+    csv_path = out / "lc.csv"
+    write_lc_csv(rows, str(csv_path))
+    if malformed_ids:
+        _break_rows(csv_path, malformed_ids)
+    (out / "README.txt").write_text(
+        "SYNTHETIC DATA - not GLOBE Observer observations.\n\n"
+        f"Written by rsray.data.sources.globe.write_synthetic_globe(n={n}, seed={seed}) in the "
+        "exact format of GLOBE Observer's lc.csv export of the GLOBE API; photo URLs point at "
+        "data.globe.gov but the photos are the JPEGs under photos/ (read them with "
+        "--photos-dir photos). Every record's organizationName is "
+        f"'{SYNTHETIC_ORGANIZATION}'.\n\n" + describe_synthetic_rules(), encoding="utf-8")
+    return GlobeSynthInfo(n=n, out_dir=str(out), csv=str(csv_path), photos_dir=str(photos_root),
+                          seed=seed, rows=len(rows), site_definitions=definitions,
+                          rules=describe_synthetic_rules(), latent=latent, corrupted=corrupted)
+
+
+def _definition_row(site: _Site, day: date, rng: np.random.Generator, land_cover_id: int,
+                    i: int) -> dict[str, Any]:
+    """A 'GLOBE Data Entry Site Definition' row: no photos, no conditions, no labels."""
+    t = datetime(day.year, day.month, day.day) + timedelta(hours=float(rng.uniform(8, 17)))
+    entry = _MUC_ENTRIES[int(rng.integers(0, len(_MUC_ENTRIES)))]
+    return {
+        "protocol": "land_covers", "measuredDate": day.isoformat(),
+        "createDate": _stamp(t), "updateDate": _stamp(t),
+        "publishDate": _stamp(t + timedelta(days=30)),
+        "organizationId": site.organization_id, "organizationName": SYNTHETIC_ORGANIZATION,
+        "siteId": site.site_id, "siteName": site.name, "countryName": site.country or None,
+        "countryCode": site.code or None, "latitude": site.lat, "longitude": site.lon,
+        "elevation": site.elevation, "pid": 190_000_000 + 2 * i + 1,
+        "landcoversMucCode": f"M{entry[0]}", "landcoversMucDescription": entry[2] + " ",
+        "landcoversDataSource": "GLOBE Data Entry Site Definition",
+        "landcoversMeasuredAt": t.isoformat(timespec="microseconds"),
+        "landcoversLandCoverId": land_cover_id,
+    }
+
+
+def _break_rows(csv_path: Path, land_cover_ids: Sequence[int]) -> None:
+    """Append two stray fields to the rows of these land-cover ids (malformed CSV rows)."""
+    lines = csv_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    ids = {str(v) for v in land_cover_ids}
+    col = 1 + LC_COLUMNS.index("landcoversLandCoverId")
+    for k, line in enumerate(lines[1:], start=1):
+        fields = next(csv.reader([line]))
+        if len(fields) > col and fields[col] in ids:
+            lines[k] = line.rstrip("\r\n") + ",stray,fields\n"
+    csv_path.write_text("".join(lines), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _add_prepare_args(p: Any) -> None:
+    from rsray.data.sources.globe_api import add_download_args
+
+    p.add_argument("--csv", required=True,
+                   help="GLOBE Observer lc.csv (local or s3://); with --download, written there")
+    p.add_argument("--photos-dir", default=None,
+                   help="local/s3 mirror of data.globe.gov/system/photos; omit to fetch URLs")
+    p.add_argument("--cache-dir", default=None,
+                   help=f"cache of fetched photos (default {DEFAULT_CACHE})")
+    p.add_argument("--photo-size", type=int, default=128, help="stored photo side (pixels)")
+    p.add_argument("--min-photos", type=int, default=6,
+                   help="fewest usable photos per record; missing ones become zero images")
+    p.add_argument("--photo-layout", choices=LAYOUTS, default="directions",
+                   help="one modality per direction, or one 18-channel 'photos' modality")
+    p.add_argument("--photo-url-map", default=None, metavar="OLD=NEW",
+                   help="rewrite a photo URL prefix before fetching (mirror/proxy)")
+    p.add_argument("--photo-retries", type=int, default=3, help="retries per photo")
+    p.add_argument("--photo-timeout", type=float, default=30.0, help="seconds per photo")
+    p.add_argument("--split-by", choices=["site", "record"], default="site")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--exclude-feature", action="append", default=[], metavar="NAME",
+                   help="leave a metadata feature out (repeatable)")
+    p.add_argument("--download", action="store_true",
+                   help="first download --start..--end from the GLOBE API into --csv")
+    add_download_args(p)
+
+
+def _source_from_args(args: Any) -> GlobeObserver:
+    if args.download:
+        from rsray.data.sources.globe_api import (
+            client_from_args,
+            download_land_covers,
+            parse_bbox,
+        )
+
+        if not args.start or not args.end:
+            raise ConfigError("--download needs --start and --end (YYYY-MM-DD)")
+        bbox = parse_bbox(args.bbox) if args.bbox else None
+        result = download_land_covers(args.csv, args.start, args.end, bbox=bbox,
+                                      client=client_from_args(args))
+        print(f"downloaded {result.records} land-cover records to {result.path} "
+              f"({result.requests} API request(s))", flush=True)
+    url_map = None
+    if args.photo_url_map:
+        old, sep, new = args.photo_url_map.partition("=")
+        if not sep or not old or not new:
+            raise ConfigError(f"--photo-url-map {args.photo_url_map!r}: expected OLD=NEW")
+        url_map = (old, new)
+    return GlobeObserver(args.csv, photos_dir=args.photos_dir, cache_dir=args.cache_dir,
+                         photo_size=args.photo_size, min_photos=args.min_photos,
+                         layout=args.photo_layout, photo_url_map=url_map,
+                         timeout=args.photo_timeout, retries=args.photo_retries,
+                         split_by=args.split_by, split_seed=args.split_seed,
+                         exclude_features=args.exclude_feature)
+
+
+register_dataset(DatasetEntry(
+    name="globe",
+    summary="GLOBE Observer land cover: six directional photos + metadata, snow/ice and "
+            "leaves-on-trees binary heads",
+    add_prepare_args=_add_prepare_args,
+    source_from_args=_source_from_args,
+    write_synthetic=lambda out, n, seed: write_synthetic_globe(out, n, seed=seed),
+    synthetic_source=lambda raw: GlobeObserver(str(raw / "lc.csv"),
+                                               photos_dir=str(raw / "photos")),
+    describe_synthetic=describe_synthetic_rules,
+    default_modalities=(*DIRECTIONS, "metadata"),
+))
