@@ -1,0 +1,875 @@
+"""BigEarthNet v2.0 (reBEN): Sentinel-2 + Sentinel-1 patches, 19-class multi-label.
+
+On disk (the layout of ``BigEarthNet-S2.tar.zst``, ``BigEarthNet-S1.tar.zst``,
+``Reference_Maps.tar.zst`` and the two parquet files)::
+
+    <root>/BigEarthNet-S2/<S2 product>/<patch_id>/<patch_id>_{B01..B09,B8A,B11,B12}.tif
+    <root>/BigEarthNet-S1/<S1 product>/<s1_name>/<s1_name>_{VV,VH}.tif
+    <root>/Reference_Maps/<S2 product>/<patch_id>/<patch_id>_reference_map.tif
+    <root>/metadata.parquet
+    <root>/metadata_for_patches_with_snow_cloud_or_shadow.parquet
+
+``patch_id`` is ``S2{A|B}_MSIL2A_<date>T<time>_N9999_R<orbit>_T<tile>_<cc>_<rr>`` (col/row
+zero-padded); its S2 product folder is the id minus the last two ``_`` fields, and the S1
+product folder is ``s1_name`` minus its last three. Unlike v1 there are no json files: labels
+(19-class names), split (``train``/``validation``/``test``, geography-based), country and the
+S1 partner come from ``metadata.parquet``. Bands, sizes and dtypes are v1's (S2 GeoTIFFs now set
+``nodata=0``), so band reading is shared with :mod:`rsray.data.sources.bigearthnet`.
+
+:class:`BigEarthNetV2` pairs the folders through the metadata (a patch the metadata does not
+know is rejected with the reason; when nothing pairs at all it raises an error saying that the
+images and the metadata do not describe each other) and reads one patch at a time.
+:func:`write_synthetic_bigearthnet_v2` writes a synthetic twin in this layout, with a
+``metadata.parquet`` describing its own images (countries included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from rasterio.crs import CRS
+
+from rsray.data.registry import DatasetEntry, register_dataset
+from rsray.data.schema import BandGroup, DatasetSpec, Discovery, Reject, Sample
+from rsray.data.sources._raster import (
+    Band,
+    GeoPoint,
+    StorageOptions,
+    check_same_grid,
+    gdal_env,
+    get_fs,
+    grid_of,
+    is_local,
+    join_url,
+    lat_lon,
+    list_subdirs,
+    normalise_root,
+    read_bands,
+    write_geotiff,
+)
+from rsray.data.sources.bigearthnet import (
+    _ACQUISITIONS,
+    _ALL_S2,
+    _BAND_RES,
+    _CAPACITY,
+    _GRID,
+    BIGEARTHNET_19_CLASSES,
+    CLC43_CODES,
+    CLC43_TO_19,
+    S1_DTYPES,
+    SynthInfo,
+    _draw_factors,
+    _indices,
+    _synth_pixels,
+    _utm_wkt,
+    bigearthnet_spec,
+    describe_synthetic_rules,
+    read_band_groups,
+    seeded_split,
+)
+from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
+
+__all__ = [
+    "CLC_UNLABELED_CODES",
+    "METADATA_COLUMNS",
+    "SYNTHETIC_METADATA_KEY",
+    "BigEarthNetV2",
+    "MetadataRow",
+    "bigearthnet_v2_spec",
+    "check_reference_map",
+    "describe_synthetic_rules_v2",
+    "metadata_items",
+    "read_metadata",
+    "write_synthetic_bigearthnet_v2",
+]
+
+METADATA_NAME = "metadata.parquet"
+SNOW_CLOUD_NAME = "metadata_for_patches_with_snow_cloud_or_shadow.parquet"
+METADATA_COLUMNS: tuple[str, ...] = ("patch_id", "labels", "split", "country", "s1_name")
+"""Columns the reader needs; ``s2v1_name`` and the two contamination flags are read when
+present."""
+_OPTIONAL_COLUMNS = ("s2v1_name", "contains_seasonal_snow", "contains_cloud_or_shadow")
+SPLIT_MAP: dict[str, str] = {"train": "train", "validation": "val", "test": "test"}
+"""reBEN split name -> rsray split name."""
+SYNTHETIC_METADATA_KEY = b"rsray_synthetic"
+"""Parquet schema-metadata key (value ``true``) of a synthetic ``metadata.parquet``."""
+MODALITIES = ("s2", "s1")
+_CLASS_INDEX = {name: i for i, name in enumerate(BIGEARTHNET_19_CLASSES)}
+
+CLC_UNLABELED_CODES: frozenset[int] = frozenset(
+    {122, 123, 124, 131, 132, 133, 141, 142, 332, 334, 335, 423, 999})
+"""Reference-map codes that carry no 19-class target (pipeline ``clc_metadata.json``:
+``UNLABELED``); 0 is nodata."""
+_REFERENCE_CODES = frozenset(CLC43_CODES.values()) | CLC_UNLABELED_CODES | {0}
+REFERENCE_MAP_SIZE = 120
+
+
+def bigearthnet_v2_spec(
+    modalities: Sequence[str] = MODALITIES, include_60m: bool = False,
+    s1_dtype: str = "float32", synthetic: bool = False,
+) -> DatasetSpec:
+    """The :class:`DatasetSpec` of BigEarthNet v2: v1's band groups and 19 classes.
+
+    Args:
+        modalities: ``s2`` and/or ``s1``.
+        include_60m: add the ``s2_60m`` group (B01, B09, 20 x 20 px).
+        s1_dtype: stored dtype of the ``s1`` group (``float32`` or ``float16``).
+        synthetic: the data come from :func:`write_synthetic_bigearthnet_v2`.
+
+    Raises:
+        ConfigError: unknown or no modality, or a bad ``s1_dtype``.
+    """
+    mods = tuple(modalities)
+    unknown = [m for m in mods if m not in MODALITIES]
+    if unknown or not mods or len(set(mods)) != len(mods):
+        raise ConfigError(f"modalities: {list(mods)} must be distinct names among "
+                          f"{', '.join(MODALITIES)}")
+    base = bigearthnet_spec(include_60m, s1_dtype, synthetic)
+    return dataclasses.replace(
+        base, name="bigearthnet_v2",
+        modalities=tuple(m for m in base.modalities if m.name in mods),
+        meta_keys=("s1_patch", "country", "tile"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# metadata.parquet
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetadataRow:
+    """One row of ``metadata.parquet``."""
+
+    patch_id: str
+    labels: tuple[str, ...]
+    split: str
+    country: str
+    s1_name: str
+    s2v1_name: str = ""
+    contains_seasonal_snow: bool = False
+    contains_cloud_or_shadow: bool = False
+
+
+def read_metadata(
+    url: str,
+    storage_options: StorageOptions = None,
+    *,
+    patch_ids: Collection[str] | None = None,
+    s1_names: Collection[str] | None = None,
+) -> tuple[list[MetadataRow], bool]:
+    """Rows of a reBEN metadata parquet and whether it is the synthetic twin's.
+
+    With ``patch_ids`` and/or ``s1_names``, only the rows naming one of them are converted
+    (filtered in Arrow first: the official file has 480,038 rows, a local copy a few). Extra
+    columns (e.g. ConfigILM's ``__index_level_0__``) are ignored.
+
+    Raises:
+        DatasetNotFoundError: no file at ``url``.
+        RsrayError: not a parquet file, or a required column is missing.
+    """
+    fs, path = get_fs(url, storage_options)
+    if not fs.isfile(path):
+        raise DatasetNotFoundError(f"{url}: BigEarthNet v2 metadata parquet not found")
+    try:
+        schema = pq.read_schema(path, filesystem=None if is_local(fs) else fs)
+        missing = [c for c in METADATA_COLUMNS if c not in schema.names]
+        if missing:
+            raise RsrayError(f"{url}: metadata parquet lacks column(s) {missing} (it has "
+                             f"{', '.join(schema.names)})")
+        columns = [*METADATA_COLUMNS, *(c for c in _OPTIONAL_COLUMNS if c in schema.names)]
+        table = pq.read_table(path, columns=columns, filesystem=None if is_local(fs) else fs)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RsrayError(f"{url}: not a readable parquet file ({exc})") from None
+    synthetic = (schema.metadata or {}).get(SYNTHETIC_METADATA_KEY) == b"true"
+    if patch_ids is not None or s1_names is not None:
+        keep = pc.or_(
+            pc.is_in(table["patch_id"], value_set=pa.array(sorted(patch_ids or ()), pa.string())),
+            pc.is_in(table["s1_name"], value_set=pa.array(sorted(s1_names or ()), pa.string())))
+        table = table.filter(keep)
+    n = table.num_rows
+    names = (*METADATA_COLUMNS, *_OPTIONAL_COLUMNS)
+    cols = [table.column(c).to_pylist() if c in columns else [None] * n for c in names]
+    label_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+    rows = [
+        MetadataRow(str(pid), label_cache.setdefault(key := tuple(labels or ()), key),
+                    str(split), str(country or ""), str(s1 or ""), str(v1 or ""), bool(snow),
+                    bool(cloud))
+        for pid, labels, split, country, s1, v1, snow, cloud in zip(*cols, strict=True)
+    ]
+    return rows, synthetic
+
+
+def s2_product(patch_id: str) -> str:
+    """S2 product folder of a v2 patch id (the id minus its last two ``_`` fields)."""
+    return patch_id.rsplit("_", 2)[0]
+
+
+def s1_product(s1_name: str) -> str:
+    """S1 product folder of an S1 patch name (the name minus its last three ``_`` fields)."""
+    return s1_name.rsplit("_", 3)[0]
+
+
+def tile_of(patch_id: str) -> str:
+    """MGRS tile of a v2 patch id (``..._T33UUP_26_57`` -> ``33UUP``)."""
+    parts = patch_id.split("_")
+    return parts[-3][1:] if len(parts) >= 3 and parts[-3].startswith("T") else ""
+
+
+def metadata_items(
+    rows: Sequence[MetadataRow], source: str = METADATA_NAME
+) -> tuple[list[dict[str, Any]], list[Reject]]:
+    """Items and rejected rows from metadata rows alone (no image needed).
+
+    Items: ``patch_id``, ``split``, ``labels`` (19-class indices), ``s1_name``, ``groups``
+    (``country``, ``tile``). A row is rejected (path = ``source``) for an unknown split name,
+    no labels or a label that is not one of the 19 class names. Enough for split and hold-out
+    studies on the metadata without any image.
+    """
+    items: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
+    indices: dict[tuple[str, ...], list[int]] = {}
+    for r in rows:
+        split = SPLIT_MAP.get(r.split)
+        bad = [name for name in r.labels if name not in _CLASS_INDEX]
+        why = (f"split {r.split!r} is not one of {', '.join(SPLIT_MAP)}" if split is None
+               else "no labels" if not r.labels
+               else f"unknown class name(s) {bad} (not one of the 19 BigEarthNet classes)"
+               if bad else "")
+        if why:
+            rejects.append({"path": source, "reason": f"row {r.patch_id}: {why}"})
+            continue
+        items.append({
+            "patch_id": r.patch_id,
+            "split": split,
+            "labels": list(indices.setdefault(
+                r.labels, sorted({_CLASS_INDEX[name] for name in r.labels}))),
+            "s1_name": r.s1_name,
+            "groups": {"country": r.country, "tile": tile_of(r.patch_id)},
+        })
+    return items, rejects
+
+
+# --------------------------------------------------------------------------------------------
+# The source
+# --------------------------------------------------------------------------------------------
+
+
+class BigEarthNetV2:
+    """BigEarthNet v2 (reBEN) reader: pairs folders through ``metadata.parquet``, reads patches.
+
+    ``discover`` reads the metadata and lists the product and patch folders (two levels per
+    archive; no band file is opened except one header per MGRS tile for ``lat``/``lon``);
+    ``read`` runs in Ray tasks and reads one patch.
+
+    Pairing and rejects:
+        * an S2 folder not in the metadata -> rejected (``not in metadata.parquet``), unless
+          it is in the snow/cloud/shadow companion parquet, which is excluded by default
+          (counted in ``info["excluded_snow_cloud"]``; ``include_snow_cloud`` adds those rows);
+        * an S2 folder whose metadata ``s1_name`` folder is absent -> rejected;
+        * an S1 folder named by no metadata row, or whose S2 partner is absent -> rejected;
+        * metadata rows without any folder on disk are ignored (a partial download is
+          normal; only the rows naming a folder on disk are even converted).
+        * if nothing pairs at all, :meth:`discover` raises :class:`~rsray.errors.RsrayError`
+          saying that the images and the metadata do not describe each other.
+
+    Splits come from the metadata (``train``/``validation``/``test`` -> ``train``/``val``/
+    ``test``). Hold-out keys (``item["groups"]``): ``country``, ``tile`` (from the patch id)
+    and ``lat``/``lon`` of the patch centre (tile origin from one band header per tile).
+
+    Reference maps are not a training target here (the task stays multi-label); when
+    ``Reference_Maps`` holds the patch's map and ``check_reference_maps`` is on, ``read``
+    checks that it is a uint16 120 x 120 raster on the patch's grid with known CLC codes.
+    """
+
+    classes: tuple[str, ...] = BIGEARTHNET_19_CLASSES
+    patch_size_m: int = 1200
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        metadata: str | None = None,
+        snow_cloud_metadata: str | None = None,
+        include_snow_cloud: bool = False,
+        modalities: Sequence[str] = MODALITIES,
+        include_60m: bool = False,
+        s1_dtype: Literal["float32", "float16"] = "float32",
+        check_reference_maps: bool = True,
+        synthetic: bool | None = None,
+        num_threads: int = 16,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        """Describe a BigEarthNet v2 copy; nothing is read until :meth:`discover`.
+
+        Args:
+            root: folder (local or ``s3://...``) holding ``BigEarthNet-S2``,
+                ``BigEarthNet-S1``, ``Reference_Maps`` and the parquet files.
+            metadata: the metadata parquet (default ``<root>/metadata.parquet``).
+            snow_cloud_metadata: the companion parquet of patches with seasonal snow, cloud
+                or shadow (default ``<root>/metadata_for_patches_with_snow_cloud_or_shadow
+                .parquet``; optional).
+            include_snow_cloud: train/evaluate on the companion's patches too.
+            modalities: ``("s2", "s1")`` (default), ``("s2",)`` or ``("s1",)``; only the
+                folders of these modalities are needed.
+            include_60m: also read B01 and B09 (group ``s2_60m``).
+            s1_dtype: dtype of the stored S1 array.
+            check_reference_maps: validate a patch's reference map when it is present.
+            synthetic: mark the spec as synthetic; ``None`` reads the parquet's marker.
+            num_threads: threads listing product folders.
+            storage_options: fsspec options for a remote root (never logged).
+
+        Raises:
+            ConfigError: an argument is not one of its allowed values.
+        """
+        if s1_dtype not in S1_DTYPES:
+            raise ConfigError(f"s1_dtype: {s1_dtype!r} is not one of {', '.join(S1_DTYPES)}")
+        if num_threads < 1:
+            raise ConfigError(f"num_threads: {num_threads} must be >= 1")
+        self.root = normalise_root(str(root))
+        self.metadata = metadata or join_url(self.root, METADATA_NAME)
+        self.snow_cloud_metadata = snow_cloud_metadata or join_url(self.root, SNOW_CLOUD_NAME)
+        self.include_snow_cloud = bool(include_snow_cloud)
+        self.modalities = tuple(modalities)
+        self.include_60m = bool(include_60m)
+        self.s1_dtype = s1_dtype
+        self.check_reference_maps = bool(check_reference_maps)
+        self.synthetic_override = synthetic
+        self.num_threads = int(num_threads)
+        self.storage_options = dict(storage_options or {})
+        self.spec: DatasetSpec = bigearthnet_v2_spec(self.modalities, self.include_60m,
+                                                     s1_dtype, bool(synthetic))
+
+    def __repr__(self) -> str:  # no storage options: they may hold credentials
+        return (f"BigEarthNetV2(root={self.root!r}, metadata={self.metadata!r}, "
+                f"modalities={self.modalities}, include_60m={self.include_60m}, "
+                f"include_snow_cloud={self.include_snow_cloud})")
+
+    @property
+    def s2_root(self) -> str:
+        """``<root>/BigEarthNet-S2``."""
+        return join_url(self.root, "BigEarthNet-S2")
+
+    @property
+    def s1_root(self) -> str:
+        """``<root>/BigEarthNet-S1``."""
+        return join_url(self.root, "BigEarthNet-S1")
+
+    @property
+    def maps_root(self) -> str:
+        """``<root>/Reference_Maps``."""
+        return join_url(self.root, "Reference_Maps")
+
+    # -- discover ----------------------------------------------------------------------------
+
+    def _patch_dirs(self, root: str, what: str, required: bool) -> dict[str, str]:
+        """``{patch folder name: url}`` of a ``<root>/<product>/<patch>`` archive."""
+        try:
+            products = list_subdirs(root, self.storage_options)
+        except (FileNotFoundError, NotADirectoryError):
+            if not required:
+                return {}
+            raise DatasetNotFoundError(
+                f"{root}: {what} folder not found (expected <product>/<patch> folders, as in "
+                "the extracted BigEarthNet v2 archives)") from None
+
+        def patches(product: str) -> list[tuple[str, str]]:
+            url = join_url(root, product)
+            return [(p, join_url(url, p)) for p in list_subdirs(url, self.storage_options)]
+
+        with ThreadPoolExecutor(max_workers=self.num_threads) as pool:
+            listed = list(pool.map(patches, products))
+        return dict(pair for group in listed for pair in group)
+
+    def _read_tables(
+        self, patch_ids: Collection[str], s1_names: Collection[str]
+    ) -> tuple[list[MetadataRow], list[MetadataRow], bool]:
+        """Rows of the metadata and of the snow/cloud companion naming a folder on disk."""
+        rows, synthetic = read_metadata(self.metadata, self.storage_options,
+                                        patch_ids=patch_ids, s1_names=s1_names)
+        extra: list[MetadataRow] = []
+        fs, path = get_fs(self.snow_cloud_metadata, self.storage_options)
+        if fs.isfile(path):
+            extra, _ = read_metadata(self.snow_cloud_metadata, self.storage_options,
+                                     patch_ids=patch_ids, s1_names=s1_names)
+        elif self.include_snow_cloud:
+            raise DatasetNotFoundError(f"{self.snow_cloud_metadata}: snow/cloud/shadow "
+                                       "metadata not found (include_snow_cloud needs it)")
+        return rows, extra, synthetic
+
+    def discover(self) -> Discovery:
+        """Read the metadata, list the archives, pair the patches.
+
+        Returns:
+            Items ``{"patch_id", "split", "labels" (19-class indices), "s1_name", "s2_dir",
+            "s1_dir", "ref_map" (when present), "groups": {"country", "tile", "lat",
+            "lon"}}`` sorted by ``patch_id``; rejects with path and reason (see the class
+            docstring); info with counts.
+
+        Raises:
+            DatasetNotFoundError: the metadata parquet or a needed archive folder is missing.
+            RsrayError: no image folder pairs with any metadata row.
+        """
+        use_s2, use_s1 = "s2" in self.modalities, "s1" in self.modalities
+        s2_dirs = (self._patch_dirs(self.s2_root, "BigEarthNet-S2", required=True)
+                   if use_s2 else {})
+        s1_dirs = (self._patch_dirs(self.s1_root, "BigEarthNet-S1", required=True)
+                   if use_s1 else {})
+        maps = (self._patch_dirs(self.maps_root, "Reference_Maps", required=False)
+                if self.check_reference_maps and use_s2 else {})
+        rows, extra, synthetic_table = self._read_tables(s2_dirs.keys(), s1_dirs.keys())
+
+        table = rows + extra if self.include_snow_cloud else rows
+        excluded_ids = set() if self.include_snow_cloud else {r.patch_id for r in extra}
+        excluded_s1 = set() if self.include_snow_cloud else {r.s1_name for r in extra}
+        items_all, rejects = metadata_items(table, self.metadata)
+        by_id = {it["patch_id"]: it for it in items_all}
+        by_s1 = {it["s1_name"]: it["patch_id"] for it in items_all}
+        known_ids = {r.patch_id for r in table}
+        known_s1 = {r.s1_name for r in table}
+
+        items: list[dict[str, Any]] = []
+        excluded = Counter[str]()
+        for patch_id, s2_dir in sorted(s2_dirs.items()):
+            if patch_id in excluded_ids:
+                excluded["s2"] += 1
+                continue
+            if patch_id not in known_ids:
+                rejects.append({"path": s2_dir, "reason": "S2 patch not in metadata.parquet "
+                                f"({self.metadata}): no labels, split or S1 partner"})
+                continue
+            it = by_id.get(patch_id)
+            if it is None:  # its metadata row was rejected above
+                continue
+            if use_s1 and it["s1_name"] not in s1_dirs:
+                s1_dir = join_url(self.s1_root, s1_product(it["s1_name"]), it["s1_name"])
+                rejects.append({"path": s2_dir, "reason": f"S1 patch {it['s1_name']} named by "
+                                f"metadata.parquet is missing ({s1_dir})"})
+                continue
+            items.append(it)
+        if use_s1:
+            for s1_name, s1_dir in sorted(s1_dirs.items()):
+                patch_id = by_s1.get(s1_name)
+                if s1_name in excluded_s1:
+                    excluded["s1"] += 1
+                elif patch_id is None:
+                    if s1_name not in known_s1:
+                        rejects.append({"path": s1_dir, "reason": "S1 patch not named by any "
+                                        f"row of metadata.parquet ({self.metadata})"})
+                elif not use_s2:
+                    items.append(by_id[patch_id])
+                elif patch_id not in s2_dirs:
+                    s2_dir = join_url(self.s2_root, s2_product(patch_id), patch_id)
+                    rejects.append({"path": s1_dir, "reason": f"S1 patch whose S2 partner "
+                                    f"{patch_id} (metadata.parquet) is missing ({s2_dir})"})
+
+        for it in items:
+            pid = it["patch_id"]
+            if use_s2:
+                it["s2_dir"] = s2_dirs[pid]
+                if pid in maps:
+                    it["ref_map"] = join_url(maps[pid], f"{pid}_reference_map.tif")
+            if use_s1:
+                it["s1_dir"] = s1_dirs[it["s1_name"]]
+        items.sort(key=lambda it: it["patch_id"])
+        rejects.sort(key=lambda r: (r["path"], r["reason"]))
+        if not items:
+            raise RsrayError(self._nothing_pairs(len(table), len(s2_dirs), len(s1_dirs),
+                                                 rejects, excluded))
+        located = self._add_lat_lon(items)
+
+        synthetic = (synthetic_table if self.synthetic_override is None
+                     else bool(self.synthetic_override))
+        self.spec = dataclasses.replace(self.spec, synthetic=synthetic)
+        counts = Counter(it["split"] for it in items)
+        info: dict[str, Any] = {
+            "dataset": "BigEarthNet v2.0 (reBEN)",
+            "split_source": f"metadata {self.metadata}",
+            "counts": {s: counts.get(s, 0) for s in ("train", "val", "test")},
+            "metadata_rows_matching_folders": len(rows),
+            "snow_cloud_rows_matching_folders": len(extra),
+            "include_snow_cloud": self.include_snow_cloud,
+            "excluded_snow_cloud": dict(excluded),
+            "s2_folders": len(s2_dirs),
+            "s1_folders": len(s1_dirs),
+            "reference_maps": sum("ref_map" in it for it in items),
+            "items": len(items),
+            "with_lat_lon": located,
+            "rejected_while_pairing": len(rejects),
+            "countries": dict(Counter(it["groups"]["country"] for it in items)),
+            "modalities": list(self.modalities),
+            "synthetic": synthetic,
+        }
+        return Discovery(items=items, rejects=rejects, info=info)
+
+    def _nothing_pairs(self, rows: int, n_s2: int, n_s1: int, rejects: list[Reject],
+                       excluded: Counter[str]) -> str:
+        lines = [f"{self.root}: no BigEarthNet v2 patch could be paired: the images and the "
+                 f"metadata ({self.metadata}) do not describe each other ({rows} of its rows "
+                 "name a folder on disk).",
+                 f"  on disk: {n_s2} S2 and {n_s1} S1 patch folder(s) "
+                 f"(modalities {', '.join(self.modalities)}); "
+                 f"{sum(excluded.values())} excluded as snow/cloud/shadow"]
+        lines += [f"  - {r['path']}: {r['reason']}" for r in rejects[:8]]
+        if len(rejects) > 8:
+            lines.append(f"  ... {len(rejects) - 8} more")
+        lines.append("  Use the metadata.parquet distributed with these images (--metadata), "
+                     "or restrict --modalities to the archive you have.")
+        return "\n".join(lines)
+
+    def _add_lat_lon(self, items: list[dict[str, Any]]) -> int:
+        """Add ``groups["lat"/"lon"]`` from one band header per MGRS tile; returns how many.
+
+        Patches sit on their tile's 1200 m grid (``ulx = tile_ulx + 1200 col``, ``uly =
+        tile_uly - 1200 row``), so one georeferenced band per tile locates all of them.
+        """
+        by_tile: dict[str, list[dict[str, Any]]] = {}
+        for it in items:
+            by_tile.setdefault(it["groups"]["tile"], []).append(it)
+        origins: dict[str, tuple[str, float, float]] = {}
+        for tile, members in by_tile.items():
+            for it in members[:3]:  # a broken first file must not lose the whole tile
+                try:
+                    band = read_bands([self._ref_url(it)], self.storage_options)[0]
+                except PatchError:
+                    continue
+                col, row = _col_row(it["patch_id"])
+                if band.crs is None or band.transform is None:
+                    continue
+                origins[tile] = (band.crs.to_wkt(), band.transform.c - 1200 * col,
+                                 band.transform.f + 1200 * row)
+                break
+        points: list[GeoPoint | None] = []
+        for it in items:
+            o = origins.get(it["groups"]["tile"])
+            col, row = _col_row(it["patch_id"])
+            points.append(None if o is None else
+                          (o[0], o[1] + 1200 * col + 600, o[2] - 1200 * row - 600))
+        located = 0
+        for it, ll in zip(items, lat_lon(points), strict=True):
+            if ll is not None:
+                it["groups"]["lat"], it["groups"]["lon"] = ll
+                located += 1
+        return located
+
+    def _ref_url(self, it: Mapping[str, Any]) -> str:
+        if "s2_dir" in it:
+            return join_url(it["s2_dir"], f"{it['patch_id']}_B02.tif")
+        return join_url(it["s1_dir"], f"{it['s1_name']}_VV.tif")
+
+    # -- read --------------------------------------------------------------------------------
+
+    def read(self, item: Mapping[str, Any]) -> Sample:
+        """Read and validate one patch.
+
+        Returns:
+            Arrays of the chosen modalities (``s2_10m`` (4, 120, 120), ``s2_20m`` (6, 60, 60)
+            [, ``s2_60m`` (2, 20, 20)] uint16; ``s1`` (2, 120, 120)); the 19-class multi-hot
+            label from the metadata; meta ``s1_patch``, ``country``, ``tile``; ``geo``: the
+            grid of S2 B02 (S1 VV without S2).
+
+        Raises:
+            PatchError: naming the file at fault (see
+                :func:`~rsray.data.sources.bigearthnet.read_band_groups`), or a reference map
+                that is not uint16 120 x 120 on the patch's grid with known CLC codes.
+        """
+        patch_id = str(item["patch_id"])
+        label = np.zeros(len(BIGEARTHNET_19_CLASSES), dtype=np.uint8)
+        label[list(item["labels"])] = 1
+        groups: list[tuple[BandGroup, str, str]] = []
+        if "s2" in self.modalities:
+            groups += [(g, str(item["s2_dir"]), patch_id)
+                       for g in self.spec.modality("s2").groups]
+        if "s1" in self.modalities:
+            groups += [(g, str(item["s1_dir"]), str(item["s1_name"]))
+                       for g in self.spec.modality("s1").groups]
+        arrays, ref = read_band_groups(groups, self.storage_options, self.s1_dtype)
+        if self.check_reference_maps and item.get("ref_map"):
+            check_reference_map(str(item["ref_map"]), ref, self.storage_options)
+        g = item.get("groups", {})
+        return {
+            "patch_id": patch_id,
+            "split": str(item.get("split", "")),
+            "label": label,
+            "arrays": arrays,
+            "meta": {"s1_patch": str(item.get("s1_name", "")),
+                     "country": str(g.get("country", "")), "tile": str(g.get("tile", ""))},
+            "geo": grid_of(ref),
+        }
+
+
+def _col_row(patch_id: str) -> tuple[int, int]:
+    col, row = patch_id.rsplit("_", 2)[1:]
+    return int(col), int(row)
+
+
+def check_reference_map(url: str, ref: Band, storage_options: StorageOptions) -> None:
+    """Check a reference map: uint16, 120 x 120, on ``ref``'s grid, CLC codes/999/0 only.
+
+    Raises:
+        PatchError: naming the map and what is wrong with it.
+    """
+    band = read_bands([url], storage_options)[0]
+    if band.array.dtype != np.uint16:
+        raise PatchError(url, f"reference map dtype {band.array.dtype}, expected uint16")
+    want = (REFERENCE_MAP_SIZE, REFERENCE_MAP_SIZE)
+    if band.array.shape != want:
+        raise PatchError(url, f"reference map shape {band.array.shape}, expected {want}")
+    check_same_grid(band, ref, "patch")
+    unknown = sorted(set(np.unique(band.array).tolist()) - _REFERENCE_CODES)
+    if unknown:
+        raise PatchError(url, f"reference map has unknown CLC code(s) {unknown[:8]}")
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic twin
+# --------------------------------------------------------------------------------------------
+
+_COUNTRY = {"33UUP": "Austria", "29UPU": "Ireland", "29SND": "Portugal", "35VPK": "Finland"}
+"""Country of the synthetic tiles (as in the official metadata)."""
+_SNOW_ACQUISITION = "20180206T94151"  # the February 35VPK acquisition: half its patches snowy
+_SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+
+_CORRUPTIONS_V2: dict[str, str] = {
+    "missing_band": "S2 B05 file deleted",
+    "truncated": "S2 B02 file cut to half its size",
+    "wrong_shape": "S2 B05 written 120 x 120 instead of 60 x 60",
+    "nan_s1": "S1 VV with a block of NaN",
+    "crs_mismatch": "S1 written in the next UTM zone",
+    "bounds_mismatch": "S1 shifted 20 m east",
+    "s1_missing": "S1 folder not written",
+    "s2_missing": "S2 folder not written (S1 orphan)",
+    "not_in_metadata": "no metadata.parquet row",
+    "unknown_label": "metadata labels include 'Moon craters'",
+    "bad_split": "metadata split 'holdout'",
+    "ref_map_shape": "reference map written 60 x 60",
+    "ref_map_code": "reference map with CLC code 777",
+}
+
+
+def describe_synthetic_rules_v2() -> str:
+    """The v1 twin's label rules, as written into the v2 layout and metadata."""
+    return ("Synthetic BigEarthNet v2 (reBEN layout): the pixels and labels of the v1 twin, "
+            "converted to 19-class names in metadata.parquet, with countries per tile ("
+            + ", ".join(f"{t} {c}" for t, c in _COUNTRY.items())
+            + "); half of the February 35VPK patches are flagged seasonal snow (companion "
+            "parquet). Reference maps carry the CLC codes of the labels in vertical bands "
+            "(not aligned with the pixel factors).\n" + describe_synthetic_rules())
+
+
+def _reference_map(rng: np.random.Generator, names: Sequence[str]) -> np.ndarray:
+    """120 x 120 uint16: the CLC codes of ``names`` in random vertical bands."""
+    codes = [CLC43_CODES[n] for n in names]
+    cuts = np.sort(rng.choice(np.arange(10, 111), size=len(codes) - 1, replace=False))
+    edges = [0, *cuts.tolist(), REFERENCE_MAP_SIZE]
+    out = np.zeros((REFERENCE_MAP_SIZE, REFERENCE_MAP_SIZE), dtype=np.uint16)
+    for code, a, b in zip(rng.permutation(codes), edges[:-1], edges[1:], strict=True):
+        out[:, a:b] = code
+    return out
+
+
+def write_synthetic_bigearthnet_v2(
+    out_dir: str | Path,
+    n: int,
+    seed: int = 0,
+    *,
+    include_60m: bool = True,
+    corrupt: Mapping[str, int | Sequence[int]] | None = None,
+    progress: bool = True,
+) -> SynthInfo:
+    """Write ``n`` synthetic patches in exactly the BigEarthNet v2 on-disk layout.
+
+    ``BigEarthNet-S2/<product>/<patch_id>/`` (12 bands, uint16, ``nodata=0``),
+    ``BigEarthNet-S1/<product>/<s1_name>/`` (VV, VH float32 dB), ``Reference_Maps`` (uint16,
+    deflate), ``metadata.parquet`` and the snow/cloud companion, whose rows describe these
+    images: 19-class labels, seeded split (60/20/20 %), country of the tile, S1 name, v1 name,
+    flags. Pixels and label rules are the v1 twin's (:func:`describe_synthetic_rules_v2`);
+    patch ``i`` depends only on ``seed`` and ``i``.
+
+    Args:
+        out_dir: folder to write into (created).
+        n: number of patches (at most 40,500).
+        seed: random seed.
+        include_60m: write B01 and B09 too (the real archives have them).
+        corrupt: corruption kind -> patch index or indices. Kinds: missing_band, truncated,
+            wrong_shape, nan_s1, crs_mismatch, bounds_mismatch, s1_missing, s2_missing,
+            not_in_metadata, unknown_label, bad_split, ref_map_shape, ref_map_code.
+        progress: print a line about every 10 % to stderr.
+
+    Raises:
+        ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
+    """
+    if not 0 < n <= _CAPACITY:
+        raise ValueError(f"n: {n} must be in 1..{_CAPACITY}")
+    corrupt = dict(corrupt or {})
+    unknown = sorted(set(corrupt) - set(_CORRUPTIONS_V2))
+    if unknown:
+        raise ValueError(f"corrupt: unknown kind(s) {unknown}; known: {sorted(_CORRUPTIONS_V2)}")
+    by_patch: dict[int, list[str]] = {}
+    for kind, value in corrupt.items():
+        for i in _indices(value, n, kind):
+            by_patch.setdefault(i, []).append(kind)
+    out = Path(out_dir)
+    locations = np.random.default_rng([seed, 0xBE2]).permutation(_CAPACITY)[:n]
+    s2_bands = [b for b in _ALL_S2 if include_60m or _BAND_RES[b] != 20]
+    rows: list[dict[str, Any]] = []
+    snow_rows: list[dict[str, Any]] = []
+    corrupted: dict[str, list[str]] = {}
+    step = max(1, n // 10)
+    with gdal_env():
+        for i in range(n):
+            loc = int(locations[i])
+            acq = _ACQUISITIONS[loc // (_GRID * _GRID)]
+            col, row = (loc % (_GRID * _GRID)) // _GRID, loc % _GRID
+            rng = np.random.default_rng([seed, i, 2])
+            factors, names43 = _draw_factors(rng)
+            s2_px, s1_px = _synth_pixels(rng, factors)
+            date, hms = acq.s2_time.split("T")
+            patch_id = (f"{acq.s2_sat}_MSIL2A_{date}T{hms.zfill(6)}_N9999_{acq.orbit}_"
+                        f"T{acq.tile}_{col:02d}_{row:02d}")
+            s1_name = f"{acq.s1_sat}_IW_GRDH_1SDV_{acq.s1_time}_{acq.tile}_{col}_{row}"
+            kinds = by_patch.get(i, [])
+            for kind in kinds:
+                corrupted.setdefault(kind, []).append(patch_id)
+            labels = sorted({BIGEARTHNET_19_CLASSES[idx] for name in names43
+                             if (idx := CLC43_TO_19[name]) is not None})
+            snow = acq.s2_time == _SNOW_ACQUISITION and rng.random() < 0.5
+            _write_patch_v2(out, patch_id, s1_name, acq.zone, acq.ulx + 1200 * col,
+                            acq.uly - 1200 * row, s2_px, s1_px, s2_bands,
+                            _reference_map(rng, names43), kinds)
+            if "not_in_metadata" not in kinds:
+                split = {"val": "validation"}.get(s := seeded_split(patch_id, seed,
+                                                                   _SPLIT_FRACTIONS), s)
+                record = {
+                    "patch_id": patch_id,
+                    "labels": [*labels, "Moon craters"] if "unknown_label" in kinds else labels,
+                    "split": "holdout" if "bad_split" in kinds else split,
+                    "country": _COUNTRY[acq.tile],
+                    "s1_name": s1_name,
+                    "s2v1_name": f"{acq.s2_sat}_MSIL2A_{acq.s2_time}_{col}_{row}",
+                    "contains_seasonal_snow": snow,
+                    "contains_cloud_or_shadow": False,
+                }
+                (snow_rows if snow else rows).append(record)
+            if progress and ((i + 1) % step == 0 or i + 1 == n):
+                print(f"synthetic BigEarthNet v2: {i + 1}/{n} patches ({100 * (i + 1) // n} %)",
+                      file=sys.stderr, flush=True)
+    _write_metadata(out / METADATA_NAME, rows)
+    _write_metadata(out / SNOW_CLOUD_NAME, snow_rows)
+    (out / "README.txt").write_text(
+        "SYNTHETIC DATA - not BigEarthNet v2.\n\nWritten by rsray.data.sources.bigearthnet_v2."
+        f"write_synthetic_bigearthnet_v2(n={n}, seed={seed}, include_60m={include_60m}) in the "
+        "exact reBEN on-disk layout; metadata.parquet carries the schema metadata "
+        f"{SYNTHETIC_METADATA_KEY.decode()}=true. Tiles, countries and corners are real, "
+        "dates and pixels are not.\n\n" + describe_synthetic_rules_v2() + "\n", encoding="utf-8")
+    return SynthInfo(n=n, out_dir=str(out), seed=seed,
+                     s2_root=str(out / "BigEarthNet-S2"), s1_root=str(out / "BigEarthNet-S1"),
+                     rules=describe_synthetic_rules_v2(), corrupted=corrupted)
+
+
+def _write_metadata(path: Path, rows: list[dict[str, Any]]) -> None:
+    schema = pa.schema([
+        ("patch_id", pa.string()), ("labels", pa.list_(pa.string())), ("split", pa.string()),
+        ("country", pa.string()), ("s1_name", pa.string()), ("s2v1_name", pa.string()),
+        ("contains_seasonal_snow", pa.bool_()), ("contains_cloud_or_shadow", pa.bool_()),
+    ], metadata={SYNTHETIC_METADATA_KEY: b"true"})
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def _write_patch_v2(
+    out: Path, patch_id: str, s1_name: str, zone: int, ulx: int, uly: int,
+    s2_px: Mapping[str, np.ndarray], s1_px: Mapping[str, np.ndarray], s2_bands: Sequence[str],
+    ref_map: np.ndarray, kinds: Sequence[str],
+) -> None:
+    """Write one patch's S2, S1 and reference-map folders, applying the corruptions."""
+    crs = CRS.from_wkt(_utm_wkt(zone))
+    s2_dir = out / "BigEarthNet-S2" / s2_product(patch_id) / patch_id
+    if "s2_missing" not in kinds:
+        s2_dir.mkdir(parents=True, exist_ok=True)
+        for b in s2_bands:
+            arr = s2_px[b]
+            if b == "B05" and "wrong_shape" in kinds:
+                arr = np.repeat(np.repeat(arr, 2, axis=0), 2, axis=1)
+            write_geotiff(s2_dir / f"{patch_id}_{b}.tif", arr, crs, ulx, uly,
+                          1200 / _BAND_RES[b], nodata=0)
+        if "missing_band" in kinds:
+            (s2_dir / f"{patch_id}_B05.tif").unlink()
+        if "truncated" in kinds:
+            p = s2_dir / f"{patch_id}_B02.tif"
+            p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+        map_dir = out / "Reference_Maps" / s2_product(patch_id) / patch_id
+        map_dir.mkdir(parents=True, exist_ok=True)
+        if "ref_map_shape" in kinds:
+            ref_map = ref_map[::2, ::2]
+        if "ref_map_code" in kinds:
+            ref_map = ref_map.copy()
+            ref_map[:5, :5] = 777
+        res = 1200 / ref_map.shape[0]
+        write_geotiff(map_dir / f"{patch_id}_reference_map.tif", ref_map, crs, ulx, uly, res,
+                      nodata=0, compress="deflate")
+    if "s1_missing" in kinds:
+        return
+    s1_dir = out / "BigEarthNet-S1" / s1_product(s1_name) / s1_name
+    s1_dir.mkdir(parents=True, exist_ok=True)
+    s1_crs = CRS.from_wkt(_utm_wkt(zone + 1)) if "crs_mismatch" in kinds else crs
+    s1_ulx = ulx + 20 if "bounds_mismatch" in kinds else ulx
+    for b in ("VV", "VH"):
+        arr = s1_px[b]
+        if b == "VV" and "nan_s1" in kinds:
+            arr = arr.copy()
+            arr[10:20, 10:20] = np.nan
+        write_geotiff(s1_dir / f"{s1_name}_{b}.tif", arr, s1_crs, s1_ulx, uly, 10.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _add_prepare_args(p: Any) -> None:
+    p.add_argument("--root", required=True, help="folder (or s3://) holding BigEarthNet-S2, "
+                   "BigEarthNet-S1, Reference_Maps and metadata.parquet")
+    p.add_argument("--metadata", default=None,
+                   help="metadata parquet (default: <root>/metadata.parquet)")
+    p.add_argument("--snow-cloud-metadata", default=None,
+                   help="snow/cloud/shadow companion parquet (default: beside --root)")
+    p.add_argument("--include-snow-cloud", action="store_true",
+                   help="also use the patches with seasonal snow, cloud or shadow")
+    p.add_argument("--modalities", default="s2,s1", help="s2,s1 (default), s2 or s1")
+    p.add_argument("--include-60m", action="store_true", help="also store B01 and B09")
+    p.add_argument("--s1-dtype", choices=list(S1_DTYPES), default="float32")
+    p.add_argument("--no-reference-maps", action="store_true",
+                   help="do not validate the reference maps")
+
+
+def _source_from_args(args: Any) -> BigEarthNetV2:
+    mods = [m.strip() for m in str(args.modalities).split(",") if m.strip()]
+    return BigEarthNetV2(args.root, metadata=args.metadata,
+                         snow_cloud_metadata=args.snow_cloud_metadata,
+                         include_snow_cloud=args.include_snow_cloud, modalities=mods,
+                         include_60m=args.include_60m, s1_dtype=args.s1_dtype,
+                         check_reference_maps=not args.no_reference_maps)
+
+
+register_dataset(DatasetEntry(
+    name="bigearthnet_v2",
+    summary="BigEarthNet v2.0 (reBEN): Sentinel-2 + Sentinel-1 patches with metadata.parquet, "
+            "19-class multi-label, geographic splits, countries",
+    add_prepare_args=_add_prepare_args,
+    source_from_args=_source_from_args,
+    write_synthetic=lambda out, n, seed: write_synthetic_bigearthnet_v2(out, n, seed=seed),
+    synthetic_source=lambda raw: BigEarthNetV2(raw),
+    describe_synthetic=describe_synthetic_rules_v2,
+    default_modalities=("s2", "s1"),
+))
