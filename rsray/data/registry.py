@@ -33,6 +33,7 @@ DATASET_MODULES = (
     "rsray.data.sources.bigearthnet",
     "rsray.data.sources.globe",
     "rsray.data.sources.sen12ms",
+    "rsray.data.sources.bigearthnet_v2",
     "rsray.data.sources.flair2",
 )
 """Modules that register a dataset when imported (one file per dataset)."""
