@@ -87,9 +87,14 @@ def ensure_synthetic_shards(root: str, n: int, seed: int = 0,
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    """``rsray synth <dataset>``."""
+    """``rsray synth <dataset>``, or ``rsray synth covariates --like RAW`` (covariate layers)."""
     from rsray.data.registry import get_dataset
 
+    if args.dataset == "covariates" or args.like:
+        from rsray.data.synth_covariates import synth_covariates_from_args
+
+        synth_covariates_from_args(args)
+        return
     entry = get_dataset(args.dataset)
     entry.write_synthetic(args.out, args.n, args.seed)
     print(f"wrote {args.n} SYNTHETIC {args.dataset} samples to {args.out}")
@@ -176,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     from rsray.data.registry import add_common_prepare_args, get_dataset, list_datasets
 
     p = sub.add_parser("synth", help="write a synthetic dataset in the real on-disk format")
-    p.add_argument("dataset", choices=list_datasets())
+    p.add_argument("dataset", choices=[*list_datasets(), "covariates"])
     p.add_argument("--n", type=int, default=300, help="number of samples")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--like", help="covariates only: raw dataset folder whose patches the "
+                                  "synthetic DEM/climate/land-cover layers must cover")
     p.set_defaults(fn=cmd_synth)
 
     p = sub.add_parser("prepare", help="raw dataset -> Parquet shards + manifest")
