@@ -92,6 +92,8 @@ def test_dashboard_local_only_and_token_auth(config):
 def test_setup_installs_rsray_from_the_synced_checkout(config):
     assert config["file_mounts"]["~/rsray"] == "."
     assert any("pip install" in c and "-e ~/rsray" in c for c in config["setup_commands"])
+    # our head_setup_commands replace Ray's defaults, which install boto3 for the autoscaler
+    assert any("boto3" in c for c in config["head_setup_commands"])
     for path in (".venv", "rsray_data", "rsray_results"):
         assert path in config["rsync_exclude"]
     # The Prometheus config it starts is the committed one.

@@ -2,7 +2,7 @@
 
 One Ray head (localhost, own temp dir, free ports, token auth, metrics export) and, when
 installed, one real Prometheus scraping it through Ray's service-discovery file. A short tuning
-job (2 trials x 2 epochs x 2 workers, rsray's real training path) is submitted with
+job (2 trials x 1 epoch x 2 workers, rsray's real training path) is submitted with
 ``rsray submit`` while a fake AWS secret is planted in the head's and the client's
 environment. Then:
 
@@ -120,8 +120,11 @@ def live(tmp_path_factory: pytest.TempPathFactory, synthetic_shards: str):
                 "RAY_metrics_report_interval_ms": "2000",
                 "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret})
     ray_tmp = Path(tempfile.mkdtemp(prefix="rsray-", dir="/tmp"))  # AF_UNIX paths <= 107 B
-    dash = _free_port()
-    ports = {"--port": _free_port(), "--dashboard-port": dash,
+    dash, gcs = _free_port(), _free_port()
+    # Ray processes that look up "the" local cluster (Train's placement-group cleaner) must
+    # find this head, not another Ray on the same machine.
+    env["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"
+    ports = {"--port": gcs, "--dashboard-port": dash,
              "--metrics-export-port": _free_port(),
              "--dashboard-agent-listen-port": _free_port(),
              "--dashboard-agent-grpc-port": _free_port(),
@@ -165,6 +168,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, synthetic_shards: str):
                 "--timeout", "540", "--",
                 "python", "jobs/tune_progressive.py", "--smoke-test", "--data", synthetic_shards,
                 "--storage-path", str(results), "--name", "live-ops", "--num-samples", "2",
+                "--max-epochs", "1",
                 "--num-workers", "2", "--set", "scaling.cpus_per_worker=0.5")
             if "No available agent" not in submit.stderr + submit.stdout:
                 break
