@@ -514,3 +514,20 @@ def test_prepare_with_covariate_flags_streams_into_a_model(ben_with_layers, tmp_
     assert logits.shape == (4, 19) and torch.isfinite(logits).all()
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"])
     loss.backward()
+
+
+def test_synth_covariates_command(ben_with_layers, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]):
+    from rsray.cli import main
+
+    root, _ = ben_with_layers
+    assert main(["synth", "covariates", "--like", str(root / "raw"), "--out",
+                 str(tmp_path / "layers")]) == 0
+    out = capsys.readouterr().out
+    assert "16 patches" in out and f"--covariate dem={tmp_path / 'layers' / 'dem.tif'}" in out
+    assert (tmp_path / "layers" / "README.txt").read_text().startswith("SYNTHETIC")
+    assert main(["synth", "covariates", "--out", str(tmp_path / "x")]) == 2
+    assert "--like RAW_FOLDER is required" in capsys.readouterr().err
+    assert main(["synth", "covariates", "--like", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "y")]) == 2
+    assert "nowhere: --like must be a raw dataset folder" in capsys.readouterr().err
