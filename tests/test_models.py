@@ -97,7 +97,15 @@ def test_registry_lists_every_family() -> None:
         "early_fusion_mobilenetv2", "late_fusion_cnn", "late_fusion_resnet18",
         "late_fusion_resnet50", "progressive_fusion", "progressive_fusion_small",
         "progressive_fusion_base", "progressive_fusion_mobilenetv2", "test_early_fusion_cnn",
-        "test_late_fusion_cnn", "test_progressive_fusion",
+        "test_late_fusion_cnn", "test_progressive_fusion", "progressive_fusion_globe",
+        "early_fusion_resnet101", "late_fusion_resnet101", "late_fusion_mobilenetv2",
+        "single_modality_cnn", "single_modality_resnet101", "single_modality_mobilenetv2",
+        "middle_fusion_cnn", "middle_fusion_resnet18", "middle_fusion_resnet50",
+        "middle_fusion_resnet101", "middle_fusion_mobilenetv2", "gated_fusion_cnn",
+        "gated_fusion_spatial_resnet18", "attention_fusion_cnn", "attention_fusion_resnet50",
+        *(f"{p}vit_{k}_fusion{s}" for k in ("early", "modality_token", "channel_token",
+                                            "middle", "cross_attention", "sct")
+          for p, s in (("", ""), ("", "_small"), ("test_", ""))),
     ]:  # fmt: skip
         assert expected in names and is_model(expected)
     assert list_models("progressive_*") == [n for n in names if n.startswith("progressive_")]
@@ -139,7 +147,9 @@ def test_bad_kwarg_names_model_and_argument() -> None:
 
 
 def test_model_task_reads_the_family_module() -> None:
-    assert model_task("test_progressive_fusion") == "classification"
+    for name in ("test_progressive_fusion", "test_middle_fusion_cnn", "test_vit_sct_fusion",
+                 "test_gated_fusion_cnn", "test_single_modality_cnn"):
+        assert model_task(name) == "classification"
     assert "test_early_fusion_cnn" in CLASSIFICATION
     with pytest.raises(ConfigError, match="unknown model"):
         model_task("nope")
@@ -395,3 +405,226 @@ def test_geometric_mean_multiclass_is_normalised_product() -> None:
     model = _build("test_late_fusion_cnn", task="multiclass", weights=[0.7, 0.3])
     _check_forward_backward(model, _inputs())
     assert math.isclose(model(_inputs()).exp().sum(-1)[0].item(), 1.0, rel_tol=1e-5)
+
+
+# --------------------------------------------------------------------------- single modality
+
+
+def test_single_modality_uses_only_its_modality() -> None:
+    model = _build("test_single_modality_cnn", modality="s1").eval()
+    assert model.modalities == ("s1",) and model.in_chans == {"s1": 2}
+    x = _inputs()
+    with torch.no_grad():
+        a = model(x)
+        x["s2"] = x["s2"] + 5.0
+        assert torch.equal(model(x), a)
+        x["s1"] = x["s1"] + 1.0
+        assert not torch.allclose(model(x), a)
+    with pytest.raises(ConfigError, match=r"'test_single_modality_cnn'.*modality.*'s3'"):
+        _build("test_single_modality_cnn", modality="s3")
+
+
+# --------------------------------------------------------------------------- middle fusion
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3, 4])
+def test_middle_fusion_stage(stage: int) -> None:
+    """Branches run stages 0..k, the trunk the rest; the merged map is the branches' mean."""
+    model = _build("test_middle_fusion_cnn", fusion_stage=stage, metadata_dim=META_DIM)
+    resnet = ["act1", "layer1", "layer2", "layer3", "layer4"]  # last module of each stage
+    assert list(model.branches["s2"].named_children())[-1][0] == resnet[stage]
+    assert [n for n, _ in model.trunk.named_children() if n.startswith("layer")] == [
+        f"layer{i}" for i in range(stage + 1, 5)
+    ]
+    _check_forward_backward(model, _inputs(metadata_dim=META_DIM))
+    model.eval()
+    x = _inputs()
+    with torch.no_grad():
+        mean = (model.branches["s2"](x["s2"]) + model.branches["s1"](x["s1"])) / 2
+        assert torch.allclose(model.fused_map(x), mean)
+
+
+def test_middle_fusion_concat_mobilenet_and_errors() -> None:
+    model = _build("middle_fusion_cnn", backbone="mobilenetv2_050", fusion_stage=3,
+                   merge="concat", backbone_kwargs=None)
+    assert model.fuse is not None and model.fuse[0].in_channels == 2 * model.fuse[0].out_channels
+    assert [n for n, _ in model.trunk.named_children()] == ["blocks_5", "blocks_6", "conv_head",
+                                                            "bn2"]
+    _check_forward_backward(model, _inputs())
+    with pytest.raises(ConfigError, match=r"'test_middle_fusion_cnn'.*fusion_stage.*0\.\.4"):
+        _build("test_middle_fusion_cnn", fusion_stage=5)
+    with pytest.raises(ConfigError, match="merge"):
+        _build("test_middle_fusion_cnn", merge="max")
+    with pytest.raises(ConfigError, match="ConvNeXt is not supported"):
+        _build("middle_fusion_cnn", backbone="convnext_atto", backbone_kwargs=None)
+
+
+# --------------------------------------------------------------------------- ViT fusion
+
+VIT_KINDS = ["early", "modality_token", "channel_token", "middle", "cross_attention", "sct"]
+BEN = {"s2": 10, "s1": 2}  # BigEarthNet-MM, 120 x 120
+
+
+@pytest.mark.parametrize("kind", VIT_KINDS)
+def test_vit_fusion_on_bigearthnet_inputs(kind: str) -> None:
+    """All six methods on 120x120 S2 (10) + S1 (2) at the thesis' patch size, small dims."""
+    torch.manual_seed(0)
+    model = create_model(f"test_vit_{kind}_fusion", modalities=BEN, num_classes=NUM_CLASSES,
+                         img_size=120, patch_size=20, drop_rate=0.1)
+    g = torch.Generator().manual_seed(0)
+    x = {m: torch.randn(2, c, 120, 120, generator=g) for m, c in BEN.items()}
+    _check_forward_backward(model, x)
+
+
+def test_vit_token_counts() -> None:
+    cfg = {"modalities": BEN, "num_classes": 3, "img_size": 120, "patch_size": 20}
+    x = {m: torch.randn(1, c, 120, 120) for m, c in BEN.items()}
+    early = create_model("test_vit_early_fusion", **cfg)
+    assert early.patch_embed(torch.cat([x["s2"], x["s1"]], 1)).shape == (1, 36, 32)
+    tokens = create_model("test_vit_modality_token_fusion", **cfg)
+    assert tokens._tokens([x["s2"], x["s1"]]).shape == (1, 72, 32)
+    chans = create_model("test_vit_channel_token_fusion", **cfg).eval()
+    t = chans._tokens([x["s2"], x["s1"]])
+    assert t.shape == (1, 12 * 36, 32)
+    # one filter per channel: changing channel 3 changes only channel 3's 36 tokens
+    x2 = x["s2"].clone()
+    x2[:, 3] += 1.0
+    changed = (chans._tokens([x2, x["s1"]]) - t).abs().sum(-1)[0] > 0
+    assert changed.nonzero().flatten().tolist() == list(range(3 * 36, 4 * 36))
+
+
+def test_vit_thesis_preset_parameter_counts() -> None:
+    """Defaults are the thesis' (patch 20, depth 8, dim 256, 8 heads, stochastic depth 0.25)."""
+    counts = {}
+    for kind in VIT_KINDS:
+        m = create_model(f"vit_{kind}_fusion", modalities=BEN, num_classes=19)
+        counts[kind] = sum(p.numel() for p in m.parameters())
+    m = create_model("vit_early_fusion", modalities=BEN, num_classes=19)
+    assert (m.patch_size, m.depth, m.embed_dim, m.num_heads) == (20, 8, 256, 8)
+    assert m.blocks[-1].drop_path1.drop_prob == pytest.approx(0.25)
+    d = 256
+    block = 12 * d * d + 13 * d  # timm Block: qkv, proj, fc1 (4d), fc2, two LayerNorms
+    early = 12 * 20 * 20 * d + d + 36 * d + d + 8 * block + 2 * d + (d * 19 + 19)
+    assert counts["early"] == early  # 7.56 M
+    # token and channel fusion only change the embedding, not the model size (thesis 5.3)
+    for kind in ("modality_token", "channel_token"):
+        assert abs(counts[kind] / counts["early"] - 1) < 0.01
+    # a second encoder "approximately doubles" the parameters (thesis 5.7)
+    for kind in ("cross_attention", "sct"):
+        assert 1.8 < counts[kind] / counts["early"] < 2.1
+    assert counts["middle"] == pytest.approx(counts["early"] + 6 * block + 2 * 2 * d * d, rel=0.02)
+
+
+def test_vit_fusion_n_modalities_and_errors() -> None:
+    mods = {"s2": 10, "s1": 2, "dem": 1}
+    x = {m: torch.randn(2, c, 32, 32) for m, c in mods.items()}
+    for kind in ("early", "modality_token", "channel_token", "middle", "sct"):
+        model = create_model(f"test_vit_{kind}_fusion", modalities=mods, num_classes=3)
+        assert model(x).shape == (2, 3)
+    with pytest.raises(ConfigError, match="exactly 2 modalities, got 3"):
+        create_model("test_vit_cross_attention_fusion", modalities=mods, num_classes=3)
+    with pytest.raises(ConfigError, match=r"patch_size: 25 does not divide img_size 120.*20, 24"):
+        create_model("vit_early_fusion", modalities=BEN, num_classes=3, patch_size=25)
+    with pytest.raises(ConfigError, match="num_heads: 3 does not divide embed_dim 256"):
+        create_model("vit_sct_fusion", modalities=BEN, num_classes=3, num_heads=3)
+    with pytest.raises(ConfigError, match="fusion_depth"):
+        create_model("vit_middle_fusion", modalities=BEN, num_classes=3, fusion_depth=9)
+    with pytest.raises(ConfigError, match="drop_path_rate"):
+        create_model("vit_sct_fusion", modalities=BEN, num_classes=3, drop_path_rate=1.5)
+    model = create_model("test_vit_middle_fusion", modalities=BEN, num_classes=3)
+    bad = {"s2": torch.randn(1, 10, 32, 32), "s1": torch.randn(1, 2, 16, 16)}
+    with pytest.raises(ValueError, match="same number of tokens"):
+        model(bad)
+
+
+@pytest.mark.parametrize(("kind", "layer"), [("cross_attention", "fuse_cls"), ("sct", "sync")])
+def test_vit_modalities_exchange_information_inside_the_encoders(kind: str, layer: str) -> None:
+    """With the final fusion blind to S1's class token, S1 still reaches the output: through
+    the swapped queries (cross-attention) or the per-layer class token sync (SCT)."""
+    torch.manual_seed(0)
+    model = create_model(f"test_vit_{kind}_fusion", modalities=BEN, num_classes=3,
+                         drop_path_rate=0.0).eval()
+    final = getattr(model, layer)
+    final = final[-1] if isinstance(final, nn.ModuleList) else final
+    with torch.no_grad():
+        final.weight[:, model.embed_dim:] = 0.0
+        x = {m: torch.randn(2, c, 32, 32) for m, c in BEN.items()}
+        a = model(x)
+        x["s1"] = torch.randn(2, 2, 32, 32)
+        assert not torch.allclose(model(x), a, atol=1e-6)
+        # and the S2 encoder alone (no exchange) would not see S1
+        if kind == "sct":
+            for lin in model.sync[:-1]:
+                lin.weight[:, model.embed_dim:] = 0.0
+            b = model(x)
+            x["s1"] = torch.randn(2, 2, 32, 32)
+            assert torch.allclose(model(x), b, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- learned fusion
+
+COVARIATES = {"s2": 10, "dem": 1, "climate": 2, "indices": 2}
+
+
+def _covariate_inputs(batch: int = 3) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = {m: torch.randn(batch, c, 32, 32, generator=g) for m, c in COVARIATES.items()}
+    x["metadata"] = torch.randn(batch, META_DIM, generator=g)
+    return x
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_gated_fusion_is_the_gated_sum(spatial: bool) -> None:
+    torch.manual_seed(0)
+    model = create_model("test_gated_fusion_cnn", modalities=COVARIATES, num_classes=4,
+                         metadata_dim=META_DIM, spatial_gates=spatial).eval()
+    assert model.branch_names == ("s2", "dem", "climate", "indices", "metadata")
+    x = _covariate_inputs()
+    with torch.no_grad():
+        gates, feats = model.gates_and_features(x)
+        h = 1  # per sample, or per location of the tiny ResNet's 1x1 map (stride 32)
+        assert gates.shape == (3, 5, h, h) and feats.shape == (3, 5, 16, h, h)
+        assert torch.allclose(gates.sum(dim=1), torch.ones(3, h, h))  # softmax: convex mix
+        z = sum(gates[:, k : k + 1] * feats[:, k] for k in range(5))
+        assert torch.allclose(model(x), model.head(z.mean(dim=(2, 3))), atol=1e-6)
+    _check_forward_backward_k(model, x, 4)
+
+
+def test_gated_fusion_sigmoid_and_spatial_maps() -> None:
+    model = create_model("test_gated_fusion_cnn", modalities=BEN, num_classes=4,
+                         gate_activation="sigmoid", spatial_gates=True).eval()
+    x = {m: torch.randn(2, c, 96, 96) for m, c in BEN.items()}
+    x["s1"] = torch.randn(2, 2, 64, 64)  # a coarser covariate map is resized to S2's grid
+    with torch.no_grad():
+        gates, _ = model.gates_and_features(x)
+    assert gates.shape == (2, 2, 3, 3)  # a gate per modality and location (stride 32)
+    assert ((gates > 0) & (gates < 1)).all()
+    with pytest.raises(ConfigError, match="gate_activation"):
+        create_model("test_gated_fusion_cnn", modalities=BEN, num_classes=4, gate_activation="relu")
+
+
+def test_attention_fusion_weights() -> None:
+    torch.manual_seed(0)
+    model = create_model("test_attention_fusion_cnn", modalities=COVARIATES, num_classes=4,
+                         metadata_dim=META_DIM, backbone={"s2": "resnet18", "dem": "resnet18",
+                                                          "climate": "resnet18",
+                                                          "indices": "resnet18"})
+    x = _covariate_inputs()
+    model.eval()
+    with torch.no_grad():
+        w = model.attention(x)
+    assert w.shape == (3, 2, 5)  # (batch, heads, branches incl. metadata)
+    assert torch.allclose(w.sum(-1), torch.ones(3, 2))
+    _check_forward_backward_k(model, x, 4)
+    with pytest.raises(ConfigError, match="backbone: no backbone given"):
+        create_model("test_attention_fusion_cnn", modalities=COVARIATES, num_classes=4,
+                     backbone={"s2": "resnet18"})
+
+
+def _check_forward_backward_k(model: nn.Module, x: dict[str, torch.Tensor], k: int) -> None:
+    model.train()
+    out = model(x)
+    assert out.shape == (next(iter(x.values())).shape[0], k) and torch.isfinite(out).all()
+    out.mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name

@@ -33,10 +33,64 @@ def progressive_smoke_space() -> dict[str, Any]:
 
 
 def cnn_space() -> dict[str, Any]:
-    """Early/late fusion CNNs: optimiser only (their depth is the backbone's)."""
+    """CNN families on timm backbones (single, early, late, middle): LR, ResNet depth, dropout.
+
+    The depth is searched through the backbone name (ResNet 18 / 50 / 101, the SEN12MS
+    study's range); every one of these families takes ``backbone`` and ``drop_rate``.
+    """
     return {
         "optim.lr": tune.loguniform(1e-4, 3e-3),
         "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
+        "model.params.backbone": tune.choice(["resnet18", "resnet50", "resnet101"]),
+        "model.params.drop_rate": tune.uniform(0.0, 0.5),
+    }
+
+
+def middle_space() -> dict[str, Any]:
+    """Middle fusion CNN (deep-fusion-sen12ms-resnet.txt): the CNN space + fusion stage, merge."""
+    space = cnn_space()
+    space["model.params.fusion_stage"] = tune.choice([0, 1, 2, 3, 4])
+    space["model.params.merge"] = tune.choice(["mean", "concat"])
+    return space
+
+
+VIT_PATCH_SIZES: tuple[int, ...] = (10, 12, 15, 20, 24, 30, 40, 60)
+"""Patch sizes that divide BigEarthNet's 120 px (the thesis tried 10, 15 and 20)."""
+
+
+def vit_space() -> dict[str, Any]:
+    """ViT fusion (vit-fusion-bigearthnet-mm-thesis.txt): patch size, depth, width, regularisation.
+
+    For 120 x 120 inputs; every embedding width is a multiple of 8 heads. Middle fusion keeps
+    its ``fusion_depth`` (2), so its modality encoders get ``depth - 2`` layers.
+    """
+    return {
+        "optim.lr": tune.loguniform(1e-4, 3e-3),
+        "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
+        "model.params.patch_size": tune.choice(list(VIT_PATCH_SIZES)),
+        "model.params.depth": tune.choice([2, 4, 6, 8, 12]),
+        "model.params.embed_dim": tune.choice([128, 192, 256, 384, 512]),
+        "model.params.drop_rate": tune.uniform(0.0, 0.3),
+        "model.params.drop_path_rate": tune.uniform(0.0, 0.5),
+    }
+
+
+def vit_smoke_space() -> dict[str, Any]:
+    """The ViT space on a tiny model (``--smoke-test``): same keys, small values."""
+    space = vit_space()
+    space["model.params.patch_size"] = tune.choice([20, 30, 40])
+    space["model.params.depth"] = tune.choice([1, 2])
+    space["model.params.embed_dim"] = tune.choice([16, 32])
+    return space
+
+
+def learned_fusion_space() -> dict[str, Any]:
+    """Gated and attention fusion (geo-covariates-data-efficiency-ood.txt): LR, dropout, width."""
+    return {
+        "optim.lr": tune.loguniform(1e-4, 3e-3),
+        "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
+        "model.params.dropout": tune.uniform(0.0, 0.5),
+        "model.params.width": tune.choice([64, 128, 256, 512]),
     }
 
 
@@ -65,6 +119,10 @@ SPACES: dict[str, Callable[[], dict[str, Any]]] = {
     "progressive": progressive_space,
     "progressive_smoke": progressive_smoke_space,
     "cnn": cnn_space,
+    "middle": middle_space,
+    "vit": vit_space,
+    "vit_smoke": vit_smoke_space,
+    "learned_fusion": learned_fusion_space,
     "segmentation": segmentation_space,
     "segmentation_smoke": segmentation_smoke_space,
 }
