@@ -54,6 +54,16 @@ SMALL: dict[str, dict[str, Any]] = {
 SERIES_MODELS = [n for n in SEG if "utae" in n or "lf_dlm" in n]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    """Tiny models gain nothing from intra-op threads; one thread avoids spin-waiting on a
+    busy 2-core machine. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _n(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

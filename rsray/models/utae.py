@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from rsray.errors import ConfigError
 from rsray.models.layers.fusion import check_int, check_metadata_dim, validate_modalities
-from rsray.models.layers.series import Series, center_crop, get_series
+from rsray.models.layers.series import Series, center_crop, check_positive, get_series
 from rsray.models.registry import build_model_with_cfg, register_model
 
 __all__ = ["UTAE", "LTAE2d", "UTAESegmenter", "temporal_aggregate"]
@@ -381,7 +381,10 @@ class UTAE(nn.Module):
             raise ConfigError(f"padding_mode: not a Conv2d padding mode: {padding_mode!r}")
         if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout: must be in [0, 1), got {dropout!r}")
-        k, s, p = (check_int("str_conv", v, 0) for v in str_conv)
+        if len(tuple(str_conv)) != 3:
+            raise ConfigError(f"str_conv: (kernel, stride, padding) expected, got {str_conv!r}")
+        k, s, p = (check_int("str_conv", v, lo) for v, lo in zip(str_conv, (1, 1, 0), strict=True))
+        period = check_positive("period", period)
         self.encoder_widths = tuple(enc)
         self.decoder_widths = tuple(dec)
         self.out_channels = dec[0]
