@@ -720,34 +720,36 @@ class GlobeObserver:
 
     # -- read --------------------------------------------------------------------------------
 
-    def _load(self, location: str) -> bytes:
-        """Bytes of one photo (mirror file, or URL through the cache). Raises _RowError."""
+    def _load(self, location: str) -> tuple[bytes, bool]:
+        """Bytes of one photo and whether they came from the URL (not the cache or a file).
+
+        Raises:
+            _RowError: missing/unreadable file, or a URL unreachable after the retries.
+        """
         if not is_http_url(location):
             try:
-                return read_bytes(location, self.storage_options)
+                return read_bytes(location, self.storage_options), False
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 raise _RowError("photo missing", "no such file") from None
             except OSError as exc:
                 raise _RowError("photo missing", f"unreadable ({exc})") from None
-        cache = UrlCache(self.cache_dir, self.storage_options)
-        data = cache.get(location)
+        data = UrlCache(self.cache_dir, self.storage_options).get(location)
         if data is not None:
-            return data
+            return data, False
         try:
-            return self.fetcher.get(location)
+            return self.fetcher.get(location), True
         except FetchError as exc:
             raise _RowError("photo unreachable", exc.reason) from None
 
-    def _photo(self, direction: str, location: str) -> np.ndarray:
-        data = self._load(location)
+    def _photo(self, location: str) -> np.ndarray:
+        """One decoded photo; fetched content is cached once it decodes."""
+        data, fetched = self._load(location)
         try:
             arr = decode_photo(data, self.photo_size)
         except ValueError as exc:
             raise _RowError("corrupt photo", str(exc)) from None
-        if is_http_url(location):
-            cache = UrlCache(self.cache_dir, self.storage_options)
-            if cache.get(location) is None:
-                cache.put(location, data)
+        if fetched:
+            UrlCache(self.cache_dir, self.storage_options).put(location, data)
         return arr
 
     def read(self, item: Mapping[str, Any]) -> Sample:
@@ -775,7 +777,7 @@ class GlobeObserver:
 
         def load(d: str) -> tuple[str, np.ndarray | _RowError]:
             try:
-                return d, self._photo(d, photos[d])
+                return d, self._photo(photos[d])
             except _RowError as exc:
                 return d, exc
 
