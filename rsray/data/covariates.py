@@ -526,8 +526,10 @@ class WithCovariates:
             raise ConfigError(f"indices: {exc.args[0]}") from None
         out: dict[str, tuple[str, int]] = {}
         for role in sorted({r for i in self.indices for r in INDICES[i]}):
-            band = self.index_bands.get(role)
-            where = [(g, g.bands.index(band)) for g in modality.groups if band in g.bands]
+            band = self.index_bands[role]
+            names = _band_aliases(band)
+            where = [(g, g.bands.index(b)) for b in names for g in modality.groups
+                     if b in g.bands]
             if not where:
                 raise ConfigError(
                     f"indices {', '.join(self.indices)}: the {role} band {band!r} is not in "
@@ -738,6 +740,15 @@ class WithCovariates:
             raise PatchError(pid, f"{group}: values do not fit {self.dtype} (or are not finite)"
                                   f"; range {np.nanmin(arr):.4g}..{np.nanmax(arr):.4g}")
         return out
+
+
+def _band_aliases(band: str) -> tuple[str, ...]:
+    """``band`` and its Sentinel-2 spelling variants: ``B04`` <-> ``B4`` (SEN12MS), ``B8A``."""
+    m = re.fullmatch(r"B0*(\d+)(A?)", band)
+    if not m:
+        return (band,)
+    n, a = int(m.group(1)), m.group(2)
+    return tuple(dict.fromkeys((band, f"B{n:02d}{a}", f"B{n}{a}")))
 
 
 def _num(v: float) -> int | float:

@@ -8,10 +8,12 @@ different from the patches, so that :mod:`rsray.data.covariates` really reprojec
 layer           CRS                 pixel       values
 ==============  ==================  ==========  =========================================
 dem.tif         EPSG:4326           3 arc-sec   elevation (m), float32, nodata -32768
-temperature.tif EPSG:3035 (LAEA)    1 km        mean air temperature (deg C), float32
-wind.tif        EPSG:3035 (LAEA)    1 km        mean wind speed (m/s), float32
+temperature.tif EPSG:3035 (LAEA)*   1 km        mean air temperature (deg C), float32
+wind.tif        EPSG:3035 (LAEA)*   1 km        mean wind speed (m/s), float32
 landcover.tif   EPSG:3857           100 m       WorldCover-like codes, uint8, nodata 0
 ==============  ==================  ==========  =========================================
+
+(*) EPSG:8857 (Equal Earth) when some patch lies outside Europe (SEN12MS's global scenes).
 
 The fields are smooth analytic functions of longitude/latitude (seeded phases): terrain at
 four scales (about 700 km to 3 km), temperature falling with latitude and elevation (lapse rate
@@ -74,6 +76,7 @@ BASIN_DEPTH_M = 80.0
 DEM_NODATA = -32768.0
 CLIMATE_NODATA = -9999.0
 BLOCK = 128
+MAX_BLOCKS = 250_000
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,9 @@ def footprints_from_rasters(root: str | Path, pattern: str = "*.tif") -> list[Fo
 def find_footprints(like: str | Path) -> tuple[list[Footprint], str]:
     """Footprints of the patches under ``like`` and how they were found.
 
-    A BigEarthNet v1 folder (``BigEarthNet-S2`` inside) is read from its labels jsons (which
-    carry the label signal); any other folder from the headers of its GeoTIFFs.
+    A BigEarthNet v1 folder (``BigEarthNet-S2/<patch>/<patch>_labels_metadata.json``) is read
+    from its labels jsons (which carry the label signal); any other folder (BigEarthNet v2,
+    SEN12MS, FLAIR-2, ...) from the headers of its GeoTIFFs.
 
     Raises:
         DatasetNotFoundError: ``like`` is not a folder.
@@ -171,9 +175,10 @@ def find_footprints(like: str | Path) -> tuple[list[Footprint], str]:
     like = Path(like)
     if not like.is_dir():
         raise DatasetNotFoundError(f"{like}: --like must be a raw dataset folder")
-    if (like / "BigEarthNet-S2").is_dir():
+    fps: list[Footprint] = []
+    if (like / "BigEarthNet-S2").is_dir():  # v1 layout: one json per patch folder
         fps, how = footprints_from_bigearthnet(like), "bigearthnet jsons"
-    else:
+    if not fps:
         fps, how = footprints_from_rasters(like), "GeoTIFF headers"
     if not fps:
         raise RsrayError(f"{like}: no georeferenced patch found ({how}); nothing to cover")
@@ -202,13 +207,18 @@ class SyntheticFields:
         return np.maximum(e, 0.0)
 
     def temperature(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        """Mean air temperature (deg C): latitude gradient, 6.5 K/km lapse rate, a W-E wave."""
-        return (27.0 - 0.6 * (lat - 35.0) - 0.0065 * self.elevation(lon, lat)
-                + 1.2 * np.sin(2 * np.pi * lon / 6 + self.p[7]))
+        """Mean air temperature (deg C) from latitude, elevation and a west-east wave.
+
+        30 deg C within 15 deg of the equator, 0.55 K colder per degree beyond, 6.5 K/km lapse
+        rate.
+        """
+        return (30.0 - 0.55 * np.maximum(np.abs(lat) - 15.0, 0.0)
+                - 0.0065 * self.elevation(lon, lat) + 1.2 * np.sin(2 * np.pi * lon / 6
+                                                                 + self.p[7]))
 
     def wind(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        """Mean wind speed (m/s): rises with elevation and latitude, plus a wave."""
-        return (2.5 + 0.004 * self.elevation(lon, lat) + 0.05 * (lat - 35.0)
+        """Mean wind speed (m/s): rises with elevation and absolute latitude, plus a wave."""
+        return (2.5 + 0.004 * self.elevation(lon, lat) + 0.05 * np.abs(lat)
                 + 0.75 * (1 + np.sin(2 * np.pi * lon / 3 + self.p[8])))
 
     def landcover(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -257,11 +267,12 @@ def _basins(xs: np.ndarray, ys: np.ndarray, crs: CRS, boxes: Sequence[tuple[floa
 def _write_sparse(path: Path, crs: CRS, res: float, fps: Sequence[Footprint], dtype: str,
                   nodata: float, values: Callable[[np.ndarray, np.ndarray,
                                                    Sequence[tuple[float, ...]]], np.ndarray],
-                  margin_px: int = 4) -> int:
-    """Write a tiled, sparse GeoTIFF on a ``res`` grid covering ``fps``; return its block count.
+                  margin_px: int = 4) -> tuple[int, int]:
+    """Write a tiled, sparse GeoTIFF on a ``res`` grid covering ``fps``.
 
     Only blocks near a footprint are computed and written. ``values(xs, ys, boxes)`` gives the
     pixels at layer coordinates (``boxes``: the footprints' bounds in the layer CRS).
+    Returns the number of blocks written and the block side.
     """
     boxes = [bounds_in(_crs(fp.crs), crs, fp.bounds) for fp in fps]
     pad = margin_px * res
@@ -269,28 +280,41 @@ def _write_sparse(path: Path, crs: CRS, res: float, fps: Sequence[Footprint], dt
     top = math.ceil((max(b[3] for b in boxes) + pad) / res) * res
     width = math.ceil((max(b[2] for b in boxes) + pad - left) / res)
     height = math.ceil((top - (min(b[1] for b in boxes) - pad)) / res)
-    blocks: set[tuple[int, int]] = set()
-    for b in boxes:
-        c0 = max(int((b[0] - left) / res) - margin_px, 0) // BLOCK
-        c1 = min(int((b[2] - left) / res) + margin_px, width - 1) // BLOCK
-        r0 = max(int((top - b[3]) / res) - margin_px, 0) // BLOCK
-        r1 = min(int((top - b[1]) / res) + margin_px, height - 1) // BLOCK
-        blocks.update((r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
+    block = BLOCK  # larger blocks keep the block table of a continent-wide layer small
+    while math.ceil(width / block) * math.ceil(height / block) > MAX_BLOCKS and block < 2048:
+        block *= 2
     tr = from_origin(left, top, res, res)
     floating = np.dtype(dtype).kind == "f"
     with gdal_env(), rasterio.open(
             path, "w", driver="GTiff", width=width, height=height, count=1, dtype=dtype,
-            crs=crs, transform=tr, nodata=nodata, tiled=True, blockxsize=BLOCK,
-            blockysize=BLOCK, compress="deflate", predictor=3 if floating else 2,
+            crs=crs, transform=tr, nodata=nodata, tiled=True, blockxsize=block,
+            blockysize=block, compress="deflate", predictor=3 if floating else 2,
             SPARSE_OK=True) as dst:
+        blocks: set[tuple[int, int]] = set()
+        for b in boxes:
+            c0 = max(int((b[0] - left) / res) - margin_px, 0) // block
+            c1 = min(int((b[2] - left) / res) + margin_px, width - 1) // block
+            r0 = max(int((top - b[3]) / res) - margin_px, 0) // block
+            r1 = min(int((top - b[1]) / res) + margin_px, height - 1) // block
+            blocks.update((r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
         for r, c in sorted(blocks):
-            win = Window(c * BLOCK, r * BLOCK, min(BLOCK, width - c * BLOCK),
-                         min(BLOCK, height - r * BLOCK))
-            cols, rows = np.meshgrid(np.arange(win.width) + c * BLOCK + 0.5,
-                                     np.arange(win.height) + r * BLOCK + 0.5)
+            win = Window(c * block, r * block, min(block, width - c * block),
+                         min(block, height - r * block))
+            cols, rows = np.meshgrid(np.arange(win.width) + c * block + 0.5,
+                                     np.arange(win.height) + r * block + 0.5)
             xs, ys = tr @ (cols, rows)
             dst.write(values(xs, ys, boxes).astype(dtype), 1, window=win)
-    return len(blocks)
+    return len(blocks), block
+
+
+def _in_europe(fps: Sequence[Footprint]) -> bool:
+    """Whether every footprint lies where LAEA Europe (EPSG:3035) is meant to be used."""
+    geo = CRS.from_epsg(4326)
+    for fp in fps:
+        left, bottom, right, top = bounds_in(_crs(fp.crs), geo, fp.bounds)
+        if left < -35 or right > 45 or bottom < 25 or top > 75:
+            return False
+    return True
 
 
 def _lonlat(xs: np.ndarray, ys: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
@@ -344,7 +368,7 @@ def write_synthetic_covariates(
     out.mkdir(parents=True, exist_ok=True)
     fields = SyntheticFields(seed)
     geo = CRS.from_epsg(4326)
-    laea = CRS.from_epsg(3035)
+    laea = CRS.from_epsg(3035 if _in_europe(fps) else 8857)
     merc = CRS.from_epsg(3857)
 
     def dem(xs: np.ndarray, ys: np.ndarray, boxes: Sequence[tuple[float, ...]]) -> np.ndarray:
@@ -364,11 +388,11 @@ def write_synthetic_covariates(
     layers: dict[str, str] = {}
     for name, crs, res, dtype, nodata, fn in specs:
         path = out / f"{name}.tif"
-        n_blocks = _write_sparse(path, crs, res, fps, dtype, nodata, fn)
+        n_blocks, block = _write_sparse(path, crs, res, fps, dtype, nodata, fn)
         layers[name] = str(path.resolve())
         if progress:
             print(f"synthetic covariates: {name}.tif ({crs.to_string()}, pixel {res:g}, "
-                  f"{n_blocks} blocks of {BLOCK}^2 written)", file=sys.stderr, flush=True)
+                  f"{n_blocks} blocks of {block}^2 written)", file=sys.stderr, flush=True)
     flags = ["--covariate", f"dem={layers['dem']}:bilinear",
              "--covariate", f"temperature={layers['temperature']}:bilinear",
              "--covariate", f"wind={layers['wind']}:bilinear",
@@ -394,9 +418,9 @@ def describe_synthetic_covariates() -> str:
         f"labelled Inland wetlands ({' or '.join(SIGNAL_LABELS)}) lies in a circular basin "
         f"{BASIN_DEPTH_M:.0f} m deep filling its footprint (the label signal: in the synthetic "
         "BigEarthNet twin that class is S2 a3 XOR S1 b2, so S2 + DEM predicts it without S1).\n"
-        "temperature.tif (EPSG:3035, 1 km, deg C): 27 - 0.6 (lat - 35) - 6.5 K/km x elevation "
-        "+ a west-east wave; no label signal.\n"
-        "wind.tif (EPSG:3035, 1 km, m/s): rises with elevation and latitude; no label signal.\n"
+        "temperature.tif (EPSG:3035 in Europe, else EPSG:8857; 1 km, deg C): 30 - 0.55 "
+        "(|lat| - 15 if positive) - 6.5 K/km x elevation + a west-east wave; no label signal.\n"
+        "wind.tif (same grid, m/s): rises with elevation and |latitude|; no label signal.\n"
         "landcover.tif (EPSG:3857, 100 m, uint8): WorldCover-like codes "
         f"{', '.join(map(str, LANDCOVER_CODES))} from elevation, moisture and texture fields; "
         "no label signal.\n"
