@@ -211,6 +211,11 @@ def test_indices_on_hand_made_bands():
     np.testing.assert_allclose(idx[2], normalized_difference(bands["B08"],
                                                              np.full((8, 8), 1800.0)), rtol=1e-6)
     assert np.abs(idx).max() <= 1.0
+    # SEN12MS spells the bands B3/B4/B8: the same defaults find them
+    short = {k.replace("B0", "B"): v for k, v in bands.items() if k != "B11"}
+    ndvi = WithCovariates(GridSource(short, geo=None), indices=["ndvi"]).read(
+        {"patch_id": "p0", "split": "train"})["arrays"]["indices"][0]
+    np.testing.assert_array_equal(ndvi, idx[0])
 
 
 def test_resize_bilinear_matches_torch():
