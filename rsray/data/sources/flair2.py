@@ -909,8 +909,9 @@ Synthetic FLAIR #2 (rsray): every zone is a mosaic of 10 m-aligned rectangular f
 Sentinel-2 px per side) of ten field classes; each aerial tile (102.4 m) adds small objects
 only the aerial image can resolve. Labels are the codes drawn; codes 13 (swimming pool) and
 18 (greenhouse) become 'other'.
-  aerial only : building (5-9 m roofs, +90 elevation), impervious surface (4-6 m roads),
-                other (pools, greenhouses). The S2 pixels only see the field underneath.
+  aerial only : building (8-16 m roofs, +90 elevation), impervious surface (6-10 m roads),
+                other (4-8 m pools, greenhouses). They are not drawn into the S2 pixels at
+                all: S2 only sees the field underneath.
   S2 only     : coniferous vs deciduous (same crowns, colour and height in the aerial image;
                 S2 vegetation cover 0.75 all year vs 0.1 + 0.75 in summer only) and
                 herbaceous vegetation vs agricultural land (same smooth green field; S2 cover
@@ -1043,18 +1044,18 @@ def _overlay(rng: np.random.Generator, codes: np.ndarray, u: np.ndarray,
              v: np.ndarray) -> None:
     """Draw the aerial-only objects (roads, buildings, pools, greenhouses) into ``codes``."""
     if rng.random() < 0.6:  # a road crossing the tile
-        width, at = rng.uniform(4, 6), rng.uniform(10, _AERIAL_M - 10)
+        width, at = rng.uniform(6, 10), rng.uniform(10, _AERIAL_M - 10)
         along = u if rng.random() < 0.5 else v
         codes[np.abs(along - at) < width / 2] = 3
     for _ in range(int(rng.integers(0, 4))):
-        s, x, y = rng.uniform(5, 9), rng.uniform(5, _AERIAL_M - 14), rng.uniform(5, _AERIAL_M - 14)
+        s, x, y = rng.uniform(8, 16), rng.uniform(2, _AERIAL_M - 18), rng.uniform(2, _AERIAL_M - 18)
         codes[(u >= x) & (u < x + s) & (v >= y) & (v < y + s)] = 1
     if rng.random() < 0.3:
-        s, x, y = rng.uniform(3, 5), rng.uniform(5, _AERIAL_M - 10), rng.uniform(5, _AERIAL_M - 10)
+        s, x, y = rng.uniform(4, 8), rng.uniform(2, _AERIAL_M - 10), rng.uniform(2, _AERIAL_M - 10)
         codes[(u >= x) & (u < x + s) & (v >= y) & (v < y + s)] = 13
     if rng.random() < 0.15:
-        x, y = rng.uniform(5, _AERIAL_M - 16), rng.uniform(5, _AERIAL_M - 16)
-        codes[(u >= x) & (u < x + 10) & (v >= y) & (v < y + 6)] = 18
+        x, y = rng.uniform(2, _AERIAL_M - 16), rng.uniform(2, _AERIAL_M - 12)
+        codes[(u >= x) & (u < x + 14) & (v >= y) & (v < y + 10)] = 18
 
 
 def _render_aerial(rng: np.random.Generator, zone: _Zone, row: int, col: int,
