@@ -1,8 +1,11 @@
 """Fusion models and their registry.
 
-Importing this package registers every model family (timm habit): ``cnn_fusion`` (early and
-late fusion around timm backbones) and ``progressive`` (SE encoder-decoder with per-stage
-fusion and backprojection). Build a model by name::
+Importing this package registers every model family (timm habit): ``cnn_fusion``
+(single-modality, early and late fusion around timm backbones), ``middle_fusion`` (per-modality
+backbones merged at a stage, shared trunk), ``progressive`` (SE encoder-decoder with per-stage
+fusion and backprojection), ``vit_fusion`` (the six ViT fusion methods of the BigEarthNet-MM
+thesis), ``gated_fusion`` (learned gated / attention fusion), and the segmentation families.
+:func:`model_task` tells a family's task. Build a model by name::
 
     from rsray.models import create_model, list_models
 
