@@ -76,6 +76,7 @@ __all__ = [
     "bigearthnet_spec",
     "describe_synthetic_rules",
     "labels_to_multihot",
+    "plan_corruptions",
     "read_band_groups",
     "seeded_split",
     "write_synthetic_bigearthnet",
@@ -1041,12 +1042,28 @@ def _write_tif(path: Path, arr: np.ndarray, epsg_wkt: str, ulx: float, uly: floa
     write_geotiff(path, arr, CRS.from_wkt(epsg_wkt), ulx, uly, res)
 
 
-def _indices(value: Any, n: int, kind: str) -> list[int]:
-    vals = [value] if isinstance(value, int) else list(value)
-    for v in vals:
-        if not isinstance(v, int) or not 0 <= v < n:
-            raise ValueError(f"corrupt[{kind!r}]: patch index {v!r} is outside 0..{n - 1}")
-    return vals
+def plan_corruptions(
+    corrupt: Mapping[str, int | Sequence[int]] | None, n: int, capacity: int,
+    known: Mapping[str, str],
+) -> dict[int, list[str]]:
+    """Check a synthetic writer's ``n`` and ``corrupt``; return patch index -> kinds.
+
+    Raises:
+        ValueError: ``n`` outside ``1..capacity``, an unknown kind or a patch index >= ``n``.
+    """
+    if not 0 < n <= capacity:
+        raise ValueError(f"n: {n} must be in 1..{capacity}")
+    corrupt = dict(corrupt or {})
+    unknown = sorted(set(corrupt) - set(known))
+    if unknown:
+        raise ValueError(f"corrupt: unknown kind(s) {unknown}; known: {sorted(known)}")
+    by_patch: dict[int, list[str]] = {}
+    for kind, value in corrupt.items():
+        for i in [value] if isinstance(value, int) else list(value):
+            if not isinstance(i, int) or not 0 <= i < n:
+                raise ValueError(f"corrupt[{kind!r}]: patch index {i!r} is outside 0..{n - 1}")
+            by_patch.setdefault(i, []).append(kind)
+    return by_patch
 
 
 def _hhmmss(t: str) -> str:
@@ -1091,16 +1108,7 @@ def write_synthetic_bigearthnet(
     Raises:
         ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
     """
-    if not 0 < n <= _CAPACITY:
-        raise ValueError(f"n: {n} must be in 1..{_CAPACITY}")
-    corrupt = dict(corrupt or {})
-    unknown = sorted(set(corrupt) - set(_CORRUPTIONS))
-    if unknown:
-        raise ValueError(f"corrupt: unknown kind(s) {unknown}; known: {sorted(_CORRUPTIONS)}")
-    by_patch: dict[int, list[str]] = {}
-    for kind, value in corrupt.items():
-        for i in _indices(value, n, kind):
-            by_patch.setdefault(i, []).append(kind)
+    by_patch = plan_corruptions(corrupt, n, _CAPACITY, _CORRUPTIONS)
 
     out = Path(out_dir)
     s2_root, s1_root = out / "BigEarthNet-S2", out / "BigEarthNet-S1"

@@ -70,11 +70,11 @@ from rsray.data.sources.bigearthnet import (
     S1_DTYPES,
     SynthInfo,
     _draw_factors,
-    _indices,
     _synth_pixels,
     _utm_wkt,
     bigearthnet_spec,
     describe_synthetic_rules,
+    plan_corruptions,
     read_band_groups,
     seeded_split,
 )
@@ -710,16 +710,7 @@ def write_synthetic_bigearthnet_v2(
     Raises:
         ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
     """
-    if not 0 < n <= _CAPACITY:
-        raise ValueError(f"n: {n} must be in 1..{_CAPACITY}")
-    corrupt = dict(corrupt or {})
-    unknown = sorted(set(corrupt) - set(_CORRUPTIONS_V2))
-    if unknown:
-        raise ValueError(f"corrupt: unknown kind(s) {unknown}; known: {sorted(_CORRUPTIONS_V2)}")
-    by_patch: dict[int, list[str]] = {}
-    for kind, value in corrupt.items():
-        for i in _indices(value, n, kind):
-            by_patch.setdefault(i, []).append(kind)
+    by_patch = plan_corruptions(corrupt, n, _CAPACITY, _CORRUPTIONS_V2)
     out = Path(out_dir)
     locations = np.random.default_rng([seed, 0xBE2]).permutation(_CAPACITY)[:n]
     s2_bands = [b for b in _ALL_S2 if include_60m or _BAND_RES[b] != 20]

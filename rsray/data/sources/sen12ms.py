@@ -60,7 +60,7 @@ from rsray.data.sources._raster import (
     read_rasters,
     write_geotiff,
 )
-from rsray.data.sources.bigearthnet import _check_fractions, _indices, seeded_split
+from rsray.data.sources.bigearthnet import _check_fractions, plan_corruptions, seeded_split
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
 
 __all__ = [
@@ -777,16 +777,7 @@ def write_synthetic_sen12ms(
     Raises:
         ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
     """
-    if not 0 < n <= _CAPACITY:
-        raise ValueError(f"n: {n} must be in 1..{_CAPACITY}")
-    corrupt = dict(corrupt or {})
-    unknown = sorted(set(corrupt) - set(_CORRUPTIONS))
-    if unknown:
-        raise ValueError(f"corrupt: unknown kind(s) {unknown}; known: {sorted(_CORRUPTIONS)}")
-    by_patch: dict[int, list[str]] = {}
-    for kind, value in corrupt.items():
-        for i in _indices(value, n, kind):
-            by_patch.setdefault(i, []).append(kind)
+    by_patch = plan_corruptions(corrupt, n, _CAPACITY, _CORRUPTIONS)
     out = Path(out_dir)
     corrupted: dict[str, list[str]] = {}
     step = max(1, n // 10)
