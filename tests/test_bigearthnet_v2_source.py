@@ -324,6 +324,28 @@ def test_missing_archive_folder(tmp_path: Path, synth):
         BigEarthNetV2(tmp_path).discover()
 
 
+def test_remote_filesystem_root(tmp_path: Path):
+    """memory:// root: metadata through fsspec/pyarrow, listings, band reads and lat/lon."""
+    import fsspec
+
+    write_synthetic_bigearthnet_v2(tmp_path, 4, seed=8, progress=False)
+    fs = fsspec.filesystem("memory")
+    fs.put(str(tmp_path) + "/", "/ben2-test/", recursive=True)
+    try:
+        remote, local = BigEarthNetV2("memory://ben2-test", num_threads=2), BigEarthNetV2(tmp_path)
+        rd, ld = remote.discover(), local.discover()
+        assert [it["groups"] for it in rd.items] == [it["groups"] for it in ld.items]
+        assert rd.items[0]["s2_dir"].startswith("memory://ben2-test/BigEarthNet-S2/")
+        assert remote.spec.synthetic
+        for r_item, l_item in zip(rd.items, ld.items, strict=True):
+            r, l_ = remote.read(r_item), local.read(l_item)
+            np.testing.assert_array_equal(r["label"], l_["label"])
+            for g in r["arrays"]:
+                np.testing.assert_array_equal(r["arrays"][g], l_["arrays"][g])
+    finally:
+        fs.rm("/ben2-test", recursive=True)
+
+
 # ------------------------------------------------------------------------------ v1 hold-out keys
 
 

@@ -335,6 +335,30 @@ def test_igbp_probability_pickle(synth, tmp_path: Path):
         SEN12MS(root, igbp_pickle=str(tmp_path / "none.pkl")).discover()
 
 
+def test_remote_filesystem_root(tmp_path: Path):
+    """A non-local fsspec root (memory://): listing, synthetic tag and reads go via fsspec."""
+    import fsspec
+
+    info = write_synthetic_sen12ms(tmp_path, 3, seed=6, progress=False,
+                                   corrupt={"missing_lc": 2})
+    fs = fsspec.filesystem("memory")
+    fs.put(str(tmp_path) + "/", "/sen12ms-test/", recursive=True)
+    try:
+        remote, local = SEN12MS("memory://sen12ms-test", num_threads=2), SEN12MS(tmp_path)
+        rd, ld = remote.discover(), local.discover()
+        assert [it["patch_id"] for it in rd.items] == [it["patch_id"] for it in ld.items]
+        assert len(rd.items) == 2 and remote.spec.synthetic
+        assert rd.rejects[0]["path"].startswith("memory://sen12ms-test/")
+        assert info.corrupted["missing_lc"][0] in rd.rejects[0]["path"]
+        for r_item, l_item in zip(rd.items, ld.items, strict=True):
+            r, l_ = remote.read(r_item), local.read(l_item)
+            np.testing.assert_array_equal(r["label"], l_["label"])
+            for g in r["arrays"]:
+                np.testing.assert_array_equal(r["arrays"][g], l_["arrays"][g])
+    finally:
+        fs.rm("/sen12ms-test", recursive=True)
+
+
 # ------------------------------------------------------------------------------ Ray
 
 

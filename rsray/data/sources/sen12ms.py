@@ -51,6 +51,7 @@ from rsray.data.sources._raster import (
     StorageOptions,
     check_same_grid,
     gdal_env,
+    get_fs,
     grid_of,
     join_url,
     list_files,
@@ -402,8 +403,9 @@ class SEN12MS:
             return False
         import rasterio
 
-        try:
-            with gdal_env(), rasterio.open(first_s2) as src:
+        fs, path = get_fs(first_s2, self.storage_options)
+        try:  # through fsspec, so that an s3:// root needs no GDAL credentials
+            with gdal_env(), fs.open(path, "rb") as f, rasterio.open(f) as src:
                 return src.tags().get(SYNTHETIC_TAG) == "1"
         except Exception:  # an unreadable file is rejected later by read(); no tag here
             return False
