@@ -661,6 +661,39 @@ def test_api_client_bbox_chunks_pages_and_errors(fake_globe: FakeGlobe, lc_rows)
         flatten_record({"pid": 1, "data": [1, 2]})
 
 
+def test_prepare_command_line_downloads_then_builds_the_source(fake_globe: FakeGlobe, lc_rows,
+                                                               tmp_path: Path):
+    from rsray.cli import build_parser
+    from rsray.data.registry import get_dataset
+
+    api = f"{fake_globe.url}/search/v1/measurement/protocol/measureddate/"
+    csv_path = tmp_path / "dl" / "lc.csv"
+    dates = sorted(r["measuredDate"] for r in lc_rows)
+    args = build_parser().parse_args([
+        "prepare", "globe", "--csv", str(csv_path), "--out", str(tmp_path / "shards"),
+        "--download", "--start", dates[0], "--end", dates[-1], "--api-root", api,
+        "--chunk-days", "10", "--photo-size", "32", "--min-photos", "4",
+        "--split-fractions", "0.6,0.4,0", "--photo-url-map", f"{GLOBE_PHOTOS}=http://mirror",
+        "--exclude-feature", "raining_snowing", "--photo-layout", "stacked"])
+    src = get_dataset("globe").source_from_args(args)
+    assert len(_read_csv(csv_path)) == len(lc_rows) and fake_globe.count("/search/") >= 1
+    assert src.photo_size == 32 and src.min_photos == 4 and src.layout == "stacked"
+    assert src.split_fractions == (0.6, 0.4, 0.0) and "raining_snowing" not in src.feature_names
+    assert src.photo_url_map == (GLOBE_PHOTOS, "http://mirror")
+    assert [m.name for m in src.spec.modalities] == ["photos", "metadata"]
+    d = src.discover()
+    assert {it["split"] for it in d.items} <= {"train", "val"}
+    for bad in (["--split-fractions", "0.5,x"], ["--photo-url-map", "nothing"]):
+        args = build_parser().parse_args(["prepare", "globe", "--csv", str(csv_path), "--out",
+                                          str(tmp_path / "s"), *bad])
+        with pytest.raises(ConfigError, match=bad[0]):
+            get_dataset("globe").source_from_args(args)
+    args = build_parser().parse_args(["prepare", "globe", "--csv", str(csv_path), "--out",
+                                      str(tmp_path / "s"), "--download"])
+    with pytest.raises(ConfigError, match="--download needs --start and --end"):
+        get_dataset("globe").source_from_args(args)
+
+
 # ------------------------------------------------------------------------------ Ray: prepare
 
 

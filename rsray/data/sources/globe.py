@@ -1382,6 +1382,8 @@ def _add_prepare_args(p: Any) -> None:
     p.add_argument("--photo-timeout", type=float, default=30.0, help="seconds per photo")
     p.add_argument("--split-by", choices=["site", "record"], default="site")
     p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--split-fractions", default="0.7,0.15,0.15", metavar="TRAIN,VAL,TEST",
+                   help="fractions of sites (or records) per split")
     p.add_argument("--exclude-feature", action="append", default=[], metavar="NAME",
                    help="leave a metadata feature out (repeatable)")
     p.add_argument("--download", action="store_true",
@@ -1410,11 +1412,19 @@ def _source_from_args(args: Any) -> GlobeObserver:
         if not sep or not old or not new:
             raise ConfigError(f"--photo-url-map {args.photo_url_map!r}: expected OLD=NEW")
         url_map = (old, new)
+    try:
+        fractions = tuple(float(v) for v in args.split_fractions.split(","))
+    except ValueError:
+        raise ConfigError(f"--split-fractions {args.split_fractions!r}: expected three numbers "
+                          "such as 0.7,0.15,0.15") from None
+    if len(fractions) != 3:
+        raise ConfigError(f"--split-fractions {args.split_fractions!r}: expected three numbers")
     return GlobeObserver(args.csv, photos_dir=args.photos_dir, cache_dir=args.cache_dir,
                          photo_size=args.photo_size, min_photos=args.min_photos,
                          layout=args.photo_layout, photo_url_map=url_map,
                          timeout=args.photo_timeout, retries=args.photo_retries,
                          split_by=args.split_by, split_seed=args.split_seed,
+                         split_fractions=(fractions[0], fractions[1], fractions[2]),
                          exclude_features=args.exclude_feature)
 
 
