@@ -834,7 +834,8 @@ def _add_prepare_args(p: Any) -> None:
     p.add_argument("--metadata", default=None,
                    help="metadata parquet (default: <root>/metadata.parquet)")
     p.add_argument("--snow-cloud-metadata", default=None,
-                   help="snow/cloud/shadow companion parquet (default: beside --root)")
+                   help="snow/cloud/shadow companion parquet (default: <root>/"
+                        "metadata_for_patches_with_snow_cloud_or_shadow.parquet)")
     p.add_argument("--include-snow-cloud", action="store_true",
                    help="also use the patches with seasonal snow, cloud or shadow")
     p.add_argument("--modalities", default="s2,s1", help="s2,s1 (default), s2 or s1")
