@@ -23,11 +23,11 @@ written (the rest reads as nodata), so a layer spanning Portugal to Finland stay
 
 Known relation to the labels (BigEarthNet twin only): every patch labelled *Inland wetlands*
 (CLC "Inland marshes"/"Peatbogs"; in the synthetic BigEarthNet twin the XOR class a3 xor b2,
-which S2 or S1 alone cannot predict) lies in a circular basin 80 m deep carved into the DEM
-over its footprint. A model given S2 + DEM can therefore learn that class without S1. The
-temperature, wind and land-cover layers carry no label signal (they use the terrain without
-the basins). For other folders (patches found from their GeoTIFFs) no layer carries label
-signal.
+which S2 or S1 alone cannot predict) lies on a lowland floor: over its footprint the DEM is
+15-25 m (a shallow bowl), while the terrain elsewhere never drops below 100 m. A model given
+S2 + DEM can therefore learn that class without S1. The temperature, wind and land-cover
+layers carry no label signal (they use the terrain without the lowlands). For other folders
+(patches found from their GeoTIFFs) no layer carries label signal.
 """
 
 from __future__ import annotations
@@ -71,8 +71,11 @@ LANDCOVER_CODES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 80)
 """ESA WorldCover codes used: tree cover, shrubland, grassland, cropland, built-up, bare,
 permanent water."""
 SIGNAL_LABELS: tuple[str, ...] = ("Inland marshes", "Peatbogs")
-"""CLC level-3 names (BigEarthNet 19-class *Inland wetlands*) whose patches get a DEM basin."""
-BASIN_DEPTH_M = 80.0
+"""CLC level-3 names (BigEarthNet 19-class *Inland wetlands*) whose patches lie on a lowland."""
+LOWLAND_M = (15.0, 25.0)
+"""DEM over a signal patch: from the centre to the corners of its footprint (metres)."""
+TERRAIN_MIN_M = 100.0
+"""The terrain elsewhere never drops below this."""
 DEM_NODATA = -32768.0
 CLIMATE_NODATA = -9999.0
 BLOCK = 128
@@ -86,7 +89,7 @@ class Footprint:
     crs: str
     bounds: tuple[float, float, float, float]
     signal: bool = False
-    """The patch carries the label the DEM encodes (a basin is carved under it)."""
+    """The patch carries the label the DEM encodes (it lies on a lowland floor)."""
 
 
 @dataclass
@@ -98,7 +101,7 @@ class CovariateSynthInfo:
     """Layer name -> GeoTIFF path."""
     footprints: int
     signal_patches: int
-    """Patches with the DEM basin (0 when the folder is not a BigEarthNet twin)."""
+    """Patches on a DEM lowland (0 when the folder is not a BigEarthNet twin)."""
     source: str
     """How the footprints were found (``bigearthnet jsons`` or ``GeoTIFF headers``)."""
     prepare_flags: list[str] = field(default_factory=list)
@@ -198,13 +201,13 @@ class SyntheticFields:
         self.p = np.random.default_rng([seed, 0xC0A]).uniform(0, 2 * np.pi, size=16)
 
     def elevation(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        """Terrain height in metres (>= 0), waves of about 700, 60, 15 and 3 km."""
+        """Terrain height in metres (>= :data:`TERRAIN_MIN_M`), waves of ~700, 60, 15, 3 km."""
         p, tau = self.p, 2 * np.pi
-        e = (380 + 320 * np.sin(tau * lon / 9 + p[0]) * np.cos(tau * lat / 7 + p[1])
+        e = (640 + 320 * np.sin(tau * lon / 9 + p[0]) * np.cos(tau * lat / 7 + p[1])
              + 140 * np.sin(tau * (0.8 * lon + 0.6 * lat) / 0.7 + p[2])
              + 60 * np.sin(tau * lon / 0.23 + p[3]) * np.sin(tau * lat / 0.17 + p[4])
              + 12 * np.sin(tau * lon / 0.05 + p[5]) * np.cos(tau * lat / 0.037 + p[6]))
-        return np.maximum(e, 0.0)
+        return np.maximum(e, TERRAIN_MIN_M)
 
     def temperature(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Mean air temperature (deg C) from latitude, elevation and a west-east wave.
@@ -230,7 +233,7 @@ class SyntheticFields:
         code = np.full(lon.shape, 20, dtype=np.uint8)          # shrubland
         code[moist < 0.3] = 30                                 # grassland
         code[tex < 0.35] = 40                                  # cropland
-        code[(elev > 600) | ((moist > 0.6) & (tex > 0.5))] = 10  # tree cover
+        code[(elev > 850) | ((moist > 0.6) & (tex > 0.5))] = 10  # tree cover
         code[tex > 0.96] = 50                                  # built-up
         code[elev > 1100] = 60                                 # bare
         code[moist > 0.93] = 80                                # permanent water
@@ -242,10 +245,10 @@ def _crs(wkt: str) -> CRS:
     return CRS.from_wkt(wkt)
 
 
-def _basins(xs: np.ndarray, ys: np.ndarray, crs: CRS, boxes: Sequence[tuple[float, ...]],
-            fps: Sequence[Footprint]) -> np.ndarray:
-    """Depth (m, >= 0) of the basins of the ``signal`` footprints at layer points ``xs, ys``."""
-    depth = np.zeros(xs.shape, dtype=np.float64)
+def _lowlands(xs: np.ndarray, ys: np.ndarray, crs: CRS, boxes: Sequence[tuple[float, ...]],
+              fps: Sequence[Footprint]) -> np.ndarray:
+    """Lowland floor (m) of the ``signal`` footprints at layer points ``xs, ys``; NaN outside."""
+    floor = np.full(xs.shape, np.nan, dtype=np.float64)
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     for box, fp in zip(boxes, fps, strict=True):
         if not fp.signal or box[2] < x0 or box[0] > x1 or box[3] < y0 or box[1] > y1:
@@ -253,10 +256,12 @@ def _basins(xs: np.ndarray, ys: np.ndarray, crs: CRS, boxes: Sequence[tuple[floa
         px, py = transform(crs, _crs(fp.crs), xs.ravel(), ys.ravel())
         px, py = np.asarray(px).reshape(xs.shape), np.asarray(py).reshape(xs.shape)
         left, bottom, right, top = fp.bounds
-        r2 = (((px - (left + right) / 2) / ((right - left) / 2)) ** 2
-              + ((py - (bottom + top) / 2) / ((top - bottom) / 2)) ** 2)
-        depth = np.maximum(depth, BASIN_DEPTH_M * np.clip(1 - r2, 0, None))
-    return depth
+        u = (px - (left + right) / 2) / ((right - left) / 2)
+        v = (py - (bottom + top) / 2) / ((top - bottom) / 2)
+        inside = (np.abs(u) <= 1) & (np.abs(v) <= 1)
+        lo, hi = LOWLAND_M
+        floor = np.where(inside, lo + (hi - lo) * (u * u + v * v) / 2, floor)
+    return floor
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +377,8 @@ def write_synthetic_covariates(
     merc = CRS.from_epsg(3857)
 
     def dem(xs: np.ndarray, ys: np.ndarray, boxes: Sequence[tuple[float, ...]]) -> np.ndarray:
-        return fields.elevation(xs, ys) - _basins(xs, ys, geo, boxes, fps)
+        floor = _lowlands(xs, ys, geo, boxes, fps)
+        return np.where(np.isnan(floor), fields.elevation(xs, ys), floor)
 
     def climate(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], crs: CRS) -> Callable[
             [np.ndarray, np.ndarray, Sequence[tuple[float, ...]]], np.ndarray]:
@@ -406,7 +412,7 @@ def write_synthetic_covariates(
         "SYNTHETIC covariate layers - not real elevation, climate or land cover.\n\n"
         f"Written by rsray.data.synth_covariates.write_synthetic_covariates(like={str(like)!r}, "
         f"seed={seed}) for {len(fps)} patch footprints (from {how}); {signal} patch(es) "
-        "carry the DEM basin.\n\n" + describe_synthetic_covariates()
+        "lie on a DEM lowland.\n\n" + describe_synthetic_covariates()
         + "\n\nrsray prepare flags:\n  " + " ".join(flags) + "\n", encoding="utf-8")
     return info
 
@@ -415,9 +421,10 @@ def describe_synthetic_covariates() -> str:
     """The rules of the synthetic layers, including their relation to the labels."""
     return (
         "dem.tif (EPSG:4326, 3 arc-sec, m): terrain waves of ~700/60/15/3 km; every patch "
-        f"labelled Inland wetlands ({' or '.join(SIGNAL_LABELS)}) lies in a circular basin "
-        f"{BASIN_DEPTH_M:.0f} m deep filling its footprint (the label signal: in the synthetic "
-        "BigEarthNet twin that class is S2 a3 XOR S1 b2, so S2 + DEM predicts it without S1).\n"
+        f"labelled Inland wetlands ({' or '.join(SIGNAL_LABELS)}) lies on a lowland floor of "
+        f"{LOWLAND_M[0]:.0f}-{LOWLAND_M[1]:.0f} m over its footprint, while the terrain elsewhere "
+        f"stays above {TERRAIN_MIN_M:.0f} m (the label signal: in the synthetic BigEarthNet twin "
+        "that class is S2 a3 XOR S1 b2, so S2 + DEM predicts it without S1).\n"
         "temperature.tif (EPSG:3035 in Europe, else EPSG:8857; 1 km, deg C): 30 - 0.55 "
         "(|lat| - 15 if positive) - 6.5 K/km x elevation + a west-east wave; no label signal.\n"
         "wind.tif (same grid, m/s): rises with elevation and |latitude|; no label signal.\n"
