@@ -2,7 +2,7 @@
 
 One Ray head (localhost, own temp dir, free ports, token auth, metrics export) and, when
 installed, one real Prometheus scraping it through Ray's service-discovery file. A short tuning
-job (2 trials x 1 epoch x 2 workers, rsray's real training path) is submitted with
+job (1 trial x 1 epoch x 2 workers, rsray's real training path) is submitted with
 ``rsray submit`` while a fake AWS secret is planted in the head's and the client's
 environment. Then:
 
@@ -167,7 +167,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, synthetic_shards: str):
                 env, address, "--working-dir", str(REPO), "--submission-id", job_id,
                 "--timeout", "540", "--",
                 "python", "jobs/tune_progressive.py", "--smoke-test", "--data", synthetic_shards,
-                "--storage-path", str(results), "--name", "live-ops", "--num-samples", "2",
+                "--storage-path", str(results), "--name", "live-ops", "--num-samples", "1",
                 "--max-epochs", "1",
                 "--num-workers", "2", "--set", "scaling.cpus_per_worker=0.5")
             if "No available agent" not in submit.stderr + submit.stdout:
