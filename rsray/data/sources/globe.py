@@ -899,7 +899,7 @@ _MUC_ENTRIES: tuple[tuple[str, str, str], ...] = (
     ("93", "", "Urban, Roads and Parking"),
 )
 _TREE_TYPES = ("none", "evergreen", "deciduous")
-_TREE_P = (0.3, 0.3, 0.4)
+_TREE_P = (0.25, 0.15, 0.6)
 _VISIBLE_P = 0.5
 _SNOW_VISIBLE_P = 0.4
 _SNOW_T0 = 33.0
@@ -917,10 +917,12 @@ def describe_synthetic_rules() -> str:
 
 Sites: {_RECORDS_PER_SITE} consecutive records per site; each site lies in one of
 {len(_REGIONS)} countries' latitude/longitude/elevation boxes (20 % of sites have an empty
-country, as many real records do) and has a tree type: none ({_TREE_P[0]:.0%}), evergreen
-({_TREE_P[1]:.0%}) or deciduous ({_TREE_P[2]:.0%}). Records: measured 2021-2023 on a uniformly
-drawn day, 07-18 h local solar time. About {_SITE_DEFINITION_P:.0%} of sites also have one
-'GLOBE Data Entry Site Definition' row (no photos, empty labels) that prepare must reject.
+country, as many real records do). Records: measured 2021-2023 on a uniformly drawn day,
+07-18 h local solar time; each record's view has a tree type: none ({_TREE_P[0]:.0%}),
+evergreen ({_TREE_P[1]:.0%}) or deciduous ({_TREE_P[2]:.0%}), drawn per record (not per site,
+so that a model cannot learn it from where the site is). About {_SITE_DEFINITION_P:.0%} of
+sites also have one 'GLOBE Data Entry Site Definition' row (no photos, empty labels) that
+prepare must reject.
 
 winterness w = cos(2 pi (doy - 15) / 365.25) * sign(lat) * min(|lat| / 30, 1) (a metadata
 feature; +1 in mid-winter away from the tropics, -1 in mid-summer).
@@ -935,7 +937,7 @@ snow_ice: each record is 'visible' with probability {_VISIBLE_P:.0%}.
   Photos alone solve only visible records, metadata alone only dark ones; together, all.
 
 leaves_on_trees: the horizontal photos (N/S/E/W; trees stand on the horizon in 2-4 of them)
-show the site's tree type: evergreen = dark-green cones, deciduous = round grey-brown crowns
+show the record's tree type: evergreen = dark-green cones, deciduous = round grey-brown crowns
 drawn the SAME in every season, none = open land (buildings may appear anywhere).
   * none -> False; evergreen -> True;
   * deciduous -> True iff w + N(0, 0.1) < 0.2 (growing season), which only the metadata tells.
@@ -974,7 +976,6 @@ class _Site:
     lat: float
     lon: float
     elevation: float
-    tree_type: str
     user_id: int
     organization_id: int
     definition: bool
@@ -997,10 +998,9 @@ def _site(seed: int, s: int) -> _Site:
     elevation = float(e0 + (e1 - e0) * rng.random() ** 1.6)
     if rng.random() < 0.2:
         name, code = "", ""
-    tree = _TREE_TYPES[int(rng.choice(3, p=_TREE_P))]
     return _Site(index=s, site_id=300_000 + s, name=_mgrs_like(lat, lon, rng), country=name,
                  code=code, lat=round(lat, 6), lon=round(lon, 6), elevation=round(elevation, 1),
-                 tree_type=tree, user_id=int(rng.integers(10_000_000, 99_999_999)),
+                 user_id=int(rng.integers(10_000_000, 99_999_999)),
                  organization_id=int(rng.integers(1_000_000, 99_999_999)),
                  definition=bool(rng.random() < _SITE_DEFINITION_P))
 
@@ -1203,8 +1203,8 @@ def write_synthetic_globe(
         visible = bool(rng.random() < _VISIBLE_P)
         snow = bool(rng.random() < _SNOW_VISIBLE_P) if visible else snow_meta
         season_draw = w + float(rng.normal(0, 0.1))
-        leaves = {"none": False, "evergreen": True,
-                  "deciduous": season_draw < 0.2}[site.tree_type]
+        tree_type = _TREE_TYPES[int(rng.choice(3, p=_TREE_P))]
+        leaves = {"none": False, "evergreen": True, "deciduous": season_draw < 0.2}[tree_type]
         land_cover_id = 500_000 + 2 * i
         patch_id = f"globe-{land_cover_id}"
         kinds = by_record.get(i, [])
@@ -1217,7 +1217,7 @@ def write_synthetic_globe(
 
         # photos
         tree_dirs = set()
-        if site.tree_type != "none":
+        if tree_type != "none":
             k = int(rng.integers(2, 5))
             tree_dirs = set(rng.choice(HORIZONTAL, size=k, replace=False).tolist())
         urls: dict[str, str] = {}
@@ -1228,7 +1228,7 @@ def write_synthetic_globe(
                 img = _down_photo(rng, height, width, visible, snow)
             else:
                 img = _horizontal_photo(rng, height, width,
-                                        site.tree_type if d in tree_dirs else None)
+                                        tree_type if d in tree_dirs else None)
             photo_id = 5_000_000 + 6 * i + k_dir
             rel = f"{day:%Y/%m/%d}/{photo_id}/original.jpg"
             data = _jpeg(img)
@@ -1302,7 +1302,7 @@ def write_synthetic_globe(
         if "malformed_row" in kinds:
             malformed_ids.append(land_cover_id)
         rows.append(row)
-        latent.append({"patch_id": patch_id, "visible": visible, "tree_type": site.tree_type,
+        latent.append({"patch_id": patch_id, "visible": visible, "tree_type": tree_type,
                        "winterness": w, "snow": snow, "leaves": leaves,
                        "snow_by_metadata": snow_meta, "site": site.site_id})
         if progress and ((i + 1) % step == 0 or i + 1 == n):
