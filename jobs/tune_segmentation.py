@@ -22,7 +22,7 @@ from rsray.tune.run import tune_fusion
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "flair2_lfdlm.yaml")
 SMOKE = {
     "model.name": "test_lf_dlm", "tune.space": "segmentation_smoke", "tune.num_samples": 3,
-    "train.max_epochs": 2, "data.batch_size": 8, "data.image_size": 64,
+    "train.max_epochs": 2, "tune.grace_period": 1, "data.batch_size": 8, "data.image_size": 64,
     # synthetic tiles are 64 px but cover 102.4 m (10 S2 px) like the real 512 px ones
     "model.params.crop_size": 10, "tune.name": "tune-segmentation-smoke",
     "scaling.num_workers": 1, "scaling.cpus_per_worker": 1, "train.log_every_n_steps": 1000,

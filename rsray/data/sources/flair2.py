@@ -510,10 +510,12 @@ class FLAIR2:
             else:
                 splits.append("test")
         zone_dates: dict[str, list[dt.date] | None] = {}
+        n_zones = 0
         for split in splits:
             aerial_root = str(folders[("aerial", split)])
             for domain in _subdirs(aerial_root):
                 for zone in _subdirs(os.path.join(aerial_root, domain)):
+                    n_zones += 1
                     items += self._zone_items(split, domain, zone, folders, centroids,
                                               zone_dates, rejects)
         items, dup_rejects = _drop_duplicates(items)
@@ -537,7 +539,7 @@ class FLAIR2:
             **split_info,
             "counts": {s: counts.get(s, 0) for s in ("train", "val", "test")},
             "domains": len({it["domain"] for it in items}),
-            "zones": len(zone_dates),
+            "zones": n_zones,
             "patch_size": self.patch_size,
             "sat_patch_size": self.sat_patch_size,
             "series_max_len": max_len,
