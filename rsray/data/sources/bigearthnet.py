@@ -26,7 +26,7 @@ import importlib.util
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -79,6 +79,7 @@ __all__ = [
     "plan_corruptions",
     "read_band_groups",
     "seeded_split",
+    "synth_patches",
     "write_synthetic_bigearthnet",
 ]
 
@@ -1072,6 +1073,28 @@ def _hhmmss(t: str) -> str:
     return f"{t[0:2]}:{t[2:4]}:{t[4:6]}"
 
 
+def synth_patches(
+    n: int, seed: int, stream: int = 1, layout_salt: int = 0xBE
+) -> Iterator[tuple[int, _Acquisition, int, int, list[str], dict[str, np.ndarray],
+                    dict[str, np.ndarray], np.random.Generator]]:
+    """The synthetic twin's patches one by one (shared by the v1 and v2 writers).
+
+    Yields ``(i, acquisition, col, row, 43-class label names, S2 bands, S1 bands, rng)``:
+    locations are a permutation (seeded by ``seed`` and ``layout_salt``) of the 40,500 grid
+    cells; patch ``i``'s pixels and labels come from ``rng = default_rng([seed, i, stream])``,
+    which the caller may keep drawing from.
+    """
+    locations = np.random.default_rng([seed, layout_salt]).permutation(_CAPACITY)[:n]
+    for i in range(n):
+        loc = int(locations[i])
+        acq = _ACQUISITIONS[loc // (_GRID * _GRID)]
+        col, row = (loc % (_GRID * _GRID)) // _GRID, loc % _GRID
+        rng = np.random.default_rng([seed, i, stream])
+        factors, labels = _draw_factors(rng)
+        s2_px, s1_px = _synth_pixels(rng, factors)
+        yield i, acq, col, row, labels, s2_px, s1_px, rng
+
+
 def write_synthetic_bigearthnet(
     out_dir: str | Path,
     n: int,
@@ -1114,19 +1137,12 @@ def write_synthetic_bigearthnet(
     s2_root, s1_root = out / "BigEarthNet-S2", out / "BigEarthNet-S1"
     s2_root.mkdir(parents=True, exist_ok=True)
     s1_root.mkdir(parents=True, exist_ok=True)
-    locations = np.random.default_rng([seed, 0xBE]).permutation(_CAPACITY)[:n]
     s2_bands = [b for b in _ALL_S2 if include_60m or _BAND_RES[b] != 20]
     corrupted: dict[str, list[str]] = {}
     step = max(1, n // 10)
 
     with gdal_env():
-        for i in range(n):
-            loc = int(locations[i])
-            acq = _ACQUISITIONS[loc // (_GRID * _GRID)]
-            col, row = (loc % (_GRID * _GRID)) // _GRID, loc % _GRID
-            rng = np.random.default_rng([seed, i, 1])
-            factors, labels = _draw_factors(rng)
-            s2_px, s1_px = _synth_pixels(rng, factors)
+        for i, acq, col, row, labels, s2_px, s1_px, _ in synth_patches(n, seed):
             kinds = by_patch.get(i, [])
             _write_patch(s2_root, s1_root, acq, col, row, labels, s2_px, s1_px, s2_bands,
                          kinds, corrupted)

@@ -59,24 +59,21 @@ from rsray.data.sources._raster import (
     write_geotiff,
 )
 from rsray.data.sources.bigearthnet import (
-    _ACQUISITIONS,
     _ALL_S2,
     _BAND_RES,
     _CAPACITY,
-    _GRID,
     BIGEARTHNET_19_CLASSES,
     CLC43_CODES,
     CLC43_TO_19,
     S1_DTYPES,
     SynthInfo,
-    _draw_factors,
-    _synth_pixels,
     _utm_wkt,
     bigearthnet_spec,
     describe_synthetic_rules,
     plan_corruptions,
     read_band_groups,
     seeded_split,
+    synth_patches,
 )
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
 
@@ -712,20 +709,14 @@ def write_synthetic_bigearthnet_v2(
     """
     by_patch = plan_corruptions(corrupt, n, _CAPACITY, _CORRUPTIONS_V2)
     out = Path(out_dir)
-    locations = np.random.default_rng([seed, 0xBE2]).permutation(_CAPACITY)[:n]
     s2_bands = [b for b in _ALL_S2 if include_60m or _BAND_RES[b] != 20]
     rows: list[dict[str, Any]] = []
     snow_rows: list[dict[str, Any]] = []
     corrupted: dict[str, list[str]] = {}
     step = max(1, n // 10)
     with gdal_env():
-        for i in range(n):
-            loc = int(locations[i])
-            acq = _ACQUISITIONS[loc // (_GRID * _GRID)]
-            col, row = (loc % (_GRID * _GRID)) // _GRID, loc % _GRID
-            rng = np.random.default_rng([seed, i, 2])
-            factors, names43 = _draw_factors(rng)
-            s2_px, s1_px = _synth_pixels(rng, factors)
+        for i, acq, col, row, names43, s2_px, s1_px, rng in synth_patches(
+                n, seed, stream=2, layout_salt=0xBE2):
             date, hms = acq.s2_time.split("T")
             patch_id = (f"{acq.s2_sat}_MSIL2A_{date}T{hms.zfill(6)}_N9999_{acq.orbit}_"
                         f"T{acq.tile}_{col:02d}_{row:02d}")
