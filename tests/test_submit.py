@@ -71,6 +71,26 @@ def test_cli_unreachable_cluster_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "cannot reach the Ray Jobs API" in err
 
 
+def test_explicit_address_wins_over_environment(monkeypatch):
+    seen = {}
+
+    class FakeClient:
+        def __init__(self, address, headers):
+            seen["address"] = address
+            seen["env"] = {k: os.environ.get(k) for k in ("RAY_ADDRESS",
+                                                          "RAY_API_SERVER_ADDRESS")}
+
+    import ray.job_submission
+
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", FakeClient)
+    monkeypatch.setenv("RAY_ADDRESS", "10.9.9.9:6379")
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://10.9.9.9:8265")
+    sm._client("http://127.0.0.1:8265")
+    assert seen == {"address": "http://127.0.0.1:8265",
+                    "env": {"RAY_ADDRESS": None, "RAY_API_SERVER_ADDRESS": None}}
+    assert os.environ["RAY_ADDRESS"] == "10.9.9.9:6379"  # restored
+
+
 def test_tune_no_longer_copies_aws_credentials(monkeypatch):
     from ray.tune.execution import class_cache
 

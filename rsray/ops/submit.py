@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shlex
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -81,11 +82,27 @@ def build_runtime_env(working_dir: str | Path, *, excludes: Sequence[str] = (),
     return runtime_env
 
 
+@contextlib.contextmanager
+def _explicit_address() -> Iterator[None]:
+    """Hide ``RAY_API_SERVER_ADDRESS`` and ``RAY_ADDRESS`` while the client is built.
+
+    Ray's SDK lets them override the address it is given, so a stale variable would send the
+    job to another cluster.
+    """
+    saved = {k: os.environ.pop(k) for k in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+             if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def _client(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
     try:
-        return JobSubmissionClient(address, headers=auth_headers())
+        with _explicit_address():
+            return JobSubmissionClient(address, headers=auth_headers())
     except (ConnectionError, RuntimeError) as exc:
         raise JobSubmitError(f"{address}: cannot reach the Ray Jobs API ({exc}); is the "
                              "dashboard forwarded (`ray dashboard cluster.yaml`)?") from None
