@@ -23,9 +23,9 @@ from rsray.data.sources.bigearthnet import (
     bigearthnet_spec,
     describe_synthetic_rules,
     labels_to_multihot,
-    seeded_split,
     write_synthetic_bigearthnet,
 )
+from rsray.data.splits import seeded_split
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError
 
 S2_RE = re.compile(r"^S2[AB]_MSIL2A_\d{8}T\d{5,6}_(\d{1,2})_(\d{1,2})$")

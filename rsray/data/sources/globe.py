@@ -75,8 +75,8 @@ from rsray.data.sources._raster import (
     normalise_root,
     read_bytes,
 )
-from rsray.data.sources.bigearthnet import seeded_split
 from rsray.data.sources.globe_api import LC_COLUMNS, write_lc_csv
+from rsray.data.splits import seeded_split
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
 
 __all__ = [

@@ -61,7 +61,8 @@ from rsray.data.sources._raster import (
     read_rasters,
     write_geotiff,
 )
-from rsray.data.sources.bigearthnet import _check_fractions, plan_corruptions, seeded_split
+from rsray.data.sources._synth import plan_corruptions, truncate_file
+from rsray.data.splits import check_fractions, seeded_split
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
 
 __all__ = [
@@ -327,7 +328,7 @@ class SEN12MS:
         self.all_s2_bands = bool(all_s2_bands)
         self.split_mode = splits
         self.split_seed = int(split_seed)
-        self.split_fractions = _check_fractions(split_fractions)
+        self.split_fractions = check_fractions(split_fractions)
         self.s1_nan = s1_nan
         self.igbp_pickle = igbp_pickle
         self.synthetic_override = synthetic
@@ -838,7 +839,7 @@ def _write_triplet(out: Path, roi: str, scene: int, patch: int, epsg: int, ulx: 
     write_geotiff(paths["s1"], s1, crs, s1_ulx, uly, 10.0, tags=tags)
     write_geotiff(paths["lc"], lc, lc_crs, ulx, uly, 10.0, tags=tags)
     if "truncated" in kinds:
-        paths["s2"].write_bytes(paths["s2"].read_bytes()[: paths["s2"].stat().st_size // 2])
+        truncate_file(paths["s2"])
     if "missing_s1" in kinds:
         paths["s1"].unlink()
     if "missing_lc" in kinds:
