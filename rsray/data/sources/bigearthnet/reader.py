@@ -684,7 +684,8 @@ def read_band_groups(
     """Read, validate and stack BigEarthNet's single-band files (v1 and v2 layouts).
 
     Args:
-        groups: ``(band group, folder, file stem)``; band ``b`` is ``<folder>/<stem>_<b>.tif``.
+        groups: ``(band group, folder, file stem)``; band ``b`` is ``<folder>/<stem>_<b>.tif``
+            or, as some reBEN copies name them, ``.tiff`` (both are accepted, also mixed).
             The group called ``s1`` holds float32 dB, the others uint16. The first band read
             (S2 B02, or S1 VV without S2) is the reference grid of the patch.
         storage_options: fsspec options for remote folders.
@@ -698,8 +699,8 @@ def read_band_groups(
             or shape, NaN/inf in a float band, CRS or bounds (> 1 m) differing from the
             reference band; S1 values that do not fit ``s1_dtype``.
     """
-    urls = [join_url(d, f"{stem}_{b}.tif") for g, d, stem in groups for b in g.bands]
-    bands = iter(read_bands(urls, storage_options))
+    urls = [join_url(d, f"{stem}_{b}") for g, d, stem in groups for b in g.bands]
+    bands = iter(_read_tif_or_tiff(urls, storage_options))
     ref: Band | None = None
     ref_name = ""
     arrays: dict[str, np.ndarray] = {}
@@ -732,6 +733,42 @@ def read_band_groups(
     if ref is None:
         raise ValueError("read_band_groups: no band to read")
     return arrays, ref
+
+
+BAND_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
+"""File name endings of a band GeoTIFF, in the order they are looked for."""
+
+
+def _read_tif_or_tiff(stems: Sequence[str], storage_options: StorageOptions) -> list[Band]:
+    """Read ``<stem>.tif`` for every stem, falling back to ``<stem>.tiff`` where it is missing.
+
+    Once a folder's band is found as ``.tiff``, that folder's later bands are looked for as
+    ``.tiff`` first (a folder normally uses one ending), so a ``.tiff`` patch costs one retry.
+
+    Raises:
+        PatchError: naming the ``.tif`` path when a band exists under neither name, or the
+            first other fault :func:`read_bands` finds.
+    """
+    ext = [0] * len(stems)  # index into BAND_EXTENSIONS per stem
+    tried: list[set[int]] = [set() for _ in stems]
+    while True:
+        urls = [s + BAND_EXTENSIONS[e] for s, e in zip(stems, ext, strict=True)]
+        try:
+            return read_bands(urls, storage_options)
+        except PatchError as exc:
+            if exc.reason != "missing band file" or exc.path not in urls:
+                raise
+            i = urls.index(exc.path)
+            tried[i].add(ext[i])
+            left = [e for e in range(len(BAND_EXTENSIONS)) if e not in tried[i]]
+            if not left:
+                raise PatchError(stems[i] + BAND_EXTENSIONS[0], "missing band file (no "
+                                 + " or ".join(BAND_EXTENSIONS) + ")") from None
+            ext[i] = left[0]
+            folder = stems[i].rsplit("/", 1)[0]
+            for j in range(i + 1, len(stems)):
+                if not tried[j] and stems[j].rsplit("/", 1)[0] == folder:
+                    ext[j] = ext[i]
 
 
 def _tile_of(s1_name: str) -> str:
