@@ -14,7 +14,9 @@ import rasterio
 
 from rsray.data.sources.flair2 import (
     AERIAL_BANDS,
+    BASELINE_CLOUD_THRESHOLD,
     CENTROIDS_NAME,
+    CLOUD_THRESHOLD,
     FLAIR2,
     FLAIR2_CLASSES,
     S2_BANDS,
@@ -118,6 +120,28 @@ def test_parse_products(tmp_path: Path):
         parse_products(str(p))
     with pytest.raises(PatchError, match="products file missing"):
         parse_products(str(tmp_path / "none.txt"))
+
+
+def test_cloud_threshold_is_the_papers_probability_half(tmp_path: Path):
+    """Issue 10: the LF-DLM paper's threshold (probability 0.5) is the default; the FLAIR #2
+    baseline's 60 is the documented alternative."""
+    assert CLOUD_THRESHOLD == 50 and BASELINE_CLOUD_THRESHOLD == 60
+    assert FLAIR2(tmp_path).cloud_threshold == 50
+    assert FLAIR2(tmp_path, cloud_threshold=BASELINE_CLOUD_THRESHOLD).cloud_threshold == 60
+    masks = np.zeros((2, 2, 10, 10), dtype=np.uint8)
+    masks[0, 1, :6] = 55            # 60 % of pixels at probability 0.55
+    masks[1, 1, :6] = 49            # ... and at 0.49
+    np.testing.assert_allclose(cloud_shares(masks), [0.6, 0.0])  # default: 0.5
+    np.testing.assert_allclose(cloud_shares(masks, BASELINE_CLOUD_THRESHOLD), [0.0, 0.0])
+    import argparse
+
+    from rsray.data.registry import add_common_prepare_args, get_dataset
+
+    p = argparse.ArgumentParser()
+    get_dataset("flair2").add_prepare_args(p)
+    add_common_prepare_args(p)
+    args = p.parse_args(["--root", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert args.cloud_threshold == 50
 
 
 def test_cloud_shares_select_dates_and_fallback():

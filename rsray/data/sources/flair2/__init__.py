@@ -11,7 +11,9 @@ from typing import Any
 from rsray.data.registry import DatasetEntry, register_dataset
 from rsray.data.sources.flair2.reader import (
     AERIAL_BANDS,
+    BASELINE_CLOUD_THRESHOLD,
     CENTROIDS_NAME,
+    CLOUD_THRESHOLD,
     CODE_NAMES,
     FLAIR2,
     FLAIR2_CLASSES,
@@ -43,7 +45,9 @@ SYNTH_CLI_SAT = 16
 
 __all__ = [
     "AERIAL_BANDS",
+    "BASELINE_CLOUD_THRESHOLD",
     "CENTROIDS_NAME",
+    "CLOUD_THRESHOLD",
     "CODE_NAMES",
     "FLAIR2",
     "FLAIR2_CLASSES",
@@ -72,8 +76,10 @@ def _add_prepare_args(p: Any) -> None:
     p.add_argument("--patch-size", type=int, default=None,
                    help="aerial tile size in px (default 512; synthetic: its stamp)")
     p.add_argument("--no-cloud-filter", action="store_true", help="keep cloudy dates")
-    p.add_argument("--cloud-threshold", type=int, default=60,
-                   help="probability (0-100) from which a pixel is cloud/snow")
+    p.add_argument("--cloud-threshold", type=int, default=CLOUD_THRESHOLD,
+                   help="probability (0-100) from which a pixel is cloud/snow: 50 as the LF-DLM "
+                        f"paper (0.5); {BASELINE_CLOUD_THRESHOLD} reproduces the FLAIR #2 "
+                        "baseline code")
     p.add_argument("--max-cloud-share", type=float, default=0.5,
                    help="a date is kept when its cloud/snow share of the crop is below this")
     p.add_argument("--fallback-dates", type=int, default=2,

@@ -52,7 +52,9 @@ from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayErr
 
 __all__ = [
     "AERIAL_BANDS",
+    "BASELINE_CLOUD_THRESHOLD",
     "CENTROIDS_NAME",
+    "CLOUD_THRESHOLD",
     "CODE_NAMES",
     "FLAIR2",
     "FLAIR2_CLASSES",
@@ -190,7 +192,14 @@ def parse_products(path: str) -> list[dt.date]:
     return dates
 
 
-def cloud_shares(masks: np.ndarray, threshold: int = 60) -> np.ndarray:
+CLOUD_THRESHOLD = 50
+"""Default snow/cloud probability (0-100) from which a pixel is cloudy: 0.5, as the LF-DLM
+paper states it ("a specific probability threshold (set to 0.5 in our experiments)")."""
+BASELINE_CLOUD_THRESHOLD = 60
+"""The FLAIR #2 baseline code's value (``--cloud-threshold 60`` reproduces the baseline)."""
+
+
+def cloud_shares(masks: np.ndarray, threshold: int = CLOUD_THRESHOLD) -> np.ndarray:
     """Per date, the share of pixels whose snow *or* cloud probability is ``>= threshold``.
 
     ``masks`` is ``(T, 2, h, w)`` (channel 0 snow, 1 cloud, 0-100). The FLAIR #2 baseline adds
@@ -336,7 +345,7 @@ class FLAIR2:
         sat_patch_size: int | None = None,
         patch_size: int | None = None,
         filter_clouds: bool = True,
-        cloud_threshold: int = 60,
+        cloud_threshold: int = CLOUD_THRESHOLD,
         max_cloud_share: float = 0.5,
         fallback_dates: int = 2,
         monthly_average: bool = True,
@@ -357,7 +366,8 @@ class FLAIR2:
             patch_size: aerial/label pixels per side; ``None``: the synthetic stamp's value,
                 else 512. Tiles of another size are rejected.
             filter_clouds: drop dates whose cloud/snow share in the crop is too high.
-            cloud_threshold: probability (0-100) from which a pixel counts as cloud or snow.
+            cloud_threshold: probability (0-100) from which a pixel counts as cloud or snow:
+                50 (the LF-DLM paper's 0.5) by default, 60 in the FLAIR #2 baseline code.
             max_cloud_share: a date is kept when its share of such pixels is below this.
             fallback_dates: dates kept (least cloudy first) when every date is cloudy.
             monthly_average: average the kept dates per calendar month (so T <= 12);
