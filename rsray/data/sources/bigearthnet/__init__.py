@@ -25,6 +25,7 @@ from rsray.data.sources.bigearthnet.reader import (
     read_band_groups,
 )
 from rsray.data.sources.bigearthnet.synth import (
+    CORRUPTIONS,
     SynthInfo,
     describe_synthetic_rules,
     synth_patches,
@@ -77,4 +78,7 @@ register_dataset(DatasetEntry(
                                                str(raw / "BigEarthNet-S1")),
     describe_synthetic=describe_synthetic_rules,
     default_modalities=("s2", "s1"),
+    corruptions=tuple(CORRUPTIONS),
+    write_corrupted=lambda out, n, seed, corrupt: write_synthetic_bigearthnet(
+        out, n, seed=seed, corrupt=corrupt, progress=False),
 ))

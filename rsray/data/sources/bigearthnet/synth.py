@@ -131,7 +131,7 @@ _DISTRACTORS = ("Road and rail networks and associated land", "Airports", "Bare 
                 "Sport and leisure facilities", "Intertidal flats")
 _DISTRACTOR_P = 0.25
 
-_CORRUPTIONS: dict[str, str] = {
+CORRUPTIONS: dict[str, str] = {
     "missing_band": "S2 B05 file deleted",
     "truncated": "S2 B02 file cut to half its size",
     "wrong_shape": "S2 B05 written 120 x 120 instead of 60 x 60",
@@ -354,7 +354,7 @@ def write_synthetic_bigearthnet(
     Raises:
         ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
     """
-    by_patch = plan_corruptions(corrupt, n, CAPACITY, _CORRUPTIONS)
+    by_patch = plan_corruptions(corrupt, n, CAPACITY, CORRUPTIONS)
 
     out = Path(out_dir)
     s2_root, s1_root = out / "BigEarthNet-S2", out / "BigEarthNet-S1"

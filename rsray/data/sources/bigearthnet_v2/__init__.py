@@ -27,6 +27,7 @@ from rsray.data.sources.bigearthnet_v2.reader import (
     tile_of,
 )
 from rsray.data.sources.bigearthnet_v2.synth import (
+    CORRUPTIONS,
     describe_synthetic_rules_v2,
     write_synthetic_bigearthnet_v2,
 )
@@ -90,4 +91,7 @@ register_dataset(DatasetEntry(
     synthetic_source=lambda raw: BigEarthNetV2(raw),
     describe_synthetic=describe_synthetic_rules_v2,
     default_modalities=("s2", "s1"),
+    corruptions=tuple(CORRUPTIONS),
+    write_corrupted=lambda out, n, seed, corrupt: write_synthetic_bigearthnet_v2(
+        out, n, seed=seed, corrupt=corrupt, progress=False),
 ))

@@ -59,7 +59,7 @@ _COUNTRY = {"33UUP": "Austria", "29UPU": "Ireland", "29SND": "Portugal", "35VPK"
 _SNOW_ACQUISITION = "20180206T94151"  # the February 35VPK acquisition: half its patches snowy
 _SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 
-_CORRUPTIONS_V2: dict[str, str] = {
+CORRUPTIONS: dict[str, str] = {
     "missing_band": "S2 B05 file deleted",
     "truncated": "S2 B02 file cut to half its size",
     "wrong_shape": "S2 B05 written 120 x 120 instead of 60 x 60",
@@ -128,7 +128,7 @@ def write_synthetic_bigearthnet_v2(
     Raises:
         ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
     """
-    by_patch = plan_corruptions(corrupt, n, CAPACITY, _CORRUPTIONS_V2)
+    by_patch = plan_corruptions(corrupt, n, CAPACITY, CORRUPTIONS)
     out = Path(out_dir)
     s2_bands = [b for b in ALL_S2_BANDS if include_60m or S2_BAND_SIZE[b] != 20]
     rows: list[dict[str, Any]] = []

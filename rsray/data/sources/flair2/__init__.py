@@ -29,6 +29,7 @@ from rsray.data.sources.flair2.reader import (
     select_dates,
 )
 from rsray.data.sources.flair2.synth import (
+    CORRUPTIONS,
     SynthInfo,
     describe_synthetic_rules,
     write_synthetic_flair2,
@@ -115,4 +116,14 @@ register_dataset(DatasetEntry(
     synthetic_source=lambda raw: FLAIR2(raw),
     describe_synthetic=describe_synthetic_rules,
     default_modalities=("aerial", "s2"),
+    test_model="test_lf_dlm",
+    test_model_params={"crop_size": 10},  # a 64 px tile covers 10.24 S2 px, as a real one
+    corruptions=tuple(CORRUPTIONS),
+    write_corrupted=lambda out, n, seed, corrupt: write_synthetic_flair2(
+        out, n, seed=seed, size=SYNTH_CLI_SIZE, sat_patch_size=SYNTH_CLI_SAT, corrupt=corrupt,
+        progress=False),
+    shared_file_corruptions=("products_mismatch", "nan"),
+    tolerated_corruptions={"near_border": "a crop running off the zone's Sentinel-2 "
+                                          "super-patch is edge-padded and flagged "
+                                          "(meta_s2_border_padded); border='reject' drops it"},
 ))

@@ -154,7 +154,7 @@ class SynthInfo:
     rules: str = ""
 
 
-_CORRUPTIONS: dict[str, str] = {
+CORRUPTIONS: dict[str, str] = {
     "truncated": "aerial tif cut to half its size",
     "wrong_bands": "aerial tif written with 4 bands (no elevation)",
     "wrong_size": "aerial tif 16 px larger than the others",
@@ -397,7 +397,7 @@ def write_synthetic_flair2(
         patches_per_zone: patches per zone (one super-area each).
         test_fraction: share of domains written to the test folders.
         all_cloudy: indices of patches under a cloud on every date.
-        corrupt: corruption kind -> patch index or indices (see ``_CORRUPTIONS``).
+        corrupt: corruption kind -> patch index or indices (see ``CORRUPTIONS``).
         progress: print a line every ~10 % of the zones to stderr.
 
     Raises:
@@ -409,8 +409,8 @@ def write_synthetic_flair2(
         raise ValueError(f"size {size} must be >= 8, sat_patch_size {sat_patch_size} even")
     by_patch: dict[int, list[str]] = {}
     for kind, value in (corrupt or {}).items():
-        if kind not in _CORRUPTIONS:
-            raise ValueError(f"corrupt: unknown kind {kind!r}; known: {sorted(_CORRUPTIONS)}")
+        if kind not in CORRUPTIONS:
+            raise ValueError(f"corrupt: unknown kind {kind!r}; known: {sorted(CORRUPTIONS)}")
         for i in [value] if isinstance(value, int) else list(value):
             if not 0 <= int(i) < n:
                 raise ValueError(f"corrupt[{kind!r}]: patch index {i} outside 0..{n - 1}")

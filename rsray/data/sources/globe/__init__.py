@@ -24,6 +24,7 @@ from rsray.data.sources.globe.reader import (
     winterness,
 )
 from rsray.data.sources.globe.synth import (
+    CORRUPTIONS,
     GlobeSynthInfo,
     describe_synthetic_rules,
     write_synthetic_globe,
@@ -130,4 +131,8 @@ register_dataset(DatasetEntry(
                                                photos_dir=str(raw / "photos")),
     describe_synthetic=describe_synthetic_rules,
     default_modalities=(*DIRECTIONS, "metadata"),
+    test_model="test_progressive_fusion",
+    corruptions=tuple(CORRUPTIONS),
+    write_corrupted=lambda out, n, seed, corrupt: write_synthetic_globe(
+        out, n, seed=seed, corrupt=corrupt, progress=False),
 ))

@@ -71,7 +71,7 @@ _SNOW_VISIBLE_P = 0.4
 _SNOW_T0 = 33.0
 _RECORDS_PER_SITE = 4
 _SITE_DEFINITION_P = 0.35
-_CORRUPTIONS = ("no_label", "bad_label", "bad_date", "bad_time", "bad_latitude",
+CORRUPTIONS = ("no_label", "bad_label", "bad_date", "bad_time", "bad_latitude",
                 "missing_photo", "rejected_photo", "pending_photo", "corrupt_jpeg",
                 "absent_file", "malformed_row")
 _MGRS_BANDS = "CDEFGHJKLMNPQRSTUVWX"
@@ -337,9 +337,9 @@ def write_synthetic_globe(
     if width < 16 or height < 16:
         raise ValueError(f"photo_px: {photo_px} must be at least 16 x 16")
     corrupt = dict(corrupt or {})
-    unknown = sorted(set(corrupt) - set(_CORRUPTIONS))
+    unknown = sorted(set(corrupt) - set(CORRUPTIONS))
     if unknown:
-        raise ValueError(f"corrupt: unknown kind(s) {unknown}; known: {list(_CORRUPTIONS)}")
+        raise ValueError(f"corrupt: unknown kind(s) {unknown}; known: {list(CORRUPTIONS)}")
     by_record: dict[int, list[str]] = {}
     for kind, value in corrupt.items():
         for i in _indices(value, n, kind):

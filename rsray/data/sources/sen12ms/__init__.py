@@ -25,6 +25,7 @@ from rsray.data.sources.sen12ms.reader import (
     simplify_igbp,
 )
 from rsray.data.sources.sen12ms.synth import (
+    CORRUPTIONS,
     Sen12msSynthInfo,
     describe_synthetic_rules,
     write_synthetic_sen12ms,
@@ -88,4 +89,7 @@ register_dataset(DatasetEntry(
     synthetic_source=lambda raw: SEN12MS(raw),
     describe_synthetic=describe_synthetic_rules,
     default_modalities=("s2", "s1"),
+    corruptions=tuple(CORRUPTIONS),
+    write_corrupted=lambda out, n, seed, corrupt: write_synthetic_sen12ms(
+        out, n, seed=seed, corrupt=corrupt, progress=False),
 ))

@@ -2,7 +2,7 @@
 
 :func:`write_synthetic_sen12ms` draws a blocky land-cover map per patch and renders S2 and S1
 from it so that five classes are visible only in Sentinel-2 and five only in Sentinel-1
-(:func:`describe_synthetic_rules`); it can plant the corruptions of ``_CORRUPTIONS``.
+(:func:`describe_synthetic_rules`); it can plant the corruptions of ``CORRUPTIONS``.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ _IGBP_CODES: dict[int, tuple[int, ...]] = {
 _LCCS = {0: (11, 10, 10), 1: (40, 30, 20), 2: (43, 30, 20), 3: (30, 30, 20), 4: (27, 27, 3),
          5: (36, 25, 20), 6: (9, 9, 20), 7: (2, 2, 20), 8: (1, 1, 20), 9: (3, 3, 3)}
 
-_CORRUPTIONS: dict[str, str] = {
+CORRUPTIONS: dict[str, str] = {
     "missing_s1": "S1 file deleted",
     "missing_lc": "LC file deleted",
     "s2_missing": "S2 file not written (S1 and LC orphans)",
@@ -231,7 +231,7 @@ def write_synthetic_sen12ms(
     Raises:
         ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
     """
-    by_patch = plan_corruptions(corrupt, n, _CAPACITY, _CORRUPTIONS)
+    by_patch = plan_corruptions(corrupt, n, _CAPACITY, CORRUPTIONS)
     out = Path(out_dir)
     corrupted: dict[str, list[str]] = {}
     step = max(1, n // 10)
