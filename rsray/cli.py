@@ -91,7 +91,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from rsray.data.registry import get_dataset
 
     if args.dataset == "covariates" or args.like:
-        from rsray.data.synth_covariates import synth_covariates_from_args
+        from rsray.data.sources.covariates import synth_covariates_from_args
 
         synth_covariates_from_args(args)
         return

@@ -122,15 +122,15 @@ def add_common_prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", action="append", default=[], metavar="KEY=VALUES",
                    help="move matching samples to an 'ood' split for out-of-distribution "
                         "evaluation, e.g. country=Serbia,Portugal or lat=40:50 (repeatable)")
-    from rsray.data.covariates import add_covariate_args
+    from rsray.data.sources.covariates import add_covariate_args
 
     add_covariate_args(p)  # --covariate NAME=PATH[:RESAMPLING], --indices ndvi,ndwi, ...
 
 
 def prepare_from_args(args: argparse.Namespace) -> Any:
     """Run ``prepare`` for ``args.dataset`` with the parsed flags."""
-    from rsray.data.covariates import wrap_from_args
     from rsray.data.prepare import prepare
+    from rsray.data.sources.covariates import wrap_from_args
 
     entry = get_dataset(args.dataset)
     source = wrap_from_args(entry.source_from_args(args), args)

@@ -638,7 +638,7 @@ class WithCovariates:
                     f"{self.source.spec.name}: the {type(self.source).__name__} reader gives no "
                     f"georeference (sample['geo']) for {pid}, so covariate layers cannot be "
                     "warped onto its patches. Use --indices alone, or make the reader return "
-                    "sample['geo'] (see rsray/data/covariates.py)")
+                    "sample['geo'] (see rsray/data/sources/covariates/reader.py)")
             try:
                 _patch_grid(sample["geo"], pid)
             except PatchError as exc:
