@@ -43,7 +43,8 @@ BAD_RAW_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "missing companion file": ("missing_band", "s2_only", "s1_only"),
     },
     "bigearthnet_v2": {
-        "truncated GeoTIFF": ("truncated",), "wrong shape": ("wrong_shape", "ref_map_shape"),
+        "truncated GeoTIFF": ("truncated",), "wrong dtype": ("wrong_dtype",),
+        "wrong shape": ("wrong_shape", "ref_map_shape"),
         "NaN band": ("nan_s1",), "CRS mismatch": ("crs_mismatch",),
         "bounds mismatch": ("bounds_mismatch",), "missing label file": ("not_in_metadata",),
         "malformed label file": ("bad_split", "ref_map_code"),
@@ -51,7 +52,8 @@ BAD_RAW_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "missing companion file": ("missing_band", "s1_missing", "s2_missing"),
     },
     "flair2": {
-        "truncated GeoTIFF": ("truncated",), "wrong shape": ("wrong_bands", "wrong_size"),
+        "truncated GeoTIFF": ("truncated",), "wrong dtype": ("wrong_dtype",),
+        "wrong shape": ("wrong_bands", "wrong_size"),
         "NaN band": ("nan",), "CRS mismatch": ("mask_crs",), "bounds mismatch": ("mask_shift",),
         "missing label file": ("missing_mask",), "malformed label file": ("bad_codes",),
         "missing companion file": ("no_centroid", "products_mismatch"),
@@ -64,7 +66,8 @@ BAD_RAW_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
                                    "pending_photo"),
     },
     "sen12ms": {
-        "truncated GeoTIFF": ("truncated",), "wrong shape": ("wrong_shape", "wrong_band_count"),
+        "truncated GeoTIFF": ("truncated",), "wrong dtype": ("wrong_dtype",),
+        "wrong shape": ("wrong_shape", "wrong_band_count"),
         "NaN band": ("nan_s1",), "CRS mismatch": ("crs_mismatch",),
         "bounds mismatch": ("bounds_mismatch",), "malformed label file": ("lc_no_igbp",),
         "missing label file": ("missing_lc",),
@@ -157,8 +160,8 @@ def test_bad_raw_inputs_cover_issue_12(tmp_path: Path):
         cases = set(BAD_RAW_INPUTS[name])
         assert {"malformed label file", "missing label file", "missing companion file"} <= cases
         if name in geotiff:
-            assert {"truncated GeoTIFF", "wrong shape", "NaN band", "CRS mismatch",
-                    "bounds mismatch"} <= cases, name
+            assert {"truncated GeoTIFF", "wrong dtype", "wrong shape", "NaN band",
+                    "CRS mismatch", "bounds mismatch"} <= cases, name
 
 
 @pytest.mark.parametrize("name", DATASETS)

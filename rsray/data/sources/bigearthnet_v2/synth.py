@@ -63,6 +63,7 @@ CORRUPTIONS: dict[str, str] = {
     "missing_band": "S2 B05 file deleted",
     "truncated": "S2 B02 file cut to half its size",
     "wrong_shape": "S2 B05 written 120 x 120 instead of 60 x 60",
+    "wrong_dtype": "S2 B03 written as float32",
     "nan_s1": "S1 VV with a block of NaN",
     "crs_mismatch": "S1 written in the next UTM zone",
     "bounds_mismatch": "S1 shifted 20 m east",
@@ -121,7 +122,7 @@ def write_synthetic_bigearthnet_v2(
         seed: random seed.
         include_60m: write B01 and B09 too (the real archives have them).
         corrupt: corruption kind -> patch index or indices. Kinds: missing_band, truncated,
-            wrong_shape, nan_s1, crs_mismatch, bounds_mismatch, s1_missing, s2_missing,
+            wrong_shape, wrong_dtype, nan_s1, crs_mismatch, bounds_mismatch, s1_missing, s2_missing,
             not_in_metadata, unknown_label, bad_split, ref_map_shape, ref_map_code.
         progress: print a line about every 10 % to stderr.
 
@@ -204,6 +205,8 @@ def _write_patch_v2(
             arr = s2_px[b]
             if b == "B05" and "wrong_shape" in kinds:
                 arr = np.repeat(np.repeat(arr, 2, axis=0), 2, axis=1)
+            if b == "B03" and "wrong_dtype" in kinds:
+                arr = arr.astype(np.float32)
             write_geotiff(s2_dir / f"{patch_id}_{b}.tif", arr, crs, ulx, uly,
                           1200 / S2_BAND_SIZE[b], nodata=0)
         if "missing_band" in kinds:

@@ -157,6 +157,7 @@ class SynthInfo:
 CORRUPTIONS: dict[str, str] = {
     "truncated": "aerial tif cut to half its size",
     "wrong_bands": "aerial tif written with 4 bands (no elevation)",
+    "wrong_dtype": "aerial tif written as uint16 instead of uint8",
     "wrong_size": "aerial tif 16 px larger than the others",
     "bad_codes": "label mask with codes 0 and 25",
     "mask_crs": "label mask in EPSG:27572 instead of EPSG:2154",
@@ -504,6 +505,8 @@ def _write_patch(img_dir: Path, msk_dir: Path, pid: str, img: np.ndarray, codes:
     """Write ``IMG_<id>.tif`` and ``MSK_<id>.tif``, applying the corruptions ``kinds``."""
     if "wrong_bands" in kinds:
         img = img[:4]
+    if "wrong_dtype" in kinds:
+        img = img.astype(np.uint16) * 257  # 16-bit aerial instead of the release's 8-bit
     if "wrong_size" in kinds:
         img = np.pad(img, ((0, 0), (0, 16), (0, 16)), mode="edge")
     img_path = img_dir / f"{pid}.tif"

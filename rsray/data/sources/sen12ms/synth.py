@@ -104,6 +104,7 @@ CORRUPTIONS: dict[str, str] = {
     "s2_missing": "S2 file not written (S1 and LC orphans)",
     "wrong_band_count": "S2 written with 12 bands",
     "wrong_shape": "S1 written 256 x 255",
+    "wrong_dtype": "S1 written as int16 instead of float32 dB",
     "crs_mismatch": "LC written in the next UTM zone",
     "bounds_mismatch": "S1 shifted 30 m east",
     "nan_s1": "S1 VV with a 10 x 10 block of NaN",
@@ -224,8 +225,8 @@ def write_synthetic_sen12ms(
         n: number of triplets (at most 8,000).
         seed: random seed.
         corrupt: corruption kind -> patch index or indices, to test validation. Kinds:
-            missing_s1, missing_lc, s2_missing, wrong_band_count, wrong_shape, crs_mismatch,
-            bounds_mismatch, nan_s1, truncated, lc_no_igbp.
+            missing_s1, missing_lc, s2_missing, wrong_band_count, wrong_shape, wrong_dtype,
+            crs_mismatch, bounds_mismatch, nan_s1, truncated, lc_no_igbp (:data:`CORRUPTIONS`).
         progress: print a line about every 10 % to stderr.
 
     Raises:
@@ -280,6 +281,8 @@ def _write_triplet(out: Path, roi: str, scene: int, patch: int, epsg: int, ulx: 
         s1 = s1[:, :, :-1]
     if "wrong_band_count" in kinds:
         s2 = s2[:12]
+    if "wrong_dtype" in kinds:
+        s1 = np.nan_to_num(s1).astype(np.int16)  # integer S1 instead of float32 dB
     if "lc_no_igbp" in kinds:
         lc = lc.copy()
         lc[0] = 0
