@@ -57,8 +57,9 @@ def _add_prepare_args(p: Any) -> None:
     p.add_argument("--root", required=True,
                    help="folder (or s3://) holding ROIs1158_spring, ROIs1868_summer, ...")
     p.add_argument("--label-mode", choices=list(LABEL_MODES), default="multi",
-                   help="single = majority class (multiclass); multi = classes with a pixel "
-                        "share >= --min-share (multilabel)")
+                   help="multi (default) = every class with a pixel share >= --min-share "
+                        "(multilabel, the SEN12MS toolbox's definition); single = majority "
+                        "class (multiclass)")
     p.add_argument("--min-share", type=float, default=0.1,
                    help="multi-label threshold on a class's share (default 0.1, as SEN12MS)")
     p.add_argument("--all-s2-bands", action="store_true",
