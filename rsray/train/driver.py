@@ -15,7 +15,8 @@ from ray.train.torch import TorchTrainer
 
 from rsray.config import Config
 from rsray.data.pipeline import build_datasets, make_plan
-from rsray.data.shards import Manifest, pyarrow_fs
+from rsray.data.shards import Manifest
+from rsray.storage import ray_storage
 from rsray.train.loop import train_fn_per_worker
 from rsray.train.tasks import resolve_for_task
 
@@ -41,15 +42,7 @@ def scaling_config(cfg: Config) -> ray.train.ScalingConfig:
 def run_config(cfg: Config, name: str | None = None, storage_path: str | None = None,
                callbacks: list[Any] | None = None) -> ray.train.RunConfig:
     """Run name, storage (local or s3://), failure policy and checkpoint retention."""
-    storage = storage_path or cfg.train.storage_path
-    kwargs: dict[str, Any] = {}
-    if storage.startswith("s3://"):
-        kwargs["storage_filesystem"] = pyarrow_fs(storage)
-        storage = storage[len("s3://"):]
-    else:
-        from pathlib import Path
-
-        storage = str(Path(storage).expanduser().resolve())
+    storage, storage_fs = ray_storage(storage_path or cfg.train.storage_path)
     return ray.train.RunConfig(
         name=name or cfg.train.name,
         storage_path=storage,
@@ -60,7 +53,7 @@ def run_config(cfg: Config, name: str | None = None, storage_path: str | None = 
             checkpoint_score_order=cfg.train.mode,
         ),
         callbacks=callbacks,
-        **kwargs,
+        storage_filesystem=storage_fs,
     )
 
 

@@ -23,8 +23,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from rsray.config import Config
 from rsray.data.pipeline import build_datasets, load_shard_set
-from rsray.data.shards import Manifest, join, pyarrow_fs
+from rsray.data.shards import Manifest
 from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
+from rsray.storage import join, parse, ray_storage
 from rsray.train.driver import build_trainer, resolve_use_gpu
 from rsray.train.tasks import resolve_for_task, table_metrics
 from rsray.tune.spaces import get_space
@@ -44,16 +45,12 @@ class TuneOutcome:
 
 def _storage(cfg: Config) -> tuple[str, Any]:
     """Tune's (storage_path, storage_filesystem) for ``train.storage_path``."""
-    storage = cfg.train.storage_path
-    if storage.startswith("s3://"):
-        return storage[len("s3://"):], pyarrow_fs(storage)
-    return str(Path(storage).expanduser().resolve()), None
+    return ray_storage(cfg.train.storage_path)
 
 
 def experiment_uri(cfg: Config) -> str:
     """Where the experiment folder is (local absolute path or s3:// URI)."""
-    storage, fs = _storage(cfg)
-    return join("s3://" + storage if fs is not None else storage, cfg.tune.name)
+    return join(parse(cfg.train.storage_path).uri, cfg.tune.name)
 
 
 DATA_CPUS_PER_TRIAL = 2.0
