@@ -37,9 +37,6 @@ LOOPBACK_ENV: dict[str, str] = {
     # Ray's own switch for single-machine instances (its default on macOS/Windows): the node's
     # address is the loopback address, so GCS, raylet and agents advertise 127.0.0.1.
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    # Agents notice their raylet's death through a pipe (immediately) rather than by polling
-    # their parent pid, so a SIGKILLed driver leaves no dashboard / runtime-env agent behind.
-    "RAY_enable_pipe_based_agent_to_parent_health_check": "1",
 }
 """Environment a local Ray is started with (inherited by every process it spawns)."""
 
@@ -109,8 +106,18 @@ def start_local_ray(num_cpus: int | None = None, **kwargs: Any) -> str:
     _started["gcs_address"] = gcs
     # Anything this process starts later (a CLI call, a subprocess) joins this Ray.
     os.environ["RAY_ADDRESS"] = gcs
+    _watch_local_ray()
     quiet_data_context()
     return gcs
+
+
+def _watch_local_ray() -> None:
+    """Have :mod:`rsray.reaper` end this Ray's agents if this driver is killed."""
+    import psutil  # Ray ships it (ray/thirdparty_files) when not installed
+
+    from rsray.reaper import watch
+
+    watch([p.pid for p in psutil.Process().children(recursive=True)])
 
 
 def _loopback_node_ip() -> None:

@@ -6,6 +6,7 @@ must stay under 108 bytes), so what Ray finds on the machine is what the test pl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,7 +108,7 @@ def test_running_head_is_not_joined(ray_tmpdir):
 
 
 def _alive(pids: list[int]) -> list[int]:
-    import ray  # noqa: F401  (puts Ray's vendored psutil on the path)
+    import ray  # noqa: F401, I001  (puts Ray's vendored psutil on the path)
     import psutil
 
     out = []
@@ -152,16 +153,12 @@ def test_sigkilled_driver_leaves_no_ray_process(ray_tmpdir):
 
             names = []
             for pid in left:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     names.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:80]}")
-                except psutil.NoSuchProcess:
-                    pass
             pytest.fail(f"still running {KILL_BOUND_S} s after the driver's SIGKILL: {names}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         for pid in _alive(info["children"] if info else []):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
