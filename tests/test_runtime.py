@@ -162,3 +162,24 @@ def test_sigkilled_driver_leaves_no_ray_process(ray_tmpdir):
         for pid in _alive(info["children"] if info else []):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_resources_that_never_come_fail_with_what_was_awaited(ray_session):
+    """Issue 12: a trial that cannot get its resources fails in bounded time, saying why."""
+    from rsray.config import load_config
+    from rsray.errors import ResourceWaitError
+    from rsray.train.driver import wait_for_resources
+
+    cfg = load_config(None, ["scaling.num_workers=2", "scaling.cpus_per_worker=64",
+                             "train.resource_wait_s=3"])
+    t0 = time.monotonic()
+    with pytest.raises(ResourceWaitError) as info:
+        wait_for_resources(cfg, "trial abc", extra_cpus=2.0)
+    assert time.monotonic() - t0 < 30
+    text = str(info.value)
+    assert text.startswith("trial abc: waited 3 s (train.resource_wait_s) for CPU 130 in 3")
+    assert "free" in text and "\n" not in text
+    # nothing is left reserved: the same resources as before are free afterwards
+    ok = load_config(None, ["scaling.num_workers=1", "scaling.cpus_per_worker=0.5",
+                            "train.resource_wait_s=60"])
+    wait_for_resources(ok, "trial ok", extra_cpus=0.5)
