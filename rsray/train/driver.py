@@ -16,7 +16,7 @@ from ray.train.torch import TorchTrainer
 
 from rsray.config import Config
 from rsray.data.pipeline import build_datasets, make_plan
-from rsray.data.shards import Manifest, read_manifest
+from rsray.data.shards import Manifest
 from rsray.errors import ResourceWaitError
 from rsray.storage import ray_storage
 from rsray.train.loop import train_fn_per_worker
@@ -159,23 +159,24 @@ DATA_CPUS = 1.0
 
 
 def check_data(cfg: Config) -> Manifest:
-    """Read the shard set's manifest (one line if it is missing or its store is unreachable).
+    """Read and verify the shard set (one line if missing, corrupt, or its store unreachable).
 
-    Runs before Ray starts, so a typo in ``--data`` costs no Ray start-up.
+    Runs before Ray starts, so a typo in ``--data`` or a corrupt shard costs no Ray start-up.
     """
+    from rsray.data.pipeline import load_shard_set
     from rsray.storage import check_reachable
 
     check_reachable(cfg.data.uri)
-    return read_manifest(cfg.data.uri)
+    return load_shard_set(cfg.data)
 
 
 def fit(cfg: Config) -> ray.train.Result:
     """Train one configuration; returns Ray Train's ``Result`` (metrics, best checkpoints)."""
     from rsray.runtime import ensure_ray
 
-    check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
+    manifest = check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
     ensure_ray()
-    manifest, datasets = build_datasets(cfg.data)
+    manifest, datasets = build_datasets(cfg.data, manifest=manifest)
     if manifest.synthetic:
         print(f"[rsray] training on SYNTHETIC data from {manifest.uri}", flush=True)
     wait_for_resources(cfg, f"run {cfg.train.name}", extra_cpus=DATA_CPUS)

@@ -22,7 +22,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from rsray.config import Config
-from rsray.data.pipeline import build_datasets, load_shard_set
+from rsray.data.pipeline import build_datasets
 from rsray.data.shards import Manifest
 from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
 from rsray.storage import join, parse, ray_storage
@@ -190,10 +190,9 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
     from rsray.runtime import ensure_ray
 
     t0 = time.perf_counter()
-    check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
+    manifest = check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
     ensure_ray()
     keep_credentials_out_of_runtime_envs()  # Tune would copy AWS keys into trials' runtime_env
-    manifest = load_shard_set(cfg.data)
     cfg = resolve_for_task(cfg, manifest.task)
     if manifest.synthetic:
         print(f"[rsray] tuning on SYNTHETIC data from {manifest.uri}", flush=True)
