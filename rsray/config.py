@@ -195,6 +195,9 @@ class TrainConfig:
     """Checkpoints kept per run (the best by ``metric`` and the latest)."""
     log_every_n_steps: int = 50
     """Print a progress line every this many training steps (rank 0)."""
+    resource_wait_s: float = 600.0
+    """Longest wait, in seconds, for the CPUs/GPUs a run (or a trial) needs to be free before
+    it fails with a message naming what it waited for; 0 waits forever."""
 
     def validate(self) -> None:
         """Check values and ranges."""
@@ -208,6 +211,7 @@ class TrainConfig:
         _range("train", "max_failures", self.max_failures, -1)
         _range("train", "num_to_keep", self.num_to_keep, 1)
         _range("train", "log_every_n_steps", self.log_every_n_steps, 1)
+        _range("train", "resource_wait_s", self.resource_wait_s, 0.0)
         if not self.name or "/" in self.name:
             raise ConfigError(f"train.name: {self.name!r} must be a non-empty name without '/'")
 
