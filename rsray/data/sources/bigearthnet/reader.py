@@ -43,18 +43,22 @@ from rsray.data.schema import (
 from rsray.data.sources._raster import (
     Band,
     GeoPoint,
-    StorageOptions,
     check_same_grid,
     grid_of,
-    join_url,
     lat_lon,
-    list_subdirs,
-    normalise_root,
     read_bands,
-    read_bytes,
 )
 from rsray.data.splits import SPLIT_NAMES, check_fractions, seeded_split
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError
+from rsray.storage import (
+    StorageOptions,
+    join_url,
+    list_subdirs,
+    read_bytes,
+)
+from rsray.storage import (
+    normalise as normalise_root,
+)
 
 __all__ = [
     "BIGEARTHNET_19_CLASSES",

@@ -18,10 +18,7 @@ from typing import Any
 import numpy as np
 from rasterio.crs import CRS
 
-from rsray.data.sources._raster import (
-    gdal_env,
-    write_geotiff,
-)
+from rsray.data.sources._raster import gdal_env, write_geotiff
 from rsray.data.sources._synth import plan_corruptions, truncate_file, utm_wkt
 from rsray.data.sources.bigearthnet.reader import (
     CLC43_CLASSES,

@@ -42,15 +42,9 @@ from rsray.data.schema import BandGroup, DatasetSpec, Discovery, Reject, Sample
 from rsray.data.sources._raster import (
     Band,
     GeoPoint,
-    StorageOptions,
     check_same_grid,
-    get_fs,
     grid_of,
-    is_local,
-    join_url,
     lat_lon,
-    list_subdirs,
-    normalise_root,
     read_bands,
 )
 from rsray.data.sources.bigearthnet.reader import (
@@ -61,6 +55,16 @@ from rsray.data.sources.bigearthnet.reader import (
     read_band_groups,
 )
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
+from rsray.storage import (
+    StorageOptions,
+    get_fs,
+    is_local,
+    join_url,
+    list_subdirs,
+)
+from rsray.storage import (
+    normalise as normalise_root,
+)
 
 __all__ = [
     "CLC_UNLABELED_CODES",

@@ -17,10 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rasterio.crs import CRS
 
-from rsray.data.sources._raster import (
-    gdal_env,
-    write_geotiff,
-)
+from rsray.data.sources._raster import gdal_env, write_geotiff
 from rsray.data.sources._synth import plan_corruptions, truncate_file, utm_wkt
 from rsray.data.sources.bigearthnet.reader import (
     BIGEARTHNET_19_CLASSES,

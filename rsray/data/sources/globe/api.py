@@ -38,8 +38,8 @@ from urllib.parse import urlencode
 
 from rsray.data.shards import atomic_write_bytes
 from rsray.data.sources._http import FetchError, HttpFetcher
-from rsray.data.sources._raster import get_fs
 from rsray.errors import ConfigError, RsrayError
+from rsray.storage import get_fs
 
 __all__ = [
     "API_ROOT",

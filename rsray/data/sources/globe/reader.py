@@ -67,14 +67,10 @@ import numpy as np
 
 from rsray.data.schema import BandGroup, DatasetSpec, Discovery, ModalitySpec, Reject, Sample
 from rsray.data.sources._http import FetchError, HttpFetcher, UrlCache, is_http_url
-from rsray.data.sources._raster import (
-    is_remote_url,
-    join_url,
-    normalise_root,
-    read_bytes,
-)
 from rsray.data.splits import seeded_split
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
+from rsray.storage import is_remote_url, join_url, read_bytes
+from rsray.storage import normalise as normalise_root
 
 __all__ = [
     "CLASSES",

@@ -44,22 +44,20 @@ from rsray.data.schema import (
     Reject,
     Sample,
 )
-from rsray.data.sources._raster import (
-    Raster,
+from rsray.data.sources._raster import Raster, check_same_grid, gdal_env, grid_of, read_rasters
+from rsray.data.splits import check_fractions, seeded_split
+from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
+from rsray.storage import (
     StorageOptions,
-    check_same_grid,
-    gdal_env,
     get_fs,
-    grid_of,
     join_url,
     list_files,
     list_subdirs,
-    normalise_root,
     read_bytes,
-    read_rasters,
 )
-from rsray.data.splits import check_fractions, seeded_split
-from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
+from rsray.storage import (
+    normalise as normalise_root,
+)
 
 __all__ = [
     "IGBP_CLASSES",

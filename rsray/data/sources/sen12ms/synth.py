@@ -15,10 +15,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from rsray.data.sources._raster import (
-    gdal_env,
-    write_geotiff,
-)
+from rsray.data.sources._raster import gdal_env, write_geotiff
 from rsray.data.sources._synth import plan_corruptions, truncate_file
 from rsray.data.sources.sen12ms.reader import (
     _S2_LAND_IDX,
