@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
@@ -89,6 +90,7 @@ def fraction_curves(df: pd.DataFrame, meta: StudyMeta, metric: str, path: Path) 
         (line,) = ax.plot(f * 100, m, marker="o", label=arm)
         ax.fill_between(f * 100, lo, hi, color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks([f * 100 for f in fractions], [f"{f * 100:g} %" for f in fractions])
     ax.set_xlabel("training fraction")
     ax.set_ylabel(f"test {metric}")
