@@ -23,7 +23,7 @@ PRESETS = sorted((REPO / "studies").glob("*.yaml"))
 
 TINY = {
     "name": "tiny",
-    "data": {"dataset": "bigearthnet", "synthetic_n": 48},
+    "data": {"dataset": "bigearthnet", "synthetic_n": 64},  # 46 train: no batch of 1
     "base": {"data.image_size": 32, "data.batch_size": 16, "train.max_epochs": 1,
              "train.log_every_n_steps": 1000, "scaling.cpus_per_worker": 0.5},
     "arms": [

@@ -235,8 +235,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     preds = {}
     if job["predictions"] and manifest.task != "segmentation":
         for split in splits:
-            preds[split] = predict(ckpt.path, cfg.data.uri, split,
-                                   str(out / f"pred_{split}.parquet"))
+            preds[split] = predict(ckpt.path, cfg.data.uri, split,  # one actor per trial
+                                   str(out / f"pred_{split}.parquet"), concurrency=1)
     rows = []
     for name, metrics in evals.items():
         split, drop = _split_drop(name)
