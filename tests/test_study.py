@@ -112,7 +112,8 @@ def test_study_killed_after_first_cell_then_resumed(tmp_path: Path) -> None:
     """2 arms x 2 seeds: SIGKILL after the first finished cell, --resume, table complete."""
     spec_path, study = tmp_path / "tiny.yaml", tmp_path / "study"
     spec_path.write_text(yaml.safe_dump(TINY))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": tempfile.mkdtemp(prefix="rst", dir="/tmp")}  # short socket paths
+    ray_tmp = tempfile.mkdtemp(prefix="rst", dir="/tmp")  # short: Ray's socket paths
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "rsray.cli", "study", str(spec_path), "--out", str(study),
            "--no-report"]
