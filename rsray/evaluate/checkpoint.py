@@ -139,7 +139,9 @@ def open_checkpoint(uri: str, manifest: Manifest, *, device: str | torch.device 
     plan = make_plan(manifest, config.data)
     _check_data(meta, manifest, plan, uri)
     loaded = LoadedCheckpoint(
-        uri=uri, config=config, channels=dict(meta["channels"]), classes=list(meta["classes"]),
+        # the plan's order, not meta.json's (written with sorted keys): early fusion
+        # concatenates modalities in this order, so a sorted order would mix up the inputs
+        uri=uri, config=config, channels=dict(plan.channels), classes=list(meta["classes"]),
         task=str(meta["task"]), epoch=int(meta["epoch"]) + 1,
         metrics={k: v for k, v in (meta.get("metrics") or {}).items()}, plan=plan,
     )
