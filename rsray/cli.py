@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print an experiment's leaderboard and best config")
     p.add_argument("experiment", help="experiment folder (local or s3://)")
     p.set_defaults(fn=cmd_report)
+    __import__("rsray.study.cli").study.cli.add_commands(sub)  # rsray study; study reports
+    __import__("rsray.evaluate.cli").evaluate.cli.add_commands(sub)  # rsray evaluate, predict
 
     from rsray.ops.submit import add_submit_args, cmd_submit
 

@@ -252,12 +252,20 @@ class TuneConfig:
     """Experiment name under ``train.storage_path``; the same name resumes."""
     seed: int = 0
     """Seed of the Optuna sampler."""
+    families: list[str] = field(default_factory=list)
+    """``tune.space=conditional``: the ``model.name`` choices (``model`` or ``model:space``);
+    each family's own parameters are searched only when it is drawn
+    (:mod:`rsray.tune.conditional`)."""
 
     def validate(self) -> None:
         """Check values and ranges."""
         from rsray.tune.spaces import list_spaces
 
-        _choice("tune", "space", self.space, list_spaces())
+        _choice("tune", "space", self.space, [*list_spaces(), "conditional"])
+        if self.space == "conditional" and not self.families:
+            raise ConfigError("tune.families: tune.space=conditional needs the model families "
+                              "to search, e.g. tune.families=[vit_early_fusion_small,"
+                              "middle_fusion_resnet18]")
         _range("tune", "num_samples", self.num_samples, 1)
         _range("tune", "max_concurrent_trials", self.max_concurrent_trials, 0)
         _range("tune", "grace_period", self.grace_period, 1)

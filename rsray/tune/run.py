@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from rsray.config import Config
 from rsray.data.pipeline import build_datasets
@@ -28,7 +26,7 @@ from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_re
 from rsray.storage import join, parse, ray_storage
 from rsray.train.driver import build_trainer, check_data, resolve_use_gpu, wait_for_resources
 from rsray.train.tasks import resolve_for_task, table_metrics
-from rsray.tune.spaces import get_space
+from rsray.tune.conditional import make_searcher
 
 
 @dataclass
@@ -210,20 +208,18 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             print(f"[rsray] nothing to resume at {exp_uri}; starting a new experiment",
                   flush=True)
         concurrency = cfg.tune.max_concurrent_trials or auto_concurrency(cfg)
-        searcher = OptunaSearch(
-            metric=metric, mode=mode,
-            sampler=optuna.samplers.TPESampler(seed=cfg.tune.seed),
-        )
+        searcher, param_space = make_searcher(cfg, metric, mode)  # named or conditional space
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=cfg.train.max_epochs,
             grace_period=cfg.tune.grace_period, reduction_factor=cfg.tune.reduction_factor,
         )
+        models = " | ".join(cfg.tune.families) if not param_space else cfg.model.name
         print(f"[rsray] experiment {exp_uri}: {cfg.tune.num_samples} trial(s) of "
-              f"{cfg.model.name}, up to {cfg.train.max_epochs} epoch(s), "
+              f"{models}, up to {cfg.train.max_epochs} epoch(s), "
               f"{concurrency} at a time", flush=True)
         tuner = tune.Tuner(
             trainable,
-            param_space=get_space(cfg.tune.space),
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
                 num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
