@@ -116,5 +116,8 @@ def fit(cfg: Config) -> ray.train.Result:
     manifest, datasets = build_datasets(cfg.data)
     if manifest.synthetic:
         print(f"[rsray] training on SYNTHETIC data from {manifest.uri}", flush=True)
-    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets)
+    from rsray.console import TrainProgress
+
+    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets,
+                            callbacks=[TrainProgress(cfg.train.metric, cfg.train.max_epochs)])
     return trainer.fit()
