@@ -24,8 +24,10 @@ from ray.train import UserCallback
 T = TypeVar("T")
 
 _VERBOSE = False
-NOISY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "optuna")
-"""Loggers that stay at ERROR on a quiet terminal."""
+NOISY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "ray.air", "ray.util",
+                 "ray._private.authentication", "optuna")
+"""Loggers that stay at ERROR on a quiet terminal (set explicitly on the children too:
+``ray.init(logging_level=...)`` resets the level of the ``ray`` logger itself)."""
 
 
 def setup(verbose: bool = False) -> None:
