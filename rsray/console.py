@@ -46,6 +46,7 @@ def setup(verbose: bool = False) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     except ImportError:  # pragma: no cover - optuna is a core dependency
         pass
+    _quiet_raylet_messages()
     for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
     try:
@@ -54,6 +55,30 @@ def setup(verbose: bool = False) -> None:
         warnings.filterwarnings("ignore", category=RayDeprecationWarning)
     except ImportError:  # pragma: no cover
         pass
+
+
+def _quiet_raylet_messages() -> None:
+    """Keep the raylet's pushed warnings off the driver's terminal.
+
+    E.g. "N PYTHON worker processes have been started"; the raylet writes them to its own log
+    (``raylet.out``) anyway.
+
+    Ray prints them from a driver thread through ``ray._private.worker.print_to_stdstream``
+    whatever ``log_to_driver`` says; there is no public switch, so that one function is wrapped.
+    """
+    import ray._private.worker as ray_worker
+
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_rsray_quiet", False):
+        return
+
+    def print_to_stdstream(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") == "raylet" and not _VERBOSE:
+            return
+        original(data, ignore_prefix)
+
+    print_to_stdstream._rsray_quiet = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = print_to_stdstream
 
 
 def verbose() -> bool:
