@@ -60,3 +60,13 @@ def test_smoke_demo_terminal_is_rsrays_own(tmp_path):
     epoch_lines = [line for line in lines if re.search(r"\] \w+ epoch \d+/2 ", line)]
     assert len(epoch_lines) == len(set(epoch_lines)) >= 2, out  # per trial and epoch, once
     assert len(lines) <= LINE_BUDGET, f"{len(lines)} lines:\n{out}"
+
+
+def test_progress_shows_count_rate_and_eta(capsys):
+    from rsray.console import Progress
+
+    with Progress(total=3, desc="writing shards", unit="patch") as bar:
+        for _ in range(3):
+            bar.update(1)
+    err = capsys.readouterr().err
+    assert "writing shards" in err and "3/3" in err and "patch/s" in err
