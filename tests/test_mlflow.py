@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rsray.config import load_config
-from rsray.tune.tracking import mlflow_uri, tracking_callbacks
+from rsray.tune.tracking import mlflow_key, mlflow_uri, tracking_callbacks
 
 mlflow = pytest.importorskip("mlflow", reason="mlflow not installed (pip install 'rsray[mlflow]')")
 
@@ -69,7 +69,11 @@ def test_tracking_is_off_by_default_and_folders_become_file_uris(tmp_path):
     assert mlflow_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
     cbs = tracking_callbacks(load_config(None, ["tracking.mlflow=true",
                                                 "tracking.tensorboard=true"]))
-    assert [type(c).__name__ for c in cbs] == ["MLflowLoggerCallback", "TBXLoggerCallback"]
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    from ray.tune.logger import TBXLoggerCallback
+
+    assert isinstance(cbs[0], MLflowLoggerCallback) and isinstance(cbs[1], TBXLoggerCallback)
+    assert mlflow_key("val_ap_class/Land, with vegetation") == "val_ap_class/Land_ with vegetation"
 
 
 @pytest.mark.slow

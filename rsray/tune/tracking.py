@@ -10,6 +10,7 @@ turned into a ``file://`` URI).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +25,37 @@ def mlflow_uri(uri: str) -> str:
     return Path(uri).expanduser().resolve().as_uri()
 
 
+_MLFLOW_BAD = re.compile(r"[^\w\-. :/]")
+"""Characters MLflow refuses in a metric or parameter name (BigEarthNet class names have commas)."""
+
+
+def mlflow_key(key: str) -> str:
+    """``key`` with every character MLflow refuses in a name replaced by ``_``."""
+    return _MLFLOW_BAD.sub("_", key)
+
+
+def _mlflow_callback(**kwargs: Any) -> Any:
+    """Ray's ``MLflowLoggerCallback`` with metric names MLflow accepts."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    class _Callback(MLflowLoggerCallback):
+        def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+            super().log_trial_result(iteration, trial,
+                                     {mlflow_key(str(k)): v for k, v in result.items()})
+
+    return _Callback(**kwargs)
+
+
 def tracking_callbacks(cfg: Config) -> list[Any]:
     """Tune logger callbacks for ``cfg.tracking`` (empty when tracking is off)."""
     callbacks: list[Any] = []
     if cfg.tracking.mlflow:
         try:
-            from ray.air.integrations.mlflow import MLflowLoggerCallback
-        except ImportError as exc:  # mlflow itself missing
-            raise RsrayError("tracking.mlflow: mlflow is not installed; "
-                             "pip install 'rsray[mlflow]'") from exc
-        try:
             import mlflow  # noqa: F401
         except ImportError:
             raise RsrayError("tracking.mlflow: mlflow is not installed; "
                              "pip install 'rsray[mlflow]'") from None
-        callbacks.append(MLflowLoggerCallback(
+        callbacks.append(_mlflow_callback(
             tracking_uri=mlflow_uri(cfg.tracking.mlflow_tracking_uri),
             experiment_name=cfg.tracking.mlflow_experiment or cfg.tune.name,
             tags={"rsray.model": cfg.model.name, "rsray.data": cfg.data.uri},
