@@ -275,6 +275,26 @@ class TuneConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking of tune runs through Ray's logger callbacks (one run per trial)."""
+
+    mlflow: bool = False
+    """Log every trial to MLflow (``pip install rsray[mlflow]``): run name = trial name,
+    config = parameters, every epoch's metrics."""
+    mlflow_tracking_uri: str = "mlruns"
+    """MLflow tracking URI (``http://host:5000``, ``sqlite:///x.db``) or a local folder."""
+    mlflow_experiment: str = ""
+    """MLflow experiment name; empty = ``tune.name``."""
+    tensorboard: bool = False
+    """Write TensorBoard event files into each trial's folder (``tensorboard --logdir``)."""
+
+    def validate(self) -> None:
+        """Check values."""
+        if self.mlflow and not self.mlflow_tracking_uri:
+            raise ConfigError("tracking.mlflow_tracking_uri: empty; give a URI or a folder")
+
+
+@dataclass
 class Config:
     """The whole configuration tree."""
 
@@ -284,6 +304,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def validate(self) -> Config:
         """Validate every section and the cross-field rules; return self."""

@@ -180,5 +180,8 @@ def fit(cfg: Config) -> ray.train.Result:
     if manifest.synthetic:
         print(f"[rsray] training on SYNTHETIC data from {manifest.uri}", flush=True)
     wait_for_resources(cfg, f"run {cfg.train.name}", extra_cpus=DATA_CPUS)
-    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets)
+    from rsray.console import TrainProgress
+
+    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets,
+                            callbacks=[TrainProgress(cfg.train.metric, cfg.train.max_epochs)])
     return trainer.fit()

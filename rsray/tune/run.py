@@ -182,6 +182,14 @@ def _rows(results: Any, metric: str, mode: str, max_epochs: int,
     return rows
 
 
+def run_callbacks(cfg: Config) -> list[Any]:
+    """The Tuner's callbacks: rsray's progress lines, then MLflow / TensorBoard when asked."""
+    from rsray.console import TuneProgress
+    from rsray.tune.tracking import tracking_callbacks
+
+    return [TuneProgress(cfg.train.metric, cfg.train.max_epochs), *tracking_callbacks(cfg)]
+
+
 def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
     """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard."""
     from rsray.ops.security import keep_credentials_out_of_runtime_envs
@@ -226,7 +234,7 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             ),
             run_config=tune.RunConfig(
                 name=cfg.tune.name, storage_path=storage, storage_filesystem=storage_fs,
-                verbose=0,
+                verbose=0, callbacks=run_callbacks(cfg),
             ),
         )
     results = tuner.fit()
