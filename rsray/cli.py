@@ -1,4 +1,4 @@
-"""The rsray command: synth, prepare, train, tune, demo, models, report, submit."""
+"""The rsray command: data, training, tuning, studies, evaluation and cluster jobs."""
 
 from __future__ import annotations
 
@@ -273,8 +273,20 @@ def add_core_commands(sub: Any) -> None:
     p = sub.add_parser("report", help="print an experiment's leaderboard and best config")
     p.add_argument("experiment", help="experiment folder (local or s3://)")
     p.set_defaults(fn=cmd_report)
-    __import__("rsray.study.cli").study.cli.add_commands(sub)  # rsray study; study reports
-    __import__("rsray.evaluate.cli").evaluate.cli.add_commands(sub)  # rsray evaluate, predict
+
+
+def add_study_commands(sub: Any) -> None:
+    """``rsray study`` (and the study mode of ``rsray report``)."""
+    from rsray.study.cli import add_commands
+
+    add_commands(sub)
+
+
+def add_evaluate_commands(sub: Any) -> None:
+    """``rsray evaluate`` and ``rsray predict``."""
+    from rsray.evaluate.cli import add_commands
+
+    add_commands(sub)
 
 
 def add_submit_command(sub: Any) -> None:
@@ -287,7 +299,9 @@ def add_submit_command(sub: Any) -> None:
     p.set_defaults(fn=cmd_submit)
 
 
-COMMANDS: list[Callable[[Any], None]] = [add_core_commands, add_submit_command]
+COMMANDS: list[Callable[[Any], None]] = [
+    add_core_commands, add_study_commands, add_evaluate_commands, add_submit_command,
+]
 """Each adds its subcommands to the `rsray` parser; a new command group appends one here."""
 
 
