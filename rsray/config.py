@@ -71,9 +71,19 @@ class DataConfig:
     resample: Literal["bilinear", "nearest"] = "bilinear"
     """Interpolation used to bring coarse bands to ``image_size``."""
     augment: bool = True
-    """Random flips and 90-degree rotations on the training split."""
+    """Random flips, 90-degree rotations (and crops, see ``crop_scale``) on the training split."""
     desync_augment: bool = False
-    """Draw flips/rotations independently per modality (the thesis' desynchronised flips)."""
+    """Draw flips/rotations/crops independently per modality (the thesis' desynchronised
+    flipping and cropping); otherwise the modalities of a sample share one transform."""
+    crop_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    """Random crop-and-resize: the crop's side as a fraction of the image side, drawn from
+    ``[lo, hi]``; ``[1.0, 1.0]`` turns cropping off."""
+    augment_ops: dict[str, list[str]] = field(default_factory=dict)
+    """Per modality, the augmentations it gets (``hflip``, ``rot90``, ``crop``); a modality not
+    named gets all (GLOBE horizon photos: ``{north: [hflip, crop], ...}``, no quarter turns)."""
+    bands: dict[str, list[str]] = field(default_factory=dict)
+    """Per modality, a band subset in this order (``{s2: [B04, B03, B02]}`` = RGB only); a
+    modality not named uses all its bands."""
     modality_dropout: float = 0.0
     """Probability of zeroing one randomly chosen modality of a training sample."""
     shuffle_buffer: int = 256
@@ -106,6 +116,19 @@ class DataConfig:
             raise ConfigError("data.eval_splits: at least one split to evaluate is needed")
         if "train" in self.eval_splits:
             raise ConfigError("data.eval_splits: evaluate on held-out splits, not 'train'")
+        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ConfigError(f"data.crop_scale: {self.crop_scale} must be [lo, hi] with "
+                              "0 < lo <= hi <= 1")
+        from rsray.data.augment import OPS
+
+        for name, ops in self.augment_ops.items():
+            if not isinstance(ops, list) or not set(ops) <= set(OPS):
+                raise ConfigError(f"data.augment_ops.{name}: {ops!r} must be a list drawn from "
+                                  + ", ".join(OPS))
+        for name, bands in self.bands.items():
+            if not isinstance(bands, list) or not bands or len(set(bands)) != len(bands):
+                raise ConfigError(f"data.bands.{name}: {bands!r} must be a non-empty list of "
+                                  "distinct band names")
         if len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"data.modalities: {self.modalities} names a modality twice")
 
