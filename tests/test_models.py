@@ -632,13 +632,14 @@ def _check_forward_backward_k(model: nn.Module, x: dict[str, torch.Tensor], k: i
 
 def test_every_registered_name_is_a_def_in_its_family_file() -> None:
     """timm habit: ``grep "def <name>("`` finds every registered model."""
+    import importlib
     import inspect
     import re
 
-    from rsray.models import model_module
+    from rsray.models import model_entrypoint
 
     for name in list_models():
-        module = __import__(model_module(name), fromlist=["_"])
+        module = importlib.import_module(model_entrypoint(name).__module__)
         source = inspect.getsource(module)
         assert re.search(rf"^@register_model\ndef {name}\(", source, re.M), name
 
