@@ -628,3 +628,35 @@ def _check_forward_backward_k(model: nn.Module, x: dict[str, torch.Tensor], k: i
     out.mean().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_every_registered_name_is_a_def_in_its_family_file() -> None:
+    """timm habit: ``grep "def <name>("`` finds every registered model."""
+    import importlib
+    import inspect
+    import re
+
+    from rsray.models import model_entrypoint
+
+    for name in list_models():
+        module = importlib.import_module(model_entrypoint(name).__module__)
+        source = inspect.getsource(module)
+        assert re.search(rf"^@register_model\ndef {name}\(", source, re.M), name
+
+
+def test_families_import_no_private_name_of_another_family() -> None:
+    """Model families are leaves over ``rsray.models.layers``: no ``_private`` cross-imports."""
+    import ast
+    from pathlib import Path
+
+    import rsray.models as pkg
+
+    root = Path(pkg.__file__).parent
+    families = {p.stem for p in root.glob("*.py")} - {"__init__", "registry"}
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if parts[:2] == ["rsray", "models"] and len(parts) == 3 and parts[2] in families:
+                    private = [a.name for a in node.names if a.name.startswith("_")]
+                    assert not private, f"{path.name} imports {private} from {node.module}"

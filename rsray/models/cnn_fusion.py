@@ -37,18 +37,16 @@ convolution to the channel count) where the machine can reach the hub.
 
 from __future__ import annotations
 
-import difflib
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
+from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
 from rsray.models.layers.fusion import (
     MetadataEmbedding,
     check_int,
@@ -63,65 +61,8 @@ __all__ = [
     "EarlyFusionCNN",
     "LateFusionCNN",
     "SingleModalityCNN",
-    "create_timm_backbone",
     "geometric_mean_logits",
 ]
-
-# A ResNet with one BasicBlock per stage, 8-16 channels and a 3x(3x3) stem: ~12k parameters
-# for 12 input channels. Used by the test_* variants.
-_TINY_RESNET: dict[str, Any] = {
-    "layers": (1, 1, 1, 1),
-    "channels": (8, 8, 16, 16),
-    "stem_width": 4,
-    "stem_type": "deep",
-}
-
-
-def create_timm_backbone(
-    name: str,
-    *,
-    in_chans: int,
-    num_classes: int,
-    pretrained: bool = False,
-    drop_rate: float = 0.0,
-    backbone_kwargs: Mapping[str, Any] | None = None,
-) -> nn.Module:
-    """``timm.create_model`` with rsray's error messages.
-
-    Args:
-        name: a timm model name (``resnet18``, ``resnet50``, ``mobilenetv2_100``, ...).
-        in_chans: input channels.
-        num_classes: classifier outputs; 0 returns pooled features (``model.num_features``).
-        pretrained: load timm's pretrained weights (needs the Hugging Face hub).
-        drop_rate: dropout before timm's classifier.
-        backbone_kwargs: further keyword arguments for the timm model (e.g. ``layers``).
-
-    Raises:
-        ConfigError: unknown timm name, arguments timm rejects, or weights that cannot load.
-    """
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.7)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"backbone: {name!r} is not a timm model{hint}")
-    try:
-        return timm.create_model(
-            name,
-            pretrained=pretrained,
-            in_chans=in_chans,
-            num_classes=num_classes,
-            drop_rate=drop_rate,
-            **dict(backbone_kwargs or {}),
-        )
-    except TypeError as e:
-        raise ConfigError(f"backbone_kwargs: timm model {name!r} rejected them: {e}") from e
-    except (OSError, RuntimeError) as e:
-        if not pretrained:
-            raise
-        raise ConfigError(
-            f"pretrained: could not load timm weights for {name!r} ({e}); "
-            "use pretrained=False where the Hugging Face hub cannot be reached"
-        ) from e
-
 
 def _log_softplus_neg(z: Tensor) -> Tensor:
     """``log(softplus(-z)) = log(-log sigmoid(z))``, finite and accurate for any ``z``."""
@@ -200,7 +141,7 @@ class EarlyFusionCNN(nn.Module):
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
-        _check_common(num_classes, drop_rate)
+        check_head_args(num_classes, drop_rate)
         num_classes = int(num_classes)
         meta_embed_dim = check_int("meta_embed_dim", meta_embed_dim, 1)
         self.modalities: tuple[str, ...] = tuple(mods)
@@ -328,7 +269,7 @@ class LateFusionCNN(nn.Module):
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
-        _check_common(num_classes, drop_rate)
+        check_head_args(num_classes, drop_rate)
         num_classes = int(num_classes)
         meta_embed_dim = check_int("meta_embed_dim", meta_embed_dim, 1)
         if combine not in ("mean_logits", "geometric"):
@@ -391,12 +332,6 @@ class LateFusionCNN(nn.Module):
             return geometric_mean_logits(logits, w, self.task)
         stacked = torch.stack(logits, dim=0)
         return (w.to(stacked.dtype).view(-1, 1, 1) * stacked).sum(0)
-
-
-def _check_common(num_classes: int, drop_rate: float) -> None:
-    check_int("num_classes", num_classes, 1)
-    if not isinstance(drop_rate, numbers.Real) or not 0.0 <= drop_rate < 1.0:
-        raise ConfigError(f"drop_rate: must be in [0, 1), got {drop_rate!r}")
 
 
 def _branch_weights(
@@ -583,7 +518,7 @@ def test_early_fusion_cnn(
 ) -> EarlyFusionCNN:
     """Tiny early fusion (a 4-stage ResNet with 8-16 channels) for tests."""
     kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
-    defaults = {"backbone": "resnet18", "backbone_kwargs": _TINY_RESNET, "meta_embed_dim": 8}
+    defaults = {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET, "meta_embed_dim": 8}
     return _early("test_early_fusion_cnn", defaults, kwargs)
 
 
@@ -595,7 +530,7 @@ def test_late_fusion_cnn(
     kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
     defaults = {
         "backbone": "resnet18",
-        "backbone_kwargs": _TINY_RESNET,
+        "backbone_kwargs": TINY_RESNET,
         "combine": "geometric",
         "meta_embed_dim": 8,
     }
@@ -608,5 +543,5 @@ def test_single_modality_cnn(
 ) -> SingleModalityCNN:
     """Tiny single-modality baseline for tests."""
     kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
-    defaults = {"backbone": "resnet18", "backbone_kwargs": _TINY_RESNET, "meta_embed_dim": 8}
+    defaults = {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET, "meta_embed_dim": 8}
     return _single("test_single_modality_cnn", defaults, kwargs)

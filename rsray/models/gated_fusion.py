@@ -41,7 +41,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.cnn_fusion import _TINY_RESNET, _check_common, create_timm_backbone
+from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
 from rsray.models.layers.fusion import (
     METADATA_KEY,
     MetadataEmbedding,
@@ -181,7 +181,7 @@ class GatedFusionCNN(nn.Module):
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
-        _check_common(num_classes, dropout)
+        check_head_args(num_classes, dropout, "dropout")
         width = check_int("width", width, 1)
         gate_hidden = check_int("gate_hidden", gate_hidden, 1)
         meta_embed_dim = check_int("meta_embed_dim", meta_embed_dim, 1)
@@ -255,7 +255,7 @@ class AttentionFusionCNN(nn.Module):
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
-        _check_common(num_classes, dropout)
+        check_head_args(num_classes, dropout, "dropout")
         width = check_int("width", width, 1)
         num_heads = check_int("num_heads", num_heads, 1)
         depth = check_int("depth", depth, 0)
@@ -330,7 +330,7 @@ def _attention(
 
 _TEST: dict[str, Any] = {
     "backbone": "resnet18",
-    "backbone_kwargs": _TINY_RESNET,
+    "backbone_kwargs": TINY_RESNET,
     "width": 16,
     "meta_embed_dim": 8,
 }

@@ -36,7 +36,7 @@ from timm.models.resnet import ResNet
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.cnn_fusion import _TINY_RESNET, _check_common, create_timm_backbone
+from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
 from rsray.models.layers.fusion import (
     MetadataEmbedding,
     check_int,
@@ -139,7 +139,7 @@ class MiddleFusionCNN(nn.Module):
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
-        _check_common(num_classes, drop_rate)
+        check_head_args(num_classes, drop_rate)
         num_classes = int(num_classes)
         meta_embed_dim = check_int("meta_embed_dim", meta_embed_dim, 1)
         if merge not in ("mean", "concat"):
@@ -270,5 +270,5 @@ def test_middle_fusion_cnn(
 ) -> MiddleFusionCNN:
     """Tiny middle fusion (4-stage ResNet with 8-16 channels), for tests."""
     kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
-    defaults = {"backbone": "resnet18", "backbone_kwargs": _TINY_RESNET, "meta_embed_dim": 8}
+    defaults = {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET, "meta_embed_dim": 8}
     return _create("test_middle_fusion_cnn", defaults, kwargs)

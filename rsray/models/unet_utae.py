@@ -36,6 +36,7 @@ from timm.layers import ConvNormAct
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
+from rsray.models.layers.backbones import TINY_RESNET
 from rsray.models.layers.encoders import ExtraChannelInit, create_timm_encoder
 from rsray.models.layers.fusion import check_int, check_metadata_dim, validate_modalities
 from rsray.models.layers.series import center_crop, check_positive, footprint_size, get_series
@@ -263,14 +264,6 @@ class UNetUTAE(nn.Module):
 
 # --------------------------------------------------------------------------- variants
 
-_TINY_RESNET: dict[str, Any] = {
-    "layers": (1, 1, 1, 1),
-    "channels": (8, 8, 16, 16),
-    "stem_width": 4,
-    "stem_type": "deep",
-}
-
-
 def _create(
     variant: str,
     defaults: Mapping[str, Any],
@@ -318,7 +311,7 @@ def test_unet_utae(
     """A tiny U-Net + U-TAE for tests."""
     cfg = {
         "backbone": "resnet18",
-        "backbone_kwargs": _TINY_RESNET,
+        "backbone_kwargs": TINY_RESNET,
         "decoder_channels": (16, 16, 8, 8, 8),
         "series": TINY_UTAE,
     }

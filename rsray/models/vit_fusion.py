@@ -51,7 +51,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -632,6 +632,8 @@ class SCTFusionViT(_PerModalityViT):
 
 # --------------------------------------------------------------------------- variants
 
+_V = TypeVar("_V", bound="ViTFusionBase")
+
 _SMALL: dict[str, Any] = {"embed_dim": 128, "depth": 4, "num_heads": 4, "drop_path_rate": 0.1}
 """CPU-trainable size: patch 20 on 120x120 as in the thesis, narrower and shallower."""
 
@@ -647,55 +649,173 @@ _TEST: dict[str, Any] = {
 """Tiny size for tests (``test_vit_*``)."""
 
 
-def _create(
-    cls: type[ViTFusionBase], variant: str, defaults: dict[str, Any], kwargs: dict[str, Any]
-) -> ViTFusionBase:
+def _create(cls: type[_V], variant: str, defaults: dict[str, Any], kwargs: dict[str, Any]) -> _V:
     return build_model_with_cfg(cls, variant, defaults, kwargs)
 
 
-def _factory(
-    cls: type[ViTFusionBase], variant: str, defaults: dict[str, Any], doc: str
-) -> Any:
-    """A registered factory for ``variant`` (timm's one-function-per-variant habit)."""
-
-    def fn(
-        *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
-    ) -> ViTFusionBase:
-        kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
-        return _create(cls, variant, defaults, kwargs)
-
-    fn.__name__ = fn.__qualname__ = variant
-    fn.__module__ = __name__
-    fn.__doc__ = doc
-    return register_model(fn)
+@register_model
+def vit_early_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionViT:
+    """ViT early fusion (thesis 5.1), thesis defaults (patch 20, depth 8, dim 256)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(EarlyFusionViT, "vit_early_fusion", {**THESIS_DEFAULTS}, kwargs)
 
 
-_FAMILIES: dict[str, tuple[type[ViTFusionBase], str, dict[str, Any]]] = {
-    "early": (EarlyFusionViT, "early fusion", {}),
-    "modality_token": (ModalityTokenFusionViT, "modality token fusion", {}),
-    "channel_token": (ChannelTokenFusionViT, "channel token fusion", {}),
-    "middle": (MiddleFusionViT, "middle fusion", {"fusion_depth": 2}),
-    "cross_attention": (CrossAttentionFusionViT, "cross-attention fusion", {}),
-    "sct": (SCTFusionViT, "synchronised class token fusion", {}),
-}
+@register_model
+def vit_early_fusion_small(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionViT:
+    """ViT early fusion, small: patch 20, depth 4, dim 128, 4 heads."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(EarlyFusionViT, "vit_early_fusion_small", {**THESIS_DEFAULTS, **_SMALL}, kwargs)
 
-for _kind, (_cls, _what, _extra) in _FAMILIES.items():
-    _factory(
-        _cls,
-        f"vit_{_kind}_fusion",
-        {**THESIS_DEFAULTS, **_extra},
-        f"ViT {_what} with the thesis defaults (patch 20, depth 8, dim 256, 8 heads, "
-        "stochastic depth 0.25).",
-    )
-    _factory(
-        _cls,
-        f"vit_{_kind}_fusion_small",
-        {**THESIS_DEFAULTS, **_SMALL, **({"fusion_depth": 1} if _kind == "middle" else {})},
-        f"ViT {_what}, small: patch 20, depth 4, dim 128, 4 heads, stochastic depth 0.1.",
-    )
-    _factory(
-        _cls,
-        f"test_vit_{_kind}_fusion",
-        {**_TEST, **({"fusion_depth": 1} if _kind == "middle" else {})},
-        f"Tiny ViT {_what} (patch 8, depth 2, dim 32) for tests.",
-    )
+
+@register_model
+def test_vit_early_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionViT:
+    """Tiny ViT early fusion (patch 8, depth 2, dim 32) for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(EarlyFusionViT, "test_vit_early_fusion", {**_TEST}, kwargs)
+
+
+@register_model
+def vit_modality_token_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> ModalityTokenFusionViT:
+    """ViT modality token fusion (thesis 5.2), thesis defaults (patch 20, depth 8, dim 256)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(ModalityTokenFusionViT, "vit_modality_token_fusion", {**THESIS_DEFAULTS}, kwargs)
+
+
+@register_model
+def vit_modality_token_fusion_small(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> ModalityTokenFusionViT:
+    """ViT modality token fusion, small: patch 20, depth 4, dim 128, 4 heads."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {**THESIS_DEFAULTS, **_SMALL}
+    return _create(ModalityTokenFusionViT, "vit_modality_token_fusion_small", defaults, kwargs)
+
+
+@register_model
+def test_vit_modality_token_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> ModalityTokenFusionViT:
+    """Tiny ViT modality token fusion (patch 8, depth 2, dim 32) for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(ModalityTokenFusionViT, "test_vit_modality_token_fusion", {**_TEST}, kwargs)
+
+
+@register_model
+def vit_channel_token_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> ChannelTokenFusionViT:
+    """ViT channel token fusion (thesis 5.3), thesis defaults (patch 20, depth 8, dim 256)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(ChannelTokenFusionViT, "vit_channel_token_fusion", {**THESIS_DEFAULTS}, kwargs)
+
+
+@register_model
+def vit_channel_token_fusion_small(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> ChannelTokenFusionViT:
+    """ViT channel token fusion, small: patch 20, depth 4, dim 128, 4 heads."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {**THESIS_DEFAULTS, **_SMALL}
+    return _create(ChannelTokenFusionViT, "vit_channel_token_fusion_small", defaults, kwargs)
+
+
+@register_model
+def test_vit_channel_token_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> ChannelTokenFusionViT:
+    """Tiny ViT channel token fusion (patch 8, depth 2, dim 32) for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(ChannelTokenFusionViT, "test_vit_channel_token_fusion", {**_TEST}, kwargs)
+
+
+@register_model
+def vit_middle_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> MiddleFusionViT:
+    """ViT middle fusion (thesis 5.4), thesis defaults (patch 20, depth 8, dim 256)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {**THESIS_DEFAULTS, "fusion_depth": 2}
+    return _create(MiddleFusionViT, "vit_middle_fusion", defaults, kwargs)
+
+
+@register_model
+def vit_middle_fusion_small(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> MiddleFusionViT:
+    """ViT middle fusion, small: patch 20, depth 4, dim 128, 4 heads."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {**THESIS_DEFAULTS, **_SMALL, "fusion_depth": 1}
+    return _create(MiddleFusionViT, "vit_middle_fusion_small", defaults, kwargs)
+
+
+@register_model
+def test_vit_middle_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> MiddleFusionViT:
+    """Tiny ViT middle fusion (patch 8, depth 2, dim 32) for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(MiddleFusionViT, "test_vit_middle_fusion", {**_TEST, "fusion_depth": 1}, kwargs)
+
+
+@register_model
+def vit_cross_attention_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> CrossAttentionFusionViT:
+    """ViT cross-attention fusion (thesis 5.5), thesis defaults (patch 20, depth 8, dim 256)."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {**THESIS_DEFAULTS}
+    return _create(CrossAttentionFusionViT, "vit_cross_attention_fusion", defaults, kwargs)
+
+
+@register_model
+def vit_cross_attention_fusion_small(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> CrossAttentionFusionViT:
+    """ViT cross-attention fusion, small: patch 20, depth 4, dim 128, 4 heads."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {**THESIS_DEFAULTS, **_SMALL}
+    return _create(CrossAttentionFusionViT, "vit_cross_attention_fusion_small", defaults, kwargs)
+
+
+@register_model
+def test_vit_cross_attention_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> CrossAttentionFusionViT:
+    """Tiny ViT cross-attention fusion (patch 8, depth 2, dim 32) for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(CrossAttentionFusionViT, "test_vit_cross_attention_fusion", {**_TEST}, kwargs)
+
+
+@register_model
+def vit_sct_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SCTFusionViT:
+    """ViT synchronised class token (SCT) fusion (thesis 5.6), thesis defaults."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(SCTFusionViT, "vit_sct_fusion", {**THESIS_DEFAULTS}, kwargs)
+
+
+@register_model
+def vit_sct_fusion_small(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SCTFusionViT:
+    """ViT synchronised class token fusion, small: patch 20, depth 4, dim 128, 4 heads."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(SCTFusionViT, "vit_sct_fusion_small", {**THESIS_DEFAULTS, **_SMALL}, kwargs)
+
+
+@register_model
+def test_vit_sct_fusion(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> SCTFusionViT:
+    """Tiny ViT synchronised class token fusion (patch 8, depth 2, dim 32) for tests."""
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    return _create(SCTFusionViT, "test_vit_sct_fusion", {**_TEST}, kwargs)

@@ -23,7 +23,6 @@ without internet uses them.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -32,18 +31,11 @@ import torch
 from torch import nn
 
 from rsray.errors import ConfigError
+from rsray.models.layers.backbones import check_timm_name
 
 __all__ = ["create_timm_encoder"]
 
 ExtraChannelInit = Literal["random", "repeat"]
-
-
-def _timm_name(name: str) -> str:
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.7)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"backbone: {name!r} is not a timm model{hint}")
-    return name
 
 
 def _create(name: str, in_chans: int, pretrained: bool, kwargs: Mapping[str, Any]) -> nn.Module:
@@ -123,7 +115,7 @@ def create_timm_encoder(
         ConfigError: unknown timm name, arguments timm rejects, weights that cannot load, or
             a bad ``extra_channel_init``.
     """
-    _timm_name(name)
+    check_timm_name(name)
     if extra_channel_init not in ("random", "repeat"):
         raise ConfigError(
             f"extra_channel_init: must be 'random' or 'repeat', got {extra_channel_init!r}"
