@@ -161,8 +161,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, args.overrides)
     if args.data:
         cfg = cfg.with_overrides({"data.uri": args.data})
-    start_ray()
-    result = fit(cfg)
+    result = fit(cfg)  # checks the shard set, then starts Ray (quiet unless -v)
     # per-class values (``val_ap_class/<name>``, ``val_iou/<name>``...) stay in the run's files
     metrics = {k: v for k, v in (result.metrics or {}).items() if "/" not in k}
     print(json.dumps(metrics, indent=2, default=str))
@@ -175,8 +174,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from rsray.tune.run import tune_fusion
 
     cfg = tune_config_from_args(args)
-    start_ray()
-    tune_fusion(cfg, resume=args.resume)
+    tune_fusion(cfg, resume=args.resume)  # checks the shard set, then starts Ray
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

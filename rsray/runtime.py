@@ -72,6 +72,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **kwargs
     """
     if ray.is_initialized():
         return
+    from rsray.console import ray_init_kwargs
+
+    kwargs = {**ray_init_kwargs(), **kwargs}  # workers' output on the terminal only with -v
     runtime_env = kwargs.pop("runtime_env", None)
     join = _address_to_join(address)
     if join:
