@@ -242,7 +242,7 @@ def test_missing_modality_raises(name: str) -> None:
     [
         {"backbone": "mobilenetv2_100", "backbone_kwargs": {}, "depth": 2, "reduction": 4},
         {"backbone": "resnet50", "backbone_kwargs": {}, "depth": 2, "width": 8,
-         "fusion_at": "encoder"},  # fmt: skip
+         "fusion_at": "encoder"},
         {"backbone": "resnet18", "backbone_kwargs": {"layers": (1, 1, 1, 1)}, "depth": 2,
          "width": 8, "refine_steps": 0},
         {"backbone": "resnet18", "backbone_kwargs": {"layers": (1, 1, 1, 1)}, "depth": 2,
