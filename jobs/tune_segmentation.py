@@ -11,13 +11,10 @@ Resume an interrupted experiment: the same command with --resume.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from rsray.cli import add_tune_args, tune_config_from_args
-from rsray.errors import RsrayError
-from rsray.tune.run import tune_fusion
+from rsray.cli import tune_job_main
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "flair2_lfdlm.yaml")
 SMOKE = {
@@ -30,18 +27,9 @@ SMOKE = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_tune_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        cfg = tune_config_from_args(args, DEFAULT_CONFIG, smoke=SMOKE, smoke_dataset="flair2",
-                                    smoke_samples=48)
-        tune_fusion(cfg, resume=args.resume)
-    except RsrayError as exc:
-        print(f"tune_segmentation: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """Run the job (see the module docstring)."""
+    return tune_job_main(__doc__, argv, prog="tune_segmentation", default_config=DEFAULT_CONFIG,
+                         smoke=SMOKE, smoke_dataset="flair2", smoke_samples=48)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,10 @@ Resume an interrupted experiment: the same command with --resume.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from rsray.cli import SMOKE_OVERRIDES, add_tune_args, tune_config_from_args
-from rsray.errors import RsrayError
-from rsray.tune.run import tune_fusion
+from rsray.cli import SMOKE_OVERRIDES, tune_job_main
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "bigearthnet_vit.yaml"
 SMOKE = {**SMOKE_OVERRIDES, "model.name": "test_vit_sct_fusion", "tune.space": "vit_smoke",
@@ -26,17 +23,9 @@ SMOKE = {**SMOKE_OVERRIDES, "model.name": "test_vit_sct_fusion", "tune.space": "
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_tune_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        cfg = tune_config_from_args(args, str(PRESET), smoke=SMOKE)
-        tune_fusion(cfg, resume=args.resume)
-    except RsrayError as exc:
-        print(f"tune_vit_fusion: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """Run the job (see the module docstring)."""
+    return tune_job_main(__doc__, argv, prog="tune_vit_fusion", default_config=str(PRESET),
+                         smoke=SMOKE)
 
 
 if __name__ == "__main__":

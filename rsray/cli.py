@@ -1,4 +1,4 @@
-"""The ``rsray`` command: synth, prepare, train, tune, demo, models, report, submit."""
+"""The rsray command: data, training, tuning, studies, evaluation and cluster jobs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_tune_args(p: argparse.ArgumentParser) -> None:
-    """The flags shared by ``rsray tune`` and ``jobs/tune_*.py``."""
+    """The flags shared by `rsray tune` and `jobs/tune_*.py`."""
     _add_config_args(p)
     p.add_argument("--data", help="shard set URI (local path or s3://bucket/prefix)")
     p.add_argument("--storage-path", help="where experiments go (local path or s3://...)")
@@ -78,6 +79,41 @@ def tune_config_from_args(args: argparse.Namespace, default_config: str | None =
     return cfg.with_overrides(overrides)
 
 
+def tune_job_main(doc: str, argv: list[str] | None = None, *, prog: str,
+                  default_config: str | None = None, smoke: dict[str, Any] | None = None,
+                  smoke_dataset: str = "bigearthnet", smoke_samples: int = SMOKE_PATCHES) -> int:
+    """The whole `main()` of a `jobs/tune_*.py` entry point: parse, configure, start, tune.
+
+    Args:
+        doc: the job's docstring (its --help text).
+        argv: command-line arguments (default: sys.argv).
+        prog: name used in one-line errors.
+        default_config: the job's preset YAML.
+        smoke: the job's --smoke-test overrides (default SMOKE_OVERRIDES).
+        smoke_dataset: the synthetic dataset --smoke-test prepares without --data.
+        smoke_samples: how many synthetic samples it prepares.
+    """
+    from rsray.console import setup
+    from rsray.tune.run import tune_fusion
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show Ray's own output (worker logs, Tune tables, warnings)")
+    add_tune_args(parser)
+    args = parser.parse_args(argv)
+    setup(verbose=args.verbose)
+    try:
+        cfg = tune_config_from_args(args, default_config, smoke=smoke,
+                                    smoke_dataset=smoke_dataset, smoke_samples=smoke_samples)
+        start_ray()
+        tune_fusion(cfg, resume=args.resume)
+    except RsrayError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def ensure_synthetic_shards(root: str, n: int, seed: int = 0,
                             dataset: str = "bigearthnet") -> str:
     """Synthetic raw data + shards of ``dataset`` under ``root`` (reused when present)."""
@@ -86,12 +122,20 @@ def ensure_synthetic_shards(root: str, n: int, seed: int = 0,
     return synthetic_shards(dataset, root, n, seed=seed)
 
 
+def start_ray() -> None:
+    """Start or join Ray; workers' output reaches the terminal only with -v/--verbose."""
+    from rsray.console import ray_init_kwargs
+    from rsray.runtime import ensure_ray
+
+    ensure_ray(**ray_init_kwargs())
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     """``rsray synth <dataset>``, or ``rsray synth covariates --like RAW`` (covariate layers)."""
     from rsray.data.registry import get_dataset
 
     if args.dataset == "covariates" or args.like:
-        from rsray.data.synth_covariates import synth_covariates_from_args
+        from rsray.data.sources.covariates import synth_covariates_from_args
 
         synth_covariates_from_args(args)
         return
@@ -117,6 +161,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, args.overrides)
     if args.data:
         cfg = cfg.with_overrides({"data.uri": args.data})
+    start_ray()
     result = fit(cfg)
     # per-class values (``val_ap_class/<name>``, ``val_iou/<name>``...) stay in the run's files
     metrics = {k: v for k, v in (result.metrics or {}).items() if "/" not in k}
@@ -129,26 +174,34 @@ def cmd_tune(args: argparse.Namespace) -> None:
     """``rsray tune``."""
     from rsray.tune.run import tune_fusion
 
-    tune_fusion(tune_config_from_args(args), resume=args.resume)
+    cfg = tune_config_from_args(args)
+    start_ray()
+    tune_fusion(cfg, resume=args.resume)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """``rsray demo``: synthetic data -> shards -> a short tuning run -> leaderboard."""
     from importlib.resources import files
 
-    from rsray.runtime import ensure_ray
     from rsray.tune.run import tune_fusion
 
     t0 = time.perf_counter()
     print("rsray demo: local Ray, SYNTHETIC BigEarthNet-MM (S2 + S1), shards on local disk, "
           "Optuna + ASHA over progressive fusion", flush=True)
-    ensure_ray()
-    uri = ensure_synthetic_shards(args.root, args.n, seed=0)
-    cfg = load_config(str(files("rsray") / "configs" / "demo.yaml"), args.overrides)
+    start_ray()
+    n = SMOKE_PATCHES if args.smoke_test and args.n == DEMO_PATCHES else args.n
+    uri = ensure_synthetic_shards(args.root, n, seed=0)
+    overrides = [*(DEMO_SMOKE if args.smoke_test else []), *args.overrides]
+    cfg = load_config(str(files("rsray") / "configs" / "demo.yaml"), overrides)
     cfg = cfg.with_overrides({"data.uri": uri,
                               "train.storage_path": str(Path(args.root) / "results")})
     tune_fusion(cfg, resume=False)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+DEMO_SMOKE = ["model.name=test_progressive_fusion", "tune.num_samples=2", "train.max_epochs=2",
+              "tune.name=demo-smoke"]
+"""What `rsray demo --smoke-test` sets: a tiny model, 2 trials of 2 epochs (about a minute)."""
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -173,11 +226,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(fs.cat_file(path).decode())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``rsray`` command."""
-    parser = argparse.ArgumentParser(prog="rsray", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_core_commands(sub: Any) -> None:
+    """synth, prepare, train, tune, demo, models, report."""
     from rsray.data.registry import add_common_prepare_args, get_dataset, list_datasets
 
     p = sub.add_parser("synth", help="write a synthetic dataset in the real on-disk format")
@@ -210,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the embedded default: synthetic data, short tune run")
     p.add_argument("--root", default=DEMO_ROOT, help="where demo data and results go")
     p.add_argument("--n", type=int, default=DEMO_PATCHES, help="synthetic patch pairs")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable)")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="tiny model, 64 patches, 2 trials of 2 epochs")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("models", help="list registered models")
@@ -221,18 +274,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment folder (local or s3://)")
     p.set_defaults(fn=cmd_report)
 
+
+def add_study_commands(sub: Any) -> None:
+    """``rsray study`` (and the study mode of ``rsray report``)."""
+    from rsray.study.cli import add_commands
+
+    add_commands(sub)
+
+
+def add_evaluate_commands(sub: Any) -> None:
+    """``rsray evaluate`` and ``rsray predict``."""
+    from rsray.evaluate.cli import add_commands
+
+    add_commands(sub)
+
+
+def add_submit_command(sub: Any) -> None:
+    """Submit."""
     from rsray.ops.submit import add_submit_args, cmd_submit
 
     p = sub.add_parser("submit", help="submit a job to a Ray cluster, follow its logs",
                        description="rsray submit --address URL -- python jobs/X.py ...")
     add_submit_args(p)
     p.set_defaults(fn=cmd_submit)
+
+
+COMMANDS: list[Callable[[Any], None]] = [
+    add_core_commands, add_study_commands, add_evaluate_commands, add_submit_command,
+]
+"""Each adds its subcommands to the `rsray` parser; a new command group appends one here."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `rsray` command."""
+    parser = argparse.ArgumentParser(prog="rsray", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show Ray's own output (worker logs, Tune tables, warnings)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_commands in COMMANDS:
+        add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; rsray's own errors print one clear line instead of a traceback."""
     args = build_parser().parse_args(argv)
+    from rsray.console import setup
+
+    setup(verbose=args.verbose)
     try:
         args.fn(args)
     except RsrayError as exc:

@@ -71,9 +71,19 @@ class DataConfig:
     resample: Literal["bilinear", "nearest"] = "bilinear"
     """Interpolation used to bring coarse bands to ``image_size``."""
     augment: bool = True
-    """Random flips and 90-degree rotations on the training split."""
+    """Random flips, 90-degree rotations (and crops, see ``crop_scale``) on the training split."""
     desync_augment: bool = False
-    """Draw flips/rotations independently per modality (the thesis' desynchronised flips)."""
+    """Draw flips/rotations/crops independently per modality (the thesis' desynchronised
+    flipping and cropping); otherwise the modalities of a sample share one transform."""
+    crop_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    """Random crop-and-resize: the crop's side as a fraction of the image side, drawn from
+    ``[lo, hi]``; ``[1.0, 1.0]`` turns cropping off."""
+    augment_ops: dict[str, list[str]] = field(default_factory=dict)
+    """Per modality, the augmentations it gets (``hflip``, ``rot90``, ``crop``); a modality not
+    named gets all (GLOBE horizon photos: ``{north: [hflip, crop], ...}``, no quarter turns)."""
+    bands: dict[str, list[str]] = field(default_factory=dict)
+    """Per modality, a band subset in this order (``{s2: [B04, B03, B02]}`` = RGB only); a
+    modality not named uses all its bands."""
     modality_dropout: float = 0.0
     """Probability of zeroing one randomly chosen modality of a training sample."""
     shuffle_buffer: int = 256
@@ -106,6 +116,19 @@ class DataConfig:
             raise ConfigError("data.eval_splits: at least one split to evaluate is needed")
         if "train" in self.eval_splits:
             raise ConfigError("data.eval_splits: evaluate on held-out splits, not 'train'")
+        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ConfigError(f"data.crop_scale: {self.crop_scale} must be [lo, hi] with "
+                              "0 < lo <= hi <= 1")
+        from rsray.data.augment import OPS
+
+        for name, ops in self.augment_ops.items():
+            if not isinstance(ops, list) or not set(ops) <= set(OPS):
+                raise ConfigError(f"data.augment_ops.{name}: {ops!r} must be a list drawn from "
+                                  + ", ".join(OPS))
+        for name, bands in self.bands.items():
+            if not isinstance(bands, list) or not bands or len(set(bands)) != len(bands):
+                raise ConfigError(f"data.bands.{name}: {bands!r} must be a non-empty list of "
+                                  "distinct band names")
         if len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"data.modalities: {self.modalities} names a modality twice")
 
@@ -195,6 +218,9 @@ class TrainConfig:
     """Checkpoints kept per run (the best by ``metric`` and the latest)."""
     log_every_n_steps: int = 50
     """Print a progress line every this many training steps (rank 0)."""
+    resource_wait_s: float = 600.0
+    """Longest wait, in seconds, for the CPUs/GPUs a run (or a trial) needs to be free before
+    it fails with a message naming what it waited for; 0 waits forever."""
 
     def validate(self) -> None:
         """Check values and ranges."""
@@ -208,6 +234,7 @@ class TrainConfig:
         _range("train", "max_failures", self.max_failures, -1)
         _range("train", "num_to_keep", self.num_to_keep, 1)
         _range("train", "log_every_n_steps", self.log_every_n_steps, 1)
+        _range("train", "resource_wait_s", self.resource_wait_s, 0.0)
         if not self.name or "/" in self.name:
             raise ConfigError(f"train.name: {self.name!r} must be a non-empty name without '/'")
 
@@ -248,18 +275,46 @@ class TuneConfig:
     """Experiment name under ``train.storage_path``; the same name resumes."""
     seed: int = 0
     """Seed of the Optuna sampler."""
+    families: list[str] = field(default_factory=list)
+    """``tune.space=conditional``: the ``model.name`` choices (``model`` or ``model:space``);
+    each family's own parameters are searched only when it is drawn
+    (:mod:`rsray.tune.conditional`)."""
 
     def validate(self) -> None:
         """Check values and ranges."""
         from rsray.tune.spaces import list_spaces
 
-        _choice("tune", "space", self.space, list_spaces())
+        _choice("tune", "space", self.space, [*list_spaces(), "conditional"])
+        if self.space == "conditional" and not self.families:
+            raise ConfigError("tune.families: tune.space=conditional needs the model families "
+                              "to search, e.g. tune.families=[vit_early_fusion_small,"
+                              "middle_fusion_resnet18]")
         _range("tune", "num_samples", self.num_samples, 1)
         _range("tune", "max_concurrent_trials", self.max_concurrent_trials, 0)
         _range("tune", "grace_period", self.grace_period, 1)
         _range("tune", "reduction_factor", self.reduction_factor, 2)
         if not self.name or "/" in self.name:
             raise ConfigError(f"tune.name: {self.name!r} must be a non-empty name without '/'")
+
+
+@dataclass
+class TrackingConfig:
+    """Experiment tracking of tune runs through Ray's logger callbacks (one run per trial)."""
+
+    mlflow: bool = False
+    """Log every trial to MLflow (``pip install rsray[mlflow]``): run name = trial name,
+    config = parameters, every epoch's metrics."""
+    mlflow_tracking_uri: str = "mlruns"
+    """MLflow tracking URI (``http://host:5000``, ``sqlite:///x.db``) or a local folder."""
+    mlflow_experiment: str = ""
+    """MLflow experiment name; empty = ``tune.name``."""
+    tensorboard: bool = False
+    """Write TensorBoard event files into each trial's folder (``tensorboard --logdir``)."""
+
+    def validate(self) -> None:
+        """Check values."""
+        if self.mlflow and not self.mlflow_tracking_uri:
+            raise ConfigError("tracking.mlflow_tracking_uri: empty; give a URI or a folder")
 
 
 @dataclass
@@ -272,6 +327,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def validate(self) -> Config:
         """Validate every section and the cross-field rules; return self."""

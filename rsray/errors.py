@@ -31,3 +31,11 @@ class PatchError(RsrayError):
 
 class ShardIntegrityError(RsrayError):
     """A shard set is incomplete (no manifest) or a shard does not match its checksum."""
+
+
+class StorageError(RsrayError):
+    """A storage location is malformed or cannot be reached (endpoint down, access refused)."""
+
+
+class ResourceWaitError(RsrayError):
+    """A trial or run waited longer than allowed for the cluster resources it needs."""

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO.parent / "shared" / "data" / "real"
+# ``../shared/data/real`` beside the clone; RSRAY_REAL_DATA points elsewhere (e.g. from a worktree).
+REAL_DATA = Path(os.environ.get("RSRAY_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 # Ray's own processes must not try to reach the internet or print usage stats.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

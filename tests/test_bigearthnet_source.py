@@ -23,7 +23,6 @@ from rsray.data.sources.bigearthnet import (
     bigearthnet_spec,
     describe_synthetic_rules,
     labels_to_multihot,
-    seeded_split,
     write_synthetic_bigearthnet,
 )
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError
@@ -100,16 +99,6 @@ def test_constructor_checks(tmp_path):
         BigEarthNetMM(str(tmp_path), str(tmp_path), split_fractions=(0.5, 0.1, 0.1))
     with pytest.raises(DatasetNotFoundError, match="S2 folder not found"):
         BigEarthNetMM(str(tmp_path / "nope"), str(tmp_path)).discover()
-
-
-def test_seeded_split_is_deterministic_stable_and_proportional():
-    names = [f"S2A_MSIL2A_20170613T101031_{c}_{r}" for c in range(60) for r in range(50)]
-    splits = [seeded_split(n, 0, (0.7, 0.15, 0.15)) for n in names]
-    assert splits == [seeded_split(n, 0) for n in names]  # deterministic, defaults
-    frac = {s: splits.count(s) / len(names) for s in ("train", "val", "test")}
-    assert abs(frac["train"] - 0.7) < 0.03 and abs(frac["val"] - 0.15) < 0.03
-    assert splits != [seeded_split(n, 1) for n in names]  # the seed matters
-    assert {seeded_split(n, 0, (0.0, 0.0, 1.0)) for n in names[:50]} == {"test"}
 
 
 # ------------------------------------------------------------------------------ real samples

@@ -14,7 +14,8 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.warp import transform
 
-from rsray.data.covariates import (
+from rsray.data.schema import BandGroup, DatasetSpec, Discovery, ModalitySpec
+from rsray.data.sources.covariates import (
     FILLED_META_KEY,
     CovariateLayer,
     WithCovariates,
@@ -23,7 +24,6 @@ from rsray.data.covariates import (
     resize_bilinear,
     warp_layer,
 )
-from rsray.data.schema import BandGroup, DatasetSpec, Discovery, ModalitySpec
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
 
 UTM33 = CRS.from_epsg(32633)
@@ -376,7 +376,7 @@ def test_configuration_errors(tmp_path: Path):
 
 def test_command_line_flags():
     from rsray.cli import build_parser
-    from rsray.data.covariates import wrap_from_args
+    from rsray.data.sources.covariates import wrap_from_args
 
     layers = layers_from_args(
         ["dem=s3://bucket/dem.tif", "lc=/data/lc.tif:nearest", "t=C:/x.tif:cubic"],
@@ -439,7 +439,7 @@ def test_s3_layer_reads_like_local(tmp_path: Path, s3_bucket: str):
 @pytest.fixture(scope="module")
 def ben_with_layers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     from rsray.data.sources.bigearthnet import write_synthetic_bigearthnet
-    from rsray.data.synth_covariates import write_synthetic_covariates
+    from rsray.data.sources.covariates import write_synthetic_covariates
 
     root = tmp_path_factory.mktemp("ben_cov")
     write_synthetic_bigearthnet(root / "raw", 16, seed=3, progress=False)
@@ -449,7 +449,7 @@ def ben_with_layers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any
 
 def test_synthetic_layers_cover_patches_and_encode_wetlands(ben_with_layers):
     from rsray.data.sources.bigearthnet import BIGEARTHNET_19_CLASSES, BigEarthNetMM
-    from rsray.data.synth_covariates import LANDCOVER_CODES
+    from rsray.data.sources.covariates import LANDCOVER_CODES
 
     root, info = ben_with_layers
     crs = {}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from rsray.ops import dashboards as dm
-from rsray.ops.prometheus import PROMETHEUS_FILE, prometheus_config, render_prometheus_config
+from rsray.ops.dashboards import PROMETHEUS_FILE, prometheus_config, render_prometheus_config
 from rsray.train.telemetry import METRICS
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[1] / "dashboards"

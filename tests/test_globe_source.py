@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import socket
 import threading
@@ -38,7 +39,7 @@ from rsray.data.sources.globe import (
     winterness,
     write_synthetic_globe,
 )
-from rsray.data.sources.globe_api import (
+from rsray.data.sources.globe.api import (
     DATA_FIELDS,
     LC_COLUMNS,
     TOP_LEVEL_FIELDS,
@@ -57,7 +58,8 @@ FLOAT_FIELDS = {"latitude", "longitude", "elevation", "landcoversMeasurementLati
 BOOL_FIELDS = {"landcoversSnowIce", "landcoversLeavesOnTrees", "landcoversRainingSnowing",
                "landcoversDryGround", "landcoversMuddy", "landcoversStandingWater"}
 GLOBE_PHOTOS = "https://data.globe.gov"
-REAL_LC = Path(__file__).resolve().parents[2] / "shared/data/real/globe-observer/lc.csv"
+REAL_LC = Path(os.environ.get("RSRAY_REAL_DATA", Path(__file__).resolve().parents[2]
+                              / "shared/data/real")) / "globe-observer/lc.csv"
 """The real export sample; the API tests serve it when present, else the synthetic twin."""
 
 

@@ -5,9 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rsray.config import DataConfig
+from rsray.data import augment as aug
 from rsray.data.pipeline import (
-    augment_batch,
-    augment_raw,
     build_datasets,
     decode_raw,
     finalize_batch,
@@ -82,13 +81,16 @@ def test_augmenting_native_groups_equals_augmenting_resampled(synthetic_shards):
     plan = make_plan(manifest, DataConfig(uri=synthetic_shards))
     table = pq.read_table(manifest.shard_paths("train")[0], columns=plan.columns).slice(0, 6)
     rows = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
-    late = augment_batch({k: v.numpy() for k, v in
-                          finalize_batch(decode_raw(rows, plan), plan).items()},
-                         ["s2", "s1"], rng=np.random.default_rng(7))
+    draw = aug.draw(np.random.default_rng(7), 6, aug.OPS, (1.0, 1.0))  # augment_raw's draw
+    resampled = finalize_batch(decode_raw(rows, plan), plan)
     raw = decode_raw(rows, plan)
-    early = finalize_batch(augment_raw(raw, plan, rng=np.random.default_rng(7)), plan)
+    for g in ("s2_10m", "s2_20m", "s1"):
+        raw[g] = aug.apply(raw[g], draw)
+    early = finalize_batch(raw, plan)
+    assert draw.k.any() and draw.flip.any()
     for m in ("s2", "s1"):
-        np.testing.assert_allclose(early[m].numpy(), late[m], rtol=1e-5, atol=1e-4)
+        late = aug.dihedral(resampled[m].numpy(), draw.k, draw.flip)
+        np.testing.assert_allclose(early[m].numpy(), late, rtol=1e-5, atol=1e-4)
 
 
 def test_stream_with_60m_bands(synthetic_raw, tmp_path, ray_session):
@@ -114,27 +116,6 @@ def test_prepare_refuses_to_clobber(synthetic_raw, tmp_path, ray_session):
     with pytest.raises(RsrayError, match="already holds a complete shard set"):
         prepare(source, out)
     prepare(source, out, overwrite=True)
-
-
-def test_augment_batch_properties():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(16, 3, 8, 8)).astype(np.float32)
-    y = rng.normal(size=(16, 2, 8, 8)).astype(np.float32)
-    batch = {"a": x.copy(), "b": y.copy(), "label": np.zeros((16, 4), np.float32)}
-    out = augment_batch(batch, ["a", "b"], rng=np.random.default_rng(1))
-    for i in range(16):  # a dihedral transform keeps each channel's values
-        np.testing.assert_allclose(np.sort(out["a"][i].ravel()), np.sort(x[i].ravel()))
-    # synchronised: the same transform on both modalities -> recover it from a, apply to b
-    for i in range(16):
-        cands = [np.rot90(t, k, axes=(1, 2)) for t in (x[i], x[i][:, :, ::-1]) for k in range(4)]
-        j = next(j for j, c in enumerate(cands) if np.array_equal(c, out["a"][i]))
-        f, k = divmod(j, 4)
-        yb = y[i][:, :, ::-1] if f else y[i]
-        np.testing.assert_array_equal(out["b"][i], np.rot90(yb, k, axes=(1, 2)))
-    drop = augment_batch({"a": x.copy(), "b": y.copy(), "label": batch["label"]}, ["a", "b"],
-                         modality_dropout=0.999, rng=np.random.default_rng(2))
-    zeroed = [(not drop["a"][i].any()) + (not drop["b"][i].any()) for i in range(16)]
-    assert all(z == 1 for z in zeroed)  # exactly one modality dropped, never both
 
 
 def test_s3_round_trip_and_tamper(synthetic_raw, s3_bucket, ray_session):

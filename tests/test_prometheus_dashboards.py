@@ -35,7 +35,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsray.ops.prometheus import active_targets, check_dashboards, prometheus_config, query_range
+from rsray.ops.dashboards import prometheus_config
+from rsray.ops.prometheus import active_targets, check_dashboards, query_range
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -85,3 +85,35 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
         atomic_write_bytes(fs, target, b"payload")
     assert not os.path.exists(target)
     assert os.listdir(tmp_path / "train") == []  # no temporary file either
+
+
+def test_edited_manifest_is_refused(tmp_path):
+    """Issue 12: a manifest whose shard list was edited (checksum changed) is refused."""
+    _manifest(tmp_path, {"train/shard-00000.parquet": b"abc" * 10})
+    path = tmp_path / MANIFEST_NAME
+    raw = json.loads(path.read_text())
+    raw["shards"][0]["sha256"] = "0" * 64
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ShardIntegrityError, match=r"manifest.json: the shard list was edited"):
+        read_manifest(str(tmp_path))
+
+
+def test_manifest_with_an_added_shard_entry_is_refused(tmp_path):
+    _manifest(tmp_path, {"train/shard-00000.parquet": b"abc" * 10})
+    extra = b"planted" * 3
+    (tmp_path / "train" / "shard-00001.parquet").write_bytes(extra)
+    path = tmp_path / MANIFEST_NAME
+    raw = json.loads(path.read_text())
+    raw["shards"].append({"path": "train/shard-00001.parquet", "split": "train", "rows": 1,
+                          "bytes": len(extra), "sha256": sha256_bytes(extra)})
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ShardIntegrityError, match="the shard list was edited"):
+        read_manifest(str(tmp_path))
+
+
+def test_shard_file_added_after_prepare_is_refused_by_name(tmp_path):
+    m = _manifest(tmp_path, {"train/shard-00000.parquet": b"abc" * 10})
+    (tmp_path / "train" / "shard-00007.parquet").write_bytes(b"planted")
+    with pytest.raises(ShardIntegrityError) as info:
+        verify_shards(read_manifest(str(tmp_path)))
+    assert f"{m.uri}/train/shard-00007.parquet: not in the manifest" in str(info.value)

@@ -18,7 +18,13 @@ from rsray.data.pipeline import (
     finalize_batch,
 )
 from rsray.data.schema import BandGroup, DatasetSpec, ModalitySpec, encode_array
-from rsray.data.splits import apply_holdout, fraction_mask, parse_holdout
+from rsray.data.splits import (
+    apply_holdout,
+    check_fractions,
+    fraction_mask,
+    parse_holdout,
+    seeded_split,
+)
 from rsray.errors import ConfigError
 from rsray.train.losses import CrossEntropyDice, build_loss
 from rsray.train.task_metrics import BinaryHeadsMetrics, MulticlassMetrics, SegmentationMetrics
@@ -221,3 +227,20 @@ def test_train_fraction_filters_rows_by_patch_id() -> None:
     raw = decode_raw(rows, sub)
     assert len(raw["label"]) == int(keep.sum())
     assert len(raw["s2__mask"]) == int(keep.sum())
+
+
+def test_seeded_split_is_deterministic_stable_and_proportional():
+    names = [f"S2A_MSIL2A_20170613T101031_{c}_{r}" for c in range(60) for r in range(50)]
+    splits = [seeded_split(n, 0, (0.7, 0.15, 0.15)) for n in names]
+    assert splits == [seeded_split(n, 0) for n in names]  # deterministic, defaults
+    frac = {s: splits.count(s) / len(names) for s in ("train", "val", "test")}
+    assert abs(frac["train"] - 0.7) < 0.03 and abs(frac["val"] - 0.15) < 0.03
+    assert splits != [seeded_split(n, 1) for n in names]  # the seed matters
+    assert {seeded_split(n, 0, (0.0, 0.0, 1.0)) for n in names[:50]} == {"test"}
+
+
+def test_check_fractions():
+    assert check_fractions(["0.8", 0.1, 0.1]) == (0.8, 0.1, 0.1)
+    for bad in ((0.5, 0.1, 0.1), (0.7, 0.3), (1.2, -0.1, -0.1), ("a", "b", "c")):
+        with pytest.raises(ConfigError, match="split_fractions"):
+            check_fractions(bad)

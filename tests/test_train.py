@@ -31,3 +31,53 @@ def test_two_workers_then_resume(synthetic_shards, tmp_path, ray_session):
     assert second.error is None
     assert second.metrics["resumed_from_epoch"] == 1
     assert second.metrics["epoch"] == 2
+
+    # Issue 12: a run that had finished is recognised from its storage (what `rsray tune
+    # --resume` hands Tune for a trial that finished just before the driver was killed).
+    from rsray.tune.run import finished_result
+
+    assert finished_result(str(tmp_path), "resume-test", max_epochs=3) is None  # not finished
+    done = finished_result(str(tmp_path), "resume-test", max_epochs=2)
+    assert done is not None and done["epoch"] == 2 and done["kept_from_checkpoint"]
+    assert done["val_loss"] == second.metrics["val_loss"]
+    assert done["checkpoint_path"].endswith("epoch_0001")
+
+
+def test_status_of_a_trial_that_never_reported():
+    from rsray.tune.run import _status
+
+    assert _status(None, {}, 2) == "NO-REPORT"
+    assert _status("boom", {}, 2) == "ERROR"
+    assert _status(None, {"epoch": 1}, 2) == "PRUNED"
+    assert _status(None, {"epoch": 2}, 2) == "DONE"
+    assert _status(None, {"epoch": 1, "early_stopped": True}, 2) == "EARLY-STOP"
+
+
+def test_finished_result_reads_meta_only(tmp_path):
+    import json
+
+    from rsray.tune.run import finished_result
+
+    run = tmp_path / "trial_x"
+    for epoch in (0, 1):
+        d = run / f"epoch_{epoch:04d}"
+        d.mkdir(parents=True)
+        (d / "meta.json").write_text(json.dumps({"epoch": epoch, "metrics": {
+            "epoch": epoch + 1, "val_ap_macro": 0.5 + epoch, "early_stopped": False}}))
+    assert finished_result(str(tmp_path), "trial_x", 2)["val_ap_macro"] == 1.5
+    assert finished_result(str(tmp_path), "trial_missing", 2) is None
+
+
+def test_unknown_shard_uri_fails_before_ray_starts(tmp_path):
+    import ray
+
+    from rsray.errors import DatasetNotFoundError
+    from rsray.train.driver import fit
+
+    was_up = ray.is_initialized()
+    cfg = load_config(None, [f"data.uri={tmp_path / 'nowhere'}"])
+    import pytest
+
+    with pytest.raises(DatasetNotFoundError, match="no shard set here"):
+        fit(cfg)
+    assert ray.is_initialized() == was_up

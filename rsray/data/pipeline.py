@@ -4,8 +4,9 @@ Two stages, split where the data is smallest:
 
 1. In Ray Data tasks (CPU nodes): each band-group column is decoded with one ``np.frombuffer``
    per batch into its *native* dtype and resolution (uint16 S2 at 120/60/20 px, float32/16 S1),
-   then augmented there (flips/rot90 commute with the later upsampling; modality dropping is
-   recorded as a ``drop_<modality>`` flag). What crosses the object store is ~2.5x smaller
+   then augmented there (:mod:`rsray.data.augment`: crop-and-resize in relative coordinates,
+   flips and rot90, which commute with the later upsampling; modality dropping is recorded as
+   a ``drop_<modality>`` flag). What crosses the object store is ~2.5x smaller
    than float32 at 120 px.
 2. In the training worker, on its device (the GPU when there is one): :func:`finalize_batch`
    casts to float32, resamples coarse groups to ``image_size``, concatenates the groups of a
@@ -18,12 +19,14 @@ with ``ray.train.get_dataset_shard(split).iter_torch_batches(...)`` and calls
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from rsray.config import DataConfig
+from rsray.data import augment as aug
 from rsray.data.shards import Manifest, pyarrow_fs, read_manifest, verify_shards
 from rsray.errors import ConfigError, ShardIntegrityError
 
@@ -40,6 +43,8 @@ class GroupPlan:
     """``(C, s, s)`` image, ``(max_len, C, s, s)`` series (padded length), ``(D,)`` vector."""
     dtype: str
     kind: str = "image"
+    keep: tuple[int, ...] | None = None
+    """Channels of the group that are used (``data.bands``); ``None``: all."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class ModalityPlan:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     kind: str = "image"
+    order: tuple[int, ...] | None = None
+    """Permutation from the groups' kept channels to ``bands`` (``data.bands`` order)."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,14 @@ def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False
                 f"(it has {', '.join(manifest.modalities)})"
             )
         groups, bands, kinds = [], [], set()
+        wanted = _wanted_bands(manifest, cfg, name)
         for gname, g in manifest.modalities[name]["groups"].items():
-            if g.get("optional") and not cfg.include_60m:
+            if g.get("optional") and not cfg.include_60m and wanted is None:
                 continue
+            keep = None if wanted is None else tuple(
+                i for i, b in enumerate(g["bands"]) if b in wanted)
+            if keep is not None and not keep:
+                continue  # no selected band in this group: it is never read
             kind = g.get("kind", "image")
             kinds.add(kind)
             c = len(g["bands"])
@@ -126,8 +138,12 @@ def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False
                 shape = (length, c, g["size"], g["size"])
             else:
                 shape = (c, g["size"], g["size"])
-            groups.append(GroupPlan(gname, shape, g["dtype"], kind))
-            bands += g["bands"]
+            groups.append(GroupPlan(gname, shape, g["dtype"], kind, keep))
+            bands += [g["bands"][i] for i in keep] if keep is not None else g["bands"]
+        order = None
+        if wanted is not None:
+            order = tuple(bands.index(b) for b in wanted)
+            bands = list(wanted)
         if len(kinds) != 1:
             raise ShardIntegrityError(f"{manifest.uri}: modality {name} mixes group kinds "
                                       f"{sorted(kinds)}")
@@ -148,7 +164,7 @@ def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False
             # there; dividing by ~0 would turn an unseen value at evaluation into ~1e6.
             std.append(float(s["std"]) if float(s["std"]) > 1e-6 else 1.0)
         plans.append(ModalityPlan(name, tuple(groups), tuple(bands), tuple(mean), tuple(std),
-                                  kind))
+                                  kind, order))
     label = manifest.info.get("label", {})
     return DecodePlan(
         tuple(plans), len(manifest.classes), cfg.image_size, cfg.resample,
@@ -156,6 +172,19 @@ def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False
         train_fraction=cfg.train_fraction if for_training else 1.0,
         fraction_seed=cfg.fraction_seed,
     )
+
+
+def _wanted_bands(manifest: Manifest, cfg: DataConfig, name: str) -> list[str] | None:
+    """``data.bands`` of modality ``name`` (checked against the shard set), or ``None``."""
+    wanted = cfg.bands.get(name)
+    if wanted is None:
+        return None
+    have = [b for g in manifest.modalities[name]["groups"].values() for b in g["bands"]]
+    missing = [b for b in wanted if b not in have]
+    if missing:
+        raise ConfigError(f"data.bands.{name}: {missing} are not bands of {name} in "
+                          f"{manifest.uri} (it has {', '.join(have)})")
+    return list(wanted)
 
 
 def _labels(col: Any) -> np.ndarray:
@@ -296,22 +325,35 @@ def _modality(batch: dict[str, Any], m: ModalityPlan, plan: DecodePlan, tensor: 
 
     if m.kind == "series":
         g = m.groups[0].column
-        x = tensor(batch[g]).float()
+        x = _keep(tensor(batch[g]).float(), m.groups[0].keep, dim=2)
+        if m.order is not None:
+            x = x[:, :, list(m.order)]
         shape = (1, 1, -1, 1, 1)
         mean = torch.tensor(m.mean, dtype=torch.float32, device=x.device).reshape(shape)
         std = torch.tensor(m.std, dtype=torch.float32, device=x.device).reshape(shape)
         valid = tensor(batch[f"{g}__mask"]).to(x.device).float().reshape(*x.shape[:2], 1, 1, 1)
         return (x - mean) / std * valid
-    parts = [tensor(batch[g.column]).float() for g in m.groups]
+    parts = [_keep(tensor(batch[g.column]).float(), g.keep, dim=1) for g in m.groups]
     if m.kind == "vector":
         x = torch.cat(parts, dim=1)
         shape: tuple[int, ...] = (1, -1)
     else:
         x = torch.cat([_resize(p, plan.image_size, plan.resample) for p in parts], dim=1)
         shape = (1, -1, 1, 1)
+    if m.order is not None:
+        x = x[:, list(m.order)]
     mean = torch.tensor(m.mean, dtype=torch.float32, device=x.device).reshape(shape)
     std = torch.tensor(m.std, dtype=torch.float32, device=x.device).reshape(shape)
     return (x - mean) / std
+
+
+def _keep(x: Any, keep: tuple[int, ...] | None, dim: int) -> Any:
+    """The ``keep`` channels of ``x`` along ``dim`` (all when ``keep`` is ``None``)."""
+    import torch
+
+    if keep is None or len(keep) == x.shape[dim]:
+        return x
+    return x.index_select(dim, torch.tensor(keep, device=x.device))
 
 
 def decode_batch(batch: dict[str, Any], plan: DecodePlan) -> dict[str, np.ndarray]:
@@ -325,26 +367,36 @@ def augment_raw(
     *,
     desync: bool = False,
     modality_dropout: float = 0.0,
+    crop_scale: tuple[float, float] = (1.0, 1.0),
+    ops: Mapping[str, Sequence[str]] | None = None,
     rng: np.random.Generator | None = None,
 ) -> dict[str, np.ndarray]:
-    """:func:`augment_batch` on native-resolution groups (before resampling).
+    """Random crop-and-resize, flips and quarter turns, and modality dropping (training only).
 
-    Every group of a modality gets the modality's transform (they cover the same ground);
-    series get one transform for all their dates; a segmentation mask gets the shared
-    transform, so ``desync`` is ignored for segmentation (the mask must stay aligned with every
-    input). Dropped modalities are flagged in ``drop_<modality>`` and zeroed after
-    normalisation.
+    Runs on native-resolution groups, before resampling (see :mod:`rsray.data.augment`). Every
+    group of a modality gets the modality's transform (they cover the same ground); series get
+    one transform for all their dates. ``desync`` draws a transform per modality (the thesis'
+    desynchronised flipping and cropping), otherwise a sample's modalities share one. ``ops``
+    maps a modality to the operations it gets (default: all of ``hflip``, ``rot90``, ``crop``;
+    cropping only when ``crop_scale`` is below 1). A segmentation mask gets the shared transform,
+    so ``desync`` is ignored for segmentation (the mask must stay aligned with every input).
+    With probability ``modality_dropout`` one modality of a sample, chosen at random, is flagged
+    in ``drop_<modality>`` and zeroed after normalisation (its training mean); a sample never
+    loses all of them.
     """
     rng = rng or np.random.default_rng()
+    ops = ops or {}
     n = len(batch["label"])
-    shared = (rng.integers(0, 4, size=n), rng.random(n) < 0.5)
     desync = desync and plan.task != "segmentation"
+    all_ops = tuple(sorted({o for m in plan.spatial for o in aug.modality_ops(ops, m.name)}))
+    shared = aug.draw(rng, n, all_ops, crop_scale)
     for m in plan.spatial:
-        k, f = (rng.integers(0, 4, size=n), rng.random(n) < 0.5) if desync else shared
+        mine = aug.modality_ops(ops, m.name)
+        d = aug.draw(rng, n, mine, crop_scale) if desync else _restrict(shared, mine)
         for g in m.groups:
-            batch[g.column] = _dihedral(batch[g.column], k, f)
+            batch[g.column] = aug.apply(batch[g.column], d)
     if plan.task == "segmentation":
-        batch["label"] = _dihedral(batch["label"], *shared)
+        batch["label"] = aug.apply(batch["label"], shared, mode="nearest")
     names = [m.name for m in plan.modalities]
     if modality_dropout > 0 and len(names) > 1:
         drop = rng.random(n) < modality_dropout
@@ -354,52 +406,59 @@ def augment_raw(
     return batch
 
 
-def _dihedral(x: np.ndarray, k: np.ndarray, flip: np.ndarray) -> np.ndarray:
-    """Per-sample horizontal flip then ``k`` quarter turns of the last two axes (H, W)."""
-    out = np.empty_like(x)
-    axes = (x.ndim - 3, x.ndim - 2)
-    for i in range(x.shape[0]):
-        xi = x[i][..., ::-1] if flip[i] else x[i]
-        out[i] = np.rot90(xi, k=int(k[i]), axes=axes)
-    return out
+def _restrict(d: aug.Draw, ops: Sequence[str]) -> aug.Draw:
+    """The shared draw without the operations a modality does not get."""
+    n = len(d.k)
+    return aug.Draw(
+        d.k if "rot90" in ops else np.zeros(n, dtype=d.k.dtype),
+        d.flip if "hflip" in ops else np.zeros(n, dtype=bool),
+        d.box if "crop" in ops else np.tile(np.array([1.0, 0.0, 0.0]), (n, 1)),
+    )
 
 
-def augment_batch(
-    batch: dict[str, np.ndarray],
-    modalities: list[str],
-    *,
-    desync: bool = False,
-    modality_dropout: float = 0.0,
-    rng: np.random.Generator | None = None,
-) -> dict[str, np.ndarray]:
-    """Random dihedral transforms (flips + 90-degree rotations) and modality dropping.
+def check_augment(plan: DecodePlan, cfg: DataConfig) -> None:
+    """Reject augmentation settings that would misalign a segmentation mask or name no modality.
 
-    With ``desync`` each modality of a sample draws its own transform (the thesis'
-    desynchronised augmentation); otherwise all modalities of a sample share one. With
-    probability ``modality_dropout`` one modality of a sample, chosen at random, is zeroed
-    (the per-band mean after normalisation); a sample never loses all modalities.
+    A segmentation mask gets one transform, so every input must get the same operations, and
+    cropping needs inputs that cover the same ground (FLAIR-2's Sentinel-2 series covers a
+    larger area than the aerial tile, so a relative box would cut different ground).
     """
-    rng = rng or np.random.default_rng()
-    n = len(batch["label"])
-    shared_k = rng.integers(0, 4, size=n)
-    shared_f = rng.random(n) < 0.5
-    for name in modalities:
-        k = rng.integers(0, 4, size=n) if desync else shared_k
-        f = (rng.random(n) < 0.5) if desync else shared_f
-        batch[name] = _dihedral(batch[name], k, f)
-    if modality_dropout > 0 and len(modalities) > 1:
-        drop = rng.random(n) < modality_dropout
-        which = rng.integers(0, len(modalities), size=n)
-        for i in np.nonzero(drop)[0]:
-            batch[modalities[int(which[i])]][i] = 0.0
-    return batch
+    names = {m.name for m in plan.spatial}
+    unknown = set(cfg.augment_ops) - names
+    if unknown:
+        raise ConfigError(f"data.augment_ops: {sorted(unknown)} are not image modalities of "
+                          f"this shard set (it has {', '.join(sorted(names))})")
+    if plan.task != "segmentation":
+        return
+    per = {tuple(sorted(aug.modality_ops(cfg.augment_ops, m))) for m in names}
+    if len(per) > 1:
+        raise ConfigError("data.augment_ops: a segmentation mask gets one transform, so every "
+                          "input modality must get the same operations")
+    crops = cfg.crop_scale[0] < 1.0 and "crop" in next(iter(per), ())
+    if crops and any(m.kind == "series" for m in plan.spatial):
+        raise ConfigError("data.crop_scale: cropping a segmentation shard set with a series "
+                          "modality would cut different ground (the series covers a larger "
+                          "area); keep data.crop_scale=[1.0, 1.0]")
 
 
-def _transform(batch: dict[str, Any], plan: DecodePlan, augment: bool, desync: bool,
-               modality_dropout: float) -> dict[str, np.ndarray]:
+def augment_kwargs(cfg: DataConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`augment_raw` that ``cfg`` sets."""
+    return {"desync": cfg.desync_augment, "modality_dropout": cfg.modality_dropout,
+            "crop_scale": (float(cfg.crop_scale[0]), float(cfg.crop_scale[1])),
+            "ops": {k: tuple(v) for k, v in cfg.augment_ops.items()}}
+
+
+def transform(batch: dict[str, Any], plan: DecodePlan, augment_with: dict[str, Any] | None,
+              seed: int | None = None) -> dict[str, np.ndarray]:
+    """What every Ray Data task runs on a batch of shard rows: decode, then augment if asked.
+
+    ``augment_with`` is :func:`augment_kwargs` of the config (``None``: evaluation, no
+    augmentation).
+    """
     out = decode_raw(batch, plan)
-    if augment:
-        out = augment_raw(out, plan, desync=desync, modality_dropout=modality_dropout)
+    if augment_with is not None:
+        rng = np.random.default_rng(seed)
+        out = augment_raw(out, plan, rng=rng, **augment_with)
     return out
 
 
@@ -419,10 +478,11 @@ def build_split(manifest: Manifest, split: str, cfg: DataConfig, *, augment: boo
     # which serialises reading on clusters with few shards (measured +30 % on 2 cores).
     ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri), columns=plan.columns,
                                override_num_blocks=READ_BLOCKS_PER_SHARD * len(paths))
+    if augment:
+        check_augment(plan, cfg)
     return ds.map_batches(
-        _transform,
-        fn_kwargs={"plan": plan, "augment": augment, "desync": cfg.desync_augment,
-                   "modality_dropout": cfg.modality_dropout},
+        transform,
+        fn_kwargs={"plan": plan, "augment_with": augment_kwargs(cfg) if augment else None},
         batch_size=DECODE_BATCH_ROWS,
         batch_format="numpy",
     )

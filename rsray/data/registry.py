@@ -1,7 +1,7 @@
 """The dataset registry: what ``rsray prepare <name>`` and ``rsray synth <name>`` can do.
 
-Each dataset file under :mod:`rsray.data.sources` ends with one :func:`register_dataset` call
-that describes how the command line reaches it::
+Each dataset package under :mod:`rsray.data.sources` ends its ``__init__.py`` with one
+:func:`register_dataset` call that describes how the command line reaches it::
 
     register_dataset(DatasetEntry(
         name="sen12ms",
@@ -12,9 +12,15 @@ that describes how the command line reaches it::
         synthetic_source=lambda raw: SEN12MS(raw),  # Source reading what write_synthetic wrote
         describe_synthetic=describe_synthetic_rules,  # () -> str
         default_modalities=("s2", "s1"),
+        test_model="test_early_fusion_cnn",         # tiny model for the contract test
+        corruptions=tuple(CORRUPTIONS),             # what the twin can plant ...
+        write_corrupted=lambda out, n, seed, corrupt: write_synthetic_sen12ms(
+            out, n, seed=seed, corrupt=corrupt, progress=False),  # ... and how
     ))
 
-so a new dataset is one file plus one line in :data:`DATASET_MODULES`.
+so a new dataset is one package (``sources/<name>/{reader,synth,__init__}.py``, see
+``sources/TEMPLATE.md``) plus one line in :data:`DATASET_MODULES`; the dataset contract test
+then covers it with nothing extra to write.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ DATASET_MODULES = (
     "rsray.data.sources.bigearthnet_v2",
     "rsray.data.sources.flair2",
 )
-"""Modules that register a dataset when imported (one file per dataset)."""
+"""Modules that register a dataset when imported (one package per dataset)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,20 @@ class DatasetEntry:
     """Human-readable rules linking the synthetic inputs to their labels."""
     default_modalities: tuple[str, ...] = ()
     """Modalities a training config uses by default for this dataset."""
+    test_model: str = "test_early_fusion_cnn"
+    """A tiny registered model (``test_*``) that takes :attr:`default_modalities`; the dataset
+    contract test (``tests/test_dataset_contract.py``) does one forward pass with it."""
+    test_model_params: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of :attr:`test_model` (``metadata_dim`` is added by the test)."""
+    corruptions: tuple[str, ...] = ()
+    """Corruption kinds the synthetic twin can plant (``write_corrupted``'s ``corrupt`` keys)."""
+    write_corrupted: Callable[[Path, int, int, dict[str, int]], Any] | None = None
+    """``(out_folder, n, seed, {kind: patch index})``: the twin with planted corruptions."""
+    shared_file_corruptions: tuple[str, ...] = ()
+    """Kinds that damage a file several patches share (e.g. a zone's time series): every patch
+    reading it is rejected, naming that one file."""
+    tolerated_corruptions: dict[str, str] = field(default_factory=dict)
+    """Kinds the reader keeps by design, kind -> why (e.g. padded at the border, flagged)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,15 +122,15 @@ def add_common_prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", action="append", default=[], metavar="KEY=VALUES",
                    help="move matching samples to an 'ood' split for out-of-distribution "
                         "evaluation, e.g. country=Serbia,Portugal or lat=40:50 (repeatable)")
-    from rsray.data.covariates import add_covariate_args
+    from rsray.data.sources.covariates import add_covariate_args
 
     add_covariate_args(p)  # --covariate NAME=PATH[:RESAMPLING], --indices ndvi,ndwi, ...
 
 
 def prepare_from_args(args: argparse.Namespace) -> Any:
     """Run ``prepare`` for ``args.dataset`` with the parsed flags."""
-    from rsray.data.covariates import wrap_from_args
     from rsray.data.prepare import prepare
+    from rsray.data.sources.covariates import wrap_from_args
 
     entry = get_dataset(args.dataset)
     source = wrap_from_args(entry.source_from_args(args), args)

@@ -12,7 +12,8 @@ sha256 differs from the manifest's. Every shard is written atomically: to a temp
 renamed on local disks, with one single PUT on S3 (an object exists only once complete), so a
 failed write never leaves a partial shard behind.
 
-S3 credentials come from the environment or the node's IAM role (botocore's usual chain); an
+Paths and URIs follow :mod:`rsray.storage`. S3 credentials come from the environment or the
+node's IAM role (botocore's usual chain); an
 S3-compatible endpoint (MinIO, moto) is taken from ``AWS_ENDPOINT_URL``. Nothing here logs them.
 """
 
@@ -20,83 +21,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 from fsspec import AbstractFileSystem
 
 from rsray.errors import DatasetNotFoundError, ShardIntegrityError
+from rsray.storage import (  # noqa: F401  (re-exported: callers import them from here)
+    atomic_write_bytes,
+    get_fs,
+    is_local,
+    join,
+    normalise,
+    pyarrow_fs,
+    storage_options,
+)
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "rsray-shards"
 FORMAT_VERSION = 1
 HASH_CHUNK = 8 << 20
-
-
-def storage_options(uri: str) -> dict[str, Any]:
-    """Fsspec options for ``uri``: an S3 endpoint override from ``AWS_ENDPOINT_URL`` if set."""
-    if uri.startswith("s3://"):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            return {"client_kwargs": {"endpoint_url": endpoint}}
-    return {}
-
-
-def get_fs(uri: str) -> tuple[AbstractFileSystem, str]:
-    """The fsspec filesystem of ``uri`` and the path inside it (``s3://b/p`` -> ``b/p``)."""
-    fs, path = fsspec.core.url_to_fs(uri, **storage_options(uri))
-    return fs, path.rstrip("/") if path not in ("/", "") else path
-
-
-def is_local(fs: AbstractFileSystem) -> bool:
-    """True for the local filesystem."""
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
-
-
-def pyarrow_fs(uri: str) -> Any:
-    """A pyarrow filesystem for ``uri`` (Ray Data and Ray Train storage take these)."""
-    import pyarrow.fs as pafs
-
-    fs, _ = get_fs(uri)
-    if is_local(fs):
-        return pafs.LocalFileSystem()
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-
-
-def join(base: str, *parts: str) -> str:
-    """Join path components with '/' (works for local paths and object-store keys)."""
-    out = base.rstrip("/")
-    for p in parts:
-        out = f"{out}/{p.strip('/')}"
-    return out
-
-
-def atomic_write_bytes(fs: AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either absent or complete.
-
-    Local: write ``.<name>.tmp-<uuid>`` in the same folder, fsync, ``os.replace``.
-    Object stores: one PUT (the object appears only when the upload completes).
-    """
-    if is_local(fs):
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        fs.pipe_file(path, data)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -170,6 +115,7 @@ class Manifest:
             "splits": self.splits,
             "rows": sum(s.rows for s in self.shards),
             "shards": [vars(s) for s in self.shards],
+            "shards_sha256": shards_digest(self.shards),
             "band_stats": self.band_stats,
             "info": self.info,
             "num_rejects": len(self.rejects),
@@ -192,6 +138,16 @@ class Manifest:
                 f"{where}: manifest version {raw.get('version')} is not supported "
                 f"(this rsray reads version {FORMAT_VERSION}); prepare the data again"
             )
+        digest = raw.get("shards_sha256")
+        if digest is not None:
+            try:
+                listed = [ShardInfo(**s) for s in raw["shards"]]
+            except (KeyError, TypeError) as exc:
+                raise ShardIntegrityError(f"{where}: malformed shard list ({exc})") from exc
+            if shards_digest(listed) != digest:
+                raise ShardIntegrityError(
+                    f"{where}: the shard list was edited after prepare wrote it (its digest "
+                    "does not match shards_sha256); run `rsray prepare` again")
         try:
             return cls(
                 dataset=raw["dataset"],
@@ -208,6 +164,13 @@ class Manifest:
             )
         except (KeyError, TypeError) as exc:
             raise ShardIntegrityError(f"{where}: missing or malformed field ({exc})") from exc
+
+
+def shards_digest(shards: list[ShardInfo]) -> str:
+    """sha256 of the canonical shard list: an edited entry or an added shard changes it."""
+    canon = json.dumps([vars(s) for s in sorted(shards, key=lambda s: s.path)],
+                       sort_keys=True, separators=(",", ":"))
+    return sha256_bytes(canon.encode())
 
 
 def write_manifest(uri: str, manifest: Manifest) -> str:
@@ -234,7 +197,7 @@ def read_manifest(uri: str) -> Manifest:
         )
     with fs.open(path, "rb") as fh:
         text = fh.read().decode()
-    return Manifest.from_json(text, uri.rstrip("/"))
+    return Manifest.from_json(text, normalise(uri))
 
 
 def verify_shards(
@@ -259,6 +222,15 @@ def verify_shards(
 
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         problems = [p for p in pool.map(check, todo) if p]
+    listed = {s.path for s in manifest.shards}
+    for split in sorted({s.split for s in todo}):
+        folder = join(root, split)
+        found = fs.find(folder) if fs.exists(folder) else []
+        for path in sorted(found):
+            rel = f"{split}/{path.rstrip('/').rsplit('/', 1)[-1]}"
+            if path.endswith(".parquet") and rel not in listed:
+                problems.append(f"{join(manifest.uri, rel)}: not in the manifest "
+                                "(added after prepare)")
     if problems:
         raise ShardIntegrityError(
             "refusing corrupted shard set:\n  " + "\n  ".join(problems)

@@ -5,6 +5,9 @@
   ``(data.fraction_seed, patch_id)`` mapped to ``[0, 1)`` is below the fraction, so the subsets
   are *nested*: every patch of the 10 % subset is in the 25 % subset of the same seed, and so on.
   Validation and test splits are never subsampled.
+* **Seeded splits** (datasets without an official split list): :func:`seeded_split` puts a patch
+  in train / val / test from a hash of ``(seed, patch_id)``, so adding or removing patches never
+  moves another one; :func:`check_fractions` validates the ``(train, val, test)`` fractions.
 * **Hold-outs** (out-of-distribution studies): ``rsray prepare ... --holdout country=Serbia``
   moves every sample whose discovery item matches into the ``ood`` split. Training then uses the
   rest, and ``data.eval_splits=[val,ood]`` evaluates on the in-distribution validation split and
@@ -29,6 +32,39 @@ import numpy as np
 from rsray.errors import ConfigError
 
 OOD_SPLIT = "ood"
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+"""The three splits a seeded split assigns."""
+
+
+def seeded_split(
+    patch_id: str, seed: int = 0, fractions: Sequence[float] = (0.7, 0.15, 0.15)
+) -> str:
+    """Deterministic split of one patch from a hash of its name.
+
+    ``u = sha256(f"{seed}:{patch_id}")`` read as a number in ``[0, 1)``; the patch goes to
+    ``train`` if ``u < f_train``, to ``val`` if ``u < f_train + f_val``, else to ``test``.
+    A patch's split depends only on its own name and the seed, so adding or removing
+    patches never moves another patch to a different split.
+    """
+    digest = hashlib.sha256(f"{seed}:{patch_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    if u < fractions[0]:
+        return "train"
+    if u < fractions[0] + fractions[1]:
+        return "val"
+    return "test"
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """``(train, val, test)`` fractions as floats; ConfigError unless three, >= 0, summing to 1."""
+    try:
+        fr = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise ConfigError(f"split_fractions: {fractions!r} is not three numbers") from None
+    if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
+        raise ConfigError(f"split_fractions: {fractions!r} must be three non-negative "
+                          "fractions (train, val, test) summing to 1")
+    return fr[0], fr[1], fr[2]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ name resumes from the run's latest checkpoint (Ray Train V2 restores a run from 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
@@ -15,7 +16,9 @@ from ray.train.torch import TorchTrainer
 
 from rsray.config import Config
 from rsray.data.pipeline import build_datasets, make_plan
-from rsray.data.shards import Manifest, pyarrow_fs
+from rsray.data.shards import Manifest
+from rsray.errors import ResourceWaitError
+from rsray.storage import ray_storage
 from rsray.train.loop import train_fn_per_worker
 from rsray.train.tasks import resolve_for_task
 
@@ -38,18 +41,61 @@ def scaling_config(cfg: Config) -> ray.train.ScalingConfig:
     )
 
 
+def needed_bundles(cfg: Config, extra_cpus: float = 0.0) -> list[dict[str, float]]:
+    """Resource bundles a run of ``cfg`` needs at once: one per worker, plus ``extra_cpus``."""
+    worker: dict[str, float] = {"CPU": cfg.scaling.cpus_per_worker}
+    if resolve_use_gpu(cfg):
+        worker["GPU"] = 1.0
+    bundles = [dict(worker) for _ in range(cfg.scaling.num_workers)]
+    if extra_cpus > 0:
+        bundles.append({"CPU": extra_cpus})
+    return bundles
+
+
+def wait_for_resources(cfg: Config, what: str, extra_cpus: float = 0.0) -> None:
+    """Wait until the cluster can hold what ``what`` needs, at most ``train.resource_wait_s``.
+
+    A placement group of the run's bundles is reserved and released again: on an autoscaling
+    cluster this is also the demand that makes the autoscaler add nodes. ``0`` skips the check.
+
+    Raises:
+        ResourceWaitError: naming ``what``, the resources it waited for, what the cluster has
+            in total and what was free at the end, so a leak or an undersized cluster shows.
+    """
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    limit = cfg.train.resource_wait_s
+    if not limit:
+        return
+    bundles = needed_bundles(cfg, extra_cpus)
+    t0 = time.monotonic()
+    pg = placement_group(bundles, strategy="PACK")
+    try:
+        ready = pg.wait(timeout_seconds=limit)
+    finally:
+        remove_placement_group(pg)
+    if ready:
+        return
+    need: dict[str, float] = {}
+    for b in bundles:
+        for k, v in b.items():
+            need[k] = need.get(k, 0.0) + v
+    total, free = ray.cluster_resources(), ray.available_resources()
+    fmt = ", ".join
+    raise ResourceWaitError(
+        f"{what}: waited {time.monotonic() - t0:.0f} s (train.resource_wait_s) for "
+        f"{fmt(f'{k} {v:g}' for k, v in need.items())} in {len(bundles)} bundle(s); the "
+        f"cluster has {fmt(f'{k} {total.get(k, 0):g}' for k in need)} in total, "
+        f"{fmt(f'{k} {free.get(k, 0):g}' for k in need)} free. Lower scaling.num_workers / "
+        "cpus_per_worker or tune.max_concurrent_trials, or find what holds the rest "
+        "(`ray status`)"
+    )
+
+
 def run_config(cfg: Config, name: str | None = None, storage_path: str | None = None,
                callbacks: list[Any] | None = None) -> ray.train.RunConfig:
     """Run name, storage (local or s3://), failure policy and checkpoint retention."""
-    storage = storage_path or cfg.train.storage_path
-    kwargs: dict[str, Any] = {}
-    if storage.startswith("s3://"):
-        kwargs["storage_filesystem"] = pyarrow_fs(storage)
-        storage = storage[len("s3://"):]
-    else:
-        from pathlib import Path
-
-        storage = str(Path(storage).expanduser().resolve())
+    storage, storage_fs = ray_storage(storage_path or cfg.train.storage_path)
     return ray.train.RunConfig(
         name=name or cfg.train.name,
         storage_path=storage,
@@ -60,7 +106,7 @@ def run_config(cfg: Config, name: str | None = None, storage_path: str | None = 
             checkpoint_score_order=cfg.train.mode,
         ),
         callbacks=callbacks,
-        **kwargs,
+        storage_filesystem=storage_fs,
     )
 
 
@@ -108,13 +154,34 @@ def build_trainer(
     )
 
 
+DATA_CPUS = 1.0
+"""CPU slots a run's Ray Data streams need beside its workers."""
+
+
+def check_data(cfg: Config) -> Manifest:
+    """Read and verify the shard set (one line if missing, corrupt, or its store unreachable).
+
+    Runs before Ray starts, so a typo in ``--data`` or a corrupt shard costs no Ray start-up.
+    """
+    from rsray.data.pipeline import load_shard_set
+    from rsray.storage import check_reachable
+
+    check_reachable(cfg.data.uri)
+    return load_shard_set(cfg.data)
+
+
 def fit(cfg: Config) -> ray.train.Result:
     """Train one configuration; returns Ray Train's ``Result`` (metrics, best checkpoints)."""
     from rsray.runtime import ensure_ray
 
+    manifest = check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
     ensure_ray()
-    manifest, datasets = build_datasets(cfg.data)
+    manifest, datasets = build_datasets(cfg.data, manifest=manifest)
     if manifest.synthetic:
         print(f"[rsray] training on SYNTHETIC data from {manifest.uri}", flush=True)
-    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets)
+    wait_for_resources(cfg, f"run {cfg.train.name}", extra_cpus=DATA_CPUS)
+    from rsray.console import TrainProgress
+
+    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets,
+                            callbacks=[TrainProgress(cfg.train.metric, cfg.train.max_epochs)])
     return trainer.fit()

@@ -16,6 +16,7 @@ import contextlib
 import math
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,119 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+@dataclass
+class _State:
+    """What survives a restart: the epoch to start from and the early-stopping state."""
+
+    start_epoch: int = 0
+    best: float | None = None
+    stale: int = 0
+
+
+@dataclass
+class _EpochStats:
+    """One training epoch: mean loss, samples seen by this worker, seconds, data wait."""
+
+    loss: float
+    samples: int
+    seconds: float
+    wait: float
+
+
+def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int) -> _State:
+    """Load ``ray.train.get_checkpoint()`` into model/optimiser/scheduler (if there is one)."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return _State()
+    with checkpoint.as_directory() as ckpt_dir:
+        payload = load_checkpoint(Path(ckpt_dir), model=model, optimizer=optimizer,
+                                  scheduler=scheduler, restore_rng=False)
+    state = _State(int(payload["epoch"]) + 1, payload.get("best_metric"),
+                   int(payload.get("extra", {}).get("epochs_without_improvement", 0)))
+    if rank == 0:
+        print(f"[rsray] resuming from checkpoint at epoch {state.start_epoch + 1}", flush=True)
+    return state
+
+
+def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Task,
+                    loss_meter: Any, plan: DecodePlan, cfg: Config, device: torch.device,
+                    modalities: tuple[str, ...], telemetry: Telemetry, *, epoch: int,
+                    rank: int, world: int) -> _EpochStats:
+    """Stream this worker's part of the training split once, stepping the optimiser."""
+    model.train()
+    loss_meter.reset()
+    t0 = time.perf_counter()
+    wait, samples = 0.0, 0
+    t_wait = time.perf_counter()
+    window = _Window()
+    loss = torch.zeros(())
+    for step, batch in enumerate(shard.iter_torch_batches(
+        batch_size=cfg.data.batch_size,
+        local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
+        device=device,
+    )):
+        step_wait = time.perf_counter() - t_wait
+        wait += step_wait
+        for name, nbytes in _modality_bytes(batch, plan).items():
+            telemetry.bytes_read(name, nbytes)
+        batch = finalize_batch(batch, plan)  # resample + normalise on the worker's device
+        target = task.target(batch)
+        with _autocast(device, cfg.train.amp):
+            logits = model(_inputs(batch, modalities))
+        loss = task.loss(logits.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        loss_meter.update(loss.detach(), weight=target.shape[0])
+        samples += target.shape[0]
+        window.add(target.shape[0], time.perf_counter() - t_wait, step_wait)
+        if window.steps >= TELEMETRY_EVERY_N_STEPS:  # one loss sync per window, not per step
+            window.flush(telemetry, loss, optimizer.param_groups[0]["lr"])
+        if rank == 0 and (step + 1) % cfg.train.log_every_n_steps == 0:
+            rate = samples / (time.perf_counter() - t0)
+            print(f"[rsray] epoch {epoch + 1} step {step + 1} loss {loss.item():.4f} "
+                  f"{rate * world:.1f} samples/s", flush=True)
+        t_wait = time.perf_counter()
+    if window.steps:
+        window.flush(telemetry, loss, optimizer.param_groups[0]["lr"])
+    return _EpochStats(float(loss_meter.compute()), samples, time.perf_counter() - t0, wait)
+
+
+def evaluate_splits(model: torch.nn.Module, shards: dict[str, Any], task: Task, loss_meter: Any,
+                    plan: DecodePlan, cfg: Config, device: torch.device,
+                    modalities: tuple[str, ...]) -> tuple[dict[str, dict[str, float]],
+                                                          dict[str, Any]]:
+    """Metrics of every evaluation split, and the segmentation confusion matrices."""
+    model.eval()
+    evaluated, confusion = {}, {}
+    for split, shard in shards.items():
+        evaluated[split], cm = _evaluate(model, shard, task, loss_meter, plan,
+                                         cfg.data.batch_size, device, cfg.train.amp, modalities)
+        if cm is not None:
+            confusion[split] = cm
+    return evaluated, confusion
+
+
+def report_and_checkpoint(report: dict[str, Any], *, epoch: int, rank: int, model: Any,
+                          optimizer: Any, scheduler: Any, state: _State,
+                          extra: dict[str, Any]) -> None:
+    """``ray.train.report`` the epoch; rank 0 attaches a checkpoint of the whole state."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if rank == 0:
+            save_checkpoint(Path(tmp), model=model, optimizer=optimizer, scheduler=scheduler,
+                            epoch=epoch, best_metric=state.best,
+                            extra={"epochs_without_improvement": state.stale,
+                                   "metrics": {k: v for k, v in report.items()
+                                               if isinstance(v, int | float)}, **extra})
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{epoch:04d}")
+
+
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train worker entry point.
+    """Ray Train worker entry point: restore, then per epoch train, evaluate, report.
 
     Args:
         loop_config: ``{"config": Config.to_dict(), "channels": {modality: C},
@@ -135,8 +247,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     plan: DecodePlan = loop_config["plan"]
     eval_plan: DecodePlan = loop_config.get("eval_plan", plan)
     ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    world = ctx.get_world_size()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed + rank)
 
@@ -147,18 +258,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     modalities = tuple(getattr(model, "modalities", tuple(channels)))
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.max_epochs)
-    start_epoch, best, stale = 0, None, 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as ckpt_dir:
-            payload = load_checkpoint(Path(ckpt_dir), model=model, optimizer=optimizer,
-                                      scheduler=scheduler, restore_rng=False)
-        start_epoch = int(payload["epoch"]) + 1
-        best = payload.get("best_metric")
-        stale = int(payload.get("extra", {}).get("epochs_without_improvement", 0))
-        if rank == 0:
-            print(f"[rsray] resuming from checkpoint at epoch {start_epoch + 1}", flush=True)
-    resumed_from = start_epoch
+    state = restore(model, optimizer, scheduler, rank)
+    resumed_from = state.start_epoch
 
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
@@ -172,100 +273,45 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     eval_shards = {s: ray.train.get_dataset_shard(s) for s in cfg.data.eval_splits}
 
-    for epoch in range(start_epoch, cfg.train.max_epochs):
-        model.train()
-        train_loss.reset()
+    for epoch in range(state.start_epoch, cfg.train.max_epochs):
         t0 = time.perf_counter()
-        wait = 0.0
-        samples = 0
-        t_wait = time.perf_counter()
-        window = _Window()
-        for step, batch in enumerate(train_shard.iter_torch_batches(
-            batch_size=cfg.data.batch_size,
-            local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
-            device=device,
-        )):
-            step_wait = time.perf_counter() - t_wait
-            wait += step_wait
-            for name, nbytes in _modality_bytes(batch, plan).items():
-                telemetry.bytes_read(name, nbytes)
-            batch = finalize_batch(batch, plan)  # resample + normalise on the worker's device
-            target = task.target(batch)
-            with _autocast(device, cfg.train.amp):
-                logits = model(_inputs(batch, modalities))
-            loss = task.loss(logits.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
-            train_loss.update(loss.detach(), weight=target.shape[0])
-            samples += target.shape[0]
-            window.add(target.shape[0], time.perf_counter() - t_wait, step_wait)
-            if window.steps >= TELEMETRY_EVERY_N_STEPS:  # one loss sync per window, not per step
-                window.flush(telemetry, loss, optimizer.param_groups[0]["lr"])
-            if rank == 0 and (step + 1) % cfg.train.log_every_n_steps == 0:
-                rate = samples / (time.perf_counter() - t0)
-                print(f"[rsray] epoch {epoch + 1} step {step + 1} loss {loss.item():.4f} "
-                      f"{rate * world:.1f} samples/s", flush=True)
-            t_wait = time.perf_counter()
-        if window.steps:
-            window.flush(telemetry, loss, optimizer.param_groups[0]["lr"])
-        train_seconds = time.perf_counter() - t0
-
-        model.eval()
-        evaluated, confusion = {}, {}
-        for split, shard in eval_shards.items():
-            evaluated[split], cm = _evaluate(model, shard, task, eval_loss, eval_plan,
-                                             cfg.data.batch_size, device, cfg.train.amp,
-                                             modalities)
-            if cm is not None:
-                confusion[split] = cm
+        stats = train_one_epoch(model, optimizer, train_shard, task, train_loss, plan, cfg,
+                                device, modalities, telemetry, epoch=epoch, rank=rank,
+                                world=world)
+        evaluated, confusion = evaluate_splits(model, eval_shards, task, eval_loss, eval_plan,
+                                               cfg, device, modalities)
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
 
         report: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": float(train_loss.compute()),
+            "train_loss": stats.loss,
             **{f"{split}_{k}": float(v) for split, vals in evaluated.items()
                for k, v in vals.items()},
             "lr": float(lr),
             "epoch_seconds": time.perf_counter() - t0,
-            "train_samples_per_second": samples * world / max(train_seconds, 1e-9),
-            "data_wait_share": wait / max(train_seconds, 1e-9),
+            "train_samples_per_second": stats.samples * world / max(stats.seconds, 1e-9),
+            "data_wait_share": stats.wait / max(stats.seconds, 1e-9),
             "resumed_from_epoch": resumed_from,
         }
         telemetry.epoch({"epoch": epoch + 1, **{k: v for k, v in report.items()
                                                  if k.split("_")[0] in evaluated}})
         value = report.get(cfg.train.metric, float("nan"))
-        if _improved(value, best, cfg.train.mode):
-            best, stale = value, 0
+        if _improved(value, state.best, cfg.train.mode):
+            state.best, state.stale = value, 0
         else:
-            stale += 1
-        report["best_" + cfg.train.metric] = best if best is not None else float("nan")
-        stop = 0 < cfg.train.early_stopping_patience <= stale
+            state.stale += 1
+        report["best_" + cfg.train.metric] = state.best if state.best is not None else math.nan
+        stop = 0 < cfg.train.early_stopping_patience <= state.stale
         report["early_stopped"] = stop
-        if rank == 0:
-            losses = " ".join(f"{s}_loss {report[f'{s}_loss']:.4f}" for s in evaluated)
-            print(f"[rsray] epoch {epoch + 1}/{cfg.train.max_epochs} "
-                  f"train_loss {report['train_loss']:.4f} {losses} "
-                  f"{cfg.train.metric} {value:.4f} ({report['epoch_seconds']:.1f} s)", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                save_checkpoint(Path(tmp), model=model, optimizer=optimizer, scheduler=scheduler,
-                                epoch=epoch, best_metric=best,
-                                extra={"epochs_without_improvement": stale,
-                                       "metrics": {k: v for k, v in report.items()
-                                                   if isinstance(v, int | float)},
-                                       "config": loop_config["config"],
-                                       "channels": channels, "classes": classes,
-                                       "task": task.name, "confusion_matrix": confusion})
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{epoch:04d}")
+        report_and_checkpoint(report, epoch=epoch, rank=rank, model=model, optimizer=optimizer,
+                              scheduler=scheduler, state=state,
+                              extra={"config": loop_config["config"], "channels": channels,
+                                     "classes": classes, "task": task.name,
+                                     "confusion_matrix": confusion})
         if stop:
             if rank == 0:
                 print(f"[rsray] early stopping: no {cfg.train.metric} improvement for "
-                      f"{stale} epoch(s)", flush=True)
+                      f"{state.stale} epoch(s)", flush=True)
             break

@@ -14,20 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from rsray.config import Config
-from rsray.data.pipeline import build_datasets, load_shard_set
-from rsray.data.shards import Manifest, join, pyarrow_fs
+from rsray.data.pipeline import build_datasets
+from rsray.data.shards import Manifest
 from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
-from rsray.train.driver import build_trainer, resolve_use_gpu
+from rsray.storage import join, parse, ray_storage
+from rsray.train.driver import build_trainer, check_data, resolve_use_gpu, wait_for_resources
 from rsray.train.tasks import resolve_for_task, table_metrics
-from rsray.tune.spaces import get_space
+from rsray.tune.conditional import make_searcher
 
 
 @dataclass
@@ -44,16 +43,12 @@ class TuneOutcome:
 
 def _storage(cfg: Config) -> tuple[str, Any]:
     """Tune's (storage_path, storage_filesystem) for ``train.storage_path``."""
-    storage = cfg.train.storage_path
-    if storage.startswith("s3://"):
-        return storage[len("s3://"):], pyarrow_fs(storage)
-    return str(Path(storage).expanduser().resolve()), None
+    return ray_storage(cfg.train.storage_path)
 
 
 def experiment_uri(cfg: Config) -> str:
     """Where the experiment folder is (local absolute path or s3:// URI)."""
-    storage, fs = _storage(cfg)
-    return join("s3://" + storage if fs is not None else storage, cfg.tune.name)
+    return join(parse(cfg.train.storage_path).uri, cfg.tune.name)
 
 
 DATA_CPUS_PER_TRIAL = 2.0
@@ -83,10 +78,20 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
 
         quiet_data_context()
         trial_cfg = Config.from_dict(base).with_overrides(params)
-        _, datasets = build_datasets(trial_cfg.data, manifest=manifest)
         trial_id = tune.get_context().get_trial_id()
+        name = f"trial_{trial_id}"
+        finished = finished_result(trials_storage, name, trial_cfg.train.max_epochs)
+        if finished is not None:
+            # Finished before the driver was killed, but Tune's state had not recorded it:
+            # hand Tune the final result again instead of a run that reports nothing.
+            print(f"[rsray] {name} had finished (epoch {finished['epoch']}); keeping its "
+                  "result", flush=True)
+            tune.report(finished)
+            return
+        wait_for_resources(trial_cfg, f"trial {trial_id}", extra_cpus=DATA_CPUS_PER_TRIAL)
+        _, datasets = build_datasets(trial_cfg.data, manifest=manifest)
         trainer = build_trainer(
-            trial_cfg, manifest=manifest, datasets=datasets, name=f"trial_{trial_id}",
+            trial_cfg, manifest=manifest, datasets=datasets, name=name,
             storage_path=trials_storage, callbacks=[TuneReportCallback()],
             experiment=cfg.tune.name,
         )
@@ -97,10 +102,57 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
     return tune.with_resources(trial_driver, {"CPU": 0.01})
 
 
+def finished_result(trials_storage: str, name: str, max_epochs: int) -> dict[str, Any] | None:
+    """The last reported metrics of run ``name`` if its latest checkpoint ends the run.
+
+    A run has ended when its checkpoint is of the last epoch or records an early stop. Reads
+    ``meta.json`` of the newest ``epoch_*`` checkpoint (no torch load); ``None`` otherwise.
+    """
+    import json
+
+    from rsray.storage import get_fs, join
+
+    fs, root = get_fs(join(trials_storage, name))
+    try:
+        if not fs.isdir(root):
+            return None
+        ckpts = sorted(p for p in fs.ls(root, detail=False)
+                       if p.rstrip("/").rsplit("/", 1)[-1].startswith("epoch_"))
+        if not ckpts:
+            return None
+        meta_path = join(ckpts[-1], "meta.json")
+        if not fs.exists(meta_path):
+            return None
+        meta = json.loads(fs.cat_file(meta_path))
+    except (OSError, ValueError):
+        return None
+    metrics = dict(meta.get("metrics") or {})
+    epoch = int(metrics.get("epoch", 0))
+    if epoch < max_epochs and not metrics.get("early_stopped"):
+        return None
+    metrics["checkpoint_path"] = ckpts[-1] if is_local_path(trials_storage) else \
+        join(trials_storage, name, ckpts[-1].rstrip("/").rsplit("/", 1)[-1])
+    metrics["kept_from_checkpoint"] = True
+    return metrics
+
+
+def is_local_path(uri: str) -> bool:
+    """Whether ``uri`` is on the local filesystem."""
+    from rsray.storage import parse
+
+    return not parse(uri).is_remote
+
+
 def _status(error: Any, metrics: dict[str, Any], max_epochs: int) -> str:
-    """ERROR, EARLY-STOP (patience ran out), PRUNED (stopped by ASHA) or DONE."""
+    """Status of a trial in the leaderboard.
+
+    ERROR, NO-REPORT (never reported an epoch: it did not start or died first), EARLY-STOP
+    (patience ran out), PRUNED (stopped by ASHA) or DONE.
+    """
     if error:
         return "ERROR"
+    if "epoch" not in metrics:
+        return "NO-REPORT"
     if metrics.get("early_stopped"):
         return "EARLY-STOP"
     if int(metrics.get("epoch", 0)) < max_epochs:
@@ -130,15 +182,23 @@ def _rows(results: Any, metric: str, mode: str, max_epochs: int,
     return rows
 
 
+def run_callbacks(cfg: Config) -> list[Any]:
+    """The Tuner's callbacks: rsray's progress lines, then MLflow / TensorBoard when asked."""
+    from rsray.console import TuneProgress
+    from rsray.tune.tracking import tracking_callbacks
+
+    return [TuneProgress(cfg.train.metric, cfg.train.max_epochs), *tracking_callbacks(cfg)]
+
+
 def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
     """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard."""
     from rsray.ops.security import keep_credentials_out_of_runtime_envs
     from rsray.runtime import ensure_ray
 
     t0 = time.perf_counter()
+    manifest = check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
     ensure_ray()
     keep_credentials_out_of_runtime_envs()  # Tune would copy AWS keys into trials' runtime_env
-    manifest = load_shard_set(cfg.data)
     cfg = resolve_for_task(cfg, manifest.task)
     if manifest.synthetic:
         print(f"[rsray] tuning on SYNTHETIC data from {manifest.uri}", flush=True)
@@ -156,27 +216,25 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             print(f"[rsray] nothing to resume at {exp_uri}; starting a new experiment",
                   flush=True)
         concurrency = cfg.tune.max_concurrent_trials or auto_concurrency(cfg)
-        searcher = OptunaSearch(
-            metric=metric, mode=mode,
-            sampler=optuna.samplers.TPESampler(seed=cfg.tune.seed),
-        )
+        searcher, param_space = make_searcher(cfg, metric, mode)  # named or conditional space
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=cfg.train.max_epochs,
             grace_period=cfg.tune.grace_period, reduction_factor=cfg.tune.reduction_factor,
         )
+        models = " | ".join(cfg.tune.families) if not param_space else cfg.model.name
         print(f"[rsray] experiment {exp_uri}: {cfg.tune.num_samples} trial(s) of "
-              f"{cfg.model.name}, up to {cfg.train.max_epochs} epoch(s), "
+              f"{models}, up to {cfg.train.max_epochs} epoch(s), "
               f"{concurrency} at a time", flush=True)
         tuner = tune.Tuner(
             trainable,
-            param_space=get_space(cfg.tune.space),
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
                 num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
             ),
             run_config=tune.RunConfig(
                 name=cfg.tune.name, storage_path=storage, storage_filesystem=storage_fs,
-                verbose=0,
+                verbose=0, callbacks=run_callbacks(cfg),
             ),
         )
     results = tuner.fit()

@@ -9,18 +9,14 @@ never needs cloud credentials of its own.
 from __future__ import annotations
 
 import os
-import posixpath
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import fsspec
 import numpy as np
 import rasterio
 from affine import Affine
-from fsspec.implementations.local import LocalFileSystem
-from fsspec.spec import AbstractFileSystem
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -28,95 +24,7 @@ from rasterio.io import DatasetReader, MemoryFile
 from rasterio.session import DummySession
 
 from rsray.errors import PatchError
-
-StorageOptions = Mapping[str, Any] | None
-
-
-def get_fs(url: str, storage_options: StorageOptions = None) -> tuple[AbstractFileSystem, str]:
-    """Return the fsspec filesystem for ``url`` and the path inside it (protocol stripped).
-
-    For ``s3://`` without an explicit endpoint, ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
-    (MinIO, moto, other S3-compatible stores) is honoured, as in :mod:`rsray.data.shards`.
-    """
-    options = dict(storage_options or {})
-    if url.startswith("s3://") and "endpoint_url" not in options.get("client_kwargs", {}):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            options["client_kwargs"] = {**options.get("client_kwargs", {}),
-                                        "endpoint_url": endpoint}
-    return fsspec.core.url_to_fs(url, **options)
-
-
-def is_local(fs: AbstractFileSystem) -> bool:
-    """Whether ``fs`` is the local filesystem (rasterio can open its paths directly)."""
-    return isinstance(fs, LocalFileSystem)
-
-
-def is_remote_url(url: str) -> bool:
-    """Whether ``url`` names a non-local filesystem (``s3://...``, ``memory://...``)."""
-    return "://" in url and not url.startswith("file://")
-
-
-def join_url(base: str, *parts: str) -> str:
-    """Join path parts onto a local path or a URL, keeping the URL's protocol."""
-    if is_remote_url(base):
-        return posixpath.join(base.rstrip("/"), *parts)
-    return os.path.join(base, *parts)
-
-
-def normalise_root(url: str) -> str:
-    """Absolute local path (Ray tasks may run elsewhere) or the URL without a trailing ``/``."""
-    if is_remote_url(url):
-        return url.rstrip("/")
-    if url.startswith("file://"):
-        url = url[len("file://"):]
-    return os.path.abspath(os.path.expanduser(url))
-
-
-def _list_entries(url: str, storage_options: StorageOptions, dirs: bool) -> list[str]:
-    fs, path = get_fs(url, storage_options)
-    if is_local(fs):
-        # os.scandir reads the entry type from the directory listing: no stat per entry,
-        # which matters for 590,326 patch folders.
-        with os.scandir(path) as it:
-            return sorted(e.name for e in it if (e.is_dir() if dirs else e.is_file()))
-    if not fs.isdir(path):
-        raise FileNotFoundError(url)
-    entries = fs.ls(path, detail=True)
-    want = "directory" if dirs else "file"
-    return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries
-                  if e.get("type") == want)
-
-
-def list_subdirs(url: str, storage_options: StorageOptions = None) -> list[str]:
-    """Names (not paths) of the immediate sub-folders of ``url``, sorted.
-
-    Raises:
-        FileNotFoundError: ``url`` does not exist or is not a folder.
-    """
-    return _list_entries(url, storage_options, dirs=True)
-
-
-def list_files(url: str, storage_options: StorageOptions = None) -> list[str]:
-    """Names (not paths) of the files directly inside ``url``, sorted.
-
-    Raises:
-        FileNotFoundError: ``url`` does not exist or is not a folder.
-    """
-    return _list_entries(url, storage_options, dirs=False)
-
-
-def read_bytes(url: str, storage_options: StorageOptions = None) -> bytes:
-    """Return the whole content of one (small) file.
-
-    Raises:
-        FileNotFoundError: no such file.
-    """
-    fs, path = get_fs(url, storage_options)
-    if is_local(fs):
-        with open(path, "rb") as f:
-            return f.read()
-    return fs.cat_file(path)
+from rsray.storage import StorageOptions, get_fs, is_local
 
 
 def gdal_env() -> rasterio.Env:

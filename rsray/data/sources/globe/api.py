@@ -20,7 +20,7 @@ request goes through :class:`~rsray.data.sources._http.HttpFetcher` (timeout, bo
 with exponential backoff); a machine without internet access gets a :class:`GlobeApiError`
 that says so.
 
-Command line: ``python -m rsray.data.sources.globe_api --start 2021-01-01 --end 2021-01-31
+Command line: ``python -m rsray.data.sources.globe.api --start 2021-01-01 --end 2021-01-31
 --out lc.csv`` (or ``rsray prepare globe --download ...``).
 """
 
@@ -38,8 +38,8 @@ from urllib.parse import urlencode
 
 from rsray.data.shards import atomic_write_bytes
 from rsray.data.sources._http import FetchError, HttpFetcher
-from rsray.data.sources._raster import get_fs
 from rsray.errors import ConfigError, RsrayError
+from rsray.storage import get_fs
 
 __all__ = [
     "API_ROOT",
@@ -238,7 +238,7 @@ class GlobeApiClient:
             hint = ""
             if exc.status is None:
                 hint = ("; this machine may have no internet access: download lc.csv where the "
-                        "API is reachable (python -m rsray.data.sources.globe_api) and pass "
+                        "API is reachable (python -m rsray.data.sources.globe.api) and pass "
                         "--csv")
             raise GlobeApiError(f"GLOBE API request failed: {exc}{hint}") from None
         try:
@@ -363,8 +363,8 @@ def client_from_args(args: argparse.Namespace) -> GlobeApiClient:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rsray.data.sources.globe_api --start .. --end .. --out lc.csv``."""
-    p = argparse.ArgumentParser(prog="python -m rsray.data.sources.globe_api",
+    """``python -m rsray.data.sources.globe.api --start .. --end .. --out lc.csv``."""
+    p = argparse.ArgumentParser(prog="python -m rsray.data.sources.globe.api",
                                 description="Download GLOBE land-cover records to lc.csv")
     add_download_args(p)
     p.add_argument("--out", required=True, help="lc.csv to write (local path or s3://)")

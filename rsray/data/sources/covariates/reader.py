@@ -64,14 +64,10 @@ from rasterio.warp import reproject, transform
 from rasterio.windows import Window, from_bounds
 
 from rsray.data.schema import BandGroup, DatasetSpec, Discovery, ModalitySpec, Sample, Source
-from rsray.data.sources._raster import (
-    StorageOptions,
-    gdal_env,
-    get_fs,
-    is_remote_url,
-    normalise_root,
-)
+from rsray.data.sources._raster import gdal_env
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
+from rsray.storage import StorageOptions, get_fs, is_remote_url
+from rsray.storage import normalise as normalise_root
 
 __all__ = [
     "DEFAULT_INDEX_BANDS",
@@ -638,7 +634,7 @@ class WithCovariates:
                     f"{self.source.spec.name}: the {type(self.source).__name__} reader gives no "
                     f"georeference (sample['geo']) for {pid}, so covariate layers cannot be "
                     "warped onto its patches. Use --indices alone, or make the reader return "
-                    "sample['geo'] (see rsray/data/covariates.py)")
+                    "sample['geo'] (see rsray/data/sources/covariates/reader.py)")
             try:
                 _patch_grid(sample["geo"], pid)
             except PatchError as exc:

@@ -2,7 +2,7 @@
 
 :func:`write_synthetic_covariates` reads where the patches of a raw dataset folder lie (their
 CRS and bounds) and writes four GeoTIFF layers covering them, each in a CRS and at a resolution
-different from the patches, so that :mod:`rsray.data.covariates` really reprojects:
+different from the patches, so that :mod:`rsray.data.sources.covariates` really reprojects:
 
 ==============  ==================  ==========  =========================================
 layer           CRS                 pixel       values
@@ -49,8 +49,8 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform
 from rasterio.windows import Window
 
-from rsray.data.covariates import bounds_in
 from rsray.data.sources._raster import gdal_env
+from rsray.data.sources.covariates.reader import bounds_in
 from rsray.errors import ConfigError, DatasetNotFoundError, RsrayError
 
 __all__ = [
@@ -410,7 +410,7 @@ def write_synthetic_covariates(
                               signal_patches=signal, source=how, prepare_flags=flags)
     (out / "README.txt").write_text(
         "SYNTHETIC covariate layers - not real elevation, climate or land cover.\n\n"
-        f"Written by rsray.data.synth_covariates.write_synthetic_covariates(like={str(like)!r}, "
+        f"Written by rsray.data.sources.covariates.write_synthetic_covariates(like={str(like)!r}, "
         f"seed={seed}) for {len(fps)} patch footprints (from {how}); {signal} patch(es) "
         "lie on a DEM lowland.\n\n" + describe_synthetic_covariates()
         + "\n\nrsray prepare flags:\n  " + " ".join(flags) + "\n", encoding="utf-8")

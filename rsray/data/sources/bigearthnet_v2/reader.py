@@ -26,7 +26,6 @@ images and the metadata do not describe each other) and reads one patch at a tim
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,44 +37,34 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from rasterio.crs import CRS
 
-from rsray.data.registry import DatasetEntry, register_dataset
 from rsray.data.schema import BandGroup, DatasetSpec, Discovery, Reject, Sample
 from rsray.data.sources._raster import (
     Band,
     GeoPoint,
-    StorageOptions,
     check_same_grid,
-    gdal_env,
-    get_fs,
     grid_of,
-    is_local,
-    join_url,
     lat_lon,
-    list_subdirs,
-    normalise_root,
     read_bands,
-    write_geotiff,
 )
-from rsray.data.sources.bigearthnet import (
-    _ALL_S2,
-    _BAND_RES,
-    _CAPACITY,
+from rsray.data.sources.bigearthnet.reader import (
     BIGEARTHNET_19_CLASSES,
     CLC43_CODES,
-    CLC43_TO_19,
     S1_DTYPES,
-    SynthInfo,
-    _utm_wkt,
     bigearthnet_spec,
-    describe_synthetic_rules,
-    plan_corruptions,
     read_band_groups,
-    seeded_split,
-    synth_patches,
 )
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
+from rsray.storage import (
+    StorageOptions,
+    get_fs,
+    is_local,
+    join_url,
+    list_subdirs,
+)
+from rsray.storage import (
+    normalise as normalise_root,
+)
 
 __all__ = [
     "CLC_UNLABELED_CODES",
@@ -85,10 +74,11 @@ __all__ = [
     "MetadataRow",
     "bigearthnet_v2_spec",
     "check_reference_map",
-    "describe_synthetic_rules_v2",
     "metadata_items",
     "read_metadata",
-    "write_synthetic_bigearthnet_v2",
+    "s1_product",
+    "s2_product",
+    "tile_of",
 ]
 
 METADATA_NAME = "metadata.parquet"
@@ -627,232 +617,3 @@ def check_reference_map(url: str, ref: Band, storage_options: StorageOptions) ->
     unknown = sorted(set(np.unique(band.array).tolist()) - _REFERENCE_CODES)
     if unknown:
         raise PatchError(url, f"reference map has unknown CLC code(s) {unknown[:8]}")
-
-
-# --------------------------------------------------------------------------------------------
-# Synthetic twin
-# --------------------------------------------------------------------------------------------
-
-_COUNTRY = {"33UUP": "Austria", "29UPU": "Ireland", "29SND": "Portugal", "35VPK": "Finland"}
-"""Country of the synthetic tiles (as in the official metadata)."""
-_SNOW_ACQUISITION = "20180206T94151"  # the February 35VPK acquisition: half its patches snowy
-_SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
-
-_CORRUPTIONS_V2: dict[str, str] = {
-    "missing_band": "S2 B05 file deleted",
-    "truncated": "S2 B02 file cut to half its size",
-    "wrong_shape": "S2 B05 written 120 x 120 instead of 60 x 60",
-    "nan_s1": "S1 VV with a block of NaN",
-    "crs_mismatch": "S1 written in the next UTM zone",
-    "bounds_mismatch": "S1 shifted 20 m east",
-    "s1_missing": "S1 folder not written",
-    "s2_missing": "S2 folder not written (S1 orphan)",
-    "not_in_metadata": "no metadata.parquet row",
-    "unknown_label": "metadata labels include 'Moon craters'",
-    "bad_split": "metadata split 'holdout'",
-    "ref_map_shape": "reference map written 60 x 60",
-    "ref_map_code": "reference map with CLC code 777",
-}
-
-
-def describe_synthetic_rules_v2() -> str:
-    """The v1 twin's label rules, as written into the v2 layout and metadata."""
-    return ("Synthetic BigEarthNet v2 (reBEN layout): the pixels and labels of the v1 twin, "
-            "converted to 19-class names in metadata.parquet, with countries per tile ("
-            + ", ".join(f"{t} {c}" for t, c in _COUNTRY.items())
-            + "); half of the February 35VPK patches are flagged seasonal snow (companion "
-            "parquet). Reference maps carry the CLC codes of the labels in vertical bands "
-            "(not aligned with the pixel factors).\n" + describe_synthetic_rules())
-
-
-def _reference_map(rng: np.random.Generator, names: Sequence[str]) -> np.ndarray:
-    """120 x 120 uint16: the CLC codes of ``names`` in random vertical bands."""
-    codes = [CLC43_CODES[n] for n in names]
-    cuts = np.sort(rng.choice(np.arange(10, 111), size=len(codes) - 1, replace=False))
-    edges = [0, *cuts.tolist(), REFERENCE_MAP_SIZE]
-    out = np.zeros((REFERENCE_MAP_SIZE, REFERENCE_MAP_SIZE), dtype=np.uint16)
-    for code, a, b in zip(rng.permutation(codes), edges[:-1], edges[1:], strict=True):
-        out[:, a:b] = code
-    return out
-
-
-def write_synthetic_bigearthnet_v2(
-    out_dir: str | Path,
-    n: int,
-    seed: int = 0,
-    *,
-    include_60m: bool = True,
-    corrupt: Mapping[str, int | Sequence[int]] | None = None,
-    progress: bool = True,
-) -> SynthInfo:
-    """Write ``n`` synthetic patches in exactly the BigEarthNet v2 on-disk layout.
-
-    ``BigEarthNet-S2/<product>/<patch_id>/`` (12 bands, uint16, ``nodata=0``),
-    ``BigEarthNet-S1/<product>/<s1_name>/`` (VV, VH float32 dB), ``Reference_Maps`` (uint16,
-    deflate), ``metadata.parquet`` and the snow/cloud companion, whose rows describe these
-    images: 19-class labels, seeded split (60/20/20 %), country of the tile, S1 name, v1 name,
-    flags. Pixels and label rules are the v1 twin's (:func:`describe_synthetic_rules_v2`);
-    patch ``i`` depends only on ``seed`` and ``i``.
-
-    Args:
-        out_dir: folder to write into (created).
-        n: number of patches (at most 40,500).
-        seed: random seed.
-        include_60m: write B01 and B09 too (the real archives have them).
-        corrupt: corruption kind -> patch index or indices. Kinds: missing_band, truncated,
-            wrong_shape, nan_s1, crs_mismatch, bounds_mismatch, s1_missing, s2_missing,
-            not_in_metadata, unknown_label, bad_split, ref_map_shape, ref_map_code.
-        progress: print a line about every 10 % to stderr.
-
-    Raises:
-        ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
-    """
-    by_patch = plan_corruptions(corrupt, n, _CAPACITY, _CORRUPTIONS_V2)
-    out = Path(out_dir)
-    s2_bands = [b for b in _ALL_S2 if include_60m or _BAND_RES[b] != 20]
-    rows: list[dict[str, Any]] = []
-    snow_rows: list[dict[str, Any]] = []
-    corrupted: dict[str, list[str]] = {}
-    step = max(1, n // 10)
-    with gdal_env():
-        for i, acq, col, row, names43, s2_px, s1_px, rng in synth_patches(
-                n, seed, stream=2, layout_salt=0xBE2):
-            date, hms = acq.s2_time.split("T")
-            patch_id = (f"{acq.s2_sat}_MSIL2A_{date}T{hms.zfill(6)}_N9999_{acq.orbit}_"
-                        f"T{acq.tile}_{col:02d}_{row:02d}")
-            s1_name = f"{acq.s1_sat}_IW_GRDH_1SDV_{acq.s1_time}_{acq.tile}_{col}_{row}"
-            kinds = by_patch.get(i, [])
-            for kind in kinds:
-                corrupted.setdefault(kind, []).append(patch_id)
-            labels = sorted({BIGEARTHNET_19_CLASSES[idx] for name in names43
-                             if (idx := CLC43_TO_19[name]) is not None})
-            snow = acq.s2_time == _SNOW_ACQUISITION and rng.random() < 0.5
-            _write_patch_v2(out, patch_id, s1_name, acq.zone, acq.ulx + 1200 * col,
-                            acq.uly - 1200 * row, s2_px, s1_px, s2_bands,
-                            _reference_map(rng, names43), kinds)
-            if "not_in_metadata" not in kinds:
-                split = {"val": "validation"}.get(s := seeded_split(patch_id, seed,
-                                                                   _SPLIT_FRACTIONS), s)
-                record = {
-                    "patch_id": patch_id,
-                    "labels": [*labels, "Moon craters"] if "unknown_label" in kinds else labels,
-                    "split": "holdout" if "bad_split" in kinds else split,
-                    "country": _COUNTRY[acq.tile],
-                    "s1_name": s1_name,
-                    "s2v1_name": f"{acq.s2_sat}_MSIL2A_{acq.s2_time}_{col}_{row}",
-                    "contains_seasonal_snow": snow,
-                    "contains_cloud_or_shadow": False,
-                }
-                (snow_rows if snow else rows).append(record)
-            if progress and ((i + 1) % step == 0 or i + 1 == n):
-                print(f"synthetic BigEarthNet v2: {i + 1}/{n} patches ({100 * (i + 1) // n} %)",
-                      file=sys.stderr, flush=True)
-    _write_metadata(out / METADATA_NAME, rows)
-    _write_metadata(out / SNOW_CLOUD_NAME, snow_rows)
-    (out / "README.txt").write_text(
-        "SYNTHETIC DATA - not BigEarthNet v2.\n\nWritten by rsray.data.sources.bigearthnet_v2."
-        f"write_synthetic_bigearthnet_v2(n={n}, seed={seed}, include_60m={include_60m}) in the "
-        "exact reBEN on-disk layout; metadata.parquet carries the schema metadata "
-        f"{SYNTHETIC_METADATA_KEY.decode()}=true. Tiles, countries and corners are real, "
-        "dates and pixels are not.\n\n" + describe_synthetic_rules_v2() + "\n", encoding="utf-8")
-    return SynthInfo(n=n, out_dir=str(out), seed=seed,
-                     s2_root=str(out / "BigEarthNet-S2"), s1_root=str(out / "BigEarthNet-S1"),
-                     rules=describe_synthetic_rules_v2(), corrupted=corrupted)
-
-
-def _write_metadata(path: Path, rows: list[dict[str, Any]]) -> None:
-    schema = pa.schema([
-        ("patch_id", pa.string()), ("labels", pa.list_(pa.string())), ("split", pa.string()),
-        ("country", pa.string()), ("s1_name", pa.string()), ("s2v1_name", pa.string()),
-        ("contains_seasonal_snow", pa.bool_()), ("contains_cloud_or_shadow", pa.bool_()),
-    ], metadata={SYNTHETIC_METADATA_KEY: b"true"})
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-
-
-def _write_patch_v2(
-    out: Path, patch_id: str, s1_name: str, zone: int, ulx: int, uly: int,
-    s2_px: Mapping[str, np.ndarray], s1_px: Mapping[str, np.ndarray], s2_bands: Sequence[str],
-    ref_map: np.ndarray, kinds: Sequence[str],
-) -> None:
-    """Write one patch's S2, S1 and reference-map folders, applying the corruptions."""
-    crs = CRS.from_wkt(_utm_wkt(zone))
-    s2_dir = out / "BigEarthNet-S2" / s2_product(patch_id) / patch_id
-    if "s2_missing" not in kinds:
-        s2_dir.mkdir(parents=True, exist_ok=True)
-        for b in s2_bands:
-            arr = s2_px[b]
-            if b == "B05" and "wrong_shape" in kinds:
-                arr = np.repeat(np.repeat(arr, 2, axis=0), 2, axis=1)
-            write_geotiff(s2_dir / f"{patch_id}_{b}.tif", arr, crs, ulx, uly,
-                          1200 / _BAND_RES[b], nodata=0)
-        if "missing_band" in kinds:
-            (s2_dir / f"{patch_id}_B05.tif").unlink()
-        if "truncated" in kinds:
-            p = s2_dir / f"{patch_id}_B02.tif"
-            p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-        map_dir = out / "Reference_Maps" / s2_product(patch_id) / patch_id
-        map_dir.mkdir(parents=True, exist_ok=True)
-        if "ref_map_shape" in kinds:
-            ref_map = ref_map[::2, ::2]
-        if "ref_map_code" in kinds:
-            ref_map = ref_map.copy()
-            ref_map[:5, :5] = 777
-        res = 1200 / ref_map.shape[0]
-        write_geotiff(map_dir / f"{patch_id}_reference_map.tif", ref_map, crs, ulx, uly, res,
-                      nodata=0, compress="deflate")
-    if "s1_missing" in kinds:
-        return
-    s1_dir = out / "BigEarthNet-S1" / s1_product(s1_name) / s1_name
-    s1_dir.mkdir(parents=True, exist_ok=True)
-    s1_crs = CRS.from_wkt(_utm_wkt(zone + 1)) if "crs_mismatch" in kinds else crs
-    s1_ulx = ulx + 20 if "bounds_mismatch" in kinds else ulx
-    for b in ("VV", "VH"):
-        arr = s1_px[b]
-        if b == "VV" and "nan_s1" in kinds:
-            arr = arr.copy()
-            arr[10:20, 10:20] = np.nan
-        write_geotiff(s1_dir / f"{s1_name}_{b}.tif", arr, s1_crs, s1_ulx, uly, 10.0)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _add_prepare_args(p: Any) -> None:
-    p.add_argument("--root", required=True, help="folder (or s3://) holding BigEarthNet-S2, "
-                   "BigEarthNet-S1, Reference_Maps and metadata.parquet")
-    p.add_argument("--metadata", default=None,
-                   help="metadata parquet (default: <root>/metadata.parquet)")
-    p.add_argument("--snow-cloud-metadata", default=None,
-                   help="snow/cloud/shadow companion parquet (default: <root>/"
-                        "metadata_for_patches_with_snow_cloud_or_shadow.parquet)")
-    p.add_argument("--include-snow-cloud", action="store_true",
-                   help="also use the patches with seasonal snow, cloud or shadow")
-    p.add_argument("--modalities", default="s2,s1", help="s2,s1 (default), s2 or s1")
-    p.add_argument("--include-60m", action="store_true", help="also store B01 and B09")
-    p.add_argument("--s1-dtype", choices=list(S1_DTYPES), default="float32")
-    p.add_argument("--no-reference-maps", action="store_true",
-                   help="do not validate the reference maps")
-
-
-def _source_from_args(args: Any) -> BigEarthNetV2:
-    mods = [m.strip() for m in str(args.modalities).split(",") if m.strip()]
-    return BigEarthNetV2(args.root, metadata=args.metadata,
-                         snow_cloud_metadata=args.snow_cloud_metadata,
-                         include_snow_cloud=args.include_snow_cloud, modalities=mods,
-                         include_60m=args.include_60m, s1_dtype=args.s1_dtype,
-                         check_reference_maps=not args.no_reference_maps)
-
-
-register_dataset(DatasetEntry(
-    name="bigearthnet_v2",
-    summary="BigEarthNet v2.0 (reBEN): Sentinel-2 + Sentinel-1 patches with metadata.parquet, "
-            "19-class multi-label, geographic splits, countries",
-    add_prepare_args=_add_prepare_args,
-    source_from_args=_source_from_args,
-    write_synthetic=lambda out, n, seed: write_synthetic_bigearthnet_v2(out, n, seed=seed),
-    synthetic_source=lambda raw: BigEarthNetV2(raw),
-    describe_synthetic=describe_synthetic_rules_v2,
-    default_modalities=("s2", "s1"),
-))

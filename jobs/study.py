@@ -1,0 +1,34 @@
+"""Run a study spec (studies/*.yaml) on a Ray cluster: search, seeded retraining, report.
+
+Submit to a cluster (stage-2 retrainings run as concurrent Tune trials sized to it):
+    ray job submit --working-dir . -- python jobs/study.py studies/sen12ms_resnet.yaml \
+        --data s3://BUCKET/sen12ms/shards --out /mnt/studies/sen12ms
+Smoke test (tiny models, 1 search trial and 2 seeds per arm, the spec's synthetic twin):
+    python jobs/study.py studies/vit_bigearthnet.yaml --smoke-test
+Continue a killed study without re-running finished cells: the same command with --resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rsray.errors import RsrayError
+from rsray.study.cli import add_study_args, cmd_study
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        cmd_study(args)
+    except RsrayError as exc:
+        print(f"study: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Training augmentations on native-resolution band groups (run inside Ray Data tasks).
+
+Per sample and modality one transform is drawn: a random crop-and-resize (a square box whose
+side is a fraction ``U[lo, hi]`` of the image side, at a uniform position, resized back to the
+group's size), then a horizontal flip and ``k`` quarter turns (together: the eight dihedral
+transforms). The box is in relative coordinates, so the 10/20/60 m groups of one modality, and
+every date of a series, get the same ground box at their own resolution. The thesis
+(vit-fusion-bigearthnet-mm-thesis.txt, section 6.2 "Random Flipping and Cropping") applies
+flipping and cropping in every run, shared by the modalities or *desynchronised* (drawn per
+modality); ``desync`` picks the latter.
+
+Which operations a modality gets is chosen per modality (``ops``): GLOBE's horizon photos have
+a sky, so quarter turns (which also make vertical flips) are off for them
+(progressive-fusion-globe-lulc.txt), while overhead imagery gets all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+OPS = ("hflip", "rot90", "crop")
+"""Operations a modality can get; all by default."""
+
+
+@dataclass(frozen=True)
+class Draw:
+    """Drawn transform parameters of a batch (one entry per sample)."""
+
+    k: np.ndarray
+    """Quarter turns, 0..3."""
+    flip: np.ndarray
+    """Horizontal flip (bool)."""
+    box: np.ndarray
+    """``(N, 3)``: crop side fraction and the box's left/top offsets, relative to the image."""
+
+    @property
+    def crops(self) -> np.ndarray:
+        """Samples whose box is smaller than the image."""
+        return self.box[:, 0] < 1.0
+
+
+def draw(rng: np.random.Generator, n: int, ops: Sequence[str],
+         crop_scale: tuple[float, float]) -> Draw:
+    """Draw ``n`` transforms using only ``ops`` (see :data:`OPS`)."""
+    k = rng.integers(0, 4, size=n) if "rot90" in ops else np.zeros(n, dtype=np.int64)
+    flip = rng.random(n) < 0.5 if "hflip" in ops else np.zeros(n, dtype=bool)
+    lo, hi = crop_scale
+    if "crop" in ops and lo < 1.0:
+        side = rng.uniform(lo, hi, size=n)
+        offsets = rng.random((n, 2)) * (1.0 - side)[:, None]
+        box = np.column_stack([side, offsets])
+    else:
+        box = np.tile(np.array([1.0, 0.0, 0.0]), (n, 1))
+    return Draw(k, flip, box)
+
+
+def resized_crop(x: np.ndarray, box: np.ndarray, mode: str = "bilinear") -> np.ndarray:
+    """Crop each sample of ``x`` (``(N, ..., H, W)``) to its relative ``box``, resize back.
+
+    Sampling is ``torch.nn.functional.grid_sample`` with ``align_corners=False``, so the box
+    covers the same ground at every resolution. Integer arrays are rounded back to their dtype;
+    ``mode="nearest"`` keeps class indices (segmentation masks) exact.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    sel = np.nonzero(box[:, 0] < 1.0)[0]
+    if sel.size == 0:
+        return x
+    out = np.array(x, copy=True)
+    h, w = x.shape[-2:]
+    t = torch.from_numpy(np.ascontiguousarray(x[sel]).astype(np.float32))
+    flat = t.reshape(len(sel), -1, h, w)
+    side, left, top = (torch.from_numpy(box[sel, i]).float() for i in range(3))
+    theta = torch.zeros(len(sel), 2, 3)
+    theta[:, 0, 0] = side
+    theta[:, 1, 1] = side
+    theta[:, 0, 2] = 2 * left + side - 1  # box centre in [-1, 1] coordinates
+    theta[:, 1, 2] = 2 * top + side - 1
+    grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
+    y = F.grid_sample(flat, grid, mode=mode, padding_mode="border", align_corners=False)
+    y = y.reshape(t.shape).numpy()
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        y = np.clip(np.rint(y), info.min, info.max)
+    out[sel] = y.astype(x.dtype)
+    return out
+
+
+def dihedral(x: np.ndarray, k: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """Per-sample horizontal flip then ``k`` quarter turns of the last two axes (H, W)."""
+    out = np.empty_like(x)
+    axes = (x.ndim - 3, x.ndim - 2)
+    for i in range(x.shape[0]):
+        xi = x[i][..., ::-1] if flip[i] else x[i]
+        out[i] = np.rot90(xi, k=int(k[i]), axes=axes)
+    return out
+
+
+def apply(x: np.ndarray, d: Draw, mode: str = "bilinear") -> np.ndarray:
+    """Crop-and-resize, then flip and rotate ``x`` (``(N, ..., H, W)``) by the draw ``d``."""
+    return dihedral(resized_crop(x, d.box, mode), d.k, d.flip)
+
+
+def modality_ops(ops: Mapping[str, Sequence[str]], name: str) -> tuple[str, ...]:
+    """Operations of modality ``name`` (every one of :data:`OPS` unless ``ops`` names it)."""
+    return tuple(ops.get(name, OPS))
+
+
+__all__ = ["OPS", "Draw", "apply", "dihedral", "draw", "modality_ops", "resized_crop"]

@@ -1,0 +1,63 @@
+"""Geographic covariates: layers and spectral indices added to any georeferenced dataset.
+
+Not a dataset of its own: :mod:`.reader` wraps any source (``--covariate NAME=PATH``,
+``--indices ndvi,ndwi`` on every ``rsray prepare <dataset>``), :mod:`.synth` writes synthetic
+DEM / climate / land-cover layers over a raw folder's patches (``rsray synth covariates
+--like RAW``).
+"""
+
+from __future__ import annotations
+
+from rsray.data.sources.covariates.reader import (
+    DEFAULT_INDEX_BANDS,
+    FILLED_META_KEY,
+    INDICES,
+    CovariateLayer,
+    WithCovariates,
+    add_covariate_args,
+    bounds_in,
+    layers_from_args,
+    normalized_difference,
+    resize_bilinear,
+    warp_layer,
+    wrap_from_args,
+)
+from rsray.data.sources.covariates.synth import (
+    LANDCOVER_CODES,
+    SIGNAL_LABELS,
+    CovariateSynthInfo,
+    Footprint,
+    SyntheticFields,
+    describe_synthetic_covariates,
+    find_footprints,
+    footprints_from_bigearthnet,
+    footprints_from_rasters,
+    synth_covariates_from_args,
+    write_synthetic_covariates,
+)
+
+__all__ = [
+    "DEFAULT_INDEX_BANDS",
+    "FILLED_META_KEY",
+    "INDICES",
+    "LANDCOVER_CODES",
+    "SIGNAL_LABELS",
+    "CovariateLayer",
+    "CovariateSynthInfo",
+    "Footprint",
+    "SyntheticFields",
+    "WithCovariates",
+    "add_covariate_args",
+    "bounds_in",
+    "describe_synthetic_covariates",
+    "find_footprints",
+    "footprints_from_bigearthnet",
+    "footprints_from_rasters",
+    "layers_from_args",
+    "normalized_difference",
+    "resize_bilinear",
+    "synth_covariates_from_args",
+    "warp_layer",
+    "wrap_from_args",
+    "write_synthetic_covariates",
+]

@@ -1,0 +1,193 @@
+"""``predict``: per-sample predictions of a checkpoint on one split, as Parquet, in parallel.
+
+The split's shard rows are read with Ray Data and scored by ``map_batches`` over a pool of
+actors, each holding the model: one actor per GPU (``num_gpus=1``) when the cluster has GPUs,
+else a few CPU actors. The weights go to the actors through the object store, so a local
+checkpoint works on a multi-node cluster too. Rows are decoded with the training pipeline's
+functions (:func:`~rsray.data.pipeline.decode_raw`, :func:`~rsray.data.pipeline.finalize_batch`),
+so inputs are exactly what evaluation sees.
+
+Columns of the written Parquet dataset (a folder of part files plus ``_predictions.json``
+describing them):
+
+============== =================================================================
+multilabel     ``patch_id``, ``target`` (list<float>, multi-hot), ``probs``
+               (list<float>, sigmoid)
+binary         same, one entry per head
+multiclass     ``patch_id``, ``target`` (int, class index), ``pred`` (argmax),
+               ``probs`` (list<float>, softmax)
+segmentation   ``patch_id``, ``target`` and ``pred`` (list<uint8>, the class map
+               flattened row-major), ``height``, ``width``
+============== =================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rsray.config import Config
+from rsray.data.pipeline import READ_BLOCKS_PER_SHARD, DecodePlan
+from rsray.data.shards import get_fs, join, pyarrow_fs
+from rsray.errors import RsrayError
+
+PREDICTIONS_META = "_predictions.json"
+CPU_ACTORS_MAX = 4
+
+
+class Predictor:
+    """A Ray Data actor: decodes shard rows and returns the model's per-sample predictions."""
+
+    def __init__(self, spec: dict[str, Any], state_ref: list[Any]) -> None:
+        import ray
+        import torch
+
+        from rsray.evaluate.checkpoint import build_model
+
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.plan: DecodePlan = spec["plan"]
+        self.task: str = spec["task"]
+        self.drop: tuple[str, ...] = tuple(spec["drop"])
+        self.amp: str = spec["amp"]
+        config = Config.from_dict(spec["config"])
+        model = build_model(config, spec["channels"], spec["classes"], self.plan)
+        model.load_state_dict(ray.get(state_ref[0]))
+        self.model = model.to(self.device).eval()
+        self.modalities = tuple(getattr(model, "modalities", tuple(spec["channels"])))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Shard rows -> ``patch_id``, ``target`` and ``probs`` / ``pred`` columns."""
+        import torch
+
+        from rsray.data.pipeline import decode_raw, finalize_batch
+        from rsray.train.loop import _autocast, _inputs
+
+        patch_id = np.asarray([str(p) for p in batch["patch_id"]], dtype=object)
+        raw = decode_raw(batch, self.plan)
+        for m in self.drop:
+            raw[f"drop_{m}"][:] = 1
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device)
+                   for k, v in raw.items()}
+        with torch.no_grad():
+            inputs = finalize_batch(tensors, self.plan)
+            with _autocast(self.device, self.amp):
+                logits = self.model(_inputs(inputs, self.modalities)).float()
+        label = inputs["label"]
+        out: dict[str, Any] = {"patch_id": patch_id}
+        if self.task == "segmentation":
+            n, h, w = label.shape
+            out["target"] = label.to(torch.uint8).reshape(n, -1).cpu().numpy()
+            out["pred"] = logits.argmax(1).to(torch.uint8).reshape(n, -1).cpu().numpy()
+            out["height"] = np.full(n, h, dtype=np.int32)
+            out["width"] = np.full(n, w, dtype=np.int32)
+        elif self.task == "multiclass":
+            probs = torch.softmax(logits, dim=1)
+            out["target"] = label.argmax(1).cpu().numpy().astype(np.int64)
+            out["pred"] = probs.argmax(1).cpu().numpy().astype(np.int64)
+            out["probs"] = probs.cpu().numpy().astype(np.float32)
+        else:
+            out["target"] = label.cpu().numpy().astype(np.float32)
+            out["probs"] = torch.sigmoid(logits).cpu().numpy().astype(np.float32)
+        return out
+
+
+def actor_resources(concurrency: int | None = None) -> dict[str, Any]:
+    """``map_batches`` resources: one actor per GPU, else up to a few one-CPU actors."""
+    import ray
+
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0))
+    if gpus > 0:
+        return {"concurrency": concurrency or gpus, "num_gpus": 1}
+    cpus = int(res.get("CPU", 1))
+    return {"concurrency": concurrency or max(1, min(CPU_ACTORS_MAX, cpus // 2)), "num_cpus": 1}
+
+
+def _pa_path(uri: str) -> str:
+    if uri.startswith("s3://"):
+        return uri[len("s3://"):]
+    from pathlib import Path
+
+    return str(Path(uri).expanduser().resolve())
+
+
+def predict(
+    checkpoint: str,
+    data_uri: str | None,
+    split: str,
+    out_uri: str,
+    drop_modalities: Sequence[str] = (),
+    concurrency: int | None = None,
+    batch_size: int | None = None,
+) -> str:
+    """Write a checkpoint's per-sample predictions on ``split`` to ``out_uri`` (Parquet).
+
+    Args:
+        checkpoint: checkpoint directory (local or ``s3://``) or a run folder.
+        data_uri: shard set (``None``: the one the checkpoint trained on).
+        split: the split to score.
+        out_uri: output folder (local or ``s3://``); its part files are replaced.
+        drop_modalities: modalities zeroed for every sample (``a+b`` for several).
+        concurrency: number of model actors (default: one per GPU, else a few CPU actors).
+        batch_size: rows per model call (default: the checkpoint's ``data.batch_size``).
+
+    Returns:
+        ``out_uri``.
+    """
+    import ray
+
+    from rsray.data.pipeline import load_shard_set
+    from rsray.evaluate.checkpoint import open_checkpoint, read_checkpoint_meta
+    from rsray.evaluate.evaluate import parse_drops
+    from rsray.runtime import ensure_ray, quiet_data_context
+
+    meta, _, _ = read_checkpoint_meta(checkpoint)
+    cfg = Config.from_dict(meta["config"])
+    if data_uri:
+        cfg = cfg.with_overrides({"data.uri": data_uri})
+    ensure_ray()
+    quiet_data_context()
+    manifest = load_shard_set(cfg.data, (split,))
+    paths = manifest.shard_paths(split)
+    if not paths:
+        raise RsrayError(f"{manifest.uri}: no split {split!r} (it has "
+                         f"{', '.join(sorted(manifest.splits))})")
+    loaded = open_checkpoint(checkpoint, manifest)
+    assert loaded.plan is not None and loaded.model is not None
+    drops = parse_drops(drop_modalities, [m.name for m in loaded.plan.modalities])
+    drop = tuple(m for group in drops for m in group)
+    spec = {"plan": loaded.plan, "task": loaded.task, "drop": drop,
+            "amp": loaded.config.train.amp, "config": loaded.config.to_dict(),
+            "channels": loaded.channels, "classes": loaded.classes}
+    state_ref = ray.put({k: v.cpu() for k, v in loaded.model.state_dict().items()})
+    resources = actor_resources(concurrency)
+    columns = [*loaded.plan.columns, *([] if "patch_id" in loaded.plan.columns else ["patch_id"])]
+    ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri), columns=columns,
+                               override_num_blocks=READ_BLOCKS_PER_SHARD * len(paths))
+    ds = ds.map_batches(Predictor, fn_constructor_kwargs={"spec": spec, "state_ref": [state_ref]},
+                        batch_size=batch_size or loaded.config.data.batch_size,
+                        batch_format="numpy", **resources)
+    if manifest.synthetic:
+        print(f"[rsray] predicting on SYNTHETIC data from {manifest.uri}", flush=True)
+    print(f"[rsray] predicting {split} ({manifest.splits.get(split, '?')} samples) with "
+          f"{loaded.config.model.name} from {loaded.uri}: {resources['concurrency']} actor(s)"
+          f"{' on GPUs' if 'num_gpus' in resources else ''}", flush=True)
+    fs, root = get_fs(out_uri)
+    if fs.exists(root):
+        for p in fs.ls(root, detail=False):
+            if p.endswith(".parquet") or p.rstrip("/").endswith(PREDICTIONS_META):
+                fs.rm(p)
+    ds.write_parquet(_pa_path(out_uri), filesystem=pyarrow_fs(out_uri))
+    info = {"checkpoint": loaded.uri, "epoch": loaded.epoch, "model": loaded.config.model.name,
+            "data": manifest.uri, "synthetic": manifest.synthetic, "split": split,
+            "task": loaded.task, "classes": loaded.classes, "drop_modalities": list(drop)}
+    with fs.open(join(root, PREDICTIONS_META), "w") as f:
+        f.write(json.dumps(info, indent=2) + "\n")
+    print(f"[rsray] predictions: {out_uri}", flush=True)
+    return out_uri
+
+
+__all__ = ["PREDICTIONS_META", "Predictor", "actor_resources", "predict"]

@@ -1,0 +1,1 @@
+"""Studies: arms x factors x seeds, their statistics and report."""

@@ -1,0 +1,386 @@
+"""Running a study: stage 1 (search per cell), stage 2 (seeded retraining + evaluation).
+
+A *cell* is one arm at one factor setting (training fraction x hold-out rule). Stage 1 runs
+rsray's Tune path (:func:`rsray.tune.run.tune_fusion`: Optuna TPE + ASHA on the validation
+split) once per cell; stage 2 retrains each cell's best configuration from scratch with
+``factors.seeds`` seeds to the full epoch budget, as Tune trials with fixed configurations
+(as many at once as the cluster holds), then scores the best checkpoint on the test (and
+``ood``) split and once per dropped modality, and saves the test predictions.
+
+Everything lands in the study folder (local disk)::
+
+    study.json                    the resolved spec, the data of each hold-out
+    cells/<cell>/search.json      stage 1 finished: best parameters and the trials
+    cells/<cell>/seed_<k>/result.json   stage 2 finished for that seed: the tidy rows
+    results.parquet|csv, hparams.json|csv   the tables (rebuilt from the files above)
+
+Each record is written atomically (temporary file + rename) after its work finished, so a
+study killed at any point and restarted with ``--resume`` redoes only unfinished work; an
+interrupted training run resumes from its last checkpoint (same run name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rsray.config import Config
+from rsray.errors import ConfigError
+from rsray.study.spec import Arm, StudySpec
+
+STUDY_JSON = "study.json"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One arm at one factor setting."""
+
+    index: int
+    arm: Arm
+    fraction: float
+    holdout: str
+
+    @property
+    def id(self) -> str:
+        """Folder/run name: ``early__f0.25__tile-29SND`` (``__all`` without hold-out)."""
+        return f"{self.arm.name}__f{self.fraction:g}__{holdout_slug(self.holdout)}"
+
+
+def holdout_slug(rule: str) -> str:
+    """A file-name form of a hold-out rule (``tile=29SND`` -> ``tile-29SND``; ``""`` -> all)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", rule).strip("-") or "all"
+
+
+def cells_of(spec: StudySpec) -> list[Cell]:
+    """Every arm x fraction x hold-out, in a stable order."""
+    out: list[Cell] = []
+    for holdout in spec.factors.holdouts:
+        for fraction in spec.factors.fractions:
+            for arm in spec.arms:
+                out.append(Cell(len(out), arm, fraction, holdout))
+    return out
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON to ``path`` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str, allow_nan=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document at ``path``."""
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
+    """BigEarthNet twin + synthetic DEM/climate/land-cover layers and indices, prepared."""
+    from rsray.data.covariates import wrap_from_args
+    from rsray.data.prepare import prepare
+    from rsray.data.registry import get_dataset
+    from rsray.data.shards import MANIFEST_NAME
+    from rsray.data.synth_covariates import write_synthetic_covariates
+
+    entry = get_dataset(spec.data.dataset)
+    raw, layers, shards = root / "raw", root / "layers", root / "shards"
+    stamp = root / "rsray_twin.json"
+    want = {"dataset": spec.data.dataset, "n": spec.data.synthetic_n, "holdout": holdout,
+            "covariates": True}
+    if stamp.is_file() and read_json(stamp) == want and (shards / MANIFEST_NAME).is_file():
+        return str(shards.resolve())
+    print(f"[study] writing {spec.data.synthetic_n} SYNTHETIC {spec.data.dataset} samples "
+          f"+ covariate layers to {root}", flush=True)
+    entry.write_synthetic(raw, spec.data.synthetic_n, 0)
+    write_synthetic_covariates(raw, layers, seed=0, progress=False)
+    args = argparse.Namespace(
+        covariate=[f"dem={layers / 'dem.tif'}:bilinear",
+                   f"temperature={layers / 'temperature.tif'}",
+                   f"wind={layers / 'wind.tif'}",
+                   f"landcover={layers / 'landcover.tif'}:nearest"],
+        covariate_opt=["temperature.modality=climate", "wind.modality=climate",
+                       "landcover.categories=10,20,30,40,50,60,80"],
+        indices="ndvi,ndwi", indices_bands="", covariate_dtype="float32", indices_from="s2")
+    source = wrap_from_args(entry.synthetic_source(raw), args)
+    prepare(source, str(shards), overwrite=True, holdout=[holdout] if holdout else None)
+    write_json_atomic(stamp, want)
+    return str(shards.resolve())
+
+
+def resolve_data(spec: StudySpec, study_dir: Path, data: str | None) -> dict[str, str]:
+    """Shard set URI per hold-out rule: ``--data``/``data.uri``, ``holdout_uris``, or a twin."""
+    from rsray.data.registry import synthetic_shards
+
+    out: dict[str, str] = {}
+    uri = data or spec.data.uri
+    for rule in spec.factors.holdouts:
+        if rule in spec.factors.holdout_uris and not data:
+            out[rule] = spec.factors.holdout_uris[rule]
+        elif uri:
+            if len(spec.factors.holdouts) > 1:
+                raise ConfigError(f"{spec.source}: factors.holdouts: {len(spec.factors.holdouts)}"
+                                  " hold-out rules need one shard set each "
+                                  "(factors.holdout_uris), not one --data")
+            out[rule] = uri
+        else:
+            root = study_dir / "data" / holdout_slug(rule)
+            if spec.data.covariates:
+                out[rule] = _covariate_twin(spec, root, rule)
+            else:
+                out[rule] = synthetic_shards(spec.data.dataset, root, spec.data.synthetic_n,
+                                             seed=0, holdout=[rule] if rule else [])
+    return out
+
+
+# ------------------------------------------------------------------------------- stage 1
+
+
+def search_cell(spec: StudySpec, cell: Cell, uri: str, study_dir: Path, n_cells: int,
+                resume: bool) -> dict[str, Any]:
+    """Stage 1 of one cell (or its record, when already finished)."""
+    record = study_dir / "cells" / cell.id / "search.json"
+    if record.is_file():
+        return read_json(record)
+    head = f"[study] stage 1 cell {cell.index + 1}/{n_cells} {cell.arm.name} " \
+           f"(fraction {cell.fraction:g}{', holdout ' + cell.holdout if cell.holdout else ''})"
+    if cell.arm.space is None:
+        print(f"{head}: no search space, fixed parameters", flush=True)
+        doc: dict[str, Any] = {"cell": cell.id, "params": {}, "metric": None, "value": None,
+                               "trials": []}
+        write_json_atomic(record, doc)
+        return doc
+    from rsray.tune.run import tune_fusion
+
+    cfg = spec.arm_config(cell.arm, {
+        "data.uri": uri, "data.train_fraction": cell.fraction, "data.eval_splits": ["val"],
+        "train.max_epochs": spec.search.max_epochs, "tune.space": cell.arm.space,
+        "tune.num_samples": spec.search.num_samples,
+        "tune.grace_period": spec.search.grace_period,
+        "tune.reduction_factor": spec.search.reduction_factor,
+        "tune.name": f"search-{cell.id}",
+        "train.storage_path": str(study_dir / "runs"),
+    })
+    print(f"{head}: {spec.search.num_samples} trial(s), space {cell.arm.space}", flush=True)
+    outcome = tune_fusion(cfg, resume=resume)
+    metric = outcome.best.get("metric")
+    trials = []
+    for row in sorted(outcome.rows, key=lambda r: r.trial):
+        trials.append({"trial": row.trial, "status": row.status, "params": row.params,
+                       "value": row.metrics.get(f"best_{metric}", row.metrics.get(metric)),
+                       "epochs": row.epochs})
+    best = outcome.best
+    doc = {"cell": cell.id, "arm": cell.arm.name, "fraction": cell.fraction,
+           "holdout": cell.holdout, "params": best.get("params", {}), "metric": metric,
+           "mode": best.get("mode"), "value": (best.get("metrics") or {}).get(metric),
+           "trials": trials, "seconds": outcome.seconds}
+    if "params" not in best:
+        raise ConfigError(f"stage 1 of cell {cell.id}: every trial failed; see "
+                          f"{outcome.experiment_uri}")
+    write_json_atomic(record, doc)
+    print(f"{head}: best {metric} = {doc['value']:.4f} with "
+          + ", ".join(f"{k}={v}" for k, v in doc["params"].items()), flush=True)
+    return doc
+
+
+# ------------------------------------------------------------------------------- stage 2
+
+
+def seed_dir(study_dir: Path, cell_id: str, seed: int) -> Path:
+    """Folder of one cell's seed."""
+    return study_dir / "cells" / cell_id / f"seed_{seed}"
+
+
+def _split_drop(name: str) -> tuple[str, str]:
+    split, _, drop = name.partition("@drop=")
+    return split, drop
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one seed of one cell, evaluate its best checkpoint, save predictions and rows."""
+    from rsray.data.pipeline import build_datasets
+    from rsray.evaluate import evaluate_checkpoint, predict
+    from rsray.train.driver import build_trainer
+    from rsray.train.tasks import resolve_for_task
+
+    t0 = time.perf_counter()
+    out = Path(job["dir"])
+    cfg = Config.from_dict(job["config"])
+    manifest, datasets = build_datasets(cfg.data)
+    cfg = resolve_for_task(cfg, manifest.task)
+    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets, name=job["run"],
+                            storage_path=job["storage"], experiment=job["experiment"])
+    result = trainer.fit()
+    ckpt = None
+    try:
+        ckpt = result.get_best_checkpoint(metric=cfg.train.metric, mode=cfg.train.mode)
+    except (AttributeError, RuntimeError, ValueError):
+        ckpt = None
+    ckpt = ckpt or result.checkpoint
+    if ckpt is None:
+        raise RuntimeError(f"{job['run']}: training produced no checkpoint")
+    splits = [s for s in job["splits"] if s in manifest.splits]
+    drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
+        else []
+    evals = evaluate_checkpoint(ckpt.path, cfg.data.uri, splits, drop_modalities=drops,
+                                out_dir=str(out))
+    preds = {}
+    if job["predictions"] and manifest.task != "segmentation":
+        for split in splits:
+            preds[split] = predict(ckpt.path, cfg.data.uri, split,  # one actor per trial
+                                   str(out / f"pred_{split}.parquet"), concurrency=1)
+    rows = []
+    for name, metrics in evals.items():
+        split, drop = _split_drop(name)
+        for metric, value in metrics.items():
+            rows.append({**job["keys"], "split": split, "dropped": drop, "metric": metric,
+                         "value": float(value) if value is not None else float("nan")})
+    doc = {"keys": job["keys"], "checkpoint": ckpt.path, "rows": rows, "predictions": preds,
+           "task": manifest.task, "classes": list(manifest.classes),
+           "seconds": time.perf_counter() - t0}
+    write_json_atomic(out / "result.json", doc)
+    head = evals.get("test") or next(iter(evals.values()))
+    metric = job["headline"] if job["headline"] in head else cfg.train.metric.removeprefix("val_")
+    print(f"[study] done {job['label']}: test {metric} = {head.get(metric, float('nan')):.4f} "
+          f"({doc['seconds']:.0f} s)", flush=True)
+    return doc
+
+
+def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> None:
+    """Stage-2 jobs as Tune trials with fixed configurations, ``concurrency`` at a time."""
+    from ray import tune
+
+    by_id = {j["id"]: j for j in jobs}
+
+    def stage2_trial(params: dict[str, Any]) -> None:
+        from rsray.runtime import quiet_data_context
+
+        quiet_data_context()
+        run_job(by_id[params["job"]])
+
+    attempt = len(list((study_dir / "runs").glob("stage2-r*")))
+    tuner = tune.Tuner(
+        tune.with_resources(stage2_trial, {"CPU": 0.01}),
+        param_space={"job": tune.grid_search(list(by_id))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(name=f"stage2-r{attempt}",
+                                  storage_path=str((study_dir / "runs").resolve()), verbose=0),
+    )
+    results = tuner.fit()
+    errors = [r for r in results if r.error]
+    for r in errors:
+        print(f"[study] stage 2 trial {r.config.get('job')} failed: "
+              f"{str(r.error).splitlines()[0] if str(r.error) else r.error!r}", flush=True)
+
+
+# ---------------------------------------------------------------------------------- study
+
+
+@dataclass
+class StudyOutcome:
+    """What a study run produced."""
+
+    study_dir: str
+    results_path: str
+    n_rows: int
+    missing: list[str]
+    seconds: float
+
+
+def default_study_dir(spec: StudySpec) -> Path:
+    """``rsray_results/studies/<name>``."""
+    return Path("rsray_results") / "studies" / spec.name
+
+
+def _check_state(spec: StudySpec, study_dir: Path, resume: bool, smoke: bool) -> None:
+    state = study_dir / STUDY_JSON
+    if not state.is_file():
+        return
+    if not resume:
+        raise ConfigError(f"{study_dir}: a study is already there; pass --resume to continue "
+                          "it, or --out another folder")
+    old = read_json(state)["spec"]
+    new = json.loads(json.dumps(spec.to_dict(), default=str))
+    for key in ("arms", "factors", "search", "base", "data"):
+        if old.get(key) != new.get(key):
+            raise ConfigError(f"{study_dir}: --resume with a different spec ({key} changed "
+                              f"since the study started); use another --out")
+
+
+def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: bool = False,
+              data: str | None = None, smoke: bool = False) -> StudyOutcome:
+    """Run (or ``resume``) ``spec``: stage 1 per cell, stage 2 per seed, tables, report."""
+    from rsray.ops.security import keep_credentials_out_of_runtime_envs
+    from rsray.runtime import ensure_ray
+    from rsray.study.results import collect, comparison_text
+    from rsray.tune.run import auto_concurrency
+
+    t0 = time.perf_counter()
+    root = Path(study_dir) if study_dir else default_study_dir(spec)
+    root = root.resolve()
+    _check_state(spec, root, resume, smoke)
+    root.mkdir(parents=True, exist_ok=True)
+    ensure_ray()
+    keep_credentials_out_of_runtime_envs()
+    uris = resolve_data(spec, root, data)
+    write_json_atomic(root / STUDY_JSON, {"spec": spec.to_dict(), "smoke": smoke,
+                                          "data": uris, "started": time.time()})
+    cells = cells_of(spec)
+    print(f"[study] {spec.name}: {len(spec.arms)} arm(s) x {len(spec.factors.fractions)} "
+          f"fraction(s) x {len(spec.factors.holdouts)} hold-out(s) = {len(cells)} cell(s), "
+          f"{spec.factors.seeds} seed(s) each; folder {root}", flush=True)
+    searches = {c.id: search_cell(spec, c, uris[c.holdout], root, len(cells), resume)
+                for c in cells}
+    jobs: list[dict[str, Any]] = []
+    headline = spec.metrics[0] if spec.metrics else ""
+    for cell in cells:
+        for seed in range(spec.factors.seeds):
+            out = seed_dir(root, cell.id, seed)
+            if (out / "result.json").is_file():
+                continue
+            run = f"{cell.id}__seed{seed}"
+            cfg = spec.arm_config(cell.arm, {
+                **searches[cell.id]["params"], "data.uri": uris[cell.holdout],
+                "data.train_fraction": cell.fraction, "data.eval_splits": ["val"],
+                "train.seed": seed, "train.name": run,
+                "train.storage_path": str(root / "runs" / "stage2"),
+            })
+            jobs.append({
+                "id": run, "dir": str(out), "run": run, "experiment": spec.name,
+                "storage": str(root / "runs" / "stage2"), "config": cfg.to_dict(),
+                "splits": list(dict.fromkeys([*spec.evaluation.splits, "ood"])),
+                "drop": spec.evaluation.drop_modalities,
+                "predictions": spec.evaluation.predictions, "headline": headline,
+                "keys": {"study": spec.name, "arm": cell.arm.name, "model": cfg.model.name,
+                         "fraction": cell.fraction, "holdout": cell.holdout or "none",
+                         "seed": seed},
+                "label": f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} fraction "
+                         f"{cell.fraction:g} seed {seed + 1}/{spec.factors.seeds}",
+            })
+    done = len(cells) * spec.factors.seeds - len(jobs)
+    if jobs:
+        concurrency = auto_concurrency(Config.from_dict(jobs[0]["config"]))
+        print(f"[study] stage 2: {len(jobs)} training run(s) to go ({done} finished before), "
+              f"{concurrency} at a time", flush=True)
+        run_jobs(jobs, root, concurrency)
+    table = collect(root)
+    missing = [f"{c.id} seed {s}" for c in cells for s in range(spec.factors.seeds)
+               if not (seed_dir(root, c.id, s) / "result.json").is_file()]
+    print(comparison_text(table, spec), flush=True)
+    if missing:
+        print(f"[study] {len(missing)} run(s) did not finish: {', '.join(missing)}; "
+              "run again with --resume", flush=True)
+    return StudyOutcome(str(root), str(root / "results.parquet"), len(table.rows), missing,
+                        time.perf_counter() - t0)
+
+
+__all__ = ["Cell", "StudyOutcome", "cells_of", "holdout_slug", "resolve_data", "run_job",
+           "run_study", "search_cell"]

@@ -1,0 +1,148 @@
+"""Study statistics against scipy, statsmodels (constants) and hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from rsray.study.stats import holm, paired_bootstrap, paired_ttest, summarize
+
+
+def test_summarize_hand_computed() -> None:
+    # values 1, 2, 3: mean 2, s = 1, t_{0.975, 2} = 4.302652729749464, half width = t / sqrt 3
+    s = summarize([1.0, 2.0, 3.0])
+    assert (s.mean, s.std, s.n) == (2.0, 1.0, 3)
+    half = 4.302652729749464 / math.sqrt(3)
+    assert s.ci_low == pytest.approx(2 - half, rel=1e-12)
+    assert s.ci_high == pytest.approx(2 + half, rel=1e-12)
+
+
+def test_summarize_matches_scipy_and_other_levels() -> None:
+    x = np.random.default_rng(3).normal(0.7, 0.05, size=7)
+    s = summarize(x, confidence=0.9)
+    low, high = st.t.interval(0.9, 6, loc=x.mean(), scale=st.sem(x))
+    assert (s.ci_low, s.ci_high) == pytest.approx((low, high), rel=1e-12)
+    assert s.std == pytest.approx(np.std(x, ddof=1))
+    assert summarize(x, 0.99).ci_high > s.ci_high
+
+
+def test_summarize_edge_cases() -> None:
+    one = summarize([0.5])
+    assert one.mean == 0.5 and one.n == 1
+    assert math.isnan(one.std) and math.isnan(one.ci_low) and math.isnan(one.ci_high)
+    assert summarize([]).n == 0 and math.isnan(summarize([]).mean)
+    same = summarize([0.3, 0.3, 0.3])
+    assert (same.ci_low, same.ci_high, same.std) == (0.3, 0.3, 0.0)
+    nan = summarize([1.0, float("nan"), 3.0])  # an undefined seed is left out
+    assert nan.n == 2 and nan.mean == 2.0
+    with pytest.raises(ValueError, match="confidence"):
+        summarize([1.0, 2.0], confidence=95)
+
+
+def test_paired_ttest_hand_computed_and_scipy() -> None:
+    a, b = [0.80, 0.82, 0.85, 0.79], [0.75, 0.80, 0.81, 0.78]
+    # differences 0.05, 0.02, 0.04, 0.01: mean 0.03, s = sqrt(0.001/3), t = 0.03 / (s / 2)
+    r = paired_ttest(a, b)
+    s = math.sqrt(0.001 / 3)
+    t = 0.03 / (s / 2)
+    assert r.mean_diff == pytest.approx(0.03)
+    assert r.p_value == pytest.approx(2 * st.t.sf(t, 3), rel=1e-9)
+    half = st.t.ppf(0.975, 3) * s / 2
+    assert (r.ci_low, r.ci_high) == pytest.approx((0.03 - half, 0.03 + half), rel=1e-9)
+    ref = st.ttest_rel(a, b)
+    assert r.p_value == pytest.approx(ref.pvalue) and r.n == 4
+    # the interval excludes 0 exactly when p < 0.05
+    assert (r.ci_low > 0) == (r.p_value < 0.05)
+
+
+def test_paired_ttest_edge_cases() -> None:
+    assert math.isnan(paired_ttest([1.0], [0.5]).p_value)
+    const = paired_ttest([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
+    assert const.mean_diff == 0.5 and const.p_value == 0.0 and const.ci_low == 0.5
+    assert paired_ttest([1.0, 2.0], [1.0, 2.0]).p_value == 1.0
+    assert paired_ttest([1.0, float("nan"), 3.0, 4.0], [0.0, 1.0, 1.0, 3.0]).n == 3
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_ttest([1.0, 2.0], [1.0])
+
+
+def _accuracy(pred: np.ndarray, target: np.ndarray) -> float:
+    return float((pred.argmax(1) == target).mean())
+
+
+def test_paired_bootstrap_detects_a_better_arm_and_is_seeded() -> None:
+    rng = np.random.default_rng(0)
+    n, k = 400, 4
+    target = rng.integers(0, k, size=n)
+    good = rng.random((n, k))
+    good[np.arange(n), target] += 0.8  # right ~90 %
+    bad = rng.random((n, k))
+    bad[np.arange(n), target] += 0.2  # right ~45 %
+    r = paired_bootstrap(_accuracy, good, bad, target, n_boot=500, seed=1)
+    assert r.n == n
+    assert r.mean_diff == pytest.approx(_accuracy(good, target) - _accuracy(bad, target))
+    assert 0 < r.ci_low < r.mean_diff < r.ci_high
+    assert r.p_value == pytest.approx(2 / 501)  # no resample at or below 0: (0 + 1) / (B + 1)
+    again = paired_bootstrap(_accuracy, good, bad, target, n_boot=500, seed=1)
+    assert again == r
+    # an arm against itself: difference 0 on every resample, p = 1
+    same = paired_bootstrap(_accuracy, good, good, target, n_boot=200, seed=0)
+    assert same.mean_diff == 0.0 and same.p_value == 1.0
+
+
+def test_paired_bootstrap_interval_has_the_paired_spread() -> None:
+    """The interval is about as wide as the paired differences' standard error says."""
+    rng = np.random.default_rng(5)
+    n = 60
+    target = rng.integers(0, 2, size=n)
+    a = rng.random((n, 2))
+    b = rng.random((n, 2))
+    r = paired_bootstrap(_accuracy, a, b, target, n_boot=300, seed=7)
+    # independent check: the distribution's spread is that of a paired difference, so its
+    # interval must lie within the observed difference +- 4 standard errors of paired 0/1 data
+    d = (a.argmax(1) == target).astype(float) - (b.argmax(1) == target).astype(float)
+    se = d.std(ddof=1) / math.sqrt(n)
+    assert r.mean_diff == pytest.approx(d.mean())
+    assert r.ci_low > d.mean() - 4 * se and r.ci_high < d.mean() + 4 * se
+    assert r.ci_low < d.mean() < r.ci_high
+
+
+def test_paired_bootstrap_rejects_unpaired_input() -> None:
+    with pytest.raises(ValueError, match="same samples"):
+        paired_bootstrap(_accuracy, np.zeros((5, 2)), np.zeros((4, 2)), np.zeros(5))
+
+
+# statsmodels 0.15.0 ``multipletests(p, method="holm")[1]`` for these inputs
+STATSMODELS_HOLM = [
+    ([0.01, 0.04, 0.03, 0.005], [0.03, 0.06, 0.06, 0.02]),
+    ([0.2, 0.01, 0.5, 0.03, 0.04], [0.4, 0.05, 0.5, 0.12, 0.12]),
+    ([0.001], [0.001]),
+]
+
+
+@pytest.mark.parametrize(("p", "expected"), STATSMODELS_HOLM)
+def test_holm_matches_statsmodels(p: list[float], expected: list[float]) -> None:
+    assert holm(p) == pytest.approx(expected)
+
+
+def test_holm_hand_computed() -> None:
+    # m = 3: sorted 0.01, 0.02, 0.04 -> 3*0.01 = 0.03, 2*0.02 = 0.04, 1*0.04 = 0.04;
+    # a large p is capped at 1; monotone: a later smaller product is raised to the running max
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.9, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([0.011, 0.02]) == pytest.approx([0.022, 0.022])
+    out = holm([0.01, float("nan"), 0.04])
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+    assert holm([]) == []
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([1.5])
+
+
+def test_holm_differs_from_scipy_bh() -> None:
+    """scipy's false_discovery_control is Benjamini-Hochberg, not Holm (why Holm is here)."""
+    p = [0.01, 0.04, 0.03, 0.005]
+    bh = st.false_discovery_control(p)
+    assert not np.allclose(bh, holm(p))
+    assert all(h >= b - 1e-12 for h, b in zip(holm(p), bh, strict=True))

@@ -1,0 +1,153 @@
+"""Study specs (validation, presets) and a study end to end: killed, resumed, complete."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from rsray.errors import ConfigError
+from rsray.study.runner import cells_of
+from rsray.study.spec import load_spec, spec_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = sorted((REPO / "studies").glob("*.yaml"))
+
+TINY = {
+    "name": "tiny",
+    "data": {"dataset": "bigearthnet", "synthetic_n": 64},  # 46 train: no batch of 1
+    "base": {"data.image_size": 32, "data.batch_size": 16, "train.max_epochs": 1,
+             "train.log_every_n_steps": 1000, "scaling.cpus_per_worker": 0.5},
+    "arms": [
+        {"name": "s2_only", "model": "test_early_fusion_cnn", "modalities": ["s2"],
+         "space": "cnn"},
+        {"name": "early", "model": "test_early_fusion_cnn", "modalities": ["s2", "s1"]},
+    ],
+    "baseline": "s2_only",
+    "metrics": ["ap_macro", "ap_micro"],
+    "search": {"num_samples": 1, "max_epochs": 1},
+    "factors": {"seeds": 2},
+}
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
+def test_presets_parse_with_smoke_variant(path: Path) -> None:
+    spec, smoke = load_spec(path), load_spec(path, smoke=True)
+    assert [a.name for a in spec.arms] == [a.name for a in smoke.arms]
+    assert smoke.search.num_samples == 1 and smoke.factors.seeds == 2
+    assert all(a.model.startswith("test_") for a in smoke.arms), path
+    assert smoke.arm_config(smoke.arms[0]).train.max_epochs <= 2
+    assert spec.factors.seeds >= 5
+
+
+def _bad(change: dict, match: str) -> None:
+    raw = yaml.safe_load(yaml.safe_dump(TINY))
+    for dotted, value in change.items():
+        node, *path = dotted.split(".")
+        target = raw
+        keys = [node, *path]
+        for k in keys[:-1]:
+            target = target[int(k)] if isinstance(target, list) else target[k]
+        last = keys[-1]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+    with pytest.raises(ConfigError, match=match) as info:
+        spec_from_dict(raw, "x.yaml")
+    assert "\n" not in str(info.value)
+
+
+def test_spec_errors_name_the_field() -> None:
+    _bad({"baseline": "nope"}, r"x.yaml: baseline: 'nope' is not an arm")
+    _bad({"arms.1.model": "resnet9000"}, r"arms.early.model: 'resnet9000' is not a registered")
+    _bad({"arms.0.space": "nospace"}, r"arms.s2_only.space: 'nospace' is not a search space")
+    _bad({"arms.1.name": "s2_only"}, r"arms\[1\].name: 's2_only' names two arms")
+    _bad({"arms.1.colour": "red"}, r"arms\[1\].colour: unknown field")
+    _bad({"factors.fractions": [0.5, 1.5]}, r"factors.fractions: .* must be numbers in \(0, 1\]")
+    _bad({"factors.seeds": 0}, r"factors.seeds: 0 must be >= 1")
+    _bad({"factors.holdouts": ["tile"]}, r"factors.holdouts: 'tile' is not KEY=VALUES")
+    _bad({"search.grace_period": 3}, r"search.grace_period: 3 exceeds search.max_epochs")
+    _bad({"evaluation": {"splits": ["val"]}}, r"evaluation.splits: .* not train/val")
+    _bad({"base": {"optim.lr": -1}}, r"arms.s2_only \(with base\): optim.lr: -1")
+    _bad({"arms.1.params": {"data.batch_size": 0}}, r"arms.early \(with base\): data.batch_size")
+    _bad({"colour": 1}, r"x.yaml: colour: unknown field")
+
+
+def test_smoke_overrides_unknown_arm(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "smoke": {"arms": {"late": {"model": "x"}}}}))
+    with pytest.raises(ConfigError, match=r"smoke.arms.late: no arm of that name"):
+        load_spec(path, smoke=True)
+    with pytest.raises(ConfigError, match="no smoke variant"):
+        path.write_text(yaml.safe_dump(TINY))
+        load_spec(path, smoke=True)
+
+
+def test_cells_cross_arms_fractions_holdouts() -> None:
+    raw = {**TINY, "factors": {"seeds": 2, "fractions": [0.5, 1.0],
+                               "holdouts": ["", "tile=29SND"]}}
+    cells = cells_of(spec_from_dict(raw))
+    assert len(cells) == 8 and len({c.id for c in cells}) == 8
+    assert cells[0].id == "s2_only__f0.5__all" and cells[-1].id == "early__f1__tile-29SND"
+
+
+def _finished_cell(study: Path) -> Path | None:
+    for cell in sorted((study / "cells").glob("*")):
+        if len(list(cell.glob("seed_*/result.json"))) == 2:
+            return cell
+    return None
+
+
+@pytest.mark.slow
+def test_study_killed_after_first_cell_then_resumed(tmp_path: Path) -> None:
+    """2 arms x 2 seeds: SIGKILL after the first finished cell, --resume, table complete."""
+    spec_path, study = tmp_path / "tiny.yaml", tmp_path / "study"
+    spec_path.write_text(yaml.safe_dump(TINY))
+    ray_tmp = tempfile.mkdtemp(prefix="rst", dir="/tmp")  # short: Ray's socket paths
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "rsray.cli", "study", str(spec_path), "--out", str(study),
+           "--no-report"]
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=tmp_path)
+    deadline = time.monotonic() + 1500
+    cell = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        cell = _finished_cell(study)
+        if cell is not None:
+            break
+        time.sleep(0.2)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = (tmp_path / "first.log").read_text()
+    assert cell is not None, first[-3000:]
+    assert not (study / "results.parquet").exists(), "the study finished before the kill"
+    stamps = {p: p.stat().st_mtime_ns for p in cell.rglob("*") if p.is_file()}
+    searches = {p: p.stat().st_mtime_ns for p in study.glob("cells/*/search.json")}
+
+    done = subprocess.run([*cmd[:-1], "--resume"], env=env, capture_output=True, text=True,
+                          timeout=1500, cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "2 finished before" in out or "3 finished before" in out, out[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in cell.rglob("*") if p.is_file()
+            and p in stamps} == stamps, "the finished cell was re-run"
+    assert all(p.stat().st_mtime_ns == t for p, t in searches.items())
+    df = pd.read_parquet(study / "results.parquet")
+    test = df[(df.split == "test") & (df.dropped == "") & (df.metric == "ap_macro")]
+    assert sorted(map(tuple, test[["arm", "seed"]].to_numpy())) == [
+        ("early", 0), ("early", 1), ("s2_only", 0), ("s2_only", 1)]
+    assert set(df[df.arm == "early"].dropped) == {"", "s1", "s2"}
+    assert (study / "hparams.csv").is_file() and (study / "results.csv").is_file()
+    assert "ap_macro" in out and "s2_only (baseline)" in out

@@ -1,0 +1,72 @@
+"""The terminal of `rsray demo --smoke-test`: rsray's own lines, each once, and the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from rsray.cli import build_parser
+from rsray.console import format_epoch
+
+REPO = Path(__file__).resolve().parents[1]
+LINE_BUDGET = 60
+"""Lines a smoke demo (64 patches, 2 trials of 2 epochs) may print, Ray included."""
+
+
+def test_format_epoch_has_metric_rate_and_data_wait():
+    line = format_epoch({"epoch": 2, "val_ap_macro": 0.51234, "train_loss": 0.4,
+                         "train_samples_per_second": 37.25, "data_wait_share": 0.123,
+                         "epoch_seconds": 5.1}, "val_ap_macro", 4)
+    assert line == ("epoch 2/4 val_ap_macro 0.5123 train_loss 0.4000 37.2 samples/s "
+                    "data-wait 12% (5.1 s)")
+
+
+def _help_texts(parser):
+    yield parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _help_texts(child)
+
+
+def test_help_is_plain_text():
+    for text in _help_texts(build_parser()):
+        assert "``" not in text and not re.search(r":(class|func|data|mod):", text), text
+
+
+@pytest.mark.slow
+def test_smoke_demo_terminal_is_rsrays_own(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO),
+           "RAY_TMPDIR": tempfile.mkdtemp(prefix="r_term", dir="/tmp")}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-m", "rsray.cli", "demo", "--smoke-test", "--root",
+                           str(tmp_path / "demo")], capture_output=True, text=True, env=env,
+                          timeout=900, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    lines = out.splitlines()
+    assert "Leaderboard" in out and "best trial" in out, out
+    assert not any("TrainingReport(" in line for line in lines), out
+    for noise in ("PreemptionWatcher", "RayDeprecationWarning", "(TrainController pid=",
+                  "(RayTrainWorker pid=", "Configuration for experiment"):
+        assert noise not in out, noise
+    epoch_lines = [line for line in lines if re.search(r"\] \w+ epoch \d+/2 ", line)]
+    assert len(epoch_lines) == len(set(epoch_lines)) >= 2, out  # per trial and epoch, once
+    assert len(lines) <= LINE_BUDGET, f"{len(lines)} lines:\n{out}"
+
+
+def test_progress_shows_count_rate_and_eta(capsys):
+    from rsray.console import Progress
+
+    with Progress(total=3, desc="writing shards", unit="patch") as bar:
+        for _ in range(3):
+            bar.update(1)
+    err = capsys.readouterr().err
+    assert "writing shards" in err and "3/3" in err and "patch/s" in err
