@@ -3,7 +3,11 @@
 ``s = sigmoid(W2 · relu(W1 · GAP(x)))``, ``y = x * s``: a global-average-pooled channel
 descriptor goes through a bottleneck of ``max(channels // reduction, min_hidden)`` units and
 gates every channel. The progressive fusion study compares reduction ratios 16 and 8; Ray Tune
-samples 4/8/16/32 through the models' ``reduction`` argument.
+samples 4/8/16/32 through the models' ``reduction`` argument. The floor ``min_hidden``
+defaults to 1 (Hu et al.'s plain ``C / r``), so every ratio gives a different bottleneck on
+every stage with at least ``32`` channels; a floor of 8 (an earlier default) made r = 8, 16
+and 32 build the same network on 64-channel stages, and a Tune search over r sample one
+model.
 """
 
 from __future__ import annotations
@@ -16,14 +20,13 @@ from rsray.errors import ConfigError
 __all__ = ["SqueezeExcite", "se_hidden_width"]
 
 
-def se_hidden_width(channels: int, reduction: int, min_hidden: int = 8) -> int:
+def se_hidden_width(channels: int, reduction: int, min_hidden: int = 1) -> int:
     """Width of the SE bottleneck: ``max(channels // reduction, min_hidden)``.
 
     Args:
         channels: channels of the feature map being recalibrated.
         reduction: the reduction ratio ``r`` of the paper (4, 8, 16, 32 are typical).
-        min_hidden: the bottleneck never gets narrower than this, so a small stage
-            (e.g. 32 channels with r=16) keeps a usable excitation.
+        min_hidden: the bottleneck never gets narrower than this (default 1: never zero).
 
     Raises:
         ConfigError: ``channels``, ``reduction`` or ``min_hidden`` is below 1.
@@ -55,7 +58,7 @@ class SqueezeExcite(nn.Module):
         self,
         channels: int,
         reduction: int = 16,
-        min_hidden: int = 8,
+        min_hidden: int = 1,
         act_layer: type[nn.Module] = nn.ReLU,
         gate_layer: type[nn.Module] = nn.Sigmoid,
     ) -> None:
