@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rsray.console import Progress
 from rsray.data.schema import BandGroup, DatasetSpec, Discovery, Reject, Source, encode_array
 from rsray.data.shards import (
     MANIFEST_NAME,
@@ -298,12 +299,13 @@ def prepare(
     moments = {g.name: [BandMoments() for _ in g.bands] for g in spec.groups}
     flag_counts: dict[str, dict[str, int]] = {}
     done_items = 0
-    last_print = 0.0
     sizes = {(c["split"], c["index"]): len(c["items"]) for c in chunks}
     total = len(discovery.items)
     print(f"writing {len(chunks)} shard(s) of up to {rows_per_shard} rows to {out_uri} ...",
           flush=True)
+    bar = Progress(total=total, desc="prepare", unit="patch")
     for row in written.iter_rows():
+        before = done_items
         if row["shard"]:
             info = ShardInfo(**json.loads(row["shard"]))
             shards.append(info)
@@ -319,13 +321,9 @@ def prepare(
         for k, n in chunk_flags["counts"].items():
             per_split = flag_counts.setdefault(k, {})
             per_split[chunk_flags["split"]] = per_split.get(chunk_flags["split"], 0) + int(n)
-        now = time.perf_counter()
-        if now - last_print < 2.0 and done_items < total:
-            continue
-        last_print = now
-        rate = done_items / max(now - t0, 1e-9)
-        print(f"  {done_items}/{total} patches ({100 * done_items / total:.0f} %), "
-              f"{len(shards)} shard(s), {rate:.0f} patches/s", flush=True)
+        bar.update(done_items - before)
+        bar.set_postfix(shards=len(shards))
+    bar.close()
     shards.sort(key=lambda s: s.path)
     if not shards:
         raise RsrayError(f"{spec.name}: every patch was rejected; nothing written.\n"
