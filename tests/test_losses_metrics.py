@@ -167,9 +167,11 @@ def test_metrics_perfect_predictions() -> None:
     assert out["ap_macro"] == pytest.approx(1.0)
     assert out["f2_micro"] == pytest.approx(1.0)
     assert out["hamming_loss"] == pytest.approx(0.0)
-    assert set(out) == {"ap_micro", "ap_macro", "f2_micro", "hamming_loss"} | {
+    toolbox = {"f1_micro", "acc_micro", "oa", "aa"}
+    assert set(out) == {"ap_micro", "ap_macro", "f2_micro", "hamming_loss"} | toolbox | {
         f"ap_class/{n}" for n in NAMES
-    }
+    } | {f"acc_class/{n}" for n in NAMES}
+    assert all(out[k] == pytest.approx(1.0) for k in toolbox)
     assert all(isinstance(v, float) for v in out.values())
 
 
@@ -556,3 +558,42 @@ def test_checkpoint_rejects_wrong_model_and_bad_extra(tmp_path: Path) -> None:
             best_metric=None,
             extra={"obj": object()},
         )
+
+
+def test_multilabel_sen12ms_toolbox_metrics_by_hand():
+    """The SEN12MS toolbox's multi-label OA/AA/micro metrics, computed by hand from its formulas.
+
+    P (predicted at 0.5) and T per sample: {0}/{0}, {0,1}/{1}, {}/{2}, {1,2}/{1}.
+    Class-wise (TP + TN) / N: 3/4, 4/4, 2/4 -> AA 0.75; micro accuracy 9/12; sample-wise OA
+    = mean(1/1, 1/2, 0/1, 1/2) = 0.5; TP 3, FP 2, FN 1 -> F1 6/9, F2 15/21, Hamming 3/12.
+    """
+    import torch
+
+    from rsray.train.metrics import MultilabelMetrics
+
+    pred = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 1, 1]])
+    target = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]])
+    logits = torch.where(pred.bool(), 3.0, -3.0)
+    m = MultilabelMetrics(3, ["a", "b", "c"])
+    m.update(logits[:2], target[:2])  # two batches: the states accumulate
+    m.update(logits[2:], target[2:])
+    out = m.compute()
+    assert out["acc_class/a"] == pytest.approx(0.75)
+    assert out["acc_class/b"] == pytest.approx(1.0)
+    assert out["acc_class/c"] == pytest.approx(0.5)
+    assert out["aa"] == pytest.approx(0.75)
+    assert out["acc_micro"] == pytest.approx(9 / 12)
+    assert out["oa"] == pytest.approx(0.5)
+    assert out["f1_micro"] == pytest.approx(6 / 9)
+    assert out["f2_micro"] == pytest.approx(15 / 21)
+    assert out["hamming_loss"] == pytest.approx(3 / 12)
+
+
+def test_multilabel_sample_oa_counts_an_empty_sample_as_agreement():
+    import torch
+
+    from rsray.train.metrics import MultilabelMetrics
+
+    m = MultilabelMetrics(2)
+    m.update(torch.tensor([[-3.0, -3.0], [3.0, -3.0]]), torch.tensor([[0, 0], [1, 1]]))
+    assert m.compute()["oa"] == pytest.approx((1.0 + 0.5) / 2)

@@ -1,8 +1,16 @@
-"""Multi-label validation metrics (BigEarthNet-MM style) built on torchmetrics.
+"""Multi-label validation metrics (BigEarthNet-MM and SEN12MS) built on torchmetrics.
 
 The metrics are the ones the ViT-fusion thesis reports: average precision (micro and macro),
-F2 (micro) and Hamming loss, plus AP per class. They are ``torchmetrics`` metrics, so under
-DDP (Ray Train workers) ``compute()`` gathers the state of every rank before reducing: every
+F2 (micro) and Hamming loss, plus AP per class; and the SEN12MS toolbox's multi-label
+definitions (schmitt-muc/SEN12MS ``classification/metrics.py``, which the deep-fusion SEN12MS
+paper's OA/AA tables come from): class-wise accuracy ``acc_class/<name>`` = (TP + TN) / N per
+class, ``aa`` = their mean, the sample-wise ``oa`` = mean over samples of
+|predicted AND true| / |predicted OR true|, ``acc_micro`` = sum(TP + TN) / (N * C), ``f1_micro``
+and ``f2_micro``. Because (TP + TN) / N counts true negatives, a rare class (Snow/Ice) scores
+near 100 % for every model and AA sits far above OA, as in the paper.
+
+They are ``torchmetrics`` metrics, so under DDP (Ray Train workers) ``compute()`` gathers the
+state of every rank before reducing: every
 rank gets the same numbers, computed over the whole validation split.
 
 Classes without a positive example
@@ -26,7 +34,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
+    MultilabelAccuracy,
     MultilabelAveragePrecision,
+    MultilabelF1Score,
     MultilabelFBetaScore,
     MultilabelHammingDistance,
 )
@@ -58,8 +68,40 @@ class _PositiveCount(Metric):
         return self.positives
 
 
+class _SampleJaccard(Metric):
+    """The SEN12MS toolbox's multi-label OA: mean over samples of |P & T| / |P | T|.
+
+    A sample with neither a true nor a predicted label (the toolbox divides 0 by 0) counts as
+    1: nothing to find and nothing claimed. SEN12MS samples always have a true label.
+    """
+
+    full_state_update = False
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.add_state("ratio_sum", default=torch.zeros((), dtype=torch.float64),
+                       dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros((), dtype=torch.float64),
+                       dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """``preds`` probabilities ``(N, C)``, ``target`` 0/1 ``(N, C)``."""
+        p = preds > self.threshold
+        t = target > 0
+        inter = (p & t).sum(dim=1).double()
+        union = (p | t).sum(dim=1).double()
+        ratio = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+        self.ratio_sum += ratio.sum()
+        self.count += ratio.numel()
+
+    def compute(self) -> Tensor:
+        """The mean ratio (NaN before any update)."""
+        return self.ratio_sum / self.count if self.count > 0 else torch.tensor(math.nan)
+
+
 class MultilabelMetrics:
-    """AP micro/macro, F2 micro, Hamming loss and per-class AP for multi-label classification.
+    """AP, F1/F2, Hamming loss and the SEN12MS toolbox's OA/AA for multi-label classification.
 
     Example::
 
@@ -119,6 +161,10 @@ class MultilabelMetrics:
                 "hamming_loss": MultilabelHammingDistance(
                     average="micro", threshold=threshold, **common
                 ),
+                "f1_micro": MultilabelF1Score(average="micro", threshold=threshold, **common),
+                "acc_micro": MultilabelAccuracy(average="micro", threshold=threshold, **common),
+                "acc_class": MultilabelAccuracy(average=None, threshold=threshold, **common),
+                "oa": _SampleJaccard(threshold),
                 "positives": _PositiveCount(num_classes),
             }
         )
@@ -155,8 +201,9 @@ class MultilabelMetrics:
         """Reduce over every update since the last reset (and over all DDP ranks).
 
         Returns:
-            ``ap_micro``, ``ap_macro``, ``f2_micro``, ``hamming_loss`` and one
-            ``ap_class/<name>`` per class, as Python floats. Classes without a positive target
+            ``ap_micro``, ``ap_macro``, ``f2_micro``, ``hamming_loss``, ``f1_micro``,
+            ``acc_micro``, ``oa``, ``aa``, one ``ap_class/<name>`` and one
+            ``acc_class/<name>`` per class, as Python floats. Classes without a positive target
             get ``NaN`` and are left out of ``ap_macro`` (see the module docstring).
         """
         with warnings.catch_warnings():
@@ -176,9 +223,15 @@ class MultilabelMetrics:
             "ap_macro": ap_macro,
             "f2_micro": float(raw["f2_micro"]),
             "hamming_loss": float(raw["hamming_loss"]),
+            "f1_micro": float(raw["f1_micro"]),
+            "acc_micro": float(raw["acc_micro"]),
+            "oa": float(raw["oa"]),
+            "aa": float(raw["acc_class"].float().mean()),
         }
         for name, value in zip(self.class_names, per_class.tolist(), strict=True):
             out[f"ap_class/{name}"] = float(value)
+        for name, value in zip(self.class_names, raw["acc_class"].tolist(), strict=True):
+            out[f"acc_class/{name}"] = float(value)
         return out
 
     def reset(self) -> None:

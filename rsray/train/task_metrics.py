@@ -4,9 +4,12 @@ Like :class:`rsray.train.metrics.MultilabelMetrics` (multi-label), each class he
 ``MetricCollection``: under DDP ``compute()`` gathers every rank's state, so all ranks get the
 same numbers over the whole evaluated split, and each returns a flat ``dict[str, float]``.
 
-* :class:`MulticlassMetrics` (SEN12MS scene classification): overall accuracy ``oa`` (micro),
-  average accuracy ``aa`` (mean of per-class recalls, the SEN12MS paper's AA), Cohen's kappa,
-  macro F1 and ``acc_class/<name>`` (class-wise accuracy = recall of that class). A class absent
+* :class:`MulticlassMetrics` (single-label scene classification, e.g. SEN12MS with
+  ``--label-mode single``): overall accuracy ``oa`` (micro), ``aa`` = the mean of per-class
+  recalls (the SEN12MS toolbox's *single-label* ``get_AA``; it is NOT the AA of the SEN12MS
+  paper's tables, which is the toolbox's multi-label (TP + TN) / N mean, see
+  :class:`rsray.train.metrics.MultilabelMetrics`), Cohen's kappa, macro F1 and
+  ``acc_class/<name>`` (here: the recall of that class). A class absent
   from the evaluated data gets ``NaN`` and is left out of ``aa``.
 * :class:`BinaryHeadsMetrics` (GLOBE snow/ice and leaves-on-trees): per head accuracy and ROC
   AUC (``acc/<head>``, ``auc/<head>``) and their means ``acc_mean``/``auc_mean``. AUC is ``NaN``
@@ -60,7 +63,7 @@ class _Collection:
 
 
 class MulticlassMetrics(_Collection):
-    """OA, AA, kappa, macro F1 and class-wise accuracy for single-label classification."""
+    """OA, mean per-class recall (``aa``), kappa, macro F1 and per-class recall (single-label)."""
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None) -> None:
         self.num_classes = num_classes
