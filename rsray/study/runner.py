@@ -85,11 +85,10 @@ def read_json(path: Path) -> Any:
 
 def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
     """BigEarthNet twin + synthetic DEM/climate/land-cover layers and indices, prepared."""
-    from rsray.data.covariates import wrap_from_args
     from rsray.data.prepare import prepare
     from rsray.data.registry import get_dataset
     from rsray.data.shards import MANIFEST_NAME
-    from rsray.data.synth_covariates import write_synthetic_covariates
+    from rsray.data.sources.covariates import wrap_from_args, write_synthetic_covariates
 
     entry = get_dataset(spec.data.dataset)
     raw, layers, shards = root / "raw", root / "layers", root / "shards"
