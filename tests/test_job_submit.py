@@ -59,7 +59,9 @@ def test_job_submit_smoke_test(tmp_path):
     port, dash = _free_port(), _free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    # the session's own local Ray (rsray.runtime exports both): this test's head is another one
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_API_SERVER_ADDRESS", None)
     for key in [k for k in env if k.startswith("AWS_")]:  # the tests' moto settings
         env.pop(key)
     # Ray's unix sockets live under --temp-dir: keep it short (AF_UNIX paths are <= 107 bytes)
