@@ -47,21 +47,34 @@ def _wait_http(url: str, timeout: float) -> None:
     raise TimeoutError(f"{url} did not come up in {timeout} s")
 
 
-@pytest.mark.slow
-def test_job_submit_smoke_test(tmp_path):
+@pytest.fixture
+def session_ray_paused():
+    """Stop the session's in-process Ray for this test, start it again after.
+
+    It holds Ray's fixed default ports, so a second head's job agent cannot start ("No
+    available agent"). Later tests using the session-scoped ``ray_session`` need it back.
+    """
     import ray
 
-    # The session's in-process Ray (ray_session) holds Ray's fixed default ports, so a second
-    # head's job agent cannot start ("No available agent"). Stop it; later tests that need Ray
-    # start a fresh one through rsray.runtime.ensure_ray.
-    if ray.is_initialized():
+    from rsray.runtime import ensure_ray
+
+    was_running = ray.is_initialized()
+    if was_running:
         ray.shutdown()
+    yield
+    if was_running:
+        ensure_ray(num_cpus=4)
+
+
+@pytest.mark.slow
+def test_job_submit_smoke_test(tmp_path, session_ray_paused):
     port, dash = _free_port(), _free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
-    # the session's own local Ray (rsray.runtime exports both): this test's head is another one
-    env.pop("RAY_ADDRESS", None)
-    env.pop("RAY_API_SERVER_ADDRESS", None)
+    # rsray.runtime's local-mode settings of the session's own Ray (its address, its state
+    # API, Ray's single-machine switch): this test's head is a user's `ray start --head`
+    for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
+        env.pop(key, None)
     for key in [k for k in env if k.startswith("AWS_")]:  # the tests' moto settings
         env.pop(key)
     # Ray's unix sockets live under --temp-dir: keep it short (AF_UNIX paths are <= 107 bytes)
