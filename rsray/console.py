@@ -40,12 +40,9 @@ def setup(verbose: bool = False) -> None:
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import optuna
+    import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    except ImportError:  # pragma: no cover - optuna is a core dependency
-        pass
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     _quiet_raylet_messages()
     for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
