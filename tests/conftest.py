@@ -53,6 +53,24 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _ray_session_is_up(request: pytest.FixtureRequest) -> None:
+    """Start the session's Ray again for a test that uses it after another test stopped it.
+
+    The job-submit and Prometheus tests run their own ``ray start --head`` on Ray's default
+    ports and so stop the in-process instance; a later test asking for ``ray_session`` must
+    still find a running Ray, whatever order the files run in.
+    """
+    if "ray_session" not in request.fixturenames:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        from rsray.runtime import ensure_ray
+
+        ensure_ray(num_cpus=4)
+
+
 @pytest.fixture(scope="session")
 def synthetic_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """96 synthetic BigEarthNet-MM patch pairs in the v1 on-disk format (seed 0)."""
