@@ -117,3 +117,26 @@ def s3_bucket(s3_server) -> str:
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server})
     fs.mkdir(name)
     return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(synthetic_shards: str, tmp_path_factory: pytest.TempPathFactory,
+                       ray_session) -> str:
+    """A ``test_early_fusion_cnn`` trained 2 epochs on ``synthetic_shards``: its last checkpoint.
+
+    ``evaluate`` and ``predict`` tests score the same checkpoint, so it is trained once.
+    """
+    from rsray.config import load_config
+    from rsray.train.driver import fit
+
+    storage = tmp_path_factory.mktemp("trained")
+    cfg = load_config(None, [
+        f"data.uri={synthetic_shards}", "data.batch_size=8", "data.image_size=60",
+        "model.name=test_early_fusion_cnn", "scaling.num_workers=1",
+        "scaling.cpus_per_worker=1", "train.max_epochs=2",
+        f"train.storage_path={storage}", "train.name=eval-run", "train.log_every_n_steps=1000",
+        "train.num_to_keep=3",
+    ])
+    result = fit(cfg)
+    assert result.error is None and result.checkpoint is not None
+    return result.checkpoint.path

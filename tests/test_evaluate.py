@@ -8,24 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rsray.config import load_config
 from rsray.errors import RsrayError
 from rsray.evaluate import evaluate_checkpoint
 from rsray.train.checkpoint import META_FILE
-from rsray.train.driver import fit
-
-
-def _train(shards: str, storage: Path, name: str, epochs: int) -> str:
-    cfg = load_config(None, [
-        f"data.uri={shards}", "data.batch_size=8", "data.image_size=60",
-        "model.name=test_early_fusion_cnn", "scaling.num_workers=1",
-        "scaling.cpus_per_worker=1", f"train.max_epochs={epochs}",
-        f"train.storage_path={storage}", f"train.name={name}", "train.log_every_n_steps=1000",
-        "train.num_to_keep=3",
-    ])
-    result = fit(cfg)
-    assert result.error is None and result.checkpoint is not None
-    return result.checkpoint.path
 
 
 def _close(a: float, b: float | None) -> bool:
@@ -33,8 +18,9 @@ def _close(a: float, b: float | None) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-5, abs=1e-6)
 
 
-def test_evaluate_reproduces_validation_metrics(synthetic_shards, tmp_path, ray_session):
-    ckpt = _train(synthetic_shards, tmp_path, "eval-run", epochs=2)
+def test_evaluate_reproduces_validation_metrics(synthetic_shards, trained_checkpoint, tmp_path,
+                                                ray_session):
+    ckpt = trained_checkpoint
     meta = json.loads((Path(ckpt) / META_FILE).read_text())
     trained = meta["metrics"]
     assert trained["epoch"] == 2

@@ -12,24 +12,15 @@ import torch
 from torchmetrics.functional.classification import multilabel_average_precision
 
 from rsray.cli import main
-from rsray.config import load_config
 from rsray.data.shards import read_manifest
 from rsray.evaluate import predict
 from rsray.evaluate.predict import PREDICTIONS_META
 from rsray.train.checkpoint import META_FILE
-from rsray.train.driver import fit
 
 
-def test_predict_writes_parquet_matching_validation(synthetic_shards, tmp_path, ray_session):
-    cfg = load_config(None, [
-        f"data.uri={synthetic_shards}", "data.batch_size=8", "data.image_size=60",
-        "model.name=test_early_fusion_cnn", "scaling.num_workers=1", "train.max_epochs=1",
-        f"train.storage_path={tmp_path}", "train.name=predict-run",
-        "train.log_every_n_steps=1000",
-    ])
-    result = fit(cfg)
-    assert result.error is None and result.checkpoint is not None
-    ckpt = result.checkpoint.path
+def test_predict_writes_parquet_matching_validation(synthetic_shards, trained_checkpoint,
+                                                    tmp_path, ray_session):
+    ckpt = trained_checkpoint
     trained = json.loads((Path(ckpt) / META_FILE).read_text())["metrics"]
 
     out = tmp_path / "pred"
