@@ -159,8 +159,9 @@ class OptimConfig:
     """Peak learning rate."""
     weight_decay: float = 1e-4
     """L2 penalty (decoupled for AdamW)."""
-    scheduler: Literal["none", "cosine", "step", "cyclic"] = "cosine"
-    """Schedule: cosine annealing over all epochs, step decay, or a triangular cyclic LR."""
+    scheduler: Literal["none", "cosine", "step", "cyclic", "poly"] = "cosine"
+    """Schedule: cosine annealing over all epochs, step decay, a triangular cyclic LR, or
+    polynomial decay to ``min_lr`` at the last epoch."""
     step_size: int = 5
     """Epochs between decays (``step``) or half-cycle length in epochs (``cyclic``)."""
     gamma: float = 0.1
@@ -169,17 +170,24 @@ class OptimConfig:
     """Lowest LR of the ``cyclic`` schedule as a fraction of ``lr``."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this value; 0 disables clipping."""
+    min_lr: float = 1e-7
+    """Learning rate of the last epoch of the ``poly`` schedule (LF-DLM: 1e-7)."""
+    poly_power: float = 1.0
+    """Exponent of the ``poly`` schedule (1.0: linear decay)."""
 
     def validate(self) -> None:
         """Check values and ranges."""
         _choice("optim", "name", self.name, ["adam", "adamw", "rmsprop"])
-        _choice("optim", "scheduler", self.scheduler, ["none", "cosine", "step", "cyclic"])
+        _choice("optim", "scheduler", self.scheduler,
+                ["none", "cosine", "step", "cyclic", "poly"])
         _range("optim", "lr", self.lr, 0.0, 10.0, lo_open=True)
         _range("optim", "weight_decay", self.weight_decay, 0.0)
         _range("optim", "step_size", self.step_size, 1)
         _range("optim", "gamma", self.gamma, 0.0, 1.0, lo_open=True)
         _range("optim", "cyclic_min_ratio", self.cyclic_min_ratio, 0.0, 1.0, lo_open=True)
         _range("optim", "grad_clip", self.grad_clip, 0.0)
+        _range("optim", "min_lr", self.min_lr, 0.0)
+        _range("optim", "poly_power", self.poly_power, 0.0, lo_open=True)
 
 
 @dataclass

@@ -11,7 +11,9 @@ environment. Then:
 - the planted secret must not appear in Ray's logs, the job's runtime_env or logs, or any
   results file (configs, leaderboard, checkpoints' metadata);
 - ``rsray submit`` uploads the working directory without .venv / rsray_data and reports a
-  failing job as failed.
+  failing job as failed;
+- the README's ``ray job submit --working-dir . -- python jobs/tune_progressive.py
+  --smoke-test``, through Ray's own CLI, succeeds and writes its leaderboard and best.json.
 
 Prometheus comes from Debian's package (``apt-get install prometheus``); PyPI has no package
 that ships it. Without it the panel test is skipped with that reason; the rest still runs.
@@ -19,6 +21,8 @@ that ships it. Without it the panel test is skipped with that reason; the rest s
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import secrets
 import shutil
@@ -95,6 +99,7 @@ class Live:
     env: dict[str, str]
     start: float
     end: float
+    shards: str
 
 
 def _rsray_submit(env: dict[str, str], address: str, *args: str,
@@ -115,7 +120,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, synthetic_shards: str):
     secret = "".join(secrets.choice(alphabet) for _ in range(40))
     key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase) for _ in range(16))
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("AWS_") and k not in {"RAY_ADDRESS"}}
+           if not k.startswith("AWS_") and k not in {
+               "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}}
     env.update({"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
                 "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
                 "RAY_metrics_report_interval_ms": "2000",
@@ -176,7 +182,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, synthetic_shards: str):
             time.sleep(5)
         time.sleep(3 * SCRAPE_S + 2)  # one more metrics export and scrape after the job
         yield Live(address, prom_url, ray_tmp, results, job_id, submit, secret, key_id, env,
-                   start, time.time())
+                   start, time.time(), synthetic_shards)
     finally:
         if prom is not None:
             _stop(prom)
@@ -268,3 +274,57 @@ def test_submit_excludes_and_failure_status(live: Live):
     assert "'rsray'" in listing and "'jobs'" in listing
     for excluded in (".venv", "rsray_data", "rsray_results", ".git"):
         assert f"'{excluded}'" not in listing, listing
+
+
+def _ray_job(live: Live, what: str, job_id: str) -> str:
+    """A job's status or logs through Ray's SDK in a fresh process (it sends the token)."""
+    code = ("from ray.job_submission import JobSubmissionClient as C; "
+            f"c = C({live.address!r}); "
+            f"print(c.get_job_status({job_id!r}).value if {what!r} == 'status' "
+            f"else c.get_job_logs({job_id!r}))")
+    return subprocess.run([sys.executable, "-c", code], env=live.env, capture_output=True,
+                          text=True, timeout=120, check=True).stdout
+
+
+def test_ray_job_submit_runs_the_readme_command(live: Live):
+    """`ray job submit --working-dir . -- python jobs/tune_progressive.py --smoke-test`.
+
+    The README's command, through Ray's own CLI and Jobs API as a user types it (not rsray's
+    wrapper), on the same localhost head; two trials of one epoch on the test's shards.
+    """
+    results = live.results.parent / "ray-job-submit"
+    job_id = f"rsray-smoke-{secrets.token_hex(4)}"
+    env = {k: v for k, v in live.env.items() if not k.startswith("AWS_")}
+    for _ in range(20):  # the job agent may come up a little after the dashboard
+        submit = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", live.address, "--no-wait",
+             "--submission-id", job_id, "--working-dir", str(REPO), "--",
+             "python", "jobs/tune_progressive.py", "--smoke-test", "--data",
+             str(live.shards), "--storage-path", str(results), "--num-samples", "2",
+             "--max-epochs", "1"],
+            env=env, capture_output=True, text=True, timeout=300)
+        transient = ("No available agent" in submit.stderr
+                     or "Failed to connect to Ray" in submit.stderr)
+        if submit.returncode == 0 or not transient:
+            break
+        time.sleep(5)
+    assert submit.returncode == 0, submit.stderr[-3000:]
+    deadline = time.time() + 600
+    status = ""
+    while status.strip() not in {"SUCCEEDED", "FAILED", "STOPPED"}:
+        if time.time() > deadline:
+            pytest.fail("job did not finish in 10 minutes:\n"
+                        + _ray_job(live, "logs", job_id)[-6000:])
+        time.sleep(3)
+        status = _ray_job(live, "status", job_id)
+    logs = _ray_job(live, "logs", job_id)
+    assert status.strip() == "SUCCEEDED", logs[-4000:]
+    assert "Leaderboard" in logs and "SYNTHETIC" in logs
+    exp = results / "tune-progressive-smoke"
+    with open(exp / "leaderboard.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2
+    assert all(r["status"] in {"DONE", "PRUNED", "EARLY-STOP"} for r in rows)
+    best = json.loads((exp / "best.json").read_text())
+    assert best["metric"] == "val_ap_macro" and 0.0 <= best["metrics"]["val_ap_macro"] <= 1.0
+    assert best["checkpoint"] and best["synthetic"] is True

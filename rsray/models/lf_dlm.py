@@ -10,11 +10,13 @@ Dimitrovski et al. 2024 (lf-dlm-flair2-late-fusion.txt), FLAIR-2::
     p ∝ p_a^{w_a} · p_s^{w_s}   (weighted geometric mean, w_a + w_s = 1; 0.7 / 0.3 in the paper)
     output: log p   (normalised log-probabilities; cross-entropy applies to them directly)
 
-The paper trains the two branches separately and tunes the weights afterwards; here the
-whole model is one module, so it can be trained end to end through the fused output or
-each branch can be trained alone (``unetformer``, ``utae_flair2``) and its weights loaded
-into :attr:`LateFusionSegmenter.aerial` / :attr:`LateFusionSegmenter.series`. With
-``series_weight=0`` the output is exactly the aerial branch's log-softmax.
+The paper trains the two branches separately and tunes the weights afterwards
+(:mod:`rsray.recipes.lf_dlm`, ``jobs/lf_dlm_recipe.py``): ``branch="aerial"`` /
+``branch="series"`` builds and trains one branch alone, under the same parameter names as the
+fused model, so both branches' weights load into a ``branch="both"`` model whose fusion weight
+is then chosen on the validation split. ``branch="both"`` trained end to end through the
+fused output is the joint alternative. With ``series_weight=0`` the output is exactly the
+aerial branch's log-softmax.
 
 The crop default is the aerial patch's footprint in series pixels, from the ground sampling
 distances: ``round(H * 0.2 m / 10 m)`` = 10 for FLAIR-2's 512 px patches.
@@ -25,7 +27,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +44,9 @@ __all__ = ["LateFusionSegmenter", "fusion_weights"]
 
 TASK = "segmentation"
 """Models of this family output per-pixel logits (B, num_classes, H, W)."""
+
+Branch = Literal["both", "aerial", "series"]
+"""Which part of the model is built: the fusion, or one branch alone (branch-wise training)."""
 
 _RESERVED = {
     "modalities",
@@ -117,6 +122,11 @@ class LateFusionSegmenter(nn.Module):
         image_gsd: ground sampling distance of the image (m; FLAIR-2 aerial: 0.2).
         series_gsd: ground sampling distance of the series (m; Sentinel-2: 10).
         series_upsample: ``"bilinear"`` or ``"nearest"`` up-sampling of the cropped logits.
+        branch: ``"both"`` (the fusion), or ``"aerial"`` / ``"series"``: only that branch is
+            built, it needs only its own modality and the output is its log-probabilities
+            (the paper's separate branch training; the weights keep the fused model's names).
+        output_size: side of the output when the image is not an input (``branch="series"``
+            trained on the series alone): the label size, e.g. 512; ``None``: the image's size.
     """
 
     def __init__(
@@ -136,12 +146,19 @@ class LateFusionSegmenter(nn.Module):
         image_gsd: float = 0.2,
         series_gsd: float = 10.0,
         series_upsample: Literal["bilinear", "nearest"] = "bilinear",
+        branch: Branch = "both",
+        output_size: int | None = None,
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
         if check_metadata_dim(metadata_dim):
             raise ConfigError("metadata_dim: LF-DLM takes no metadata; use metadata_dim=0")
-        for name, m in (("image_modality", image_modality), ("series_modality", series_modality)):
+        if branch not in get_args(Branch):
+            raise ConfigError(f"branch: must be one of {list(get_args(Branch))}, got {branch!r}")
+        self.branch: Branch = branch
+        image, series_m = ("image_modality", image_modality), ("series_modality", series_modality)
+        needed = {"both": (image, series_m), "aerial": (image,), "series": (series_m,)}[branch]
+        for name, m in needed:
             if m not in mods:
                 raise ConfigError(f"{name}: {m!r} is not in modalities {list(mods)}")
         if image_modality == series_modality:
@@ -153,7 +170,9 @@ class LateFusionSegmenter(nn.Module):
         self.num_classes = check_int("num_classes", num_classes, 1)
         self.image_modality = image_modality
         self.series_modality = series_modality
-        self.modalities: tuple[str, ...] = (image_modality, series_modality)
+        self.modalities: tuple[str, ...] = tuple(m for _, m in needed)
+        self.output_size = (None if output_size is None
+                            else check_int("output_size", output_size, 1))
         self.crop_size = None if crop_size is None else check_int("crop_size", crop_size, 1)
         self.image_gsd = check_positive("image_gsd", image_gsd)
         self.series_gsd = check_positive("series_gsd", series_gsd)
@@ -170,36 +189,46 @@ class LateFusionSegmenter(nn.Module):
                 image_modality=image_modality,
                 **aerial_kw,
             )
-            for _ in range(n_aerial)
+            for _ in range(n_aerial if branch != "series" else 0)
         )
-        self.series = _build(
-            "series",
-            UTAESegmenter,
-            modalities={series_modality: mods[series_modality]},
-            num_classes=self.num_classes,
-            series_modality=series_modality,
-            **series_kw,
-        )
+        self.series: UTAESegmenter | None = None
+        if branch != "aerial":
+            self.series = _build(
+                "series",
+                UTAESegmenter,
+                modalities={series_modality: mods[series_modality]},
+                num_classes=self.num_classes,
+                series_modality=series_modality,
+                **series_kw,
+            )
         w_a, w_s = fusion_weights(aerial_weight, series_weight)
         self.register_buffer("fusion_weights", torch.tensor([w_a, w_s]), persistent=False)
 
-    def branch_log_probs(self, inputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Log-probabilities of the aerial ensemble and of the series branch.
-
-        Returns:
-            ``(log_p_aerial, log_p_series)``, both (B, K, H, W) at the image resolution;
-            the aerial one is the log of the branches' mean probability.
-        """
+    def _size(self, inputs: Mapping[str, Tensor]) -> tuple[int, int]:
         x = inputs.get(self.image_modality)
-        if x is None:
+        if x is not None:
+            return int(x.shape[-2]), int(x.shape[-1])
+        if self.output_size is not None:
+            return self.output_size, self.output_size
+        raise KeyError(
+            f"input modality {self.image_modality!r} is missing; the model needs "
+            f"{list(self.modalities)} (or output_size) and got {sorted(inputs)}"
+        )
+
+    def aerial_log_probs(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """Log of the aerial branches' mean probability, (B, K, H, W)."""
+        if self.image_modality not in inputs:
             raise KeyError(
                 f"input modality {self.image_modality!r} is missing; the model needs "
                 f"{list(self.modalities)} and got {sorted(inputs)}"
             )
-        size = (int(x.shape[-2]), int(x.shape[-1]))
         logs = torch.stack([F.log_softmax(b(inputs).float(), dim=1) for b in self.aerial])
-        log_pa = torch.logsumexp(logs, dim=0) - math.log(len(self.aerial))
+        return torch.logsumexp(logs, dim=0) - math.log(len(self.aerial))
 
+    def series_log_probs(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """Series log-probabilities, centre-cropped to the footprint and upsampled, (B, K, H, W)."""
+        assert self.series is not None
+        size = self._size(inputs)
         series = get_series(inputs, self.series_modality, self.series.in_chans)
         zs = self.series.series_logits(series).float()
         crop: int | tuple[int, int]
@@ -213,10 +242,29 @@ class LateFusionSegmenter(nn.Module):
         zs = center_crop(zs, crop)
         align = False if self.series_upsample == "bilinear" else None
         zs = F.interpolate(zs, size=size, mode=self.series_upsample, align_corners=align)
-        return log_pa, F.log_softmax(zs, dim=1)
+        return F.log_softmax(zs, dim=1)
+
+    def branch_log_probs(self, inputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Log-probabilities of the aerial ensemble and of the series branch.
+
+        Returns:
+            ``(log_p_aerial, log_p_series)``, both (B, K, H, W) at the image resolution;
+            the aerial one is the log of the branches' mean probability.
+        """
+        if self.branch != "both":
+            raise RuntimeError(f"branch_log_probs needs both branches; this model is "
+                               f"branch={self.branch!r}")
+        return self.aerial_log_probs(inputs), self.series_log_probs(inputs)
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
-        """Fused log-probabilities (B, K, H, W): ``log_softmax(w_a log p_a + w_s log p_s)``."""
+        """Fused log-probabilities (B, K, H, W): ``log_softmax(w_a log p_a + w_s log p_s)``.
+
+        A single-branch model returns that branch's log-probabilities.
+        """
+        if self.branch == "aerial":
+            return self.aerial_log_probs(inputs)
+        if self.branch == "series":
+            return self.series_log_probs(inputs)
         log_pa, log_ps = self.branch_log_probs(inputs)
         w: Tensor = self.fusion_weights
         return F.log_softmax(w[0] * log_pa + w[1] * log_ps, dim=1)

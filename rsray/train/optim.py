@@ -131,6 +131,32 @@ class TriangularLR:
         return self.min_ratio + (1.0 - self.min_ratio) * max(0.0, 1.0 - x)
 
 
+class PolynomialToMin:
+    """LR factor ``(1 - r) * (1 - e / (E - 1)) ** power + r``: 1 at epoch 0, ``r`` at the last.
+
+    ``r = min_lr / lr``. The LF-DLM seed decays AdamW's LR polynomially from 1e-4 to 1e-7
+    "within the specified number of decay steps"; its power is not given, and 1.0 with a
+    final 1e-7 is the default of the polynomial schedule the seed's group uses elsewhere
+    (Hugging Face's ``get_polynomial_decay_schedule_with_warmup``), so those are the defaults.
+    A callable object so the scheduler's state dict and pickling work.
+
+    Args:
+        min_ratio: final factor ``min_lr / lr``, in ``[0, 1]``.
+        epochs: planned epochs ``E``; the last one (``E - 1``) trains at ``min_lr``.
+        power: exponent of the decay (1.0: linear).
+    """
+
+    def __init__(self, min_ratio: float, epochs: int, power: float) -> None:
+        self.min_ratio = float(min_ratio)
+        self.span = max(int(epochs) - 1, 1)
+        self.power = float(power)
+
+    def __call__(self, epoch: int) -> float:
+        """Return the LR factor for ``epoch`` (0-based); ``min_ratio`` from the last on."""
+        left = max(0.0, 1.0 - epoch / self.span)
+        return (1.0 - self.min_ratio) * left**self.power + self.min_ratio
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     cfg: OptimConfig,
@@ -146,6 +172,8 @@ def build_scheduler(
     - ``step``: ``lr * gamma ** (e // step_size)`` (``StepLR``);
     - ``cyclic``: triangular between ``lr * cyclic_min_ratio`` (epoch 0) and ``lr`` (epoch
       ``step_size``), half-cycle ``step_size`` epochs (:class:`TriangularLR`);
+    - ``poly``: ``(lr - min_lr) * (1 - e / (max_epochs - 1)) ** poly_power + min_lr``, the
+      last epoch at ``min_lr`` (:class:`PolynomialToMin`; LF-DLM: 1e-4 to 1e-7);
     - ``none``: no scheduler, ``None`` is returned.
 
     Args:
@@ -171,10 +199,13 @@ def build_scheduler(
         return StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.scheduler == "cyclic":
         return LambdaLR(optimizer, lr_lambda=TriangularLR(cfg.cyclic_min_ratio, cfg.step_size))
+    if cfg.scheduler == "poly":
+        ratio = min(cfg.min_lr / cfg.lr, 1.0)
+        return LambdaLR(optimizer, lr_lambda=PolynomialToMin(ratio, max_epochs, cfg.poly_power))
     raise ConfigError(
         f"optim.scheduler: {cfg.scheduler!r} is not allowed; choose one of "
-        "'none', 'cosine', 'step', 'cyclic'"
+        "'none', 'cosine', 'step', 'cyclic', 'poly'"
     )
 
 
-__all__ = ["TriangularLR", "build_optimizer", "build_scheduler", "param_groups"]
+__all__ = ["PolynomialToMin", "TriangularLR", "build_optimizer", "build_scheduler", "param_groups"]
