@@ -7,8 +7,7 @@ rsray checkpoint and evaluates it on test (rsray/recipes/lf_dlm.py has the detai
 
 Submit to a cluster:
     ray job submit --working-dir . -- python jobs/lf_dlm_recipe.py \
-        --data s3://BUCKET/flair2/shards --storage-path s3://BUCKET/rsray-results \
-        --out lfdlm-recipe
+        --data s3://BUCKET/flair2/shards --storage-path s3://BUCKET/rsray-results
 Smoke test (tiny LF-DLM, 2 epochs per branch, 48 synthetic FLAIR #2 patches when --data is
 absent):
     python jobs/lf_dlm_recipe.py --smoke-test
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from rsray.cli import add_tune_args, start_ray, tune_config_from_args
 from rsray.errors import RsrayError
+from rsray.storage import join
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "flair2_lfdlm.yaml")
 SMOKE = {
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also show Ray's own output (worker logs, warnings)")
     add_tune_args(parser)
     parser.add_argument("--out", default=None,
-                        help="local folder for recipe.json, weights.png and the fused "
-                             "checkpoint (default <storage-path>/<name>-recipe when local)")
+                        help="folder (local or s3://) for recipe.json, weights.png and the "
+                             "fused checkpoint (default <storage-path>/<name>-recipe)")
     parser.add_argument("--weights", default=",".join(f"{w:.1f}" for w in WEIGHT_GRID),
                         help="aerial weights to score on validation, comma-separated")
     parser.add_argument("--test-splits", default="test",
@@ -61,12 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = tune_config_from_args(args, DEFAULT_CONFIG, smoke=SMOKE, smoke_dataset="flair2",
                                     smoke_samples=48)
         cfg = cfg.with_overrides({"train.name": cfg.tune.name})
-        out = args.out
-        if out is None:
-            if cfg.train.storage_path.startswith("s3://"):
-                raise RsrayError("--out: name a local folder for the recipe's results when "
-                                 "--storage-path is on S3")
-            out = str(Path(cfg.train.storage_path) / f"{cfg.train.name}-recipe")
+        out = args.out or join(cfg.train.storage_path, f"{cfg.train.name}-recipe")
         start_ray()
         run_recipe(cfg, out_dir=out, weights=weights,
                    test_splits=[s for s in args.test_splits.split(",") if s])

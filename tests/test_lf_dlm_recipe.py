@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pytest
 import torch
 
@@ -94,7 +95,7 @@ def test_recipe_trains_branches_apart_and_picks_the_weight_on_validation(
         "train.log_every_n_steps": 1000, "scaling.num_workers": 1,
         "scaling.cpus_per_worker": 1.0, "scaling.use_gpu": "no",
     })
-    out = tmp_path / "out"
+    out = "memory://lfdlm-recipe/out"  # object storage: everything is uploaded at the end
     result = run_recipe(cfg, out_dir=out, weights=[0.0, 0.5, 1.0], test_splits=["test"])
 
     assert len(result.aerial_checkpoints) == 1 and result.series_checkpoint
@@ -112,8 +113,11 @@ def test_recipe_trains_branches_apart_and_picks_the_weight_on_validation(
             assert row["val_miou"] == pytest.approx(alone[row["aerial_weight"]], abs=1e-5)
     # the fused checkpoint is an ordinary rsray checkpoint, evaluated on test
     assert set(result.test) == {"test"} and result.test["test"]["n_samples"] > 0
+    assert result.fused_checkpoint == f"{out}/fused_checkpoint"
     again = evaluate_checkpoint(result.fused_checkpoint, uri, ["val"])["val"]["miou"]
     assert again == pytest.approx(best["val_miou"], abs=1e-5)
-    doc = json.loads((out / "recipe.json").read_text())
+    fs = fsspec.filesystem("memory")
+    doc = json.loads(fs.cat(f"{out}/recipe.json"))
     assert doc["best_weight"] == result.best_weight and doc["synthetic"] is True
-    assert (out / "weights.png").stat().st_size > 0
+    assert doc["fused_checkpoint"] == result.fused_checkpoint
+    assert fs.size(f"{out}/weights.png") > 0

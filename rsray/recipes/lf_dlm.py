@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 
 from rsray.config import Config
 from rsray.errors import ConfigError, RsrayError
+from rsray.storage import get_fs, is_remote_url, join
 
 WEIGHT_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 """Aerial weights scored on validation (the series gets ``1 - w``); the paper's 0.7 is in it."""
@@ -221,7 +224,8 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
 
     Args:
         cfg: an ``lf_dlm*`` config (data, optimiser, epochs are used for both branches).
-        out_dir: local folder for ``recipe.json``, ``weights.png`` and the fused checkpoint.
+        out_dir: folder (local or ``s3://``) for ``recipe.json``, ``weights.png`` and the
+            fused checkpoint.
         weights: aerial weights to score on validation (each in [0, 1]).
         test_splits: splits the fused model is evaluated on (those the shard set has).
         n_aerial: aerial branches (default the model's ``n_aerial``: 2 for the ensemble).
@@ -246,7 +250,8 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
                              **{k: v for k, v in cfg.model.params.items()
                                 if k not in ("modalities",)})
         n_aerial = len(probe.aerial)
-    out = Path(out_dir)
+    remote = is_remote_url(str(out_dir))
+    out = Path(tempfile.mkdtemp(prefix="rsray-lfdlm-")) if remote else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     print(f"[rsray] LF-DLM recipe: {n_aerial} aerial branch(es) + the series branch, trained "
           f"separately; then {len(weights)} fusion weights scored on validation", flush=True)
@@ -277,9 +282,15 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
     plot_weights(result.grid, cfg.train.metric, result.best_weight, out / "weights.png")
     doc = {**asdict(result), "synthetic": manifest.synthetic, "data": manifest.uri,
            "model": cfg.model.name}
+    if remote:  # everything goes up at once; the fused checkpoint is then named remotely
+        doc["fused_checkpoint"] = result.fused_checkpoint = join(str(out_dir),
+                                                                 "fused_checkpoint")
     (out / "recipe.json").write_text(json.dumps(_json_safe(doc), indent=2) + "\n")
-    print(f"[rsray] LF-DLM recipe: wrote {out / 'recipe.json'} and {out / 'weights.png'}",
-          flush=True)
+    if remote:
+        fs, path = get_fs(str(out_dir))
+        fs.put(str(out) + "/", path, recursive=True)
+        shutil.rmtree(out, ignore_errors=True)
+    print(f"[rsray] LF-DLM recipe: wrote recipe.json and weights.png to {out_dir}", flush=True)
     return result
 
 
