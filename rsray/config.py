@@ -159,6 +159,11 @@ class OptimConfig:
     """Peak learning rate."""
     weight_decay: float = 1e-4
     """L2 penalty (decoupled for AdamW)."""
+    metadata_weight_decay: float | None = None
+    """L2 penalty of the layers that process the metadata vector (modules named ``meta`` /
+    ``meta_*``: embedding MLPs, metadata branches, FiLM projections); ``None`` uses
+    ``weight_decay``. The GLOBE study's "L2 regularizer ... applied to metadata". Like
+    ``weight_decay`` it is torch's coefficient: Keras' ``l2(c)`` equals ``2 * c`` here."""
     scheduler: Literal["none", "cosine", "step", "cyclic"] = "cosine"
     """Schedule: cosine annealing over all epochs, step decay, or a triangular cyclic LR."""
     step_size: int = 5
@@ -167,6 +172,9 @@ class OptimConfig:
     """Decay factor of the ``step`` schedule."""
     cyclic_min_ratio: float = 0.1
     """Lowest LR of the ``cyclic`` schedule as a fraction of ``lr``."""
+    cycle_length: int = 0
+    """Epochs per full cycle (low → high → low) of ``cyclic``; 0 = ``2 * step_size``. The
+    GLOBE study's LR "oscillated every 5 epochs": 5."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this value; 0 disables clipping."""
 
@@ -176,6 +184,12 @@ class OptimConfig:
         _choice("optim", "scheduler", self.scheduler, ["none", "cosine", "step", "cyclic"])
         _range("optim", "lr", self.lr, 0.0, 10.0, lo_open=True)
         _range("optim", "weight_decay", self.weight_decay, 0.0)
+        if self.metadata_weight_decay is not None:
+            _range("optim", "metadata_weight_decay", self.metadata_weight_decay, 0.0)
+        _range("optim", "cycle_length", self.cycle_length, 0)
+        if self.cycle_length == 1:
+            raise ConfigError("optim.cycle_length: 1 epoch cannot rise and fall; use >= 2 "
+                              "(or 0 for 2 * step_size)")
         _range("optim", "step_size", self.step_size, 1)
         _range("optim", "gamma", self.gamma, 0.0, 1.0, lo_open=True)
         _range("optim", "cyclic_min_ratio", self.cyclic_min_ratio, 0.0, 1.0, lo_open=True)

@@ -6,7 +6,9 @@ parameter (e.g. layer-scale gammas) and whatever the model lists in ``no_weight_
 (timm ViTs: ``pos_embed``, ``cls_token``) go into a second parameter group with
 ``weight_decay=0`` — decaying them only shrinks scales and offsets, which hurts accuracy. This
 is timm's ``param_groups_weight_decay`` rule. Adam and RMSprop use coupled L2 (the progressive
-fusion study's "L2"); AdamW decoupled decay.
+fusion study's "L2"); AdamW decoupled decay. ``optim.metadata_weight_decay`` gives the weights
+of the metadata layers (any module named ``meta`` or ``meta_*``) their own penalty — the GLOBE
+study's "L2 regularizer was applied to metadata".
 
 Every scheduler here is meant to be stepped **once per epoch**, after the epoch's optimiser
 steps (``scheduler.step()`` at the end of the epoch loop).
@@ -33,15 +35,25 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
-    """Split trainable parameters into a decayed and a non-decayed group.
+def is_metadata_param(name: str) -> bool:
+    """Whether parameter ``name`` belongs to a metadata layer (a module ``meta`` / ``meta_*``)."""
+    return any(part == "meta" or part.startswith("meta_") for part in name.split(".")[:-1])
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, metadata_weight_decay: float | None = None
+) -> list[dict[str, object]]:
+    """Split trainable parameters into decayed, metadata-decayed and non-decayed groups.
 
     Args:
         model: the model; DDP / ``torch.compile`` wrappers are looked through.
         weight_decay: decay of the first group.
+        metadata_weight_decay: decay of the weights of metadata layers
+            (:func:`is_metadata_param`); ``None``: they are in the first group.
 
     Returns:
         ``[{"params": decayed, "weight_decay": weight_decay},
+        {"params": metadata, "weight_decay": metadata_weight_decay},
         {"params": not_decayed, "weight_decay": 0.0}]``, empty groups left out.
     """
     inner = unwrap_model(model)  # names without DDP "module." / compile "_orig_mod."
@@ -55,6 +67,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
 
     decay: list[nn.Parameter] = []
+    meta: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     seen: set[int] = set()
     for name, param in inner.named_parameters():
@@ -68,11 +81,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
             or name in skip_names
         ):
             no_decay.append(param)
+        elif metadata_weight_decay is not None and is_metadata_param(name):
+            meta.append(param)
         else:
             decay.append(param)
     groups: list[dict[str, object]] = []
     if decay:
         groups.append({"params": decay, "weight_decay": weight_decay})
+    if meta:
+        groups.append({"params": meta, "weight_decay": float(metadata_weight_decay or 0.0)})
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups
@@ -83,16 +100,17 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 
     Args:
         model: the model whose trainable parameters are optimised.
-        cfg: the ``optim`` section (``name``, ``lr``, ``weight_decay``).
+        cfg: the ``optim`` section (``name``, ``lr``, ``weight_decay``,
+            ``metadata_weight_decay``).
 
     Returns:
-        ``Adam`` / ``AdamW`` / ``RMSprop`` over two parameter groups (see
-        :func:`param_groups`: no decay on biases and normalisation parameters).
+        ``Adam`` / ``AdamW`` / ``RMSprop`` over the parameter groups of :func:`param_groups`
+        (no decay on biases and normalisation parameters).
 
     Raises:
         ConfigError: for an unknown optimiser or a model without trainable parameters.
     """
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.metadata_weight_decay)
     if not groups:
         raise ConfigError("optim: the model has no trainable parameters")
     if cfg.name == "adam":
@@ -117,12 +135,13 @@ class TriangularLR:
 
     Args:
         min_ratio: lowest factor, in ``(0, 1]``.
-        half_cycle: epochs from the lowest to the highest LR, ``>= 1``.
+        half_cycle: epochs from the lowest to the highest LR, ``>= 1`` (may be fractional:
+            2.5 is one full cycle every 5 epochs).
     """
 
-    def __init__(self, min_ratio: float, half_cycle: int) -> None:
+    def __init__(self, min_ratio: float, half_cycle: float) -> None:
         self.min_ratio = float(min_ratio)
-        self.half_cycle = int(half_cycle)
+        self.half_cycle = float(half_cycle)
 
     def __call__(self, epoch: int) -> float:
         """Return the LR factor for ``epoch`` (0-based)."""
@@ -144,8 +163,8 @@ def build_scheduler(
     - ``cosine``: ``lr * (1 + cos(pi * e / max_epochs)) / 2`` (``CosineAnnealingLR``,
       ``T_max=max_epochs``, down to 0 after the last epoch);
     - ``step``: ``lr * gamma ** (e // step_size)`` (``StepLR``);
-    - ``cyclic``: triangular between ``lr * cyclic_min_ratio`` (epoch 0) and ``lr`` (epoch
-      ``step_size``), half-cycle ``step_size`` epochs (:class:`TriangularLR`);
+    - ``cyclic``: triangular between ``lr * cyclic_min_ratio`` (epoch 0) and ``lr``, one full
+      cycle every ``cycle_length`` epochs (0: ``2 * step_size``) (:class:`TriangularLR`);
     - ``none``: no scheduler, ``None`` is returned.
 
     Args:
@@ -170,11 +189,18 @@ def build_scheduler(
     if cfg.scheduler == "step":
         return StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.scheduler == "cyclic":
-        return LambdaLR(optimizer, lr_lambda=TriangularLR(cfg.cyclic_min_ratio, cfg.step_size))
+        period = cfg.cycle_length or 2 * cfg.step_size
+        return LambdaLR(optimizer, lr_lambda=TriangularLR(cfg.cyclic_min_ratio, period / 2))
     raise ConfigError(
         f"optim.scheduler: {cfg.scheduler!r} is not allowed; choose one of "
         "'none', 'cosine', 'step', 'cyclic'"
     )
 
 
-__all__ = ["TriangularLR", "build_optimizer", "build_scheduler", "param_groups"]
+__all__ = [
+    "TriangularLR",
+    "build_optimizer",
+    "build_scheduler",
+    "is_metadata_param",
+    "param_groups",
+]
