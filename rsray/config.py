@@ -164,8 +164,9 @@ class OptimConfig:
     ``meta_*``: embedding MLPs, metadata branches, FiLM projections); ``None`` uses
     ``weight_decay``. The GLOBE study's "L2 regularizer ... applied to metadata". Like
     ``weight_decay`` it is torch's coefficient: Keras' ``l2(c)`` equals ``2 * c`` here."""
-    scheduler: Literal["none", "cosine", "step", "cyclic"] = "cosine"
-    """Schedule: cosine annealing over all epochs, step decay, or a triangular cyclic LR."""
+    scheduler: Literal["none", "cosine", "step", "cyclic", "poly"] = "cosine"
+    """Schedule: cosine annealing over all epochs, step decay, a triangular cyclic LR, or
+    polynomial decay from ``lr`` to ``poly_end_lr`` at the last epoch (LF-DLM)."""
     step_size: int = 5
     """Epochs between decays (``step``) or half-cycle length in epochs (``cyclic``)."""
     gamma: float = 0.1
@@ -175,13 +176,22 @@ class OptimConfig:
     cycle_length: int = 0
     """Epochs per full cycle (low → high → low) of ``cyclic``; 0 = ``2 * step_size``. The
     GLOBE study's LR "oscillated every 5 epochs": 5."""
+    poly_power: float = 1.0
+    """Power of the ``poly`` schedule (1: linear; LF-DLM gives none, Keras' default is 1)."""
+    poly_end_lr: float = 1e-7
+    """LR the ``poly`` schedule reaches at the last epoch (LF-DLM: 1e-7)."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this value; 0 disables clipping."""
 
     def validate(self) -> None:
         """Check values and ranges."""
         _choice("optim", "name", self.name, ["adam", "adamw", "rmsprop"])
-        _choice("optim", "scheduler", self.scheduler, ["none", "cosine", "step", "cyclic"])
+        _choice("optim", "scheduler", self.scheduler, ["none", "cosine", "step", "cyclic", "poly"])
+        _range("optim", "poly_power", self.poly_power, 0.0, lo_open=True)
+        _range("optim", "poly_end_lr", self.poly_end_lr, 0.0)
+        if self.scheduler == "poly" and self.poly_end_lr > self.lr:
+            raise ConfigError(f"optim.poly_end_lr: {self.poly_end_lr} is above optim.lr "
+                              f"{self.lr}; the poly schedule decays")
         _range("optim", "lr", self.lr, 0.0, 10.0, lo_open=True)
         _range("optim", "weight_decay", self.weight_decay, 0.0)
         if self.metadata_weight_decay is not None:

@@ -150,6 +150,30 @@ class TriangularLR:
         return self.min_ratio + (1.0 - self.min_ratio) * max(0.0, 1.0 - x)
 
 
+class PolyLR:
+    """Per-epoch polynomial decay factor for :class:`~torch.optim.lr_scheduler.LambdaLR`.
+
+    ``lr_e = (lr - end_lr) * (1 - e / last) ** power + end_lr`` (Keras' ``PolynomialDecay``),
+    so epoch 0 trains at ``lr`` and epoch ``last`` (the final one) at ``end_lr``.
+
+    Args:
+        lr: the peak LR (``optim.lr``).
+        end_lr: the final LR.
+        power: the polynomial's power.
+        last: the epoch that reaches ``end_lr`` (``max_epochs - 1``), ``>= 1``.
+    """
+
+    def __init__(self, lr: float, end_lr: float, power: float, last: int) -> None:
+        self.end_ratio = float(end_lr) / float(lr)
+        self.power = float(power)
+        self.last = max(int(last), 1)
+
+    def __call__(self, epoch: int) -> float:
+        """Return the LR factor for ``epoch`` (0-based)."""
+        frac = 1.0 - min(epoch, self.last) / self.last
+        return (1.0 - self.end_ratio) * frac**self.power + self.end_ratio
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     cfg: OptimConfig,
@@ -165,6 +189,8 @@ def build_scheduler(
     - ``step``: ``lr * gamma ** (e // step_size)`` (``StepLR``);
     - ``cyclic``: triangular between ``lr * cyclic_min_ratio`` (epoch 0) and ``lr``, one full
       cycle every ``cycle_length`` epochs (0: ``2 * step_size``) (:class:`TriangularLR`);
+    - ``poly``: ``(lr - poly_end_lr) * (1 - e / (max_epochs - 1)) ** poly_power + poly_end_lr``
+      (:class:`PolyLR`; LF-DLM's decay from 1e-4 to 1e-7);
     - ``none``: no scheduler, ``None`` is returned.
 
     Args:
@@ -191,13 +217,17 @@ def build_scheduler(
     if cfg.scheduler == "cyclic":
         period = cfg.cycle_length or 2 * cfg.step_size
         return LambdaLR(optimizer, lr_lambda=TriangularLR(cfg.cyclic_min_ratio, period / 2))
+    if cfg.scheduler == "poly":
+        poly = PolyLR(cfg.lr, cfg.poly_end_lr, cfg.poly_power, max_epochs - 1)
+        return LambdaLR(optimizer, lr_lambda=poly)
     raise ConfigError(
         f"optim.scheduler: {cfg.scheduler!r} is not allowed; choose one of "
-        "'none', 'cosine', 'step', 'cyclic'"
+        "'none', 'cosine', 'step', 'cyclic', 'poly'"
     )
 
 
 __all__ = [
+    "PolyLR",
     "TriangularLR",
     "build_optimizer",
     "build_scheduler",
