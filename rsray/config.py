@@ -159,35 +159,51 @@ class OptimConfig:
     """Peak learning rate."""
     weight_decay: float = 1e-4
     """L2 penalty (decoupled for AdamW)."""
+    metadata_weight_decay: float | None = None
+    """L2 penalty of the layers that process the metadata vector (modules named ``meta`` /
+    ``meta_*``: embedding MLPs, metadata branches, FiLM projections); ``None`` uses
+    ``weight_decay``. The GLOBE study's "L2 regularizer ... applied to metadata". Like
+    ``weight_decay`` it is torch's coefficient: Keras' ``l2(c)`` equals ``2 * c`` here."""
     scheduler: Literal["none", "cosine", "step", "cyclic", "poly"] = "cosine"
     """Schedule: cosine annealing over all epochs, step decay, a triangular cyclic LR, or
-    polynomial decay to ``min_lr`` at the last epoch."""
+    polynomial decay from ``lr`` to ``poly_end_lr`` at the last epoch (LF-DLM)."""
     step_size: int = 5
     """Epochs between decays (``step``) or half-cycle length in epochs (``cyclic``)."""
     gamma: float = 0.1
     """Decay factor of the ``step`` schedule."""
     cyclic_min_ratio: float = 0.1
     """Lowest LR of the ``cyclic`` schedule as a fraction of ``lr``."""
+    cycle_length: int = 0
+    """Epochs per full cycle (low → high → low) of ``cyclic``; 0 = ``2 * step_size``. The
+    GLOBE study's LR "oscillated every 5 epochs": 5."""
+    poly_power: float = 1.0
+    """Power of the ``poly`` schedule (1: linear; LF-DLM gives none, Keras' default is 1)."""
+    poly_end_lr: float = 1e-7
+    """LR the ``poly`` schedule reaches at the last epoch (LF-DLM: 1e-7)."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this value; 0 disables clipping."""
-    min_lr: float = 1e-7
-    """Learning rate of the last epoch of the ``poly`` schedule (LF-DLM: 1e-7)."""
-    poly_power: float = 1.0
-    """Exponent of the ``poly`` schedule (1.0: linear decay)."""
 
     def validate(self) -> None:
         """Check values and ranges."""
         _choice("optim", "name", self.name, ["adam", "adamw", "rmsprop"])
-        _choice("optim", "scheduler", self.scheduler,
-                ["none", "cosine", "step", "cyclic", "poly"])
+        _choice("optim", "scheduler", self.scheduler, ["none", "cosine", "step", "cyclic", "poly"])
+        _range("optim", "poly_power", self.poly_power, 0.0, lo_open=True)
+        _range("optim", "poly_end_lr", self.poly_end_lr, 0.0)
+        if self.scheduler == "poly" and self.poly_end_lr > self.lr:
+            raise ConfigError(f"optim.poly_end_lr: {self.poly_end_lr} is above optim.lr "
+                              f"{self.lr}; the poly schedule decays")
         _range("optim", "lr", self.lr, 0.0, 10.0, lo_open=True)
         _range("optim", "weight_decay", self.weight_decay, 0.0)
+        if self.metadata_weight_decay is not None:
+            _range("optim", "metadata_weight_decay", self.metadata_weight_decay, 0.0)
+        _range("optim", "cycle_length", self.cycle_length, 0)
+        if self.cycle_length == 1:
+            raise ConfigError("optim.cycle_length: 1 epoch cannot rise and fall; use >= 2 "
+                              "(or 0 for 2 * step_size)")
         _range("optim", "step_size", self.step_size, 1)
         _range("optim", "gamma", self.gamma, 0.0, 1.0, lo_open=True)
         _range("optim", "cyclic_min_ratio", self.cyclic_min_ratio, 0.0, 1.0, lo_open=True)
         _range("optim", "grad_clip", self.grad_clip, 0.0)
-        _range("optim", "min_lr", self.min_lr, 0.0)
-        _range("optim", "poly_power", self.poly_power, 0.0, lo_open=True)
 
 
 @dataclass

@@ -50,6 +50,9 @@ GENERIC_SMALL: dict[str, dict[str, Any]] = {
     "gated_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET, "width": 16},
     "attention_fusion_cnn": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET,
                              "width": 16},
+    "early_fusion_globe": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET},
+    "late_fusion_globe": {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET,
+                          "meta_embed_dim": 8},
 }
 # Segmentation families (model_task == "segmentation") are tested in their own test file.
 CLASSIFICATION = [n for n in list_models() if model_task(n) == "classification"]

@@ -15,6 +15,7 @@ from rsray.models import create_model, model_entrypoint
 from rsray.models.cnn_fusion import EarlyFusionCNN, LateFusionCNN, SingleModalityCNN
 from rsray.models.gated_fusion import AttentionFusionCNN, GatedFusionCNN
 from rsray.models.middle_fusion import MiddleFusionCNN
+from rsray.models.progressive import ProgressiveFusion
 from rsray.models.vit_fusion import MiddleFusionViT, ViTFusionBase
 from rsray.tune.spaces import VIT_PATCH_SIZES, get_space, list_spaces
 
@@ -27,6 +28,9 @@ TARGETS: dict[str, list[type]] = {
     "vit": [ViTFusionBase, MiddleFusionViT],
     "vit_smoke": [ViTFusionBase, MiddleFusionViT],
     "learned_fusion": [GatedFusionCNN, AttentionFusionCNN],
+    "progressive": [ProgressiveFusion],
+    "progressive_globe": [ProgressiveFusion],
+    "progressive_smoke": [ProgressiveFusion],
 }
 
 
@@ -70,6 +74,7 @@ def test_vit_patch_sizes_divide_120_and_widths_fit_heads() -> None:
     ("vit_smoke", "test_vit_sct_fusion"), ("vit_smoke", "test_vit_middle_fusion"),
     ("middle", "test_middle_fusion_cnn"), ("cnn", "test_single_modality_cnn"),
     ("learned_fusion", "test_gated_fusion_cnn"), ("learned_fusion", "test_attention_fusion_cnn"),
+    ("progressive_smoke", "test_progressive_fusion"),
 ])
 def test_sampled_configs_build_and_run(space: str, model: str) -> None:
     model_entrypoint(model)

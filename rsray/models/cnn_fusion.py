@@ -6,11 +6,24 @@ Early fusion (input-level; SEN12MS "early", GLOBE "early")::
     s1 (B,  2, H, W) ─┴─ concat (B, 12, H, W) ─ timm backbone (in_chans=12) ─ logits
                                               └─ (+ metadata MLP, concatenated before the head)
 
+``metadata_at="input"`` (GLOBE's early fusion, progressive-fusion-globe-lulc.txt 3.2.2: "all
+multimodal data ... are concatenated or merged before the network's deep feature extraction
+layers") instead puts the metadata vector in at the input, as ``metadata_dim`` constant
+channels broadcast over the image and concatenated with the rasters.
+
 Late fusion (decision-level; SEN12MS "late", LF-DLM's weighted geometric mean)::
 
     s2 ─ timm backbone (in_chans=10) ─ logits_s2 ─┐
     s1 ─ timm backbone (in_chans=2)  ─ logits_s1 ─┼─ combine ─ logits
     metadata ─ MLP ───────────────── logits_meta ─┘   (only with metadata_dim > 0)
+
+``level="feature"`` is the feature-level variant GLOBE compares (3.2.2: "the encoder processes
+each modality separately ... the features are fused, usually through concatenation or
+addition")::
+
+    s2 ─ timm backbone (pooled)  ─ f_s2 ─┐
+    s1 ─ timm backbone (pooled)  ─ f_s1 ─┼─ concat (or: project to fusion_dim + add) ─ Linear
+    metadata ─ MLP ────────────── f_meta ┘
 
 ``combine="mean_logits"`` takes the weighted mean of the logits. ``combine="geometric"``
 combines per-branch *probabilities* by a weighted geometric mean ``p = Π p_m^{w_m}`` (weights
@@ -119,12 +132,14 @@ class EarlyFusionCNN(nn.Module):
         num_classes: number of outputs (logits).
         metadata_dim: length of the metadata vector; 0 for none. With metadata, the
             backbone's pooled features are concatenated with an MLP embedding of it before
-            a linear head.
+            a linear head (``metadata_at="head"``).
         backbone: timm model name.
         pretrained: load timm's pretrained weights.
         drop_rate: dropout before the classifier.
         meta_embed_dim: width of the metadata embedding.
         backbone_kwargs: further arguments for ``timm.create_model``.
+        metadata_at: ``"head"`` (embedding concatenated with the pooled features) or
+            ``"input"`` (constant channels concatenated with the rasters; GLOBE's early fusion).
     """
 
     def __init__(
@@ -138,18 +153,23 @@ class EarlyFusionCNN(nn.Module):
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
+        metadata_at: Literal["head", "input"] = "head",
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
         check_head_args(num_classes, drop_rate)
         num_classes = int(num_classes)
         meta_embed_dim = check_int("meta_embed_dim", meta_embed_dim, 1)
+        if metadata_at not in ("head", "input"):
+            raise ConfigError(f"metadata_at: must be 'head' or 'input', got {metadata_at!r}")
         self.modalities: tuple[str, ...] = tuple(mods)
         self.in_chans = dict(mods)
         self.num_classes = num_classes
         self.metadata_dim = metadata_dim = check_metadata_dim(metadata_dim)
-        in_chans = sum(mods.values())
-        head_classes = num_classes if metadata_dim == 0 else 0
+        self.metadata_at = metadata_at
+        at_input = metadata_at == "input" and metadata_dim > 0
+        in_chans = sum(mods.values()) + (metadata_dim if at_input else 0)
+        head_classes = num_classes if metadata_dim == 0 or at_input else 0
         self.backbone = create_timm_backbone(
             backbone,
             in_chans=in_chans,
@@ -158,7 +178,7 @@ class EarlyFusionCNN(nn.Module):
             drop_rate=drop_rate,
             backbone_kwargs=backbone_kwargs,
         )
-        if metadata_dim > 0:
+        if metadata_dim > 0 and not at_input:
             self.meta_embed: MetadataEmbedding | None = MetadataEmbedding(
                 metadata_dim, meta_embed_dim
             )
@@ -171,9 +191,12 @@ class EarlyFusionCNN(nn.Module):
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Logits (B, num_classes) from ``{modality: (B, C, H, W)}`` (+ ``"metadata"``)."""
-        x = torch.cat(gather_inputs(inputs, self.modalities), dim=1)
-        out = self.backbone(x)
+        xs = gather_inputs(inputs, self.modalities)
         meta = get_metadata(inputs, self.metadata_dim)
+        if meta is not None and self.metadata_at == "input":
+            h, w = xs[0].shape[-2:]
+            xs.append(meta.to(xs[0].dtype)[:, :, None, None].expand(-1, -1, h, w))
+        out = self.backbone(torch.cat(xs, dim=1))
         if meta is not None and self.meta_embed is not None and self.head is not None:
             out = self.head(torch.cat([out, self.meta_embed(meta)], dim=1))
         return out
@@ -231,7 +254,7 @@ class SingleModalityCNN(EarlyFusionCNN):
 
 
 class LateFusionCNN(nn.Module):
-    """One timm backbone per modality; their predictions are combined.
+    """One timm backbone per modality; their predictions (or pooled features) are combined.
 
     Args:
         modalities: modality name → channels.
@@ -250,6 +273,12 @@ class LateFusionCNN(nn.Module):
         drop_rate: dropout before each backbone's classifier.
         meta_embed_dim: width of the metadata MLP.
         backbone_kwargs: further arguments for ``timm.create_model`` (every branch).
+        level: ``"decision"`` (combine per-branch logits) or ``"feature"`` (merge the
+            branches' pooled features before one linear classifier; ``combine``, ``weights``
+            and ``task`` do not apply).
+        feature_merge: ``level="feature"``: ``"concat"`` the features, or ``"add"`` them
+            after a linear projection of each to ``fusion_dim``.
+        fusion_dim: width of the projected features of ``feature_merge="add"``.
     """
 
     def __init__(
@@ -266,6 +295,9 @@ class LateFusionCNN(nn.Module):
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
+        level: Literal["decision", "feature"] = "decision",
+        feature_merge: Literal["concat", "add"] = "concat",
+        fusion_dim: int = 256,
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
@@ -276,6 +308,16 @@ class LateFusionCNN(nn.Module):
             raise ConfigError(f"combine: must be 'mean_logits' or 'geometric', got {combine!r}")
         if task not in ("multilabel", "multiclass"):
             raise ConfigError(f"task: must be 'multilabel' or 'multiclass', got {task!r}")
+        if level not in ("decision", "feature"):
+            raise ConfigError(f"level: must be 'decision' or 'feature', got {level!r}")
+        if feature_merge not in ("concat", "add"):
+            raise ConfigError(f"feature_merge: must be 'concat' or 'add', got {feature_merge!r}")
+        fusion_dim = check_int("fusion_dim", fusion_dim, 1)
+        if level == "feature" and weights is not None:
+            raise ConfigError("weights: branch weights combine decisions; level='feature' "
+                              "merges features and takes none")
+        self.level = level
+        self.feature_merge = feature_merge
         self.modalities: tuple[str, ...] = tuple(mods)
         self.in_chans = dict(mods)
         self.num_classes = num_classes
@@ -294,7 +336,7 @@ class LateFusionCNN(nn.Module):
                 m: create_timm_backbone(
                     names[m],
                     in_chans=c,
-                    num_classes=num_classes,
+                    num_classes=num_classes if level == "decision" else 0,
                     pretrained=pretrained,
                     drop_rate=drop_rate,
                     backbone_kwargs=backbone_kwargs,
@@ -304,9 +346,13 @@ class LateFusionCNN(nn.Module):
         )
         self.meta_branch: nn.Module | None = None
         if metadata_dim > 0:
-            self.meta_branch = nn.Sequential(
-                MetadataEmbedding(metadata_dim, meta_embed_dim),
-                nn.Linear(meta_embed_dim, num_classes),
+            self.meta_branch = (
+                nn.Sequential(
+                    MetadataEmbedding(metadata_dim, meta_embed_dim),
+                    nn.Linear(meta_embed_dim, num_classes),
+                )
+                if level == "decision"
+                else MetadataEmbedding(metadata_dim, meta_embed_dim)
             )
         self.branch_names: tuple[str, ...] = self.modalities + (
             ("metadata",) if metadata_dim > 0 else ()
@@ -314,9 +360,23 @@ class LateFusionCNN(nn.Module):
         self.register_buffer(
             "combine_weights", _branch_weights(weights, self.branch_names), persistent=False
         )
+        self.proj: nn.ModuleDict | None = None
+        self.head: nn.Linear | None = None
+        if level == "feature":
+            dims = {m: self.branches[m].num_features for m in mods}
+            if metadata_dim > 0:
+                dims["metadata"] = meta_embed_dim
+            if feature_merge == "add":
+                self.proj = nn.ModuleDict({b: nn.Linear(d, fusion_dim) for b, d in dims.items()})
+            width = fusion_dim if feature_merge == "add" else sum(dims.values())
+            self.head = nn.Linear(width, num_classes)
 
     def branch_logits(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
-        """Return the logits of every branch, in ``branch_names`` order."""
+        """Return the logits (decision level) or pooled features of every branch.
+
+        In ``branch_names`` order; for ``level="feature"`` these are the branches' features
+        before the merge.
+        """
         xs = gather_inputs(inputs, self.modalities)
         out = [self.branches[m](x) for m, x in zip(self.modalities, xs, strict=True)]
         meta = get_metadata(inputs, self.metadata_dim)
@@ -327,6 +387,12 @@ class LateFusionCNN(nn.Module):
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Return the combined logits (B, num_classes)."""
         logits = self.branch_logits(inputs)
+        if self.head is not None:
+            if self.proj is not None:
+                names = self.branch_names
+                merged = torch.stack([self.proj[n](f) for n, f in zip(names, logits, strict=True)])
+                return self.head(merged.sum(0))
+            return self.head(torch.cat(logits, dim=1))
         w: Tensor = self.combine_weights
         if self.combine == "geometric":
             return geometric_mean_logits(logits, w, self.task)
@@ -468,6 +534,36 @@ def late_fusion_mobilenetv2(
 
 
 @register_model
+def early_fusion_globe(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> EarlyFusionCNN:
+    """GLOBE's early-fusion baseline: photos + metadata channels into one timm ``resnet50``.
+
+    progressive-fusion-globe-lulc.txt 3.2.2 / 4.1: the modalities are "concatenated ...
+    before the network's deep feature extraction layers", with a ResNet50 backbone; the
+    metadata vector enters as constant channels (``metadata_at="input"``).
+    """
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {"backbone": "resnet50", "metadata_at": "input"}
+    return _early("early_fusion_globe", defaults, kwargs)
+
+
+@register_model
+def late_fusion_globe(
+    *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
+) -> LateFusionCNN:
+    """GLOBE's late-fusion baseline: one timm ``resnet50`` per photo, features concatenated.
+
+    progressive-fusion-globe-lulc.txt 3.2.2: each modality has its own encoder and the
+    features are fused "through concatenation or addition" (``feature_merge="add"``) before
+    the classifier; the metadata MLP's embedding is one more branch.
+    """
+    kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
+    defaults = {"backbone": "resnet50", "level": "feature", "feature_merge": "concat"}
+    return _late("late_fusion_globe", defaults, kwargs)
+
+
+@register_model
 def single_modality_cnn(
     *, modalities: dict[str, int], num_classes: int, metadata_dim: int = 0, **kwargs: Any
 ) -> SingleModalityCNN:
@@ -545,3 +641,4 @@ def test_single_modality_cnn(
     kwargs.update(modalities=modalities, num_classes=num_classes, metadata_dim=metadata_dim)
     defaults = {"backbone": "resnet18", "backbone_kwargs": TINY_RESNET, "meta_embed_dim": 8}
     return _single("test_single_modality_cnn", defaults, kwargs)
+

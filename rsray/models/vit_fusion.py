@@ -277,6 +277,11 @@ class ViTFusionBase(nn.Module):
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic depth, rising linearly to this value over the layers.
         meta_embed_dim: width of the metadata embedding.
+        encoder_drop_rate: per modality, the dropout of that modality's own encoder (token
+            dropout after its patch embedding and in its layers), replacing ``drop_rate``
+            there; e.g. ``{"s2": 0.1}`` for the thesis' SCT at patch 10 (section 7.3: "the
+            dropout rate for the S2 encoder to 0.1"). Only for the models with an encoder
+            per modality (middle, cross-attention, SCT).
     """
 
     def __init__(
@@ -296,6 +301,7 @@ class ViTFusionBase(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.25,
         meta_embed_dim: int = 64,
+        encoder_drop_rate: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         mods = validate_modalities(modalities)
@@ -325,6 +331,16 @@ class ViTFusionBase(nn.Module):
         self.drop_rate = _rate("drop_rate", drop_rate)
         self.attn_drop_rate = _rate("attn_drop_rate", attn_drop_rate)
         self.drop_path_rate = _rate("drop_path_rate", drop_path_rate)
+        if encoder_drop_rate is not None and not isinstance(encoder_drop_rate, Mapping):
+            raise ConfigError(f"encoder_drop_rate: must map modality -> rate, e.g. "
+                              f"{{s2: 0.1}}; got {encoder_drop_rate!r}")
+        unknown = sorted(set(encoder_drop_rate or {}) - set(mods))
+        if unknown:
+            raise ConfigError(f"encoder_drop_rate: {unknown} are not modalities of the model "
+                              f"{list(mods)}")
+        self.encoder_drop_rate: dict[str, float] = {
+            m: _rate(f"encoder_drop_rate.{m}", r) for m, r in (encoder_drop_rate or {}).items()
+        }
         meta_embed_dim = check_int("meta_embed_dim", meta_embed_dim, 1)
         self.num_patches = (self.img_size // self.patch_size) ** 2
 
@@ -347,8 +363,12 @@ class ViTFusionBase(nn.Module):
         """Stochastic depth per layer, rising linearly from 0 to ``drop_path_rate``."""
         return [float(r) for r in torch.linspace(0, self.drop_path_rate, n)]
 
-    def _encoder(self, rates: Sequence[float]) -> nn.Sequential:
-        """One timm ViT ``Block`` per stochastic depth rate."""
+    def _modality_drop(self, modality: str) -> float:
+        """Dropout of ``modality``'s own encoder (``encoder_drop_rate``, else ``drop_rate``)."""
+        return self.encoder_drop_rate.get(modality, self.drop_rate)
+
+    def _encoder(self, rates: Sequence[float], drop: float | None = None) -> nn.Sequential:
+        """One timm ViT ``Block`` per stochastic depth rate (dropout ``drop`` or drop_rate)."""
         return nn.Sequential(
             *(
                 Block(
@@ -356,7 +376,7 @@ class ViTFusionBase(nn.Module):
                     self.num_heads,
                     mlp_ratio=self.mlp_ratio,
                     qkv_bias=self.qkv_bias,
-                    proj_drop=self.drop_rate,
+                    proj_drop=self.drop_rate if drop is None else drop,
                     attn_drop=self.attn_drop_rate,
                     drop_path=r,
                     norm_layer=_norm,
@@ -404,6 +424,12 @@ class _SingleEncoderViT(ViTFusionBase):
     """A class token + one encoder over a token sequence built by :meth:`_tokens`."""
 
     def _build(self) -> None:
+        if self.encoder_drop_rate:
+            raise ConfigError(
+                f"encoder_drop_rate: {type(self).__name__} has one encoder shared by all "
+                "modalities; use drop_rate (per-encoder dropout needs vit_middle_fusion, "
+                "vit_cross_attention_fusion or vit_sct_fusion)"
+            )
         self._build_tokens()
         self.cls_token = self._cls_token()
         self.pos_drop = nn.Dropout(self.drop_rate)
@@ -476,12 +502,14 @@ class _PerModalityViT(ViTFusionBase):
             {m: self._patch_tokens(c) for m, c in self.in_chans.items()}
         )
         self.cls_token = nn.ParameterDict({m: self._cls_token() for m in self.modalities})
-        self.pos_drop = nn.Dropout(self.drop_rate)
+        self.pos_drop = nn.ModuleDict(
+            {m: nn.Dropout(self._modality_drop(m)) for m in self.modalities}
+        )
 
     def _sequences(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         xs = gather_inputs(inputs, self.modalities)
         return [
-            self.pos_drop(self._prepend(self.cls_token[m], self.patch_embed[m](x)))
+            self.pos_drop[m](self._prepend(self.cls_token[m], self.patch_embed[m](x)))
             for m, x in zip(self.modalities, xs, strict=True)
         ]
 
@@ -490,8 +518,8 @@ class MiddleFusionViT(_PerModalityViT):
     """Middle fusion (thesis 5.4): modality encoders, a linear fusion layer, a fusion encoder.
 
     Args:
-        fusion_depth: layers of the fusion encoder (0 … ``depth``); the modality encoders
-            have ``depth - fusion_depth`` (thesis: 2 of 8).
+        fusion_depth: layers of the fusion encoder (0 … ``depth - 1``); the modality
+            encoders have ``depth - fusion_depth >= 1`` (thesis: 2 of 8).
         (the others as :class:`ViTFusionBase`)
     """
 
@@ -513,10 +541,15 @@ class MiddleFusionViT(_PerModalityViT):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.25,
         meta_embed_dim: int = 64,
+        encoder_drop_rate: Mapping[str, float] | None = None,
     ) -> None:
         self.fusion_depth = check_int("fusion_depth", fusion_depth, 0)
-        if isinstance(depth, numbers.Integral) and self.fusion_depth > depth:
-            raise ConfigError(f"fusion_depth: must be <= depth ({depth}), got {fusion_depth}")
+        if isinstance(depth, numbers.Integral) and depth <= self.fusion_depth:
+            raise ConfigError(
+                f"depth: middle fusion needs depth > fusion_depth ({self.fusion_depth}) so the "
+                f"modality encoders get at least one layer; got depth {depth} (set depth >= "
+                f"{self.fusion_depth + 1} or lower fusion_depth)"
+            )
         super().__init__(
             modalities=modalities,
             num_classes=num_classes,
@@ -532,6 +565,7 @@ class MiddleFusionViT(_PerModalityViT):
             attn_drop_rate=attn_drop_rate,
             drop_path_rate=drop_path_rate,
             meta_embed_dim=meta_embed_dim,
+            encoder_drop_rate=encoder_drop_rate,
         )
 
     def _build(self) -> None:
@@ -539,7 +573,9 @@ class MiddleFusionViT(_PerModalityViT):
         m = self.depth - self.fusion_depth
         self.modality_depth = m
         rates = self._drop_path_rates(self.depth)
-        self.encoders = nn.ModuleDict({mod: self._encoder(rates[:m]) for mod in self.modalities})
+        self.encoders = nn.ModuleDict(
+            {mod: self._encoder(rates[:m], self._modality_drop(mod)) for mod in self.modalities}
+        )
         self.modality_norms = nn.ModuleDict({mod: _norm(self.embed_dim) for mod in self.modalities})
         n = len(self.modalities) * self.embed_dim
         self.fuse_tokens = nn.Linear(n, self.embed_dim)
@@ -580,7 +616,7 @@ class CrossAttentionFusionViT(_PerModalityViT):
                         self.num_heads,
                         self.mlp_ratio,
                         self.qkv_bias,
-                        self.drop_rate,
+                        self._modality_drop(m),
                         self.attn_drop_rate,
                         r,
                     )
@@ -611,7 +647,9 @@ class SCTFusionViT(_PerModalityViT):
     def _build(self) -> None:
         self._build_embeddings()
         rates = self._drop_path_rates(self.depth)
-        self.encoders = nn.ModuleDict({m: self._encoder(rates) for m in self.modalities})
+        self.encoders = nn.ModuleDict(
+            {m: self._encoder(rates, self._modality_drop(m)) for m in self.modalities}
+        )
         self.norms = nn.ModuleDict({m: _norm(self.embed_dim) for m in self.modalities})
         n = len(self.modalities) * self.embed_dim
         self.sync = nn.ModuleList(nn.Linear(n, self.embed_dim) for _ in range(self.depth))

@@ -6,7 +6,9 @@ parameter (e.g. layer-scale gammas) and whatever the model lists in ``no_weight_
 (timm ViTs: ``pos_embed``, ``cls_token``) go into a second parameter group with
 ``weight_decay=0`` — decaying them only shrinks scales and offsets, which hurts accuracy. This
 is timm's ``param_groups_weight_decay`` rule. Adam and RMSprop use coupled L2 (the progressive
-fusion study's "L2"); AdamW decoupled decay.
+fusion study's "L2"); AdamW decoupled decay. ``optim.metadata_weight_decay`` gives the weights
+of the metadata layers (any module named ``meta`` or ``meta_*``) their own penalty — the GLOBE
+study's "L2 regularizer was applied to metadata".
 
 Every scheduler here is meant to be stepped **once per epoch**, after the epoch's optimiser
 steps (``scheduler.step()`` at the end of the epoch loop).
@@ -33,15 +35,25 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
-    """Split trainable parameters into a decayed and a non-decayed group.
+def is_metadata_param(name: str) -> bool:
+    """Whether parameter ``name`` belongs to a metadata layer (a module ``meta`` / ``meta_*``)."""
+    return any(part == "meta" or part.startswith("meta_") for part in name.split(".")[:-1])
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, metadata_weight_decay: float | None = None
+) -> list[dict[str, object]]:
+    """Split trainable parameters into decayed, metadata-decayed and non-decayed groups.
 
     Args:
         model: the model; DDP / ``torch.compile`` wrappers are looked through.
         weight_decay: decay of the first group.
+        metadata_weight_decay: decay of the weights of metadata layers
+            (:func:`is_metadata_param`); ``None``: they are in the first group.
 
     Returns:
         ``[{"params": decayed, "weight_decay": weight_decay},
+        {"params": metadata, "weight_decay": metadata_weight_decay},
         {"params": not_decayed, "weight_decay": 0.0}]``, empty groups left out.
     """
     inner = unwrap_model(model)  # names without DDP "module." / compile "_orig_mod."
@@ -55,6 +67,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
 
     decay: list[nn.Parameter] = []
+    meta: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     seen: set[int] = set()
     for name, param in inner.named_parameters():
@@ -68,11 +81,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
             or name in skip_names
         ):
             no_decay.append(param)
+        elif metadata_weight_decay is not None and is_metadata_param(name):
+            meta.append(param)
         else:
             decay.append(param)
     groups: list[dict[str, object]] = []
     if decay:
         groups.append({"params": decay, "weight_decay": weight_decay})
+    if meta:
+        groups.append({"params": meta, "weight_decay": float(metadata_weight_decay or 0.0)})
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups
@@ -83,16 +100,17 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 
     Args:
         model: the model whose trainable parameters are optimised.
-        cfg: the ``optim`` section (``name``, ``lr``, ``weight_decay``).
+        cfg: the ``optim`` section (``name``, ``lr``, ``weight_decay``,
+            ``metadata_weight_decay``).
 
     Returns:
-        ``Adam`` / ``AdamW`` / ``RMSprop`` over two parameter groups (see
-        :func:`param_groups`: no decay on biases and normalisation parameters).
+        ``Adam`` / ``AdamW`` / ``RMSprop`` over the parameter groups of :func:`param_groups`
+        (no decay on biases and normalisation parameters).
 
     Raises:
         ConfigError: for an unknown optimiser or a model without trainable parameters.
     """
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.metadata_weight_decay)
     if not groups:
         raise ConfigError("optim: the model has no trainable parameters")
     if cfg.name == "adam":
@@ -117,12 +135,13 @@ class TriangularLR:
 
     Args:
         min_ratio: lowest factor, in ``(0, 1]``.
-        half_cycle: epochs from the lowest to the highest LR, ``>= 1``.
+        half_cycle: epochs from the lowest to the highest LR, ``>= 1`` (may be fractional:
+            2.5 is one full cycle every 5 epochs).
     """
 
-    def __init__(self, min_ratio: float, half_cycle: int) -> None:
+    def __init__(self, min_ratio: float, half_cycle: float) -> None:
         self.min_ratio = float(min_ratio)
-        self.half_cycle = int(half_cycle)
+        self.half_cycle = float(half_cycle)
 
     def __call__(self, epoch: int) -> float:
         """Return the LR factor for ``epoch`` (0-based)."""
@@ -131,30 +150,28 @@ class TriangularLR:
         return self.min_ratio + (1.0 - self.min_ratio) * max(0.0, 1.0 - x)
 
 
-class PolynomialToMin:
-    """LR factor ``(1 - r) * (1 - e / (E - 1)) ** power + r``: 1 at epoch 0, ``r`` at the last.
+class PolyLR:
+    """Per-epoch polynomial decay factor for :class:`~torch.optim.lr_scheduler.LambdaLR`.
 
-    ``r = min_lr / lr``. The LF-DLM seed decays AdamW's LR polynomially from 1e-4 to 1e-7
-    "within the specified number of decay steps"; its power is not given, and 1.0 with a
-    final 1e-7 is the default of the polynomial schedule the seed's group uses elsewhere
-    (Hugging Face's ``get_polynomial_decay_schedule_with_warmup``), so those are the defaults.
-    A callable object so the scheduler's state dict and pickling work.
+    ``lr_e = (lr - end_lr) * (1 - e / last) ** power + end_lr`` (Keras' ``PolynomialDecay``),
+    so epoch 0 trains at ``lr`` and epoch ``last`` (the final one) at ``end_lr``.
 
     Args:
-        min_ratio: final factor ``min_lr / lr``, in ``[0, 1]``.
-        epochs: planned epochs ``E``; the last one (``E - 1``) trains at ``min_lr``.
-        power: exponent of the decay (1.0: linear).
+        lr: the peak LR (``optim.lr``).
+        end_lr: the final LR.
+        power: the polynomial's power.
+        last: the epoch that reaches ``end_lr`` (``max_epochs - 1``), ``>= 1``.
     """
 
-    def __init__(self, min_ratio: float, epochs: int, power: float) -> None:
-        self.min_ratio = float(min_ratio)
-        self.span = max(int(epochs) - 1, 1)
+    def __init__(self, lr: float, end_lr: float, power: float, last: int) -> None:
+        self.end_ratio = float(end_lr) / float(lr)
         self.power = float(power)
+        self.last = max(int(last), 1)
 
     def __call__(self, epoch: int) -> float:
-        """Return the LR factor for ``epoch`` (0-based); ``min_ratio`` from the last on."""
-        left = max(0.0, 1.0 - epoch / self.span)
-        return (1.0 - self.min_ratio) * left**self.power + self.min_ratio
+        """Return the LR factor for ``epoch`` (0-based)."""
+        frac = 1.0 - min(epoch, self.last) / self.last
+        return (1.0 - self.end_ratio) * frac**self.power + self.end_ratio
 
 
 def build_scheduler(
@@ -170,10 +187,10 @@ def build_scheduler(
     - ``cosine``: ``lr * (1 + cos(pi * e / max_epochs)) / 2`` (``CosineAnnealingLR``,
       ``T_max=max_epochs``, down to 0 after the last epoch);
     - ``step``: ``lr * gamma ** (e // step_size)`` (``StepLR``);
-    - ``cyclic``: triangular between ``lr * cyclic_min_ratio`` (epoch 0) and ``lr`` (epoch
-      ``step_size``), half-cycle ``step_size`` epochs (:class:`TriangularLR`);
-    - ``poly``: ``(lr - min_lr) * (1 - e / (max_epochs - 1)) ** poly_power + min_lr``, the
-      last epoch at ``min_lr`` (:class:`PolynomialToMin`; LF-DLM: 1e-4 to 1e-7);
+    - ``cyclic``: triangular between ``lr * cyclic_min_ratio`` (epoch 0) and ``lr``, one full
+      cycle every ``cycle_length`` epochs (0: ``2 * step_size``) (:class:`TriangularLR`);
+    - ``poly``: ``(lr - poly_end_lr) * (1 - e / (max_epochs - 1)) ** poly_power + poly_end_lr``
+      (:class:`PolyLR`; LF-DLM's decay from 1e-4 to 1e-7);
     - ``none``: no scheduler, ``None`` is returned.
 
     Args:
@@ -198,14 +215,22 @@ def build_scheduler(
     if cfg.scheduler == "step":
         return StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.scheduler == "cyclic":
-        return LambdaLR(optimizer, lr_lambda=TriangularLR(cfg.cyclic_min_ratio, cfg.step_size))
+        period = cfg.cycle_length or 2 * cfg.step_size
+        return LambdaLR(optimizer, lr_lambda=TriangularLR(cfg.cyclic_min_ratio, period / 2))
     if cfg.scheduler == "poly":
-        ratio = min(cfg.min_lr / cfg.lr, 1.0)
-        return LambdaLR(optimizer, lr_lambda=PolynomialToMin(ratio, max_epochs, cfg.poly_power))
+        poly = PolyLR(cfg.lr, cfg.poly_end_lr, cfg.poly_power, max_epochs - 1)
+        return LambdaLR(optimizer, lr_lambda=poly)
     raise ConfigError(
         f"optim.scheduler: {cfg.scheduler!r} is not allowed; choose one of "
         "'none', 'cosine', 'step', 'cyclic', 'poly'"
     )
 
 
-__all__ = ["PolynomialToMin", "TriangularLR", "build_optimizer", "build_scheduler", "param_groups"]
+__all__ = [
+    "PolyLR",
+    "TriangularLR",
+    "build_optimizer",
+    "build_scheduler",
+    "is_metadata_param",
+    "param_groups",
+]

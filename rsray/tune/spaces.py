@@ -13,15 +13,32 @@ from ray import tune
 
 
 def progressive_space() -> dict[str, Any]:
-    """Progressive fusion (progressive-fusion-globe-lulc.txt): LR, depth, dropout, SE ratio."""
+    """Progressive fusion (progressive-fusion-globe-lulc.txt): LR, depth, dropout, SE ratio.
+
+    The LR range holds the study's 1e-5 (baselines) and 1e-4 (tuned progressive fusion).
+    """
     return {
-        "optim.lr": tune.loguniform(1e-4, 3e-3),
+        "optim.lr": tune.loguniform(1e-5, 3e-3),
         "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
         "model.params.depth": tune.choice([2, 3, 4]),
         "model.params.dropout": tune.uniform(0.0, 0.7),
         "model.params.reduction": tune.choice([4, 8, 16, 32]),
         "model.params.refine_steps": tune.choice([0, 1, 2]),
     }
+
+
+def progressive_globe_space() -> dict[str, Any]:
+    """The GLOBE study's own tuning (section 4.2) around the progressive space.
+
+    Dropout 0.5-0.7, the two schedules it tried (x0.1 every 5 epochs; cyclic, one cycle per
+    5 epochs), the L2 on the metadata layers, LR 1e-5 … 1e-3 (holds its 1e-5 and 1e-4).
+    """
+    space = progressive_space()
+    space["optim.lr"] = tune.loguniform(1e-5, 1e-3)
+    space["model.params.dropout"] = tune.uniform(0.5, 0.7)
+    space["optim.scheduler"] = tune.choice(["step", "cyclic"])
+    space["optim.metadata_weight_decay"] = tune.loguniform(1e-5, 1e-2)
+    return space
 
 
 def progressive_smoke_space() -> dict[str, Any]:
@@ -36,10 +53,12 @@ def cnn_space() -> dict[str, Any]:
     """CNN families on timm backbones (single, early, late, middle): LR, ResNet depth, dropout.
 
     The depth is searched through the backbone name (ResNet 18 / 50 / 101, the SEN12MS
-    study's range); every one of these families takes ``backbone`` and ``drop_rate``.
+    study's range); every one of these families takes ``backbone`` and ``drop_rate``. The LR
+    range holds the seeds' own values: 4e-3 (SEN12MS middle fusion, its Figure 3) and 1e-5
+    (the GLOBE study's early/late baselines).
     """
     return {
-        "optim.lr": tune.loguniform(1e-4, 3e-3),
+        "optim.lr": tune.loguniform(1e-5, 1e-2),
         "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
         "model.params.backbone": tune.choice(["resnet18", "resnet50", "resnet101"]),
         "model.params.drop_rate": tune.uniform(0.0, 0.5),
@@ -62,13 +81,15 @@ def vit_space() -> dict[str, Any]:
     """ViT fusion (vit-fusion-bigearthnet-mm-thesis.txt): patch size, depth, width, regularisation.
 
     For 120 x 120 inputs; every embedding width is a multiple of 8 heads. Middle fusion keeps
-    its ``fusion_depth`` (2), so its modality encoders get ``depth - 2`` layers.
+    its ``fusion_depth`` (2), so its modality encoders get ``depth - 2`` layers: every depth
+    here is above 2 (depth <= fusion_depth is a config error). The LR range holds the
+    thesis' 1e-3.
     """
     return {
         "optim.lr": tune.loguniform(1e-4, 3e-3),
         "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
         "model.params.patch_size": tune.choice(list(VIT_PATCH_SIZES)),
-        "model.params.depth": tune.choice([2, 4, 6, 8, 12]),
+        "model.params.depth": tune.choice([4, 6, 8, 12]),
         "model.params.embed_dim": tune.choice([128, 192, 256, 384, 512]),
         "model.params.drop_rate": tune.uniform(0.0, 0.3),
         "model.params.drop_path_rate": tune.uniform(0.0, 0.5),
@@ -79,7 +100,7 @@ def vit_smoke_space() -> dict[str, Any]:
     """The ViT space on a tiny model (``--smoke-test``): same keys, small values."""
     space = vit_space()
     space["model.params.patch_size"] = tune.choice([20, 30, 40])
-    space["model.params.depth"] = tune.choice([1, 2])
+    space["model.params.depth"] = tune.choice([2, 3])  # test_vit_middle_fusion: fusion_depth 1
     space["model.params.embed_dim"] = tune.choice([16, 32])
     return space
 
@@ -117,6 +138,7 @@ def segmentation_smoke_space() -> dict[str, Any]:
 
 SPACES: dict[str, Callable[[], dict[str, Any]]] = {
     "progressive": progressive_space,
+    "progressive_globe": progressive_globe_space,
     "progressive_smoke": progressive_smoke_space,
     "cnn": cnn_space,
     "middle": middle_space,
