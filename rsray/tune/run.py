@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class TuneOutcome:
     leaderboard_path: str
     best_path: str
     seconds: float
+    trial_timing: list[dict[str, float]] = field(default_factory=list)
+    """Per trial, from its reports (:func:`trial_timing`): where its time went."""
 
 
 def _storage(cfg: Config) -> tuple[str, Any]:
@@ -194,6 +196,30 @@ def _rows(results: Any, metric: str, mode: str, max_epochs: int,
     return rows
 
 
+def trial_timing(results: Any) -> list[dict[str, float]]:
+    """Per trial: seconds in training loops, evaluation and reports, samples trained, start-up.
+
+    ``startup_seconds``/``setup_seconds`` are the trial's fixed cost before its first epoch
+    (see :mod:`rsray.train.loop`); ``later_first_batch_seconds`` is the mean time to the first
+    batch of its second and later epochs.
+    """
+    out = []
+    for r in results:
+        hist = r.metrics_dataframe
+        if hist is None or "train_seconds" not in hist or not len(hist):
+            continue
+        row = {k: float(hist[k].sum()) for k in ("train_seconds", "eval_seconds",
+                                                  "report_seconds") if k in hist}
+        row["samples"] = float((hist["train_samples_per_second"] * hist["train_seconds"]).sum())
+        for k in ("startup_seconds", "setup_seconds"):
+            if k in hist:
+                row[k] = float(hist[k].iloc[0])
+        later = hist["train_first_batch_seconds"].iloc[1:]
+        row["later_first_batch_seconds"] = float(later.mean()) if len(later) else math.nan
+        out.append(row)
+    return out
+
+
 def run_callbacks(cfg: Config) -> list[Any]:
     """The Tuner's callbacks: rsray's progress lines, then MLflow / TensorBoard when asked."""
     from rsray.console import TuneProgress
@@ -272,4 +298,5 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
         print("best configuration: " + ", ".join(f"{k}={v}" for k, v in best_row.params.items()))
         print(f"best checkpoint: {best_row.checkpoint}")
     print(f"results: {lb_path}\n         {best_path}", flush=True)
-    return TuneOutcome(exp_uri, rows, best, lb_path, best_path, time.perf_counter() - t0)
+    return TuneOutcome(exp_uri, rows, best, lb_path, best_path, time.perf_counter() - t0,
+                       trial_timing(results))
