@@ -102,6 +102,16 @@ class DataConfig:
     """Seed of the training subset (same seed: the 10 % subset lies inside the 25 % one)."""
     series_len: int = 0
     """Dates per time series after padding/truncation; 0 uses the shard set's maximum."""
+    check_finite: bool = False
+    """Debug switch: scan every element of every float modality for NaN/inf in each batch.
+    Off, a batch gets one sum per float modality (integer bands are never scanned): ``rsray
+    prepare`` already rejected non-finite values when it wrote the shards."""
+    cache: Literal["auto", "memory", "off"] = "auto"
+    """Keep decoded splits in Ray's object store for the whole run (every epoch, and every
+    trial of a tune experiment, reads them from memory): ``auto`` when all of them fit in
+    ``cache_fraction`` of the object store, ``memory`` always, ``off`` streams every pass."""
+    cache_fraction: float = 0.3
+    """Share of the cluster's object-store memory that ``cache=auto`` may fill."""
 
     def validate(self) -> None:
         """Check values and ranges."""
@@ -112,6 +122,8 @@ class DataConfig:
         _range("data", "shuffle_buffer", self.shuffle_buffer, 0)
         _range("data", "train_fraction", self.train_fraction, 0.0, 1.0, lo_open=True)
         _range("data", "series_len", self.series_len, 0)
+        _choice("data", "cache", self.cache, ["auto", "memory", "off"])
+        _range("data", "cache_fraction", self.cache_fraction, 0.0, 1.0)
         if not self.eval_splits:
             raise ConfigError("data.eval_splits: at least one split to evaluate is needed")
         if "train" in self.eval_splits:
@@ -245,6 +257,10 @@ class TrainConfig:
     resource_wait_s: float = 600.0
     """Longest wait, in seconds, for the CPUs/GPUs a run (or a trial) needs to be free before
     it fails with a message naming what it waited for; 0 waits forever."""
+    checkpoint_every: int = 0
+    """Checkpoint every this many epochs, besides the epochs that improve ``metric`` and the
+    last one (or an early stop); 0: only those. Every epoch still reports its metrics (what
+    ASHA needs); a resume starts after the newest checkpoint."""
 
     def validate(self) -> None:
         """Check values and ranges."""
@@ -259,6 +275,7 @@ class TrainConfig:
         _range("train", "num_to_keep", self.num_to_keep, 1)
         _range("train", "log_every_n_steps", self.log_every_n_steps, 1)
         _range("train", "resource_wait_s", self.resource_wait_s, 0.0)
+        _range("train", "checkpoint_every", self.checkpoint_every, 0)
         if not self.name or "/" in self.name:
             raise ConfigError(f"train.name: {self.name!r} must be a non-empty name without '/'")
 

@@ -26,21 +26,28 @@ def test_two_workers_then_resume(synthetic_shards, tmp_path, ray_session):
     assert any(k.startswith("val_ap_class/") for k in first.metrics)
     assert first.checkpoint is not None
 
-    # Same run name, one more epoch: Ray Train V2 restores the run, the loop resumes at epoch 2.
-    second = fit(cfg.with_overrides({"train.max_epochs": 2}))
+    # Same run name, two more epochs: Ray Train V2 restores the run, the loop resumes at
+    # epoch 2. Checkpoints (train.checkpoint_every=0) only where the metric improves and at
+    # the end: ranked by `epoch` with mode=min, epoch 2 is no improvement and gets none.
+    second = fit(cfg.with_overrides({"train.max_epochs": 3, "train.metric": "epoch",
+                                     "train.mode": "min"}))
     assert second.error is None
     assert second.metrics["resumed_from_epoch"] == 1
-    assert second.metrics["epoch"] == 2
+    assert second.metrics["epoch"] == 3 and second.metrics["checkpointed"]
+    run = tmp_path / "resume-test"
+    assert sorted(p.name for p in run.glob("epoch_*")) == ["epoch_0000", "epoch_0002"]
+    for key in ("startup_seconds", "setup_seconds", "train_first_batch_seconds"):
+        assert second.metrics[key] >= 0.0, key
 
     # Issue 12: a run that had finished is recognised from its storage (what `rsray tune
     # --resume` hands Tune for a trial that finished just before the driver was killed).
     from rsray.tune.run import finished_result
 
-    assert finished_result(str(tmp_path), "resume-test", max_epochs=3) is None  # not finished
-    done = finished_result(str(tmp_path), "resume-test", max_epochs=2)
-    assert done is not None and done["epoch"] == 2 and done["kept_from_checkpoint"]
+    assert finished_result(str(tmp_path), "resume-test", max_epochs=4) is None  # not finished
+    done = finished_result(str(tmp_path), "resume-test", max_epochs=3)
+    assert done is not None and done["epoch"] == 3 and done["kept_from_checkpoint"]
     assert done["val_loss"] == second.metrics["val_loss"]
-    assert done["checkpoint_path"].endswith("epoch_0001")
+    assert done["checkpoint_path"].endswith("epoch_0002")
 
 
 def test_status_of_a_trial_that_never_reported():

@@ -19,8 +19,9 @@ with ``ray.train.get_dataset_shard(split).iter_torch_batches(...)`` and calls
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,9 @@ class DecodePlan:
     """Segmentation: side of the stored mask."""
     train_fraction: float = 1.0
     fraction_seed: int = 0
+    check_finite: bool = False
+    """Check every element of every float modality for NaN/inf (``data.check_finite``, a debug
+    switch); otherwise only the cheap guard of :func:`_finite_guard` runs."""
 
     @property
     def columns(self) -> list[str]:
@@ -170,7 +174,7 @@ def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False
         tuple(plans), len(manifest.classes), cfg.image_size, cfg.resample,
         task=manifest.task, label_size=int(label.get("size", 0)),
         train_fraction=cfg.train_fraction if for_training else 1.0,
-        fraction_seed=cfg.fraction_seed,
+        fraction_seed=cfg.fraction_seed, check_finite=cfg.check_finite,
     )
 
 
@@ -304,8 +308,7 @@ def finalize_batch(batch: dict[str, Any], plan: DecodePlan) -> dict[str, Any]:
         if drop is not None:
             keep = (tensor(drop).to(x.device) == 0).float().reshape(-1, *([1] * (x.ndim - 1)))
             x = x * keep
-        if not torch.isfinite(x).all():
-            raise ShardIntegrityError(f"modality {m.name}: non-finite values after decoding")
+        _finite_guard(batch, m, x, plan.check_finite)
         if m.kind == "vector":
             vectors.append(x)
         else:
@@ -317,6 +320,26 @@ def finalize_batch(batch: dict[str, Any], plan: DecodePlan) -> dict[str, Any]:
     if vectors:
         out["metadata"] = torch.cat(vectors, dim=1)
     return out
+
+
+def _finite_guard(batch: dict[str, Any], m: ModalityPlan, x: Any, full: bool) -> None:
+    """Raise if modality ``m`` holds NaN/inf after decoding.
+
+    Integer band groups (uint16 S2, uint8 masks) cannot be non-finite, and the manifest's
+    statistics are finite (:func:`make_plan` checks them), so those are never scanned. Float
+    groups were validated by ``rsray prepare`` when it wrote them; the guard reduces ``x`` to
+    one sum (a non-finite element makes the sum non-finite) instead of an element-wise
+    ``isfinite`` pass, which was 43 % of :func:`finalize_batch`. ``full`` (``data.check_finite``)
+    restores the element-wise check.
+    """
+    import torch
+
+    if not any(np.dtype(g.dtype).kind == "f" for g in m.groups):
+        return
+    # A sum can also overflow to inf on huge finite values: confirm element-wise before failing.
+    if (full or not bool(torch.isfinite(x.sum()))) and not bool(torch.isfinite(x).all()):
+        raise ShardIntegrityError(f"modality {m.name}: non-finite values after decoding "
+                                  "(the shards do not match what rsray prepare wrote)")
 
 
 def _modality(batch: dict[str, Any], m: ModalityPlan, plan: DecodePlan, tensor: Any) -> Any:
@@ -476,8 +499,13 @@ def build_split(manifest: Manifest, split: str, cfg: DataConfig, *, augment: boo
               f"split (data.fraction_seed={plan.fraction_seed})", flush=True)
     # Several read tasks per shard (by row group): a 128 MiB shard is otherwise one block,
     # which serialises reading on clusters with few shards (measured +30 % on 2 cores).
-    ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri), columns=plan.columns,
-                               override_num_blocks=READ_BLOCKS_PER_SHARD * len(paths))
+    # The manifest names every file, so the V1 reader reads that list as given: the default
+    # (V2) reader lists the files again through new FooterReader actors on every pass (3-4 s
+    # of start-up per epoch and split) and ignores ``override_num_blocks``.
+    with _listed_parquet_reader():
+        ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri),
+                                   columns=plan.columns,
+                                   override_num_blocks=READ_BLOCKS_PER_SHARD * len(paths))
     if augment:
         check_augment(plan, cfg)
     return ds.map_batches(
@@ -515,3 +543,133 @@ def build_datasets(
         s: build_split(manifest, s, cfg, augment=(s == "train" and cfg.augment)) for s in splits
     }
     return manifest, datasets
+
+
+@contextlib.contextmanager
+def _listed_parquet_reader() -> Iterator[None]:
+    """Build ``read_parquet`` datasets with Ray Data's V1 reader (an explicit file list)."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    before = getattr(ctx, "use_datasource_v2", None)
+    if before is None:  # a Ray without the switch has one reader only
+        yield
+        return
+    ctx.use_datasource_v2 = False
+    try:
+        yield
+    finally:
+        ctx.use_datasource_v2 = before
+
+
+def decode_key(plan: DecodePlan) -> tuple[Any, ...]:
+    """What :func:`decode_raw` output depends on: plans with equal keys decode the same rows.
+
+    Resampling, normalisation and augmentation happen later, so ``image_size``, ``resample``
+    and band statistics are not part of it: trials that differ only there share a cached split.
+    """
+    return (tuple((m.name, m.groups) for m in plan.modalities), plan.task, plan.label_size,
+            plan.train_fraction, plan.fraction_seed)
+
+
+def row_nbytes(plan: DecodePlan) -> int:
+    """Bytes of one decoded row (native dtypes, native sizes; series padded to their length)."""
+    total = plan.label_size ** 2 if plan.task == "segmentation" else plan.num_classes
+    for m in plan.modalities:
+        total += 1  # drop flag
+        for g in m.groups:
+            total += int(np.prod(g.shape)) * np.dtype(g.dtype).itemsize
+            if g.kind == "series":
+                total += g.shape[0] * 5  # mask (uint8) + dates (int32)
+    return int(total)
+
+
+@dataclass
+class CachedSplit:
+    """A decoded, un-augmented split held in Ray's object store (``MaterializedDataset``)."""
+
+    key: tuple[Any, ...]
+    dataset: Any
+    rows: int
+    nbytes: int
+    seconds: float
+
+
+@dataclass
+class TrainingData:
+    """The datasets of one run and how its training split is augmented.
+
+    ``augment`` holds :func:`augment_kwargs` when the training workers augment each batch
+    themselves (the training split is cached, so it must be augmented anew every epoch);
+    ``None`` when Ray Data augments (a streamed split) or augmentation is off.
+    """
+
+    datasets: dict[str, Any]
+    augment: dict[str, Any] | None = None
+    cached: dict[str, CachedSplit] = field(default_factory=dict)
+
+
+def cache_splits(cfg: DataConfig, manifest: Manifest, splits: Sequence[str] | None = None,
+                 *, have: Mapping[str, CachedSplit] | None = None) -> dict[str, CachedSplit]:
+    """Read and decode ``splits`` once into the object store, if ``data.cache`` allows.
+
+    ``auto`` caches when every split not already in ``have`` fits in ``data.cache_fraction``
+    of the cluster's object store (estimated from the manifest's row counts); ``memory``
+    always; ``off`` never. Returns the cached splits (``have``'s included).
+    """
+    import time
+
+    import ray
+
+    out = dict(have or {})
+    if cfg.cache == "off":
+        return out
+    todo = {}
+    for s in splits or default_splits(cfg):
+        plan = make_plan(manifest, cfg, for_training=(s == "train"))
+        if s in out and out[s].key == decode_key(plan):
+            continue
+        rows = manifest.splits.get(s, 0)
+        if s == "train":
+            rows = int(np.ceil(rows * plan.train_fraction))
+        todo[s] = (plan, rows, rows * row_nbytes(plan))
+    if not todo:
+        return out
+    need = sum(n for _, _, n in todo.values())
+    budget = cfg.cache_fraction * ray.cluster_resources().get("object_store_memory", 0.0)
+    if cfg.cache == "auto" and need > budget:
+        print(f"[rsray] streaming {', '.join(todo)}: {need / 2**20:.0f} MiB decoded exceeds "
+              f"data.cache_fraction={cfg.cache_fraction} of the object store "
+              f"({budget / 2**20:.0f} MiB)", flush=True)
+        return out
+    for s, (plan, rows, nbytes) in todo.items():
+        t0 = time.perf_counter()
+        ds = build_split(manifest, s, cfg, augment=False).materialize()
+        out[s] = CachedSplit(decode_key(plan), ds, rows, nbytes, time.perf_counter() - t0)
+        print(f"[rsray] {s}: {rows} rows ({nbytes / 2**20:.0f} MiB) decoded into the object "
+              f"store in {out[s].seconds:.1f} s; every epoch reads them from memory", flush=True)
+    return out
+
+
+def training_datasets(cfg: DataConfig, manifest: Manifest,
+                      shared: Mapping[str, CachedSplit] | None = None) -> TrainingData:
+    """The datasets a training run needs: cached splits where they fit, streams elsewhere.
+
+    ``shared`` are splits another process cached (the tune driver caches them once for all
+    trials); a split whose :func:`decode_key` differs for this ``cfg`` is not taken from it.
+    """
+    splits = default_splits(cfg)
+    cached = cache_splits(cfg, manifest, splits, have=shared)
+    datasets: dict[str, Any] = {}
+    for s in splits:
+        c = cached.get(s)
+        if c is not None and c.key == decode_key(make_plan(manifest, cfg,
+                                                            for_training=(s == "train"))):
+            datasets[s] = c.dataset
+        else:
+            datasets[s] = build_split(manifest, s, cfg, augment=(s == "train" and cfg.augment))
+    augment = None
+    if cfg.augment and "train" in cached and datasets["train"] is cached["train"].dataset:
+        check_augment(make_plan(manifest, cfg, for_training=True), cfg)
+        augment = augment_kwargs(cfg)
+    return TrainingData(datasets, augment, cached)

@@ -271,11 +271,22 @@ def load_checkpoint(
     }
 
 
+def should_checkpoint(epoch: int, *, improved: bool, last: bool, every: int) -> bool:
+    """Whether epoch ``epoch`` (0-based) gets a checkpoint (``train.checkpoint_every``).
+
+    The epochs that improve the metric (what the best checkpoint is), the last one (what a
+    finished run and a restored experiment read) and every ``every``-th one (``0``: none more).
+    Other epochs only report metrics, which is all ASHA compares.
+    """
+    return improved or last or (every > 0 and (epoch + 1) % every == 0)
+
+
 __all__ = [
     "FORMAT_VERSION",
     "META_FILE",
     "STATE_FILE",
     "load_checkpoint",
     "save_checkpoint",
+    "should_checkpoint",
     "unwrap_model",
 ]

@@ -1,7 +1,9 @@
 """The driver layer: from a :class:`~rsray.config.Config` to a running ``TorchTrainer``.
 
-``fit(cfg)`` streams the shard set named in ``cfg.data.uri`` into ``cfg.scaling.num_workers``
-workers. The run lives at ``<train.storage_path>/<train.name>``; running again with the same
+``fit(cfg)`` feeds the shard set named in ``cfg.data.uri`` to ``cfg.scaling.num_workers``
+workers: splits that fit ``data.cache_fraction`` of the object store are decoded once and read
+from memory by every epoch, larger ones are streamed.
+The run lives at ``<train.storage_path>/<train.name>``; running again with the same
 name resumes from the run's latest checkpoint (Ray Train V2 restores a run from its storage).
 """
 
@@ -15,7 +17,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from rsray.config import Config
-from rsray.data.pipeline import build_datasets, make_plan
+from rsray.data.pipeline import TrainingData, load_shard_set, make_plan, training_datasets
 from rsray.data.shards import Manifest
 from rsray.errors import ResourceWaitError
 from rsray.storage import ray_storage
@@ -111,10 +113,13 @@ def run_config(cfg: Config, name: str | None = None, storage_path: str | None = 
 
 
 def loop_config(cfg: Config, manifest: Manifest, *, experiment: str | None = None,
-                trial: str | None = None) -> dict[str, Any]:
+                trial: str | None = None,
+                augment: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the workers receive: the config and what the shard set says about the data.
 
     ``experiment``/``trial`` tag the run's metrics (default: ``train.name`` for both).
+    ``augment``: the workers augment the (cached) training split with these arguments
+    (:attr:`rsray.data.pipeline.TrainingData.augment`).
     """
     plan = make_plan(manifest, cfg.data, for_training=True)
     label = manifest.info.get("label", {})
@@ -128,6 +133,8 @@ def loop_config(cfg: Config, manifest: Manifest, *, experiment: str | None = Non
         "exclude_from_mean": list(label.get("exclude_from_mean", [])),
         "synthetic": manifest.synthetic,
         "tags": {"experiment": experiment or cfg.train.name, "trial": trial or cfg.train.name},
+        "augment": augment,
+        "timing": {"trainer_built": time.time()},
     }
 
 
@@ -140,14 +147,27 @@ def build_trainer(
     storage_path: str | None = None,
     callbacks: list[Any] | None = None,
     experiment: str | None = None,
+    data: TrainingData | None = None,
 ) -> TorchTrainer:
-    """A ``TorchTrainer`` for ``cfg`` (datasets built from ``cfg.data`` unless given)."""
-    if datasets is None or manifest is None:
-        manifest, datasets = build_datasets(cfg.data, manifest=manifest)
+    """A ``TorchTrainer`` for ``cfg``.
+
+    Its datasets: ``data`` (:func:`~rsray.data.pipeline.training_datasets`: cached splits
+    where they fit, the workers augmenting a cached training split), else ``datasets`` as
+    given (streams that Ray Data augments, :func:`~rsray.data.pipeline.build_datasets`), else
+    :func:`~rsray.data.pipeline.training_datasets` of ``cfg.data``.
+    """
+    if manifest is None:
+        manifest = load_shard_set(cfg.data)
+    if data is None and datasets is None:
+        data = training_datasets(cfg.data, manifest)
+    augment = None
+    if data is not None:
+        datasets, augment = data.datasets, data.augment
     cfg = resolve_for_task(cfg, manifest.task)
     return TorchTrainer(
         train_fn_per_worker,
-        train_loop_config=loop_config(cfg, manifest, experiment=experiment, trial=name),
+        train_loop_config=loop_config(cfg, manifest, experiment=experiment, trial=name,
+                                      augment=augment),
         scaling_config=scaling_config(cfg),
         run_config=run_config(cfg, name=name, storage_path=storage_path, callbacks=callbacks),
         datasets=datasets,
@@ -163,7 +183,6 @@ def check_data(cfg: Config) -> Manifest:
 
     Runs before Ray starts, so a typo in ``--data`` or a corrupt shard costs no Ray start-up.
     """
-    from rsray.data.pipeline import load_shard_set
     from rsray.storage import check_reachable
 
     check_reachable(cfg.data.uri)
@@ -176,12 +195,12 @@ def fit(cfg: Config) -> ray.train.Result:
 
     manifest = check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
     ensure_ray()
-    manifest, datasets = build_datasets(cfg.data, manifest=manifest)
     if manifest.synthetic:
         print(f"[rsray] training on SYNTHETIC data from {manifest.uri}", flush=True)
     wait_for_resources(cfg, f"run {cfg.train.name}", extra_cpus=DATA_CPUS)
+    data = training_datasets(cfg.data, manifest)  # decoded once here when they fit in memory
     from rsray.console import TrainProgress
 
-    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets,
+    trainer = build_trainer(cfg, manifest=manifest, data=data,
                             callbacks=[TrainProgress(cfg.train.metric, cfg.train.max_epochs)])
     return trainer.fit()

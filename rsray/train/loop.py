@@ -5,9 +5,14 @@ part of every evaluation split (``data.eval_splits``: ``val``, and ``ood`` for a
 and compute the task's metrics (torchmetrics syncs them across workers); they are reported as
 ``<split>_<metric>``. The task (multi-label, single-label, binary heads, segmentation) comes from
 the shard set's manifest (:mod:`rsray.train.tasks`).
-Every epoch ends with ``ray.train.report(metrics, checkpoint)``; rank 0 attaches a checkpoint of
-model, optimiser, scheduler, epoch and early-stopping state. A restarted worker group (after a
-failure, or a new run with the same name) resumes from ``ray.train.get_checkpoint()``.
+Every epoch ends with ``ray.train.report(metrics)``; on the epochs that
+:func:`~rsray.train.checkpoint.should_checkpoint`
+picks (an improvement, the last epoch, every ``train.checkpoint_every``-th) rank 0 attaches a
+checkpoint of model, optimiser, scheduler, epoch and early-stopping state. A restarted worker
+group (after a failure, or a new run with the same name) resumes from
+``ray.train.get_checkpoint()``, the newest checkpoint. Batches are prepared one step ahead on a
+background thread (:mod:`rsray.train.batches`); each report carries the run's fixed costs
+(``startup_seconds``, ``setup_seconds``, ``train_first_batch_seconds``, ``report_seconds``).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import torch
 import torchmetrics
 
 from rsray.config import Config
-from rsray.data.pipeline import DecodePlan, finalize_batch
+from rsray.data.pipeline import DecodePlan
 from rsray.models import create_model
-from rsray.train.checkpoint import load_checkpoint, save_checkpoint
+from rsray.train.batches import model_batches
+from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
 from rsray.train.optim import build_optimizer, build_scheduler
 from rsray.train.tasks import Task, build_task
 from rsray.train.telemetry import Telemetry
@@ -64,8 +70,8 @@ def _evaluate(model: torch.nn.Module, shard: Any, task: Task, loss_meter: Any, p
     task.metrics.reset()
     loss_meter.reset()
     with torch.no_grad():
-        for raw in shard.iter_torch_batches(batch_size=batch_size, device=device):
-            batch = finalize_batch(raw, plan)
+        for item in model_batches(shard, plan, batch_size=batch_size, device=device):
+            batch = item.data
             target = task.target(batch)
             with _autocast(device, amp):
                 logits = model(_inputs(batch, modalities)).float()
@@ -100,19 +106,6 @@ class _Window:
         self.__init__()  # type: ignore[misc]
 
 
-def _modality_bytes(batch: dict[str, Any], plan: DecodePlan) -> dict[str, int]:
-    """Bytes of shard data per modality in one raw (native dtype) batch."""
-    out = {}
-    for m in plan.modalities:
-        total = 0
-        for g in m.groups:
-            x = batch.get(g.column)
-            if x is not None:
-                total += int(x.element_size() * x.nelement())
-        out[m.name] = total
-    return out
-
-
 def _improved(value: float, best: float | None, mode: str) -> bool:
     if not math.isfinite(value):
         return False
@@ -138,6 +131,8 @@ class _EpochStats:
     samples: int
     seconds: float
     wait: float
+    first_batch: float = 0.0
+    """Seconds from the start of the epoch to its first batch (the per-pass start-up)."""
 
 
 def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int) -> _State:
@@ -158,25 +153,30 @@ def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int) -
 def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Task,
                     loss_meter: Any, plan: DecodePlan, cfg: Config, device: torch.device,
                     modalities: tuple[str, ...], telemetry: Telemetry, *, epoch: int,
-                    rank: int, world: int) -> _EpochStats:
-    """Stream this worker's part of the training split once, stepping the optimiser."""
+                    rank: int, world: int, augment: dict[str, Any] | None = None,
+                    rng: np.random.Generator | None = None) -> _EpochStats:
+    """Stream this worker's part of the training split once, stepping the optimiser.
+
+    ``augment``: :func:`~rsray.data.pipeline.augment_kwargs` when this worker augments (a
+    cached training split), ``None`` when Ray Data did.
+    """
     model.train()
     loss_meter.reset()
     t0 = time.perf_counter()
-    wait, samples = 0.0, 0
+    wait, samples, first = 0.0, 0, 0.0
     t_wait = time.perf_counter()
     window = _Window()
     loss = torch.zeros(())
-    for step, batch in enumerate(shard.iter_torch_batches(
-        batch_size=cfg.data.batch_size,
-        local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
-        device=device,
-    )):
+    batches = model_batches(shard, plan, batch_size=cfg.data.batch_size, device=device,
+                            shuffle=cfg.data.shuffle_buffer, augment=augment, rng=rng)
+    for step, item in enumerate(batches):
         step_wait = time.perf_counter() - t_wait
+        if step == 0:
+            first = step_wait
         wait += step_wait
-        for name, nbytes in _modality_bytes(batch, plan).items():
+        for name, nbytes in item.nbytes.items():
             telemetry.bytes_read(name, nbytes)
-        batch = finalize_batch(batch, plan)  # resample + normalise on the worker's device
+        batch = item.data  # resampled + normalised on the worker's device, one batch ahead
         target = task.target(batch)
         with _autocast(device, cfg.train.amp):
             logits = model(_inputs(batch, modalities))
@@ -198,7 +198,8 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
         t_wait = time.perf_counter()
     if window.steps:
         window.flush(telemetry, loss, optimizer.param_groups[0]["lr"])
-    return _EpochStats(float(loss_meter.compute()), samples, time.perf_counter() - t0, wait)
+    return _EpochStats(float(loss_meter.compute()), samples, time.perf_counter() - t0, wait,
+                       first)
 
 
 def evaluate_splits(model: torch.nn.Module, shards: dict[str, Any], task: Task, loss_meter: Any,
@@ -218,8 +219,11 @@ def evaluate_splits(model: torch.nn.Module, shards: dict[str, Any], task: Task, 
 
 def report_and_checkpoint(report: dict[str, Any], *, epoch: int, rank: int, model: Any,
                           optimizer: Any, scheduler: Any, state: _State,
-                          extra: dict[str, Any]) -> None:
-    """``ray.train.report`` the epoch; rank 0 attaches a checkpoint of the whole state."""
+                          extra: dict[str, Any], checkpoint: bool = True) -> None:
+    """``ray.train.report`` the epoch; with ``checkpoint``, rank 0 attaches the whole state."""
+    if not checkpoint:
+        ray.train.report(report)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:
@@ -232,6 +236,20 @@ def report_and_checkpoint(report: dict[str, Any], *, epoch: int, rank: int, mode
         ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{epoch:04d}")
 
 
+def _startup(timing: dict[str, float], t_start: float) -> dict[str, float]:
+    """The run's fixed cost before its first epoch, in seconds.
+
+    ``startup_seconds``: from the driver building the trainer to this function starting
+    (Train controller, worker group and process start-up, imports, dataset shards);
+    ``setup_seconds``: this function until its first epoch (model, optimiser, restore).
+    """
+    out = {"setup_seconds": time.time() - t_start}
+    built = timing.get("trainer_built")
+    if built:
+        out["startup_seconds"] = t_start - built
+    return out
+
+
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train worker entry point: restore, then per epoch train, evaluate, report.
 
@@ -241,6 +259,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             "synthetic": bool, "tags": {"experiment", "trial"}}`` built by
             :func:`rsray.train.driver.loop_config`.
     """
+    t_start = time.time()
     cfg = Config.from_dict(loop_config["config"])
     classes: list[str] = list(loop_config["classes"])
     channels: dict[str, int] = dict(loop_config["channels"])
@@ -272,14 +291,22 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                           tags.get("trial", cfg.train.name), rank)
     train_shard = ray.train.get_dataset_shard("train")
     eval_shards = {s: ray.train.get_dataset_shard(s) for s in cfg.data.eval_splits}
+    augment = loop_config.get("augment")
+    rng = np.random.default_rng([cfg.train.seed, rank, resumed_from])
+    # Fixed cost of this run before its first epoch (see _startup): seconds since the
+    # trainer was built (controller, worker group, imports) and this function's own set-up.
+    startup = _startup(loop_config.get("timing", {}), t_start)
+    last_report = 0.0
 
     for epoch in range(state.start_epoch, cfg.train.max_epochs):
         t0 = time.perf_counter()
         stats = train_one_epoch(model, optimizer, train_shard, task, train_loss, plan, cfg,
                                 device, modalities, telemetry, epoch=epoch, rank=rank,
-                                world=world)
+                                world=world, augment=augment, rng=rng)
+        t_eval = time.perf_counter()
         evaluated, confusion = evaluate_splits(model, eval_shards, task, eval_loss, eval_plan,
                                                cfg, device, modalities)
+        eval_seconds = time.perf_counter() - t_eval
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
@@ -293,23 +320,35 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             "epoch_seconds": time.perf_counter() - t0,
             "train_samples_per_second": stats.samples * world / max(stats.seconds, 1e-9),
             "data_wait_share": stats.wait / max(stats.seconds, 1e-9),
+            "train_seconds": stats.seconds,
+            "train_first_batch_seconds": stats.first_batch,
+            "eval_seconds": eval_seconds,
             "resumed_from_epoch": resumed_from,
+            **startup,
         }
         telemetry.epoch({"epoch": epoch + 1, **{k: v for k, v in report.items()
                                                  if k.split("_")[0] in evaluated}})
         value = report.get(cfg.train.metric, float("nan"))
-        if _improved(value, state.best, cfg.train.mode):
+        improved = _improved(value, state.best, cfg.train.mode)
+        if improved:
             state.best, state.stale = value, 0
         else:
             state.stale += 1
         report["best_" + cfg.train.metric] = state.best if state.best is not None else math.nan
         stop = 0 < cfg.train.early_stopping_patience <= state.stale
         report["early_stopped"] = stop
+        keep = should_checkpoint(epoch, improved=improved,
+                                 last=stop or epoch + 1 == cfg.train.max_epochs,
+                                 every=cfg.train.checkpoint_every)
+        report["checkpointed"] = keep
+        report["report_seconds"] = last_report  # the previous epoch's report + checkpoint
+        t_report = time.perf_counter()
         report_and_checkpoint(report, epoch=epoch, rank=rank, model=model, optimizer=optimizer,
-                              scheduler=scheduler, state=state,
+                              scheduler=scheduler, state=state, checkpoint=keep,
                               extra={"config": loop_config["config"], "channels": channels,
                                      "classes": classes, "task": task.name,
                                      "confusion_matrix": confusion})
+        last_report = time.perf_counter() - t_report
         if stop:
             if rank == 0:
                 print(f"[rsray] early stopping: no {cfg.train.metric} improvement for "

@@ -1,16 +1,18 @@
 """The Tuner: Optuna TPE proposes configurations, ASHA stops weak trials early.
 
 Each trial is a small driver function that builds a ``TorchTrainer`` (Ray Train V2) and passes
-its per-epoch reports to Tune through ``TuneReportCallback``. Trials' runs are named after the
-trial id, so a restored experiment (``--resume``) continues each unfinished trial from its last
-checkpoint. The experiment lives at ``<train.storage_path>/<tune.name>``.
+its per-epoch reports to Tune through ``TuneReportCallback``. The splits are decoded into the
+object store once per experiment (when they fit) and every trial reads them from there.
+Trials' runs are named after the trial id, so a restored experiment (``--resume``) continues
+each unfinished trial from its last checkpoint.
+The experiment lives at ``<train.storage_path>/<tune.name>``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
 from rsray.config import Config
-from rsray.data.pipeline import build_datasets
+from rsray.data.pipeline import CachedSplit, cache_splits, training_datasets
 from rsray.data.shards import Manifest
 from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
 from rsray.storage import join, parse, ray_storage
@@ -39,6 +41,8 @@ class TuneOutcome:
     leaderboard_path: str
     best_path: str
     seconds: float
+    trial_timing: list[dict[str, float]] = field(default_factory=list)
+    """Per trial, from its reports (:func:`trial_timing`): where its time went."""
 
 
 def _storage(cfg: Config) -> tuple[str, Any]:
@@ -69,11 +73,20 @@ def auto_concurrency(cfg: Config) -> int:
     return max(1, int(res.get("CPU", 1) // per_trial))
 
 
-def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
-    """The per-trial driver function Tune runs."""
+def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str,
+                   shared: dict[str, CachedSplit] | None = None) -> Any:
+    """The per-trial driver function Tune runs.
+
+    ``shared``: splits the experiment's driver decoded into the object store once
+    (:func:`~rsray.data.pipeline.cache_splits`); every trial whose data settings decode the
+    same rows reads them from there instead of reading the shards again. They reach the
+    trials through ``tune.with_parameters`` (the object store, so the block references are
+    tracked and stay alive while the experiment runs).
+    """
     base = cfg.to_dict()
 
-    def trial_driver(params: dict[str, Any]) -> None:
+    def trial_driver(params: dict[str, Any], shared: dict[str, CachedSplit] | None = None,
+                     ) -> None:
         from rsray.runtime import quiet_data_context
 
         quiet_data_context()
@@ -89,9 +102,9 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
             tune.report(finished)
             return
         wait_for_resources(trial_cfg, f"trial {trial_id}", extra_cpus=DATA_CPUS_PER_TRIAL)
-        _, datasets = build_datasets(trial_cfg.data, manifest=manifest)
+        data = training_datasets(trial_cfg.data, manifest, shared=shared)
         trainer = build_trainer(
-            trial_cfg, manifest=manifest, datasets=datasets, name=name,
+            trial_cfg, manifest=manifest, data=data, name=name,
             storage_path=trials_storage, callbacks=[TuneReportCallback()],
             experiment=cfg.tune.name,
         )
@@ -99,7 +112,8 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str) -> Any:
 
     # The trial driver only waits on its TorchTrainer: it reserves a token share of one CPU
     # (Tune refuses an empty resource request), leaving the slots to the training workers.
-    return tune.with_resources(trial_driver, {"CPU": 0.01})
+    return tune.with_resources(tune.with_parameters(trial_driver, shared=shared or {}),
+                               {"CPU": 0.01})
 
 
 def finished_result(trials_storage: str, name: str, max_epochs: int) -> dict[str, Any] | None:
@@ -182,6 +196,30 @@ def _rows(results: Any, metric: str, mode: str, max_epochs: int,
     return rows
 
 
+def trial_timing(results: Any) -> list[dict[str, float]]:
+    """Per trial: seconds in training loops, evaluation and reports, samples trained, start-up.
+
+    ``startup_seconds``/``setup_seconds`` are the trial's fixed cost before its first epoch
+    (see :mod:`rsray.train.loop`); ``later_first_batch_seconds`` is the mean time to the first
+    batch of its second and later epochs.
+    """
+    out = []
+    for r in results:
+        hist = r.metrics_dataframe
+        if hist is None or "train_seconds" not in hist or not len(hist):
+            continue
+        row = {k: float(hist[k].sum()) for k in ("train_seconds", "eval_seconds",
+                                                  "report_seconds") if k in hist}
+        row["samples"] = float((hist["train_samples_per_second"] * hist["train_seconds"]).sum())
+        for k in ("startup_seconds", "setup_seconds"):
+            if k in hist:
+                row[k] = float(hist[k].iloc[0])
+        later = hist["train_first_batch_seconds"].iloc[1:]
+        row["later_first_batch_seconds"] = float(later.mean()) if len(later) else math.nan
+        out.append(row)
+    return out
+
+
 def run_callbacks(cfg: Config) -> list[Any]:
     """The Tuner's callbacks: rsray's progress lines, then MLflow / TensorBoard when asked."""
     from rsray.console import TuneProgress
@@ -204,7 +242,9 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
         print(f"[rsray] tuning on SYNTHETIC data from {manifest.uri}", flush=True)
     storage, storage_fs = _storage(cfg)
     exp_uri = experiment_uri(cfg)
-    trainable = make_trainable(cfg, manifest, join(exp_uri, "trials"))
+    # Decoded once for every trial (when they fit data.cache_fraction of the object store).
+    shared = cache_splits(cfg.data, manifest)
+    trainable = make_trainable(cfg, manifest, join(exp_uri, "trials"), shared)
     metric, mode = cfg.train.metric, cfg.train.mode
     exp_path = join(storage, cfg.tune.name)
     if resume and tune.Tuner.can_restore(exp_path, storage_filesystem=storage_fs):
@@ -258,4 +298,5 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
         print("best configuration: " + ", ".join(f"{k}={v}" for k, v in best_row.params.items()))
         print(f"best checkpoint: {best_row.checkpoint}")
     print(f"results: {lb_path}\n         {best_path}", flush=True)
-    return TuneOutcome(exp_uri, rows, best, lb_path, best_path, time.perf_counter() - t0)
+    return TuneOutcome(exp_uri, rows, best, lb_path, best_path, time.perf_counter() - t0,
+                       trial_timing(results))

@@ -1,0 +1,158 @@
+"""Training benchmark: the model's own ceiling, rsray's training rate, and Tune's overhead.
+
+Three measurements on one shard set, in one run:
+
+1. **ceiling**: forward + backward + optimiser step on batches already in memory (decoded,
+   augmented and finalised once, then reused), with as many torch threads as a training worker
+   gets (``scaling.cpus_per_worker``, rounded down, at least 1). What the model can do with
+   no input pipeline at all.
+2. **rsray**: ``rsray train`` (:func:`rsray.train.driver.fit`) for ``epochs`` epochs with its
+   real loader; the steady-state rate is the last epoch's ``train_samples_per_second``. Its
+   ratio to the ceiling is the pipeline tax (1.0 = none). Also reported: the last epoch's time
+   to its first batch, its data-wait share, and the run's start-up costs.
+3. **tune**: ``trials`` trials of ``epochs`` epochs each (ASHA's grace period = ``epochs``, so
+   none is stopped early) one at a time; the experiment's wall time against the sum of the
+   trials' training time (the epochs' training loops) and against the model compute that
+   ceiling implies for the samples trained.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rsray.config import Config
+from rsray.data.pipeline import (
+    augment_kwargs,
+    augment_raw,
+    build_split,
+    finalize_batch,
+    make_plan,
+)
+from rsray.data.shards import Manifest
+
+
+@dataclass
+class TrainBench:
+    """What :func:`run_train_benchmark` measured (samples/s and seconds)."""
+
+    model: str
+    batch_size: int
+    threads: int
+    ceiling: float
+    rsray: float = math.nan
+    fit: dict[str, float] = field(default_factory=dict)
+    tune: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tax(self) -> float:
+        """The training rate of rsray over the model's ceiling (1.0: the pipeline costs nothing)."""
+        return self.rsray / self.ceiling
+
+
+def compute_ceiling(cfg: Config, manifest: Manifest, *, steps: int = 8,
+                    threads: int = 1) -> float:
+    """Samples/s of forward + backward + step on in-memory batches (the model's own ceiling)."""
+    from rsray.models import create_model
+    from rsray.train.optim import build_optimizer
+    from rsray.train.tasks import build_task, resolve_for_task
+
+    cfg = resolve_for_task(cfg, manifest.task)
+    plan = make_plan(manifest, cfg.data, for_training=True)
+    raw = build_split(manifest, "train", cfg.data, augment=False).take_batch(
+        cfg.data.batch_size, batch_format="numpy")
+    raw = {k: np.array(v) for k, v in raw.items()}
+    if cfg.data.augment:
+        raw = augment_raw(raw, plan, rng=np.random.default_rng(0), **augment_kwargs(cfg.data))
+    batch = finalize_batch(raw, plan)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        params = dict(cfg.model.params)
+        if plan.metadata_dim:
+            params["metadata_dim"] = plan.metadata_dim
+        model = create_model(cfg.model.name, modalities=plan.channels,
+                             num_classes=len(manifest.classes), **params)
+        modalities = tuple(getattr(model, "modalities", tuple(plan.channels)))
+        optimizer = build_optimizer(model, cfg.optim)
+        task = build_task(cfg, manifest.task, list(manifest.classes))
+        from rsray.train.loop import _inputs
+
+        model.train()
+        inputs, target = _inputs(batch, modalities), task.target(batch)
+
+        def step() -> None:
+            loss = task.loss(model(inputs).float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        step()  # warm-up (allocations, first-call paths)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return steps * target.shape[0] / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(cfg: Config) -> dict[str, float]:
+    from rsray.train.driver import fit
+
+    t0 = time.perf_counter()
+    result = fit(cfg)
+    if result.error is not None:
+        raise RuntimeError(f"bench fit failed: {result.error}")
+    m = result.metrics
+    keys = ("train_samples_per_second", "train_first_batch_seconds", "data_wait_share",
+            "epoch_seconds", "train_seconds", "eval_seconds", "startup_seconds",
+            "setup_seconds", "report_seconds")
+    out = {k: float(m[k]) for k in keys if k in m}
+    out["wall_seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _tune(cfg: Config, ceiling: float) -> dict[str, float]:
+    from rsray.tune.run import tune_fusion
+
+    outcome = tune_fusion(cfg)
+    timing = outcome.trial_timing
+    train = sum(t.get("train_seconds", 0.0) for t in timing)
+    samples = sum(t.get("samples", 0.0) for t in timing)
+    compute = samples / ceiling if ceiling > 0 else math.nan
+    return {"trials": float(len(timing)), "wall_seconds": outcome.seconds,
+            "train_seconds": train, "compute_seconds": compute,
+            "wall_over_train": outcome.seconds / train if train else math.nan,
+            "wall_over_compute": outcome.seconds / compute if compute else math.nan,
+            "startup_seconds": float(np.mean([t.get("startup_seconds", math.nan)
+                                              for t in timing])),
+            "first_batch_later_epochs": float(np.mean(
+                [t.get("later_first_batch_seconds", math.nan) for t in timing]))}
+
+
+def run_train_benchmark(cfg: Config, manifest: Manifest, *, epochs: int = 2, trials: int = 8,
+                        steps: int = 8, storage: str = "rsray_results/bench",
+                        skip_tune: bool = False) -> TrainBench:
+    """Ceiling, rsray training rate and (unless ``skip_tune``) Tune overhead for ``cfg``."""
+    from rsray.runtime import ensure_ray
+
+    ensure_ray()
+    threads = max(1, int(cfg.scaling.cpus_per_worker))
+    ceiling = compute_ceiling(cfg, manifest, steps=steps, threads=threads)
+    out = TrainBench(cfg.model.name, cfg.data.batch_size, threads, ceiling)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    fit_cfg = cfg.with_overrides({"train.max_epochs": epochs, "train.storage_path": storage,
+                                  "train.name": f"bench-fit-{stamp}"})
+    out.fit = _fit(fit_cfg)
+    out.rsray = out.fit.get("train_samples_per_second", math.nan)
+    if not skip_tune:
+        tune_cfg = cfg.with_overrides({
+            "train.max_epochs": epochs, "train.storage_path": storage,
+            "tune.name": f"bench-tune-{stamp}", "tune.num_samples": trials,
+            "tune.grace_period": epochs, "tune.max_concurrent_trials": 1})
+        out.tune = _tune(tune_cfg, ceiling)
+    return out
