@@ -239,7 +239,12 @@ class TrainConfig:
     mode: Literal["auto", "max", "min"] = "auto"
     """Whether ``metric`` is better higher or lower; ``auto``: ``min`` for losses, else ``max``."""
     early_stopping_patience: int = 0
-    """Stop after this many epochs without improvement of ``metric``; 0 disables."""
+    """Stop after this many epochs without improvement of ``early_stopping_metric``; 0
+    disables."""
+    early_stopping_metric: str = ""
+    """What early stopping watches; empty: ``metric``. A different one (e.g. ``val_loss``,
+    minimised, as LF-DLM stops on the validation loss while keeping its best model by mIoU)
+    leaves checkpoint ranking and tuning on ``metric``."""
     amp: Literal["auto", "bf16", "off"] = "auto"
     """bf16 autocast: ``auto`` uses it on GPUs that support it, never on CPU."""
     seed: int = 0

@@ -113,3 +113,33 @@ def test_cache_auto_streams_what_does_not_fit(synthetic_shards, ray_session):
                      verify_checksums=False)
     data = training_datasets(cfg, load_shard_set(cfg))
     assert data.cached == {} and data.augment is None  # Ray Data augments the stream
+
+
+def test_early_stopping_watches_its_own_metric_and_survives_a_resume() -> None:
+    """LF-DLM stops on the validation loss while its best model is ranked by val mIoU."""
+    from rsray.config import Config
+    from rsray.errors import ConfigError
+    from rsray.train.loop import _State, early_stopping_metric, update_early_stopping
+
+    cfg = Config().with_overrides({"train.metric": "val_miou", "train.mode": "max",
+                                   "train.early_stopping_patience": 2,
+                                   "train.early_stopping_metric": "val_loss"})
+    assert early_stopping_metric(cfg) == ("val_loss", "min")
+    state = _State()
+    epochs = [{"val_miou": 0.1, "val_loss": 1.0}, {"val_miou": 0.2, "val_loss": 0.9},
+              {"val_miou": 0.3, "val_loss": 0.95}, {"val_miou": 0.4, "val_loss": 0.91}]
+    stops = [update_early_stopping(state, r, cfg) for r in epochs]
+    # mIoU rises every epoch, but the loss has not improved on 0.9 for two epochs: stop
+    assert stops == [False, False, False, True]
+    assert state.stop_best == 0.9 and state.stop_stale == 2
+    # without its own metric, early stopping follows train.metric (which kept improving)
+    plain = cfg.with_overrides({"train.early_stopping_metric": ""})
+    assert early_stopping_metric(plain) == ("val_miou", "max")
+    fresh = _State()
+    assert not any(update_early_stopping(fresh, r, plain) for r in epochs)
+    # a resumed run continues the count from the checkpoint's state
+    resumed = _State(3, 0.3, 0, stop_best=0.9, stop_stale=1)
+    assert update_early_stopping(resumed, epochs[3], cfg)
+    with pytest.raises(ConfigError, match="val_lossy"):
+        update_early_stopping(_State(), epochs[0],
+                              cfg.with_overrides({"train.early_stopping_metric": "val_lossy"}))

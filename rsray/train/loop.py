@@ -33,6 +33,7 @@ import torchmetrics
 
 from rsray.config import Config
 from rsray.data.pipeline import DecodePlan
+from rsray.errors import ConfigError
 from rsray.models import create_model
 from rsray.train.batches import model_batches
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
@@ -114,6 +115,18 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+def early_stopping_metric(cfg: Config) -> tuple[str, str]:
+    """``(metric, mode)`` that early stopping watches.
+
+    ``train.early_stopping_metric``, or ``train.metric`` when it is empty; another metric
+    than ``train.metric`` is minimised when it is a loss, else maximised.
+    """
+    metric = cfg.train.early_stopping_metric or cfg.train.metric
+    if metric == cfg.train.metric:
+        return metric, cfg.train.mode
+    return metric, "min" if metric.endswith("loss") else "max"
+
+
 @dataclass
 class _State:
     """What survives a restart: the epoch to start from and the early-stopping state."""
@@ -121,6 +134,23 @@ class _State:
     start_epoch: int = 0
     best: float | None = None
     stale: int = 0
+    stop_best: float | None = None
+    """Best value of the early-stopping metric (``train.early_stopping_metric``)."""
+    stop_stale: int = 0
+    """Epochs without improvement of the early-stopping metric."""
+
+
+def update_early_stopping(state: _State, report: dict[str, Any], cfg: Config) -> bool:
+    """Fold one epoch's ``report`` into the early-stopping state; ``True``: stop now."""
+    metric, mode = early_stopping_metric(cfg)
+    if metric not in report:
+        raise ConfigError(f"train.early_stopping_metric: {metric!r} is not reported; choose "
+                          f"one of {sorted(k for k in report if '_' in k)}")
+    if _improved(report[metric], state.stop_best, mode):
+        state.stop_best, state.stop_stale = report[metric], 0
+    else:
+        state.stop_stale += 1
+    return 0 < cfg.train.early_stopping_patience <= state.stop_stale
 
 
 @dataclass
@@ -143,8 +173,11 @@ def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int) -
     with checkpoint.as_directory() as ckpt_dir:
         payload = load_checkpoint(Path(ckpt_dir), model=model, optimizer=optimizer,
                                   scheduler=scheduler, restore_rng=False)
-    state = _State(int(payload["epoch"]) + 1, payload.get("best_metric"),
-                   int(payload.get("extra", {}).get("epochs_without_improvement", 0)))
+    extra = payload.get("extra", {})
+    stale = int(extra.get("epochs_without_improvement", 0))
+    state = _State(int(payload["epoch"]) + 1, payload.get("best_metric"), stale,
+                   extra.get("early_stopping_best", payload.get("best_metric")),
+                   int(extra.get("early_stopping_stale", stale)))
     if rank == 0:
         print(f"[rsray] resuming from checkpoint at epoch {state.start_epoch + 1}", flush=True)
     return state
@@ -230,6 +263,8 @@ def report_and_checkpoint(report: dict[str, Any], *, epoch: int, rank: int, mode
             save_checkpoint(Path(tmp), model=model, optimizer=optimizer, scheduler=scheduler,
                             epoch=epoch, best_metric=state.best,
                             extra={"epochs_without_improvement": state.stale,
+                                   "early_stopping_best": state.stop_best,
+                                   "early_stopping_stale": state.stop_stale,
                                    "metrics": {k: v for k, v in report.items()
                                                if isinstance(v, int | float)}, **extra})
             ckpt = ray.train.Checkpoint.from_directory(tmp)
@@ -335,7 +370,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         else:
             state.stale += 1
         report["best_" + cfg.train.metric] = state.best if state.best is not None else math.nan
-        stop = 0 < cfg.train.early_stopping_patience <= state.stale
+        stop = update_early_stopping(state, report, cfg)
         report["early_stopped"] = stop
         keep = should_checkpoint(epoch, improved=improved,
                                  last=stop or epoch + 1 == cfg.train.max_epochs,
@@ -351,6 +386,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         last_report = time.perf_counter() - t_report
         if stop:
             if rank == 0:
-                print(f"[rsray] early stopping: no {cfg.train.metric} improvement for "
-                      f"{state.stale} epoch(s)", flush=True)
+                watched = early_stopping_metric(cfg)[0]
+                print(f"[rsray] early stopping: no {watched} improvement for "
+                      f"{state.stop_stale} epoch(s)", flush=True)
             break
