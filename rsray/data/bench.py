@@ -179,12 +179,15 @@ def _pass(make_iter: Callable[[], Any], finish: Callable[[Any], Any] | None) -> 
 
 def _time(name: str, make_iter: Callable[[], Any], passes: int,
           finish: Callable[[Any], Any] | None = None) -> BenchResult:
-    """A warm-up pass, then ``passes`` timed ones."""
+    """A warm-up pass, then ``passes`` timed ones (printed as soon as measured)."""
     _, cold_s, cold_first = _pass(make_iter, finish)
     runs = [_pass(make_iter, finish) for _ in range(passes)]
-    return BenchResult(name, sum(r[0] for r in runs), sum(r[1] for r in runs),
-                       first_batch_s=runs[0][2], pass_s=[cold_s, *(r[1] for r in runs)],
-                       cold_first_batch_s=cold_first)
+    res = BenchResult(name, sum(r[0] for r in runs), sum(r[1] for r in runs),
+                      first_batch_s=runs[0][2], pass_s=[cold_s, *(r[1] for r in runs)],
+                      cold_first_batch_s=cold_first)
+    print(f"[bench] {name}: {res.rate:.1f} samples/s, passes "
+          + " / ".join(f"{x:.2f}" for x in res.pass_s) + " s", flush=True)
+    return res
 
 
 def recode_split(manifest: Manifest, split: str, codec: str, out_dir: Path) -> list[str]:
