@@ -219,3 +219,13 @@ def test_row_groups_hold_a_few_tens_of_mb():
     big = DatasetSpec("b", "multilabel", ("a",), (ModalitySpec("m", (
         BandGroup("g", tuple(f"b{i}" for i in range(12)), 120, "uint16"),)),))
     assert 16 <= row_group_rows(big) <= 1024 and row_group_rows(big) % 16 == 0
+
+
+def test_auto_codec_depends_on_where_the_set_goes():
+    from rsray.data.shards import resolve_codec
+
+    assert resolve_codec("auto", "/data/shards") == "none"
+    assert resolve_codec("auto", "s3://bucket/shards") == "zstd"
+    assert resolve_codec("lz4", "s3://bucket/shards") == "lz4"
+    with pytest.raises(ValueError, match="choose auto or one of none, lz4, zstd"):
+        resolve_codec("gzip", "/data")

@@ -50,6 +50,7 @@ from rsray.data.shards import (
     get_fs,
     join,
     read_manifest,
+    resolve_codec,
     sha256_bytes,
     write_manifest,
 )
@@ -185,7 +186,7 @@ def write_shard_bytes(table: pa.Table, codec: str, rows_per_group: int) -> bytes
 
 def _write_chunk(
     source: Source, out_uri: str, chunk: dict[str, Any], meta_keys: list[str],
-    codec: str = DEFAULT_CODEC, rows_per_group: int = 128,
+    codec: str = "none", rows_per_group: int = 128,
 ) -> dict[str, Any]:
     """Read, validate and write one shard. Runs inside a Ray Data task."""
     spec = source.spec
@@ -309,8 +310,9 @@ def prepare(
 ) -> PrepareResult:
     """Convert ``source`` to a shard set at ``out_uri`` (local path or ``s3://``).
 
-    ``codec`` (``none``, ``lz4``, ``zstd``) compresses every shard of the set; the manifest's
-    ``storage`` entry records it with the layout and the row-group size.
+    ``codec`` (``none``, ``lz4``, ``zstd``; ``auto``: ``none`` on local disk, ``zstd`` on
+    ``s3://``) compresses every shard of the set; the manifest's ``storage`` entry records it
+    with the layout and the row-group size.
 
     ``holdout`` rules (``country=Serbia,Portugal``, ``lat=40:50``, see
     :func:`rsray.data.splits.parse_holdout`) move every matching sample into the ``ood``
@@ -321,8 +323,10 @@ def prepare(
     from rsray.runtime import ensure_ray
 
     t0 = time.perf_counter()
-    if codec not in CODECS:
-        raise RsrayError(f"--codec {codec!r}: choose one of {', '.join(CODECS)}")
+    try:
+        codec = resolve_codec(codec, out_uri)
+    except ValueError as exc:
+        raise RsrayError(f"--codec: {exc}") from exc
     _clear_output(out_uri, overwrite)
     print(f"discovering {source.spec.name} patches ...", flush=True)
     discovery = source.discover()
