@@ -64,7 +64,8 @@ def default_codec(uri: str) -> str:
     cache, NVMe) bytes are nearly free, so ``none``; on object storage each byte is network
     time (and storage cost), so ``zstd``'s ~20 % fewer bytes win when the network is the limit.
     """
-    return "none" if is_local(uri) else "zstd"
+    local = "://" not in uri or uri.startswith("file://")
+    return "none" if local else "zstd"
 
 
 def resolve_codec(codec: str, uri: str) -> str:
