@@ -229,3 +229,20 @@ def test_auto_codec_depends_on_where_the_set_goes():
     assert resolve_codec("lz4", "s3://bucket/shards") == "lz4"
     with pytest.raises(ValueError, match="choose auto or one of none, lz4, zstd"):
         resolve_codec("gzip", "/data")
+
+
+def test_bench_raw_limit_recodes_the_same_rows_per_codec(tmp_path):
+    from rsray.data.bench import raw_limits
+
+    path = _write(tmp_path / "set", CLS, n=6, codec="lz4", rows=4)
+    rel = "train/" + path.rsplit("/", 1)[-1]
+    m = Manifest("tiny", "multilabel", list(CLS.classes), {}, [ShardInfo(rel, "train", 6, 0, "")],
+                 {}, uri=str(tmp_path / "set"))
+    limits = raw_limits(m, "train", _plan(CLS), 4, 1, tmp_path / "scratch")
+    assert set(limits) == {"none", "lz4", "zstd"}
+    for codec, r in limits.items():
+        assert r.samples == 6 and r.rate > 0 and r.bytes_per_sample > 0
+        meta = pq.ParquetFile(tmp_path / "scratch" / codec / "shard-00000.parquet").metadata
+        assert meta.num_rows == 6 and meta.row_group(0).num_rows == 4
+        assert meta.row_group(0).column(3).compression == {"none": "UNCOMPRESSED"}.get(
+            codec, codec.upper())
