@@ -217,8 +217,12 @@ def test_codec_and_layout_recorded_in_manifest(tmp_path):
 def test_row_groups_hold_a_few_tens_of_mb():
     assert row_group_rows(CLS) == 1024  # tiny rows: capped
     big = DatasetSpec("b", "multilabel", ("a",), (ModalitySpec("m", (
-        BandGroup("g", tuple(f"b{i}" for i in range(12)), 120, "uint16"),)),))
-    assert 16 <= row_group_rows(big) <= 1024 and row_group_rows(big) % 16 == 0
+        BandGroup("g", tuple(f"b{i}" for i in range(24)), 120, "uint16"),)),))
+    assert row_group_rows(big) == 16  # 691 KB rows: 8 MiB is 12.1 rows, rounded to 16
+    bigearthnet = DatasetSpec("b", "multilabel", ("a",), (ModalitySpec("m", (
+        BandGroup("s2", ("B02", "B03", "B04", "B08"), 120, "uint16"),
+        BandGroup("s1", ("VV", "VH"), 120, "float32"))),))
+    assert row_group_rows(bigearthnet) == 32  # 230 KB rows: 36 rows, rounded to 32
 
 
 def test_auto_codec_depends_on_where_the_set_goes():
