@@ -244,6 +244,10 @@ def add_core_commands(sub: Any) -> None:
         q = per_dataset.add_parser(name, help=entry.summary, description=entry.summary)
         entry.add_prepare_args(q)
         add_common_prepare_args(q)
+        q.add_argument("--codec", choices=("auto", "none", "lz4", "zstd"), default="auto",
+                       help="Parquet compression of the shard set, recorded in its manifest "
+                            "(auto: none on local disk, zstd on s3://; see the README's "
+                            "ingest performance section)")
         q.set_defaults(fn=cmd_prepare)
 
     p = sub.add_parser("train", help="train one configuration with Ray Train")

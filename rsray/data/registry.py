@@ -135,7 +135,7 @@ def prepare_from_args(args: argparse.Namespace) -> Any:
     entry = get_dataset(args.dataset)
     source = wrap_from_args(entry.source_from_args(args), args)
     return prepare(source, args.out, target_shard_mb=args.shard_mb, overwrite=args.overwrite,
-                   holdout=list(args.holdout) or None)
+                   holdout=list(args.holdout) or None, codec=getattr(args, "codec", "auto"))
 
 
 def synthetic_shards(dataset: str, root: str | Path, n: int, seed: int = 0,

@@ -18,10 +18,15 @@ Shards store one row per sample with these columns:
 * ``label``: classification tasks (``multilabel``, ``multiclass``, ``binary``) store a
   ``list<uint8>`` of length ``len(classes)`` (multi-hot; one-hot for ``multiclass``; one 0/1
   per head for ``binary``); ``segmentation`` stores a binary column with the C-order bytes of
-  a ``(size, size)`` uint8 class-index mask plus ``label_shape`` (list<int32>);
-* per band group ``<group>`` (binary: the C-order bytes of the array in the group's stored
-  dtype) and ``<group>_shape`` (list<int32>); series groups add ``<group>_dates``
-  (list<int32>: day of year of each date);
+  a ``(size, size)`` uint8 class-index mask (``fixed_size_binary(size * size)``; variable
+  ``binary`` in older sets) plus ``label_shape`` (list<int32>);
+* per band group ``<group>``: the C-order bytes of the array in the group's stored dtype,
+  as ``fixed_size_binary(nbytes)`` for image and vector groups (every row the same size, so
+  a batch of rows is one contiguous Arrow buffer that decodes as a NumPy view, see
+  :func:`group_arrow_type`) and variable ``binary`` for series groups (``T`` varies); plus
+  ``<group>_shape`` (list<int32>); series groups add ``<group>_dates`` (list<int32>: day of
+  year of each date). Shard sets written before this layout (``storage.layout = "binary"``
+  in the manifest) store every group as variable ``binary``; readers accept both;
 * source-specific string columns ``meta_<key>`` (e.g. ``meta_s1_patch``).
 
 The pipeline decodes groups; for image modalities it resamples the groups to one size and
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, NotRequired, Protocol, TypedDict
 
 import numpy as np
+import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -246,3 +252,28 @@ def encode_array(arr: np.ndarray, dtype: str) -> bytes:
 def decode_array(buf: bytes, shape: tuple[int, ...] | list[int], dtype: str) -> np.ndarray:
     """Inverse of :func:`encode_array` (a read-only view on ``buf``)."""
     return np.frombuffer(buf, dtype=np.dtype(dtype)).reshape(tuple(shape))
+
+
+def group_nbytes(group: BandGroup) -> int:
+    """Bytes of one sample of an image or vector group in its stored dtype."""
+    return int(np.prod(group.shape)) * np.dtype(group.dtype).itemsize
+
+
+def group_arrow_type(group: BandGroup) -> pa.DataType:
+    """Arrow type of a band-group column: fixed-size binary unless the group is a series.
+
+    Fixed-size binary keeps the rows of a batch back to back in one data buffer with no
+    offsets, so :func:`rsray.data.pipeline.decode_raw` views it as ``(N, *shape)`` without
+    copying; Parquet stores it as ``FIXED_LEN_BYTE_ARRAY`` (no length prefix per value).
+    """
+    return pa.binary() if group.kind == "series" else pa.binary(group_nbytes(group))
+
+
+def encode_column(arrays: list[np.ndarray], dtype: str, nbytes: int) -> pa.Array:
+    """One ``fixed_size_binary(nbytes)`` column from same-shape arrays, copied once."""
+    flat = np.concatenate([np.ascontiguousarray(a, dtype=np.dtype(dtype)).reshape(-1)
+                           for a in arrays]) if arrays else np.empty(0, np.dtype(dtype))
+    data = pa.py_buffer(flat.view(np.uint8))
+    if data.size != nbytes * len(arrays):
+        raise ValueError(f"{data.size} bytes for {len(arrays)} rows of {nbytes} bytes")
+    return pa.Array.from_buffers(pa.binary(nbytes), len(arrays), [None, data])
