@@ -20,6 +20,7 @@ with ``ray.train.get_dataset_shard(split).iter_torch_batches(...)`` and calls
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -402,7 +403,17 @@ def finalize_batch(batch: dict[str, Any], plan: DecodePlan) -> dict[str, Any]:
     import torch
 
     def tensor(x: Any) -> torch.Tensor:
-        return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+        if isinstance(x, torch.Tensor):
+            return x
+        x = np.ascontiguousarray(x)
+        if x.flags.writeable:
+            return torch.from_numpy(x)
+        # A read-only view on Arrow / object-store memory (decode_raw makes no copy): every
+        # operation below makes a new tensor (casts, normalisation, masking are out of place),
+        # so torch's "not writable" warning does not apply.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(x)
 
     size = plan.image_size
     out: dict[str, Any] = {}
