@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import threading
-import time
 
 import pytest
 
@@ -41,12 +40,12 @@ def test_worker_killed_mid_epoch_resumes_from_last_checkpoint(synthetic_shards, 
     run_dir = tmp_path / "worker-kill"
     killed: dict[str, object] = {}
 
+    done = threading.Event()
+
     def kill_after_first_checkpoint() -> None:
-        t0 = time.monotonic()
         while not _epoch_dirs(run_dir):
-            if time.monotonic() - t0 > 600:
+            if done.wait(0.1):
                 return
-            time.sleep(0.1)
         workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"),
                                        ("state", "=", "ALIVE")])
         killed["checkpointed"] = _epoch_dirs(run_dir)
@@ -56,8 +55,11 @@ def test_worker_killed_mid_epoch_resumes_from_last_checkpoint(synthetic_shards, 
 
     killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
     killer.start()
-    result = fit(cfg)
-    killer.join(timeout=5)
+    try:
+        result = fit(cfg)
+    finally:
+        done.set()
+        killer.join(timeout=30)
 
     assert killed.get("pids"), "no training worker was found to kill"
     assert result.error is None

@@ -42,7 +42,7 @@ def main() -> None:
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
         "dashboard_port": dashboard_port, "_system_config": fast_detection})
-    nodes = {"data": cluster.add_node(num_cpus=2), "train": cluster.add_node(num_cpus=2)}
+    nodes = {"a": cluster.add_node(num_cpus=2), "b": cluster.add_node(num_cpus=2)}
     cluster.wait_for_nodes()
     os.environ["RAY_ADDRESS"] = cluster.address
     ray.init(address=cluster.address)
