@@ -39,7 +39,7 @@ def test_training_survives_losing_the_workers_node(synthetic_shards, tmp_path):
     assert out["alive_nodes"] == 2  # the head and the node that remained
     assert out["error"] is None, out
     assert out["metrics"]["epoch"] == 3
-    assert out["metrics"]["resumed_from_epoch"] == out["removed"]["checkpointed"] >= 1
+    assert out["metrics"]["resumed_from_epoch"] >= out["removed"]["checkpointed"] >= 1
     run_dir = tmp_path / "runs" / "node-loss"
     for e in range(3):
         meta = json.loads((run_dir / f"epoch_{e:04d}" / "meta.json").read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -51,7 +52,9 @@ def main() -> None:
 
     def remove_worker_node() -> None:
         t0 = time.monotonic()
-        while not any(run_dir.glob("epoch_*/meta.json")):
+        snapshot = run_dir / "checkpoint_manager_snapshot.json"
+        # a checkpoint Ray Train has registered (not just uploaded) is the one resumed from
+        while not (snapshot.exists() and "epoch_0000" in snapshot.read_text()):
             if time.monotonic() - t0 > 500:
                 return
             time.sleep(0.2)
@@ -60,7 +63,8 @@ def main() -> None:
         for name, node in nodes.items():
             if node.node_id == worker.node_id:
                 removed["node"] = name
-                removed["checkpointed"] = len(list(run_dir.glob("epoch_*/meta.json")))
+                removed["checkpointed"] = len(set(re.findall(r"epoch_\d{4}",
+                                                            snapshot.read_text())))
                 cluster.remove_node(node, allow_graceful=False)
 
     threading.Thread(target=remove_worker_node, daemon=True).start()
