@@ -281,7 +281,9 @@ def _clear_output(out_uri: str, overwrite: bool) -> None:
                 "rows). Pass --overwrite to replace it, or choose another --out."
             )
         fs.rm(manifest)  # first, so a crash below leaves an (honestly) incomplete set
-    stale = [p for p in (fs.find(root) if fs.exists(root) else []) if p.endswith(".parquet")]
+    # shards, and the temporary files of shard writes a killed prepare never finished
+    stale = [p for p in (fs.find(root) if fs.exists(root) else [])
+             if p.endswith(".parquet") or ".parquet.tmp-" in p.rsplit("/", 1)[-1]]
     if stale:
         print(f"removing {len(stale)} shard(s) left by an earlier, unfinished prepare", flush=True)
         fs.rm(stale)
