@@ -43,7 +43,7 @@ def test_worker_killed_mid_epoch_resumes_from_last_checkpoint(synthetic_shards, 
         f"data.uri={synthetic_shards}", "data.batch_size=8", "data.augment=false",
         "model.name=test_progressive_fusion", "scaling.num_workers=1",
         "scaling.cpus_per_worker=0.5", f"train.max_epochs={EPOCHS}", "train.max_failures=1",
-        f"train.num_to_keep={EPOCHS}", f"train.storage_path={tmp_path}",
+        f"train.num_to_keep={EPOCHS}", "train.checkpoint_every=1", f"train.storage_path={tmp_path}",
         "train.name=worker-kill", "train.log_every_n_steps=1000",
     ])
     run_dir = tmp_path / "worker-kill"

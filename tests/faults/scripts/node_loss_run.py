@@ -72,7 +72,8 @@ def main() -> None:
         f"data.uri={shards}", "data.batch_size=8", "data.augment=false",
         "model.name=test_progressive_fusion", "scaling.num_workers=1",
         "scaling.cpus_per_worker=0.5", "train.max_epochs=3", "train.max_failures=2",
-        "train.num_to_keep=3", f"train.storage_path={storage}", "train.name=node-loss",
+        "train.num_to_keep=3", "train.checkpoint_every=1", f"train.storage_path={storage}",
+        "train.name=node-loss",
         "train.log_every_n_steps=1000", "train.resource_wait_s=120",
     ])
     t0 = time.monotonic()
