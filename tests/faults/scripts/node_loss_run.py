@@ -42,7 +42,9 @@ def main() -> None:
                       "health_check_initial_delay_ms": 0}
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-        "dashboard_port": dashboard_port, "_system_config": fast_detection})
+        "dashboard_port": dashboard_port, "_system_config": fast_detection,
+        # Ray's fixed default (52365) is taken by the test session's own Ray
+        "dashboard_agent_listen_port": _free_port()})
     nodes = {"a": cluster.add_node(num_cpus=2), "b": cluster.add_node(num_cpus=2)}
     cluster.wait_for_nodes()
     os.environ["RAY_ADDRESS"] = cluster.address
