@@ -137,10 +137,12 @@ def _finished_cell(study: Path) -> Path | None:
     return None
 
 
-KILL_TEST = {**TINY, "evaluation": {"splits": ["test"], "drop_modalities": True,
-                                     "predictions": False}}
-"""The smallest study that proves resume: 2 arms x 2 seeds, 32 px, 1 epoch, no predictions;
-run on the session's synthetic shard set (``--data``), so it prepares no data of its own."""
+KILL_TEST = {**TINY, "base": {**TINY["base"], "tune.max_concurrent_trials": 2},
+             "evaluation": {"splits": ["test"], "drop_modalities": True,
+                            "predictions": False}}
+"""The smallest study that proves resume: 2 arms x 2 seeds, 32 px, 1 epoch, two trials at a
+time, no predictions; run on the session's synthetic shard set (``--data``), so it prepares
+no data of its own."""
 
 
 @pytest.mark.slow
