@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import yaml
 from rsray.errors import ConfigError
 from rsray.study.runner import cells_of
 from rsray.study.spec import load_spec, spec_from_dict
+from rsray.study.stage1 import CELL_KEY, CellScheduler, CellSearch, CellSearcher
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "studies").glob("*.yaml"))
@@ -100,6 +100,36 @@ def test_cells_cross_arms_fractions_holdouts() -> None:
     assert cells[0].id == "s2_only__f0.5__all" and cells[-1].id == "early__f1__tile-29SND"
 
 
+def _cell_search(cell_id: str, config: dict, samples: int) -> CellSearch:
+    return CellSearch(id=cell_id, label=cell_id, config=config, manifest=None,  # type: ignore[arg-type]
+                      space=config["tune"]["space"], num_samples=samples,
+                      metric="val_ap_macro", mode="max", max_epochs=2, record=Path("x"))
+
+
+def test_one_experiment_routes_each_cell_to_its_own_searcher_and_asha() -> None:
+    """Stage 1's single Tuner: proposals round-robin over cells, each from its own space."""
+    spec = spec_from_dict({**TINY, "arms": [
+        {**TINY["arms"][0]},
+        {"name": "middle", "model": "test_middle_fusion_cnn", "modalities": ["s2", "s1"],
+         "space": "middle"}]})
+    a = spec.arm_config(spec.arms[0], {"tune.space": "cnn"}).to_dict()
+    b = spec.arm_config(spec.arms[1], {"tune.space": "middle"}).to_dict()
+    cells = [_cell_search("a", a, 3), _cell_search("b", b, 1)]
+    searcher = CellSearcher(cells)
+    got = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert [g[CELL_KEY] for g in got] == ["a", "b", "a", "a"]
+    assert searcher.suggest("t4") == CellSearcher.FINISHED
+    from rsray.tune.spaces import get_space
+
+    for g in got:
+        space = get_space("cnn" if g[CELL_KEY] == "a" else "middle")
+        assert set(g) - {CELL_KEY} == set(space), g  # never a key of the other cell's space
+    searcher.on_trial_complete("t0", {"val_ap_macro": 0.5, "epoch": 2})
+    assert "t0" not in searcher.owner and "t1" in searcher.owner
+    sched = CellScheduler(cells, grace_period=1, reduction_factor=2)
+    assert set(sched.ashas) == {"a", "b"} and sched.ashas["a"] is not sched.ashas["b"]
+
+
 def _finished_cell(study: Path) -> Path | None:
     for cell in sorted((study / "cells").glob("*")):
         if len(list(cell.glob("seed_*/result.json"))) == 2:
@@ -107,26 +137,38 @@ def _finished_cell(study: Path) -> Path | None:
     return None
 
 
+KILL_TEST = {**TINY, "base": {**TINY["base"], "tune.max_concurrent_trials": 2},
+             "evaluation": {"splits": ["test"], "drop_modalities": True,
+                            "predictions": False}}
+"""The smallest study that proves resume: 2 arms x 2 seeds, 32 px, 1 epoch, two trials at a
+time, no predictions; run on the session's synthetic shard set (``--data``), so it prepares
+no data of its own."""
+
+
 @pytest.mark.slow
-def test_study_killed_after_first_cell_then_resumed(tmp_path: Path) -> None:
-    """2 arms x 2 seeds: SIGKILL after the first finished cell, --resume, table complete."""
+def test_study_killed_after_first_cell_then_resumed(tmp_path: Path, ray_session,
+                                                    synthetic_shards: str) -> None:
+    """2 arms x 2 seeds: SIGKILL after the first finished cell, --resume, table complete.
+
+    The study runs as a subprocess joined to the session's Ray (no Ray start-up of its own);
+    a SIGKILL of that driver ends its job, and Ray frees what the job held.
+    """
     spec_path, study = tmp_path / "tiny.yaml", tmp_path / "study"
-    spec_path.write_text(yaml.safe_dump(TINY))
-    ray_tmp = tempfile.mkdtemp(prefix="rst", dir="/tmp")  # short: Ray's socket paths
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_tmp}
-    env.pop("RAY_ADDRESS", None)
+    spec_path.write_text(yaml.safe_dump(KILL_TEST))
+    env = {**os.environ, "PYTHONPATH": str(REPO),
+           "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     cmd = [sys.executable, "-m", "rsray.cli", "study", str(spec_path), "--out", str(study),
-           "--no-report"]
+           "--data", synthetic_shards, "--no-report"]
     log = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=tmp_path)
-    deadline = time.monotonic() + 1500
+    deadline = time.monotonic() + 900
     cell = None
     while time.monotonic() < deadline and proc.poll() is None:
         cell = _finished_cell(study)
         if cell is not None:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -136,8 +178,8 @@ def test_study_killed_after_first_cell_then_resumed(tmp_path: Path) -> None:
     stamps = {p: p.stat().st_mtime_ns for p in cell.rglob("*") if p.is_file()}
     searches = {p: p.stat().st_mtime_ns for p in study.glob("cells/*/search.json")}
 
-    done = subprocess.run([*cmd[:-1], "--resume"], env=env, capture_output=True, text=True,
-                          timeout=1500, cwd=tmp_path)
+    done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
+                          timeout=900, cwd=tmp_path)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     assert "2 finished before" in out or "3 finished before" in out, out[-3000:]

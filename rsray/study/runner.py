@@ -1,10 +1,11 @@
 """Running a study: stage 1 (search per cell), stage 2 (seeded retraining + evaluation).
 
-A *cell* is one arm at one factor setting (training fraction x hold-out rule). Stage 1 runs
-rsray's Tune path (:func:`rsray.tune.run.tune_fusion`: Optuna TPE + ASHA on the validation
-split) once per cell; stage 2 retrains each cell's best configuration from scratch with
-``factors.seeds`` seeds to the full epoch budget, as Tune trials with fixed configurations
-(as many at once as the cluster holds), then scores the best checkpoint on the test (and
+A *cell* is one arm at one factor setting (training fraction x hold-out rule). Stage 1
+searches every cell on the validation split (Optuna TPE + ASHA, per cell) as trials of one
+Tune experiment, as many at once as the cluster holds (:mod:`rsray.study.stage1`); stage 2
+retrains each cell's best configuration from scratch with ``factors.seeds`` seeds to the full
+epoch budget, as Tune trials with fixed configurations (all cells x seeds in one experiment,
+as many at once as the cluster holds), then scores the best checkpoint on the test (and
 ``ood``) split and once per dropped modality, and saves the test predictions.
 
 Everything lands in the study folder (local disk)::
@@ -15,8 +16,10 @@ Everything lands in the study folder (local disk)::
     results.parquet|csv, hparams.json|csv   the tables (rebuilt from the files above)
 
 Each record is written atomically (temporary file + rename) after its work finished, so a
-study killed at any point and restarted with ``--resume`` redoes only unfinished work; an
-interrupted training run resumes from its last checkpoint (same run name).
+study killed at any point and restarted with ``--resume`` redoes only unfinished work: the
+searches of cells without ``search.json`` (from scratch, in a new experiment), and the seeds
+without ``result.json`` (an interrupted seed's training resumes from its last checkpoint,
+same run name).
 """
 
 from __future__ import annotations
@@ -143,51 +146,88 @@ def resolve_data(spec: StudySpec, study_dir: Path, data: str | None) -> dict[str
 # ------------------------------------------------------------------------------- stage 1
 
 
-def search_cell(spec: StudySpec, cell: Cell, uri: str, study_dir: Path, n_cells: int,
-                resume: bool) -> dict[str, Any]:
-    """Stage 1 of one cell (or its record, when already finished)."""
-    record = study_dir / "cells" / cell.id / "search.json"
-    if record.is_file():
-        return read_json(record)
-    head = f"[study] stage 1 cell {cell.index + 1}/{n_cells} {cell.arm.name} " \
-           f"(fraction {cell.fraction:g}{', holdout ' + cell.holdout if cell.holdout else ''})"
-    if cell.arm.space is None:
-        print(f"{head}: no search space, fixed parameters", flush=True)
-        doc: dict[str, Any] = {"cell": cell.id, "params": {}, "metric": None, "value": None,
-                               "trials": []}
-        write_json_atomic(record, doc)
-        return doc
-    from rsray.tune.run import tune_fusion
+def concurrency_of(cfg: Config) -> int:
+    """Trials at once: ``tune.max_concurrent_trials`` (a spec's ``base``), else what fits."""
+    from rsray.tune.run import auto_concurrency
 
-    cfg = spec.arm_config(cell.arm, {
-        "data.uri": uri, "data.train_fraction": cell.fraction, "data.eval_splits": ["val"],
-        "train.max_epochs": spec.search.max_epochs, "tune.space": cell.arm.space,
-        "tune.num_samples": spec.search.num_samples,
-        "tune.grace_period": spec.search.grace_period,
-        "tune.reduction_factor": spec.search.reduction_factor,
-        "tune.name": f"search-{cell.id}",
-        "train.storage_path": str(study_dir / "runs"),
-    })
-    print(f"{head}: {spec.search.num_samples} trial(s), space {cell.arm.space}", flush=True)
-    outcome = tune_fusion(cfg, resume=resume)
-    metric = outcome.best.get("metric")
-    trials = []
-    for row in sorted(outcome.rows, key=lambda r: r.trial):
-        trials.append({"trial": row.trial, "status": row.status, "params": row.params,
-                       "value": row.metrics.get(f"best_{metric}", row.metrics.get(metric)),
-                       "epochs": row.epochs})
-    best = outcome.best
-    doc = {"cell": cell.id, "arm": cell.arm.name, "fraction": cell.fraction,
-           "holdout": cell.holdout, "params": best.get("params", {}), "metric": metric,
-           "mode": best.get("mode"), "value": (best.get("metrics") or {}).get(metric),
-           "trials": trials, "seconds": outcome.seconds}
-    if "params" not in best:
-        raise ConfigError(f"stage 1 of cell {cell.id}: every trial failed; see "
-                          f"{outcome.experiment_uri}")
+    return cfg.tune.max_concurrent_trials or auto_concurrency(cfg)
+
+
+def _fixed_cell(cell: Cell, record: Path, n_cells: int) -> dict[str, Any]:
+    """The stage-1 record of a cell without a search space (its fixed parameters)."""
+    print(f"[study] stage 1 cell {cell.index + 1}/{n_cells} {cell.arm.name}: no search space, "
+          "fixed parameters", flush=True)
+    doc: dict[str, Any] = {"cell": cell.id, "params": {}, "metric": None, "value": None,
+                           "trials": []}
     write_json_atomic(record, doc)
-    print(f"{head}: best {metric} = {doc['value']:.4f} with "
-          + ", ".join(f"{k}={v}" for k, v in doc["params"].items()), flush=True)
     return doc
+
+
+def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
+                 study_dir: Path) -> dict[str, dict[str, Any]]:
+    """Stage 1 of every cell: finished records are read, the rest searched in one experiment.
+
+    The cells to search run as trials of one Tune experiment
+    (:func:`rsray.study.stage1.run_stage1`), each with its own TPE searcher and ASHA; each
+    cell's record is written as soon as its last trial ended.
+    """
+    from rsray.study.stage1 import CellSearch, run_stage1
+    from rsray.train.driver import check_data
+    from rsray.train.tasks import resolve_for_task, table_metrics
+    out: dict[str, dict[str, Any]] = {}
+    todo: list[CellSearch] = []
+    manifests: dict[str, Any] = {}
+    for cell in cells:
+        record = study_dir / "cells" / cell.id / "search.json"
+        if record.is_file():
+            out[cell.id] = read_json(record)
+            continue
+        if cell.arm.space is None:
+            out[cell.id] = _fixed_cell(cell, record, len(cells))
+            continue
+        cfg = spec.arm_config(cell.arm, {
+            "data.uri": uris[cell.holdout], "data.train_fraction": cell.fraction,
+            "data.eval_splits": ["val"], "train.max_epochs": spec.search.max_epochs,
+            "tune.space": cell.arm.space, "tune.num_samples": spec.search.num_samples,
+            "train.storage_path": str(study_dir / "runs"),
+        })
+        if cfg.data.uri not in manifests:
+            manifests[cfg.data.uri] = check_data(cfg)
+        manifest = manifests[cfg.data.uri]
+        cfg = resolve_for_task(cfg, manifest.task)
+        todo.append(CellSearch(
+            id=cell.id, label=f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} (fraction "
+            f"{cell.fraction:g}{', holdout ' + cell.holdout if cell.holdout else ''})",
+            config=cfg.to_dict(), manifest=manifest, space=cell.arm.space,
+            num_samples=spec.search.num_samples, metric=cfg.train.metric,
+            mode=cfg.train.mode, max_epochs=spec.search.max_epochs, record=record,
+            keys={"arm": cell.arm.name, "fraction": cell.fraction, "holdout": cell.holdout}))
+    if not todo:
+        return out
+    concurrency = min(concurrency_of(Config.from_dict(c.config)) for c in todo)
+    print(f"[study] stage 1: {len(todo)} cell(s) to search ({len(cells) - len(todo)} "
+          f"finished or fixed), {sum(c.num_samples for c in todo)} trial(s) in one experiment, "
+          f"{concurrency} at a time", flush=True)
+
+    def write(cell: CellSearch, doc: dict[str, Any]) -> None:
+        write_json_atomic(cell.record, doc)
+        params = ", ".join(f"{k}={v}" for k, v in (doc["params"] or {}).items())
+        print(f"[study] stage 1 {cell.label}: best {doc['metric']} = {doc['value']:.4f}"
+              f" with {params}", flush=True)
+
+    t0 = time.perf_counter()
+    done = run_stage1(
+        todo, runs_dir=study_dir / "runs", grace_period=spec.search.grace_period,
+        reduction_factor=spec.search.reduction_factor, concurrency=concurrency,
+        columns=lambda c: table_metrics(c.manifest.task, ["val"]), write=write)
+    print(f"[study] stage 1: {len(done)} cell(s) searched in {time.perf_counter() - t0:.0f} s",
+          flush=True)
+    failed = [c.id for c in todo if not c.record.is_file()]
+    if failed:
+        raise ConfigError(f"stage 1 of cell(s) {', '.join(failed)}: every trial failed or "
+                          f"none ended; see {study_dir / 'runs'}")
+    out.update(done)
+    return out
 
 
 # ------------------------------------------------------------------------------- stage 2
@@ -320,8 +360,6 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
     from rsray.ops.security import keep_credentials_out_of_runtime_envs
     from rsray.runtime import ensure_ray
     from rsray.study.results import collect, comparison_text
-    from rsray.tune.run import auto_concurrency
-
     t0 = time.perf_counter()
     root = Path(study_dir) if study_dir else default_study_dir(spec)
     root = root.resolve()
@@ -336,8 +374,7 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
     print(f"[study] {spec.name}: {len(spec.arms)} arm(s) x {len(spec.factors.fractions)} "
           f"fraction(s) x {len(spec.factors.holdouts)} hold-out(s) = {len(cells)} cell(s), "
           f"{spec.factors.seeds} seed(s) each; folder {root}", flush=True)
-    searches = {c.id: search_cell(spec, c, uris[c.holdout], root, len(cells), resume)
-                for c in cells}
+    searches = search_cells(spec, cells, uris, root)
     jobs: list[dict[str, Any]] = []
     headline = spec.metrics[0] if spec.metrics else ""
     for cell in cells:
@@ -366,7 +403,7 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
             })
     done = len(cells) * spec.factors.seeds - len(jobs)
     if jobs:
-        concurrency = auto_concurrency(Config.from_dict(jobs[0]["config"]))
+        concurrency = min(concurrency_of(Config.from_dict(j["config"])) for j in jobs)
         print(f"[study] stage 2: {len(jobs)} training run(s) to go ({done} finished before), "
               f"{concurrency} at a time", flush=True)
         run_jobs(jobs, root, concurrency)
@@ -382,4 +419,4 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
 
 
 __all__ = ["Cell", "StudyOutcome", "cells_of", "holdout_slug", "resolve_data", "run_job",
-           "run_study", "search_cell"]
+           "run_study", "search_cells"]
