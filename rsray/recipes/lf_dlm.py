@@ -98,22 +98,11 @@ def check_recipe_config(cfg: Config) -> None:
 
 def _best_checkpoint(cfg: Config) -> str:
     from rsray.data.shards import read_manifest
-    from rsray.train.driver import fit
+    from rsray.train.driver import best_checkpoint, fit
     from rsray.train.tasks import resolve_for_task
 
     cfg = resolve_for_task(cfg, read_manifest(cfg.data.uri).task)
-    result = fit(cfg)
-    if result.error is not None:
-        raise RsrayError(f"run {cfg.train.name} failed: {result.error}")
-    ckpt = None
-    try:
-        ckpt = result.get_best_checkpoint(metric=cfg.train.metric, mode=cfg.train.mode)
-    except (AttributeError, RuntimeError, ValueError):
-        ckpt = None
-    ckpt = ckpt or result.checkpoint
-    if ckpt is None:
-        raise RsrayError(f"run {cfg.train.name} produced no checkpoint")
-    return str(ckpt.path)
+    return best_checkpoint(fit(cfg), cfg, f"run {cfg.train.name}").path
 
 
 def fuse(cfg: Config, aerial: Sequence[str], series: str,

@@ -245,27 +245,20 @@ def _split_drop(name: str) -> tuple[str, str]:
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one seed of one cell, evaluate its best checkpoint, save predictions and rows."""
-    from rsray.data.pipeline import build_datasets
+    from rsray.data.pipeline import load_shard_set
     from rsray.evaluate import evaluate_checkpoint, predict
-    from rsray.train.driver import build_trainer
+    from rsray.train.driver import best_checkpoint, build_trainer
     from rsray.train.tasks import resolve_for_task
 
     t0 = time.perf_counter()
     out = Path(job["dir"])
     cfg = Config.from_dict(job["config"])
-    manifest, datasets = build_datasets(cfg.data)
+    manifest = load_shard_set(cfg.data)
     cfg = resolve_for_task(cfg, manifest.task)
-    trainer = build_trainer(cfg, manifest=manifest, datasets=datasets, name=job["run"],
+    # no datasets given: the splits that fit in memory are decoded once for all epochs
+    trainer = build_trainer(cfg, manifest=manifest, name=job["run"],
                             storage_path=job["storage"], experiment=job["experiment"])
-    result = trainer.fit()
-    ckpt = None
-    try:
-        ckpt = result.get_best_checkpoint(metric=cfg.train.metric, mode=cfg.train.mode)
-    except (AttributeError, RuntimeError, ValueError):
-        ckpt = None
-    ckpt = ckpt or result.checkpoint
-    if ckpt is None:
-        raise RuntimeError(f"{job['run']}: training produced no checkpoint")
+    ckpt = best_checkpoint(trainer.fit(), cfg, job["run"])
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []

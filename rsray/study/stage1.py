@@ -249,7 +249,7 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
     def stage1_trial(params: dict[str, Any]) -> None:
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from rsray.data.pipeline import build_datasets
+        from rsray.data.pipeline import training_datasets
         from rsray.runtime import quiet_data_context
         from rsray.train.driver import build_trainer, wait_for_resources
         from rsray.tune.run import DATA_CPUS_PER_TRIAL
@@ -259,8 +259,8 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
         cfg = Config.from_dict(base).with_overrides(trial_params(params))
         trial_id = tune.get_context().get_trial_id()
         wait_for_resources(cfg, f"trial {trial_id}", extra_cpus=DATA_CPUS_PER_TRIAL)
-        _, datasets = build_datasets(cfg.data, manifest=manifest)
-        trainer = build_trainer(cfg, manifest=manifest, datasets=datasets,
+        data = training_datasets(cfg.data, manifest)  # in memory for all epochs when it fits
+        trainer = build_trainer(cfg, manifest=manifest, data=data,
                                 name=f"trial_{trial_id}", storage_path=trials_storage,
                                 callbacks=[TuneReportCallback()], experiment=experiment)
         trainer.fit()

@@ -19,7 +19,7 @@ from ray.train.torch import TorchTrainer
 from rsray.config import Config
 from rsray.data.pipeline import TrainingData, load_shard_set, make_plan, training_datasets
 from rsray.data.shards import Manifest
-from rsray.errors import ResourceWaitError
+from rsray.errors import ResourceWaitError, RsrayError
 from rsray.storage import ray_storage
 from rsray.train.loop import train_fn_per_worker
 from rsray.train.tasks import resolve_for_task
@@ -204,3 +204,22 @@ def fit(cfg: Config) -> ray.train.Result:
     trainer = build_trainer(cfg, manifest=manifest, data=data,
                             callbacks=[TrainProgress(cfg.train.metric, cfg.train.max_epochs)])
     return trainer.fit()
+
+
+def best_checkpoint(result: ray.train.Result, cfg: Config, what: str) -> ray.train.Checkpoint:
+    """The run's best checkpoint by ``train.metric`` (else its latest).
+
+    Raises:
+        RsrayError: the run failed or kept no checkpoint, naming ``what`` (the run).
+    """
+    if result.error is not None:
+        raise RsrayError(f"{what} failed: {result.error}")
+    try:
+        ckpt = result.get_best_checkpoint(metric=cfg.train.metric, mode=cfg.train.mode)
+    except (AttributeError, RuntimeError, ValueError):
+        ckpt = None
+    ckpt = ckpt or result.checkpoint
+    if ckpt is None:
+        raise RsrayError(f"{what}: training produced no checkpoint")
+    return ckpt
+
