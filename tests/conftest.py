@@ -61,8 +61,9 @@ def _ray_session_is_up(request: pytest.FixtureRequest) -> None:
     ports and so stop the in-process instance; a later test asking for ``ray_session`` must
     still find a running Ray, whatever order the files run in.
     """
-    if "ray_session" not in request.fixturenames:
-        return
+    if "ray_session" not in request.fixturenames or request.node.get_closest_marker(
+            "own_ray_head"):
+        return  # (a test with its own head on Ray's default ports must not get it back)
     import ray
 
     if not ray.is_initialized():

@@ -48,7 +48,7 @@ PROMETHEUS = shutil.which("prometheus") or (
     "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
 SCRAPE_S = 2
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray_head]
 
 
 def _free_port() -> int:

@@ -93,18 +93,31 @@ def test_running_head_is_not_joined(ray_tmpdir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    start = subprocess.run([ray_bin, "start", "--head", "--num-cpus=1", f"--port={port}",
-                            "--include-dashboard=false", "--disable-usage-stats"],
-                           env=env, capture_output=True, text=True, timeout=240)
-    assert start.returncode == 0, start.stderr[-2000:]
+    # `--block` in its own process group, stopped by signalling that group: `ray stop` would
+    # stop every Ray on the machine (the test session's own included)
+    head_proc = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", "--num-cpus=1", f"--port={port}",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    address_file = Path(ray_tmpdir) / "ray" / "ray_current_cluster"
     try:
-        head = (Path(ray_tmpdir) / "ray" / "ray_current_cluster").read_text().strip()
+        deadline = time.monotonic() + 240
+        while not address_file.exists():
+            assert head_proc.poll() is None, head_proc.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "ray start --head did not come up"
+            time.sleep(0.5)
+        head = address_file.read_text().strip()
         info = _run_driver(ray_tmpdir)
         assert info["gcs"] != head
         assert info["env_ray_address"] == info["gcs"]
         assert info["task"]["api"].endswith(info["dashboard"].split("://")[-1])
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(head_proc.pid, signal.SIGTERM)
+        try:
+            head_proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head_proc.pid, signal.SIGKILL)
 
 
 def _alive(pids: list[int]) -> list[int]:

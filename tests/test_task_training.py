@@ -56,7 +56,8 @@ def test_training_loss_falls(task: str, ray_session: Any, tmp_path_factory: pyte
         "model.name": case["model"], "model.params": {},
         "optim.lr": 3e-3, "optim.scheduler": "none", "optim.weight_decay": 0.0,
         "train.max_epochs": 3, "train.storage_path": str(tmp_path), "train.name": f"t-{task}",
-        "train.log_every_n_steps": 1000, "train.num_to_keep": 3, "scaling.num_workers": 1,
+        "train.log_every_n_steps": 1000, "train.num_to_keep": 3, "train.checkpoint_every": 1,
+        "scaling.num_workers": 1,
         "scaling.cpus_per_worker": 1.0, "scaling.use_gpu": "no",
     }
     if "image_size" in case:
