@@ -51,10 +51,16 @@ SCRAPE_S = 2
 pytestmark = [pytest.mark.slow, pytest.mark.own_ray_head]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _wait(url: str, timeout: float, ok_codes: tuple[int, ...] = (200,)) -> None:
@@ -127,16 +133,18 @@ def live(tmp_path_factory: pytest.TempPathFactory, synthetic_shards: str):
                 "RAY_metrics_report_interval_ms": "2000",
                 "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret})
     ray_tmp = Path(tempfile.mkdtemp(prefix="rsray-", dir="/tmp"))  # AF_UNIX paths <= 107 B
-    dash, gcs = _free_port(), _free_port()
+    # all ports at once, each socket held until the last is bound: one at a time, the OS may
+    # hand the same free port out twice (Ray then refuses "port used by other components")
+    dash, gcs, metrics, agent, agent_grpc, env_agent, client, prom_port = _free_ports(8)
     # Ray processes that look up "the" local cluster (Train's placement-group cleaner) must
     # find this head, not another Ray on the same machine.
     env["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"
     ports = {"--port": gcs, "--dashboard-port": dash,
-             "--metrics-export-port": _free_port(),
-             "--dashboard-agent-listen-port": _free_port(),
-             "--dashboard-agent-grpc-port": _free_port(),
-             "--runtime-env-agent-port": _free_port(),
-             "--ray-client-server-port": _free_port()}
+             "--metrics-export-port": metrics,
+             "--dashboard-agent-listen-port": agent,
+             "--dashboard-agent-grpc-port": agent_grpc,
+             "--runtime-env-agent-port": env_agent,
+             "--ray-client-server-port": client}
     head_log = open(work / "head.log", "wb")  # noqa: SIM115 - closed below
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
@@ -153,7 +161,6 @@ def live(tmp_path_factory: pytest.TempPathFactory, synthetic_shards: str):
             pytest.fail("Ray head did not start:\n" + (work / "head.log").read_text()[-3000:])
         prom_url = None
         if PROMETHEUS:
-            prom_port = _free_port()
             cfg = prometheus_config(str(ray_tmp / "prom_metrics_service_discovery.json"),
                                     scrape_interval=f"{SCRAPE_S}s", loopback_targets=True)
             (work / "prometheus.yml").write_text(yaml.safe_dump(cfg))
