@@ -141,3 +141,23 @@ def trained_checkpoint(synthetic_shards: str, tmp_path_factory: pytest.TempPathF
     result = fit(cfg)
     assert result.error is None and result.checkpoint is not None
     return result.checkpoint.path
+
+
+@pytest.fixture
+def lr_trace():
+    """``trace(optim_cfg, epochs)``: the LR each epoch trains with under rsray's schedule."""
+    import torch
+
+    from rsray.train.optim import build_scheduler
+
+    def trace(cfg, epochs: int) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+        sched = build_scheduler(opt, cfg, epochs)
+        out = []
+        for _ in range(epochs):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    return trace

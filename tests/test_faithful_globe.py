@@ -20,7 +20,7 @@ from rsray.config import OptimConfig, load_config
 from rsray.data.augment import modality_ops
 from rsray.errors import ConfigError
 from rsray.models import create_model
-from rsray.train.optim import build_optimizer, build_scheduler, is_metadata_param
+from rsray.train.optim import build_optimizer, is_metadata_param
 from rsray.tune.spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,26 +109,15 @@ def test_l2_on_the_metadata_layers_only() -> None:
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
 
 
-def _lrs(cfg: OptimConfig, epochs: int) -> list[float]:
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-    sched = build_scheduler(opt, cfg, epochs)
-    out = []
-    for _ in range(epochs):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
-
-
-def test_the_papers_two_schedules() -> None:
+def test_the_papers_two_schedules(lr_trace) -> None:
     cfg = load_config(PRESET).optim
     assert cfg.scheduler == "cyclic" and cfg.lr == pytest.approx(1e-4)
-    cyc = _lrs(cfg, 20)
+    cyc = lr_trace(cfg, 20)
     # one full cycle every 5 epochs: lowest at 0, 5, 10, 15, a peak inside each cycle
     assert cyc[:5] == pytest.approx(cyc[5:10]) and cyc[:5] == pytest.approx(cyc[15:20])
     assert cyc[0] == pytest.approx(1e-5) and min(cyc) == pytest.approx(1e-5)
     assert cyc[0] < cyc[1] < cyc[2] and cyc[3] > cyc[4] > cyc[5]
-    step = _lrs(OptimConfig(**{**vars(cfg), "scheduler": "step"}), 20)
+    step = lr_trace(OptimConfig(**{**vars(cfg), "scheduler": "step"}), 20)
     assert step[0:5] == pytest.approx([1e-4] * 5)
     assert step[5:10] == pytest.approx([1e-5] * 5)
     assert step[10] == pytest.approx(1e-6)

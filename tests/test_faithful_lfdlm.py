@@ -11,31 +11,18 @@ import itertools
 from pathlib import Path
 
 import pytest
-import torch
 
 from rsray.config import OptimConfig, load_config
 from rsray.errors import ConfigError
-from rsray.train.optim import build_scheduler
 
 PRESET = Path(__file__).resolve().parents[1] / "configs/flair2_lfdlm.yaml"
 
 
-def _lrs(cfg: OptimConfig, epochs: int) -> list[float]:
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-    sched = build_scheduler(opt, cfg, epochs)
-    out = []
-    for _ in range(epochs):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
-
-
-def test_preset_decays_polynomially_from_1e4_to_1e7() -> None:
+def test_preset_decays_polynomially_from_1e4_to_1e7(lr_trace) -> None:
     cfg = load_config(PRESET)
     assert cfg.optim.name == "adamw" and cfg.optim.scheduler == "poly"
     epochs = cfg.train.max_epochs
-    lrs = _lrs(cfg.optim, epochs)
+    lrs = lr_trace(cfg.optim, epochs)
     assert lrs[0] == pytest.approx(1e-4)
     assert lrs[-1] == pytest.approx(1e-7)
     # power 1: equal steps (lr - end) / (epochs - 1)
@@ -43,9 +30,9 @@ def test_preset_decays_polynomially_from_1e4_to_1e7() -> None:
     assert steps == pytest.approx([(1e-4 - 1e-7) / (epochs - 1)] * (epochs - 1))
 
 
-def test_poly_power_and_errors() -> None:
+def test_poly_power_and_errors(lr_trace) -> None:
     cfg = OptimConfig(lr=1e-3, scheduler="poly", poly_power=2.0, poly_end_lr=0.0)
-    lrs = _lrs(cfg, 5)  # (1 - e/4)^2: 1, 9/16, 1/4, 1/16, 0
+    lrs = lr_trace(cfg, 5)  # (1 - e/4)^2: 1, 9/16, 1/4, 1/16, 0
     assert lrs == pytest.approx([1e-3, 1e-3 * 9 / 16, 1e-3 / 4, 1e-3 / 16, 0.0])
     with pytest.raises(ConfigError, match="poly_end_lr"):
         load_config(PRESET, ["optim.poly_end_lr=0.01"])
