@@ -18,9 +18,9 @@ from torch import nn
 from rsray.errors import ConfigError
 from rsray.models import create_model, list_models, model_task
 from rsray.models.layers.series import center_crop, footprint_size, get_series
+from rsray.models.layers.unetformer import TINY_MAXVIT
+from rsray.models.layers.utae import TINY_UTAE, MaskedGroupNorm
 from rsray.models.lf_dlm import fusion_weights
-from rsray.models.unetformer import TINY_MAXVIT
-from rsray.models.utae import TINY_UTAE, MaskedGroupNorm
 
 MODALITIES = {"aerial": 5, "s2": 10}
 K = 4

@@ -36,9 +36,9 @@ from torch import Tensor, nn
 from rsray.errors import ConfigError
 from rsray.models.layers.fusion import check_int, check_metadata_dim, validate_modalities
 from rsray.models.layers.series import center_crop, check_positive, footprint_size, get_series
+from rsray.models.layers.unetformer import RESNET18, TINY_MAXVIT, UNetFormer
+from rsray.models.layers.utae import FLAIR2_UTAE, SMALL_UTAE, TINY_UTAE, UTAESegmenter
 from rsray.models.registry import build_model_with_cfg, register_model
-from rsray.models.unetformer import RESNET18, TINY_MAXVIT, UNetFormer
-from rsray.models.utae import FLAIR2_UTAE, SMALL_UTAE, TINY_UTAE, UTAESegmenter
 
 __all__ = ["LateFusionSegmenter", "fusion_weights"]
 

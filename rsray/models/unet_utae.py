@@ -40,8 +40,8 @@ from rsray.models.layers.backbones import TINY_RESNET
 from rsray.models.layers.encoders import ExtraChannelInit, create_timm_encoder
 from rsray.models.layers.fusion import check_int, check_metadata_dim, validate_modalities
 from rsray.models.layers.series import center_crop, check_positive, footprint_size, get_series
+from rsray.models.layers.utae import FLAIR2_UTAE, SMALL_UTAE, TINY_UTAE, UTAE
 from rsray.models.registry import build_model_with_cfg, register_model
-from rsray.models.utae import FLAIR2_UTAE, SMALL_UTAE, TINY_UTAE, UTAE
 
 __all__ = ["SeriesInjection", "UNetDecoder", "UNetUTAE"]
 

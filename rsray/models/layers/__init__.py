@@ -1,4 +1,9 @@
-"""Small building blocks shared by the fusion families: SE, backprojection, fusion layers."""
+"""Building blocks shared by the model families: encoders, fusion layers, SE, whole segmenters.
+
+Families (``rsray.models.<family>``) import from here and from the registry only, never from
+each other: LF-DLM and U-Net + U-TAE reuse the UNetFormer and U-TAE networks of
+:mod:`~rsray.models.layers.unetformer` and :mod:`~rsray.models.layers.utae`.
+"""
 
 from rsray.models.layers.backprojection import BackProjection
 from rsray.models.layers.fusion import (
