@@ -52,26 +52,33 @@ def parse_drops(drop_modalities: Sequence[str], known: Sequence[str]) -> list[tu
 
 
 class _Stream:
-    """A Ray Dataset seen as a Ray Train shard: sets drop flags, counts and prints progress."""
+    """A Ray Dataset seen as a Ray Train shard: sets drop flags, counts, shows a progress bar.
 
-    def __init__(self, dataset: Any, name: str, drop: Sequence[str]) -> None:
-        self.dataset, self.name, self.drop = dataset, name, tuple(drop)
+    The bar (:class:`~rsray.console.Progress`: rate and ETA on a terminal, a line every
+    ``PROGRESS_EVERY_S`` seconds in a log) runs over ``total`` samples, the split's row count
+    in the manifest.
+    """
+
+    def __init__(self, dataset: Any, name: str, drop: Sequence[str],
+                 total: int | None = None) -> None:
+        self.dataset, self.name, self.drop, self.total = dataset, name, tuple(drop), total
         self.samples = 0
 
     def iter_torch_batches(self, **kwargs: Any) -> Iterator[dict[str, torch.Tensor]]:
         """The dataset's torch batches, with ``drop_<m>`` set for every dropped modality."""
-        t0 = last = time.perf_counter()
-        for batch in self.dataset.iter_torch_batches(**kwargs):
-            for m in self.drop:
-                flag = batch[f"drop_{m}"]
-                batch[f"drop_{m}"] = torch.ones_like(flag)
-            self.samples += int(batch["label"].shape[0])
-            now = time.perf_counter()
-            if now - last >= PROGRESS_EVERY_S:
-                last = now
-                print(f"[rsray] evaluate {self.name}: {self.samples} samples, "
-                      f"{self.samples / (now - t0):.1f} samples/s", flush=True)
-            yield batch
+        from rsray.console import Progress
+
+        t0 = time.perf_counter()
+        with Progress(total=self.total, desc=f"evaluate {self.name}", unit="sample",
+                      log_every_s=PROGRESS_EVERY_S) as bar:
+            for batch in self.dataset.iter_torch_batches(**kwargs):
+                for m in self.drop:
+                    flag = batch[f"drop_{m}"]
+                    batch[f"drop_{m}"] = torch.ones_like(flag)
+                n = int(batch["label"].shape[0])
+                self.samples += n
+                bar.update(n)
+                yield batch
         seconds = time.perf_counter() - t0
         print(f"[rsray] evaluate {self.name}: {self.samples} samples in {seconds:.1f} s "
               f"({self.samples / max(seconds, 1e-9):.1f} samples/s)", flush=True)
@@ -94,7 +101,7 @@ def score_split(loaded: LoadedCheckpoint, manifest: Manifest, split: str,
     task = build_task(cfg, loaded.task, loaded.classes,
                       label.get("exclude_from_mean", ())).to(device)
     stream = _Stream(build_split(manifest, split, cfg.data, augment=False),
-                     evaluation_name(split, drop), drop)
+                     evaluation_name(split, drop), drop, total=manifest.splits.get(split))
     assert loaded.model is not None and loaded.plan is not None
     metrics, confusion = _evaluate(loaded.model, stream, task,
                                    torchmetrics.MeanMetric().to(device), loaded.plan,

@@ -9,7 +9,6 @@ BigEarthNet v2 twin writes in its own layout. Which label depends on which modal
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,7 +342,7 @@ def write_synthetic_bigearthnet(
             bounds_mismatch, bad_json, missing_json, labels_not_list, unknown_label,
             label_mismatch, no_target, s1_bad_json, s1_no_partner, s1_only, s2_only,
             duplicate_s1.
-        progress: print a line about every 10 % to stderr.
+        progress: show a progress bar (rate, ETA) on stderr.
 
     Returns:
         A :class:`SynthInfo`.
@@ -359,16 +358,19 @@ def write_synthetic_bigearthnet(
     s1_root.mkdir(parents=True, exist_ok=True)
     s2_bands = [b for b in ALL_S2_BANDS if include_60m or S2_BAND_SIZE[b] != 20]
     corrupted: dict[str, list[str]] = {}
-    step = max(1, n // 10)
+    from rsray.console import Progress
+
+    bar = Progress(total=n, desc="synthetic BigEarthNet-MM", unit="patch") if progress else None
 
     with gdal_env():
         for i, acq, col, row, labels, s2_px, s1_px, _ in synth_patches(n, seed):
             kinds = by_patch.get(i, [])
             _write_patch(s2_root, s1_root, acq, col, row, labels, s2_px, s1_px, s2_bands,
                          kinds, corrupted)
-            if progress and ((i + 1) % step == 0 or i + 1 == n):
-                print(f"synthetic BigEarthNet-MM: {i + 1}/{n} patches "
-                      f"({100 * (i + 1) // n} %)", file=sys.stderr, flush=True)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
 
     (out / "README.txt").write_text(
         "SYNTHETIC DATA - not BigEarthNet.\n\n"

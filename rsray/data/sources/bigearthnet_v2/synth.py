@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,7 @@ def write_synthetic_bigearthnet_v2(
         corrupt: corruption kind -> patch index or indices. Kinds: missing_band, truncated,
             wrong_shape, wrong_dtype, nan_s1, crs_mismatch, bounds_mismatch, s1_missing, s2_missing,
             not_in_metadata, unknown_label, bad_split, ref_map_shape, ref_map_code.
-        progress: print a line about every 10 % to stderr.
+        progress: show a progress bar (rate, ETA) on stderr.
 
     Raises:
         ValueError: ``n`` out of range, or an unknown corruption kind / patch index.
@@ -132,7 +131,9 @@ def write_synthetic_bigearthnet_v2(
     rows: list[dict[str, Any]] = []
     snow_rows: list[dict[str, Any]] = []
     corrupted: dict[str, list[str]] = {}
-    step = max(1, n // 10)
+    from rsray.console import Progress
+
+    bar = Progress(total=n, desc="synthetic BigEarthNet v2", unit="patch") if progress else None
     with gdal_env():
         for i, acq, col, row, names43, s2_px, s1_px, rng in synth_patches(
                 n, seed, stream=2, layout_salt=0xBE2):
@@ -163,9 +164,10 @@ def write_synthetic_bigearthnet_v2(
                     "contains_cloud_or_shadow": False,
                 }
                 (snow_rows if snow else rows).append(record)
-            if progress and ((i + 1) % step == 0 or i + 1 == n):
-                print(f"synthetic BigEarthNet v2: {i + 1}/{n} patches ({100 * (i + 1) // n} %)",
-                      file=sys.stderr, flush=True)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     _write_metadata(out / METADATA_NAME, rows)
     _write_metadata(out / SNOW_CLOUD_NAME, snow_rows)
     (out / "README.txt").write_text(
