@@ -1,0 +1,87 @@
+"""The ``rsray tune`` driver SIGKILLed after its first finished trial, then ``--resume``.
+
+Promised (issue 12): the finished trial is kept (its checkpoints untouched, never started
+again), the unfinished ones run, the searcher's and the scheduler's state survive (the
+experiment ends with exactly ``tune.num_samples`` trials, no configuration proposed twice),
+and the leaderboard lists every trial. The driver runs as a subprocess joined to the
+session's Ray, as a killed ``ray job submit`` driver would leave its cluster running.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FINISHED = re.compile(r"\[rsray\] ([0-9a-f]{8}) finished")
+STARTED = re.compile(r"\[rsray\] ([0-9a-f]{8}) started")
+
+
+def _settings(shards: str, storage: Path) -> list[str]:
+    sets = [
+        "data.batch_size=16", "data.augment=false", "model.name=test_progressive_fusion",
+        "tune.space=progressive_smoke", "tune.max_concurrent_trials=1", "tune.grace_period=1",
+        "scaling.num_workers=1", "scaling.cpus_per_worker=0.5", "train.log_every_n_steps=1000",
+        "train.resource_wait_s=180", f"train.storage_path={storage}",
+    ]
+    return ["--data", shards, "--name", "driver-kill", "--num-samples", "3",
+            "--max-epochs", "1", *[a for s in sets for a in ("--set", s)]]
+
+
+@pytest.mark.slow
+def test_tune_driver_killed_then_resumed(tmp_path: Path, ray_session,
+                                         synthetic_shards: str) -> None:
+    """SIGKILL after the first ``finished`` line; ``--resume`` completes the 3 trials."""
+    storage = tmp_path / "results"
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address,
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "rsray.cli", "tune", *_settings(synthetic_shards, storage)]
+    log_path = tmp_path / "first.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=tmp_path)
+    done_first: str | None = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and done_first is None:
+        time.sleep(0.2)
+        if m := FINISHED.search(log_path.read_text()):
+            done_first = m.group(1)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = log_path.read_text()
+    assert done_first is not None, first[-3000:]
+    exp = storage / "driver-kill"
+    assert not (exp / "leaderboard.csv").exists(), "the experiment ended before the kill"
+    kept = exp / "trials" / f"trial_{done_first}"
+    stamps = {p: p.stat().st_mtime_ns for p in kept.rglob("*") if p.is_file()}
+    assert any(p.name == "meta.json" for p in stamps), sorted(stamps)
+
+    again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
+                           timeout=600, cwd=tmp_path)
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out[-3000:]
+    assert "resuming experiment" in out, out[-3000:]
+    assert done_first not in STARTED.findall(out), "the finished trial was started again"
+    assert {p: p.stat().st_mtime_ns for p in kept.rglob("*") if p.is_file()} == stamps
+
+    with (exp / "leaderboard.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3, rows  # the searcher's count survived: no 4th trial
+    assert done_first in {r["trial"] for r in rows}
+    assert all(r["status"] in {"DONE", "PRUNED"} and r["epochs"] == "1" for r in rows), rows
+    params = [c for c in rows[0] if c.startswith(("optim.", "model.", "data."))]
+    assert params, rows[0]
+    configs = {tuple(r[c] for c in params) for r in rows}
+    assert len(configs) == 3, (params, rows)  # no configuration proposed twice
+    best = json.loads((exp / "best.json").read_text())
+    assert best["trial"] in {r["trial"] for r in rows}
