@@ -112,13 +112,14 @@ def score_split(loaded: LoadedCheckpoint, manifest: Manifest, split: str,
     return {**{k: float(v) for k, v in metrics.items()}, "n_samples": stream.samples}, confusion
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by ``None``, for strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -192,7 +193,7 @@ def write_metrics(out_dir: str, loaded: LoadedCheckpoint, manifest: Manifest,
         "synthetic": manifest.synthetic, "evaluations": results,
         "confusion_matrix": confusion, "training_metrics": loaded.metrics,
     }
-    text = json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n"
     fs, root = get_fs(out_dir)
     fs.makedirs(root, exist_ok=True)
     path = join(root, METRICS_JSON)

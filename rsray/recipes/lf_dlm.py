@@ -221,7 +221,7 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
     """
     from rsray.data.pipeline import load_shard_set
     from rsray.evaluate import evaluate_checkpoint
-    from rsray.evaluate.evaluate import _json_safe
+    from rsray.evaluate.evaluate import json_safe
     from rsray.models import create_model
     from rsray.train.tasks import resolve_for_task
 
@@ -274,7 +274,7 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
     if remote:  # everything goes up at once; the fused checkpoint is then named remotely
         doc["fused_checkpoint"] = result.fused_checkpoint = join(str(out_dir),
                                                                  "fused_checkpoint")
-    (out / "recipe.json").write_text(json.dumps(_json_safe(doc), indent=2) + "\n")
+    (out / "recipe.json").write_text(json.dumps(json_safe(doc), indent=2) + "\n")
     if remote:
         fs, path = get_fs(str(out_dir))
         fs.put(str(out) + "/", path, recursive=True)
