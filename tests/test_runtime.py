@@ -192,6 +192,8 @@ def test_resources_that_never_come_fail_with_what_was_awaited(ray_session):
     text = str(info.value)
     assert text.startswith("trial abc: waited 3 s (train.resource_wait_s) for CPU 130 in 3")
     assert "free" in text and "\n" not in text
+    # a 64-CPU worker bundle fits on no node of this machine: said so, with the largest node
+    assert "A bundle of CPU 64 fits on no node (the largest has CPU" in text
     # nothing is left reserved: the same resources as before are free afterwards
     ok = load_config(None, ["scaling.num_workers=1", "scaling.cpus_per_worker=0.5",
                             "train.resource_wait_s=60"])

@@ -1,13 +1,22 @@
-"""The terminal of `rsray demo --smoke-test`: rsray's own lines, each once, and the leaderboard."""
+"""The terminal of `rsray demo --smoke-test`: rsray's own lines, each once, and the leaderboard.
+
+The same demo run logs its trials to a real MLflow tracking server on 127.0.0.1 (sqlite
+backend): the trials, their parameters and per-epoch metrics must arrive there, and tracking
+must add nothing to the terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +27,50 @@ from rsray.console import format_epoch
 REPO = Path(__file__).resolve().parents[1]
 LINE_BUDGET = 60
 """Lines a smoke demo (64 patches, 2 trials of 2 epochs) may print, Ray included."""
+
+SERVER_START_TIMEOUT_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """`mlflow server` on a free loopback port; its URI once /health answers."""
+    port = _free_port()
+    exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    log = open(tmp_path / "mlflow_server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--default-artifact-root", (tmp_path / "artifacts").as_uri()],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"mlflow server did not start in {SERVER_START_TIMEOUT_S:.0f} s: "
+                            + (tmp_path / "mlflow_server.log").read_text()[-2000:])
+            time.sleep(1.0)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def test_format_epoch_has_metric_rate_and_data_wait():
@@ -42,24 +95,42 @@ def test_help_is_plain_text():
 
 
 @pytest.mark.slow
-def test_smoke_demo_terminal_is_rsrays_own(tmp_path):
+def test_smoke_demo_terminal_is_rsrays_own(tmp_path, mlflow_server):
+    """Demo with MLflow tracking on: quiet terminal, and every trial's history in MLflow."""
+    mlflow = pytest.importorskip("mlflow", reason="mlflow not installed (pip install "
+                                 "'rsray[mlflow]')")
     env = {**os.environ, "PYTHONPATH": str(REPO),
            "RAY_TMPDIR": tempfile.mkdtemp(prefix="r_term", dir="/tmp")}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run([sys.executable, "-m", "rsray.cli", "demo", "--smoke-test", "--root",
-                           str(tmp_path / "demo")], capture_output=True, text=True, env=env,
-                          timeout=900, cwd=tmp_path)
+                           str(tmp_path / "demo"), "--set", "tracking.mlflow=true",
+                           "--set", f"tracking.mlflow_tracking_uri={mlflow_server}"],
+                          capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     lines = out.splitlines()
     assert "Leaderboard" in out and "best trial" in out, out
     assert not any("TrainingReport(" in line for line in lines), out
     for noise in ("PreemptionWatcher", "RayDeprecationWarning", "(TrainController pid=",
-                  "(RayTrainWorker pid=", "Configuration for experiment"):
+                  "(RayTrainWorker pid=", "Configuration for experiment", "mlflow"):
         assert noise not in out, noise
     epoch_lines = [line for line in lines if re.search(r"\] \w+ epoch \d+/2 ", line)]
     assert len(epoch_lines) == len(set(epoch_lines)) >= 2, out  # per trial and epoch, once
     assert len(lines) <= LINE_BUDGET, f"{len(lines)} lines:\n{out}"
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("demo-smoke")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    trial_ids = set(re.findall(r"\[rsray\] ([0-9a-f]{8}) started", out))
+    assert len(runs) == len(trial_ids) == 2, (runs, out)
+    for run in runs:
+        trial = next(t for t in trial_ids if t in run.info.run_name)
+        assert "optim.lr" in run.data.params  # the sampled config, as parameters
+        history = client.get_metric_history(run.info.run_id, "val_ap_macro")
+        epochs = len(re.findall(rf"\] {trial} epoch \d+/2 ", out))
+        assert len(history) == epochs >= 1  # one value per epoch the trial ran
+        assert [m.step for m in history] == sorted(m.step for m in history)
 
 
 def test_progress_shows_count_rate_and_eta(capsys):

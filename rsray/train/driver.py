@@ -88,10 +88,29 @@ def wait_for_resources(cfg: Config, what: str, extra_cpus: float = 0.0) -> None:
         f"{what}: waited {time.monotonic() - t0:.0f} s (train.resource_wait_s) for "
         f"{fmt(f'{k} {v:g}' for k, v in need.items())} in {len(bundles)} bundle(s); the "
         f"cluster has {fmt(f'{k} {total.get(k, 0):g}' for k in need)} in total, "
-        f"{fmt(f'{k} {free.get(k, 0):g}' for k in need)} free. Lower scaling.num_workers / "
-        "cpus_per_worker or tune.max_concurrent_trials, or find what holds the rest "
-        "(`ray status`)"
+        f"{fmt(f'{k} {free.get(k, 0):g}' for k in need)} free.{_oversized(bundles)} Lower "
+        "scaling.num_workers / cpus_per_worker or tune.max_concurrent_trials, or find what "
+        "holds the rest (`ray status`)"
     )
+
+
+def _oversized(bundles: list[dict[str, float]]) -> str:
+    """`` A bundle of CPU 2 fits on no node (the largest has CPU 1).`` or ``""``.
+
+    A bundle is placed on one node, so a cluster with enough resources in total can still
+    never hold it (small nodes; an autoscaler with no node type that large).
+    """
+    largest: dict[str, float] = {}
+    for node in ray.nodes():
+        if node.get("Alive"):
+            for k, v in node.get("Resources", {}).items():
+                largest[k] = max(largest.get(k, 0.0), float(v))
+    for b in bundles:
+        for k, v in b.items():
+            if v > largest.get(k, 0.0):
+                return (f" A bundle of {k} {v:g} fits on no node (the largest has {k} "
+                        f"{largest.get(k, 0.0):g}).")
+    return ""
 
 
 def run_config(cfg: Config, name: str | None = None, storage_path: str | None = None,

@@ -71,8 +71,12 @@ def test_tune_run_scales_the_fake_cluster_up_and_down(tmp_path: Path,
     """Head with 0 CPUs: 2 concurrent trials add a node, finish on it, idle nodes go."""
     port, dash, agent, store = _free_ports(4)
     config = tmp_path / "fake.yaml"
-    config.write_text(yaml.safe_dump(fake_autoscaler_config(
-        idle_timeout_minutes=0.1, gcs_address=f"127.0.0.1:{port}")))
+    # 4 logical CPUs per fake node: one trial (worker + rsray's data CPUs) fits one node, two
+    # do not; cluster.yaml's cpu_worker has min_workers 1
+    fake = fake_autoscaler_config(cpus_per_node=4, idle_timeout_minutes=0.1,
+                                  gcs_address=f"127.0.0.1:{port}")
+    min_nodes = sum(t.get("min_workers", 0) for t in fake["available_node_types"].values())
+    config.write_text(yaml.safe_dump(fake))
     ray_tmp = Path(f"/tmp/rsray_fake_{port}")
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
            "RAY_TMPDIR": str(ray_tmp), "RAY_USAGE_STATS_ENABLED": "0",
@@ -94,7 +98,7 @@ def test_tune_run_scales_the_fake_cluster_up_and_down(tmp_path: Path,
     try:
         run = subprocess.run(
             [sys.executable, str(SCRIPT), f"127.0.0.1:{port}", synthetic_shards,
-             str(tmp_path / "results"), str(result)],
+             str(tmp_path / "results"), str(result), str(min_nodes)],
             env={**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}"},
             capture_output=True, text=True, timeout=900, cwd=tmp_path)
         out = (run.stdout + run.stderr)[-3000:]
@@ -108,8 +112,8 @@ def test_tune_run_scales_the_fake_cluster_up_and_down(tmp_path: Path,
             os.killpg(head.pid, signal.SIGKILL)
         _stop_fake_nodes(ray_tmp)
     assert [s for _, s, _ in got["trials"]] == ["DONE", "DONE"], got
-    # cluster.yaml's cpu_worker has min_workers 1: one node from the start, a second added
-    assert got["before"] >= 1 and got["peak"] > got["before"], got
+    # the min_workers node from the start, a second one added for the second trial
+    assert got["before"] == min_nodes >= 1 and got["peak"] > got["before"], got
     assert got["roles"] == ["data"], got  # the CPU node type, not the GPU ones
     assert got["after"] == got["before"], got  # idle nodes removed after the timeout
 

@@ -1,10 +1,12 @@
 """Driver of the autoscaling test: a Tune run on a fake-multinode head with no CPUs.
 
-``python autoscale_run.py ADDRESS SHARDS STORAGE RESULT_JSON``. Joins the head at ``ADDRESS``
-(started by the test with ``cluster.yaml``'s node types through Ray's fake provider), watches
-the cluster's alive nodes on a thread, runs 2 concurrent one-worker trials (one CPU each;
-the head has none, so every trial needs a node the autoscaler adds), then waits for the idle
-nodes to be removed. Writes the node timeline and the trials' outcome to ``RESULT_JSON``.
+``python autoscale_run.py ADDRESS SHARDS STORAGE RESULT_JSON MIN_NODES``. Joins the head at
+``ADDRESS`` (started by the test with ``cluster.yaml``'s node types through Ray's fake
+provider), waits for the ``MIN_NODES`` nodes of the types' ``min_workers``, watches the
+cluster's alive nodes on a thread, runs 2 concurrent one-worker trials (each reserves its
+worker's CPU plus rsray's data CPUs, more than one fake node has free beside another trial;
+the head has no CPUs), then waits for the idle nodes to be removed. Writes the node timeline
+and the trials' outcome to ``RESULT_JSON``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def _alive_workers(ray: object) -> list[dict[str, object]]:
 def main() -> None:
     """Run the trials on the autoscaled cluster and record what the autoscaler did."""
     address, shards, storage, result_path = sys.argv[1:5]
+    min_nodes = int(sys.argv[5])
     os.environ["RAY_ADDRESS"] = address
     import ray
 
@@ -50,13 +53,17 @@ def main() -> None:
                              sorted({str(n["role"]) for n in nodes})))
             time.sleep(0.5)
 
-    threading.Thread(target=watch, daemon=True).start()
+    deadline = time.monotonic() + 180
+    while len(_alive_workers(ray)) < min_nodes and time.monotonic() < deadline:
+        time.sleep(0.5)  # the min_workers nodes the autoscaler starts with the head
     before = len(_alive_workers(ray))
+    threading.Thread(target=watch, daemon=True).start()
     cfg = load_config(None, [
         f"data.uri={shards}", "data.batch_size=16", "data.augment=false",
         "model.name=test_progressive_fusion", "tune.space=progressive_smoke",
         "tune.num_samples=2", "tune.max_concurrent_trials=2", "train.max_epochs=1",
         "tune.grace_period=1", "scaling.num_workers=1", "scaling.cpus_per_worker=1",
+        "scaling.use_gpu=no",
         f"train.storage_path={storage}", "tune.name=autoscale",
         "train.log_every_n_steps=1000", "train.resource_wait_s=300",
     ])
