@@ -278,6 +278,10 @@ class TrainConfig:
     """Checkpoint every this many epochs, besides the epochs that improve ``metric`` and the
     last one (or an early stop); 0: only those. Every epoch still reports its metrics (what
     ASHA needs); a resume starts after the newest checkpoint."""
+    checkpoint_upload: Literal["async", "sync"] = "async"
+    """``async``: the checkpoint directory is written on the training thread and copied to
+    ``storage_path`` by Ray Train's upload thread (``CheckpointUploadMode.ASYNC``) while the
+    next epoch trains; ``sync``: the report waits for the copy."""
 
     def validate(self) -> None:
         """Check values and ranges."""
@@ -293,6 +297,7 @@ class TrainConfig:
         _range("train", "log_every_n_steps", self.log_every_n_steps, 1)
         _range("train", "resource_wait_s", self.resource_wait_s, 0.0)
         _range("train", "checkpoint_every", self.checkpoint_every, 0)
+        _choice("train", "checkpoint_upload", self.checkpoint_upload, ["async", "sync"])
         if not self.name or "/" in self.name:
             raise ConfigError(f"train.name: {self.name!r} must be a non-empty name without '/'")
 

@@ -203,8 +203,11 @@ def dihedral_torch(x: Any, k: Any, flip: Any) -> Any:
 
 
 def _put(out: Any, idx: Any, value: Any) -> None:
-    """``out[idx] = value`` in place; unsigned 16/32/64-bit tensors through a same-width signed
-    view (torch has no ``index_put`` for them; the bits are moved unchanged)."""
+    """``out[idx] = value`` in place.
+
+    Unsigned 16/32/64-bit tensors go through a same-width signed view (torch has no
+    ``index_put`` for them; the bits are moved unchanged).
+    """
     import torch
 
     signed = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}

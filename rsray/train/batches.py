@@ -92,6 +92,7 @@ def free_device_bytes(device: torch.device) -> int:
     """Free memory of ``device``: the GPU's (``cudaMemGetInfo``) or the host's available RAM."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    import ray  # noqa: F401, I001  (puts Ray's bundled psutil on the path if not installed)
     import psutil
 
     return int(psutil.virtual_memory().available)
