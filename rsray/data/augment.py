@@ -22,6 +22,7 @@ a sky, so quarter turns (which also make vertical flips) are off for them
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -188,6 +189,9 @@ def dihedral_torch(x: Any, k: Any, flip: Any) -> Any:
     code = k.to(torch.int64) + 4 * flip.to(torch.int64)
     if not bool((code != 0).any()):
         return x
+    signed = _signed().get(x.dtype)
+    if signed is not None:  # moves bits only: on the signed view (torch's uint16 kernels are
+        return dihedral_torch(x.view(signed), k, flip).view(x.dtype)  # ~30x slower on CPU)
     out = x.clone()
     for c in range(1, 8):
         idx = torch.nonzero(code == c).flatten()
@@ -202,16 +206,21 @@ def dihedral_torch(x: Any, k: Any, flip: Any) -> Any:
     return out
 
 
+@functools.cache
+def _signed() -> dict[Any, Any]:
+    """Unsigned torch dtypes -> the signed dtype of the same width (torch imported lazily)."""
+    import torch
+
+    return {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
+
+
 def _put(out: Any, idx: Any, value: Any) -> None:
     """``out[idx] = value`` in place.
 
     Unsigned 16/32/64-bit tensors go through a same-width signed view (torch has no
     ``index_put`` for them; the bits are moved unchanged).
     """
-    import torch
-
-    signed = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
-    view = signed.get(out.dtype)
+    view = _signed().get(out.dtype)
     if view is None:
         out[idx] = value
     else:
