@@ -2,6 +2,7 @@
 
     python jobs/bench_train.py                          # demo model, synthetic BigEarthNet-MM
     python jobs/bench_train.py --shards URI --model progressive_fusion_base --trials 4
+    python jobs/bench_train.py --compare --trials 0     # GPU path / async upload side by side
 
 Targets (issue 11): pipeline tax >= 0.9; Tune wall <= 1.3x the trials' training time;
 second-and-later epochs reach their first batch in <= 0.5 s.
@@ -10,11 +11,51 @@ second-and-later epochs reach their first batch in <= 0.5 s.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rsray.cli import ensure_synthetic_shards
 from rsray.config import load_config
 from rsray.data.pipeline import load_shard_set
 from rsray.train.bench import run_train_benchmark
+
+VARIANTS: dict[str, dict[str, object]] = {
+    # every epoch checkpointed, so the upload mode shows in the report time and epoch wall
+    "upload sync, ckpt every epoch": {"train.checkpoint_upload": "sync",
+                                      "train.checkpoint_every": 1},
+    "upload async, ckpt every epoch": {"train.checkpoint_upload": "async",
+                                       "train.checkpoint_every": 1},
+    "augment_on=host (cached)": {"data.cache": "memory", "data.augment_on": "host"},
+    "augment_on=device (cached)": {"data.cache": "memory", "data.augment_on": "device"},
+    "cache=device": {"data.cache": "device"},
+}
+"""What ``--compare`` trains, each beside the others on the same shards."""
+
+
+def _print_compare(r: Any) -> None:
+    """The variants side by side, with the ratios the README quotes."""
+    for dev, a in r.augment.items():
+        print(f"  augment + finalize_batch on {dev}: host {a['host']:.0f} samples/s, "
+              f"device {a['device']:.0f} samples/s, device/host = "
+              f"{a['device'] / a['host']:.2f}")
+    print(f"  {'variant':32s} {'samples/s':>9s} {'wait':>5s} {'epoch s':>8s} {'report s':>8s}")
+    for name, f in r.variants.items():
+        print(f"  {name:32s} {f.get('train_samples_per_second', float('nan')):9.1f} "
+              f"{f.get('data_wait_share', float('nan')):5.0%} "
+              f"{f.get('epoch_seconds', float('nan')):8.1f} "
+              f"{f.get('report_seconds', float('nan')):8.2f}")
+    v = r.variants
+
+    def ratio(a: str, b: str, key: str) -> float:
+        return v[a].get(key, float("nan")) / max(v[b].get(key, float("nan")), 1e-9)
+
+    sync, asyn = "upload sync, ckpt every epoch", "upload async, ckpt every epoch"
+    print(f"  async/sync: report {ratio(asyn, sync, 'report_seconds'):.2f}, samples/s "
+          f"{ratio(asyn, sync, 'train_samples_per_second'):.2f}, epoch "
+          f"{ratio(asyn, sync, 'epoch_seconds'):.2f}")
+    host, dev = "augment_on=host (cached)", "augment_on=device (cached)"
+    rate = "train_samples_per_second"
+    print(f"  device/host augmentation: samples/s {ratio(dev, host, rate):.2f}; "
+          f"cache=device/host: {ratio('cache=device', host, rate):.2f}")
 
 
 def main() -> None:
@@ -28,6 +69,10 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--steps", type=int, default=8, help="timed steps of the ceiling")
     p.add_argument("--smoke-test", action="store_true", help="2 trials of 1 epoch")
+    p.add_argument("--compare", action="store_true",
+                   help="also train the variants of VARIANTS (checkpoint upload sync/async, "
+                        "host/device augmentation, data.cache=device) and time augment + "
+                        "finalize on the host against on the device")
     p.add_argument("--set", nargs="*", default=[], help="section.field=value overrides")
     args = p.parse_args()
     if args.smoke_test:
@@ -35,7 +80,8 @@ def main() -> None:
     shards = args.shards or ensure_synthetic_shards("rsray_data/bench_train", args.n)
     cfg = load_config(args.config, [f"data.uri={shards}", f"model.name={args.model}", *args.set])
     r = run_train_benchmark(cfg, load_shard_set(cfg.data), epochs=args.epochs,
-                            trials=args.trials, steps=args.steps)
+                            trials=args.trials, steps=args.steps, skip_tune=args.trials == 0,
+                            variants=VARIANTS if args.compare else None)
     f, t = r.fit, r.tune
     print(f"\ntraining benchmark: {r.model}, batch {r.batch_size}, {r.threads} torch thread(s)")
     print(f"  model ceiling (in-memory batches)  {r.ceiling:8.1f} samples/s")
@@ -54,6 +100,8 @@ def main() -> None:
               f"wall / compute = {t['wall_over_compute']:.2f}")
         print(f"  per trial: start-up {t['startup_seconds']:.1f} s, later epochs' first batch "
               f"{t['first_batch_later_epochs']:.2f} s")
+    if r.variants:
+        _print_compare(r)
 
 
 if __name__ == "__main__":

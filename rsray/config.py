@@ -106,10 +106,18 @@ class DataConfig:
     """Debug switch: scan every element of every float modality for NaN/inf in each batch.
     Off, a batch gets one sum per float modality (integer bands are never scanned): ``rsray
     prepare`` already rejected non-finite values when it wrote the shards."""
-    cache: Literal["auto", "memory", "off"] = "auto"
+    cache: Literal["auto", "memory", "device", "off"] = "auto"
     """Keep decoded splits in Ray's object store for the whole run (every epoch, and every
     trial of a tune experiment, reads them from memory): ``auto`` when all of them fit in
-    ``cache_fraction`` of the object store, ``memory`` always, ``off`` streams every pass."""
+    ``cache_fraction`` of the object store, ``memory`` always, ``off`` streams every pass;
+    ``device``: as ``memory``, and each worker also holds its share of the training split as
+    tensors on its device (GPU memory; CPU memory on CPU workers), so an epoch is a permutation,
+    slicing and on-device augmentation (an error when the share does not fit)."""
+    augment_on: Literal["auto", "host", "device"] = "auto"
+    """Where training augmentation runs: ``host`` NumPy (in Ray Data tasks for a streamed split,
+    in the worker's batch thread for a cached one), ``device`` torch on the worker's device
+    after the (pinned, non-blocking) copy; ``auto``: ``device`` on a CUDA worker and with
+    ``cache=device``, else ``host`` (NumPy measured faster on a CPU worker)."""
     cache_fraction: float = 0.3
     """Share of the cluster's object-store memory that ``cache=auto`` may fill."""
 
@@ -122,7 +130,11 @@ class DataConfig:
         _range("data", "shuffle_buffer", self.shuffle_buffer, 0)
         _range("data", "train_fraction", self.train_fraction, 0.0, 1.0, lo_open=True)
         _range("data", "series_len", self.series_len, 0)
-        _choice("data", "cache", self.cache, ["auto", "memory", "off"])
+        _choice("data", "cache", self.cache, ["auto", "memory", "device", "off"])
+        _choice("data", "augment_on", self.augment_on, ["auto", "host", "device"])
+        if self.cache == "device" and self.augment_on == "host":
+            raise ConfigError("data.augment_on=host: a device-resident split (data.cache="
+                              "device) is augmented on the device; use auto or device")
         _range("data", "cache_fraction", self.cache_fraction, 0.0, 1.0)
         if not self.eval_splits:
             raise ConfigError("data.eval_splits: at least one split to evaluate is needed")
@@ -266,6 +278,10 @@ class TrainConfig:
     """Checkpoint every this many epochs, besides the epochs that improve ``metric`` and the
     last one (or an early stop); 0: only those. Every epoch still reports its metrics (what
     ASHA needs); a resume starts after the newest checkpoint."""
+    checkpoint_upload: Literal["async", "sync"] = "async"
+    """``async``: the checkpoint directory is written on the training thread and copied to
+    ``storage_path`` by Ray Train's upload thread (``CheckpointUploadMode.ASYNC``) while the
+    next epoch trains; ``sync``: the report waits for the copy."""
 
     def validate(self) -> None:
         """Check values and ranges."""
@@ -281,6 +297,7 @@ class TrainConfig:
         _range("train", "log_every_n_steps", self.log_every_n_steps, 1)
         _range("train", "resource_wait_s", self.resource_wait_s, 0.0)
         _range("train", "checkpoint_every", self.checkpoint_every, 0)
+        _choice("train", "checkpoint_upload", self.checkpoint_upload, ["async", "sync"])
         if not self.name or "/" in self.name:
             raise ConfigError(f"train.name: {self.name!r} must be a non-empty name without '/'")
 

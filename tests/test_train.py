@@ -27,12 +27,22 @@ def test_two_workers_then_resume(synthetic_shards, tmp_path, ray_session):
     assert first.checkpoint is not None
 
     # Same run name, two more epochs: Ray Train V2 restores the run, the loop resumes at
-    # epoch 2. Checkpoints (train.checkpoint_every=0) only where the metric improves and at
-    # the end: ranked by `epoch` with mode=min, epoch 2 is no improvement and gets none.
+    # epoch 2 from the checkpoint the first run uploaded asynchronously (the default
+    # train.checkpoint_upload=async). Checkpoints (train.checkpoint_every=0) only where the
+    # metric improves and at the end: ranked by `epoch` with mode=min, epoch 2 gets none.
+    # The resumed epochs train from each worker's device-resident share (data.cache=device,
+    # CPU memory here) with on-device augmentation: same samples per epoch, same metrics.
+    rows = _train_rows(synthetic_shards)
+    assert first.metrics["train_samples"] == 2 * (rows // 2)  # Ray Train splits it equally
     second = fit(cfg.with_overrides({"train.max_epochs": 3, "train.metric": "epoch",
-                                     "train.mode": "min"}))
+                                     "train.mode": "min", "data.cache": "device"}))
     assert second.error is None
     assert second.metrics["resumed_from_epoch"] == 1
+    assert second.metrics["train_samples"] == 2 * (rows // 2)
+    def keys(metrics: dict) -> set:  # best_<train.metric> follows the ranking metric
+        return {k for k in metrics if not k.startswith("best_")}
+
+    assert keys(second.metrics) == keys(first.metrics)
     assert second.metrics["epoch"] == 3 and second.metrics["checkpointed"]
     run = tmp_path / "resume-test"
     assert sorted(p.name for p in run.glob("epoch_*")) == ["epoch_0000", "epoch_0002"]
@@ -48,6 +58,12 @@ def test_two_workers_then_resume(synthetic_shards, tmp_path, ray_session):
     assert done is not None and done["epoch"] == 3 and done["kept_from_checkpoint"]
     assert done["val_loss"] == second.metrics["val_loss"]
     assert done["checkpoint_path"].endswith("epoch_0002")
+
+
+def _train_rows(shards: str) -> int:
+    from rsray.data.shards import read_manifest
+
+    return int(read_manifest(shards).splits["train"])
 
 
 def test_status_of_a_trial_that_never_reported():

@@ -552,6 +552,65 @@ def augment_raw(
     return batch
 
 
+def augment_device(
+    batch: dict[str, Any],
+    plan: DecodePlan,
+    *,
+    desync: bool = False,
+    modality_dropout: float = 0.0,
+    crop_scale: tuple[float, float] = (1.0, 1.0),
+    ops: Mapping[str, Sequence[str]] | None = None,
+    generator: Any = None,
+) -> dict[str, Any]:
+    """:func:`augment_raw` on torch tensors, on whatever device they are (``augment_on=device``).
+
+    Same operations, per-modality choices (``ops``), synchronised or desynchronised draws,
+    aligned segmentation mask and modality dropping as :func:`augment_raw`; the parameters are
+    drawn on the device with ``generator`` (a ``torch.Generator`` there), so a batch on a GPU
+    never comes back to the host. Labels other than a segmentation mask are not touched (they
+    may be multi-hot, class indices or float regression targets). Returns a new dict.
+    """
+    import torch
+
+    out = dict(batch)
+    ops = ops or {}
+    label = out["label"]
+    n, device = int(label.shape[0]), label.device
+    desync = desync and plan.task != "segmentation"
+    all_ops = tuple(sorted({o for m in plan.spatial for o in aug.modality_ops(ops, m.name)}))
+    shared = aug.draw_torch(generator, n, all_ops, crop_scale, device)
+    for m in plan.spatial:
+        mine = aug.modality_ops(ops, m.name)
+        d = (aug.draw_torch(generator, n, mine, crop_scale, device) if desync
+             else _restrict_torch(shared, mine))
+        for g in m.groups:
+            out[g.column] = aug.apply_torch(out[g.column], d)
+    if plan.task == "segmentation":
+        out["label"] = aug.apply_torch(label, shared, mode="nearest")
+    names = [m.name for m in plan.modalities]
+    if modality_dropout > 0 and len(names) > 1:
+        drop = torch.rand(n, generator=generator, device=device) < modality_dropout
+        which = torch.randint(0, len(names), (n,), generator=generator, device=device)
+        for j, name in enumerate(names):
+            key = f"drop_{name}"
+            flag = out.get(key)
+            hit = (drop & (which == j)).to(torch.uint8)
+            out[key] = hit if flag is None else torch.maximum(flag.to(torch.uint8), hit)
+    return out
+
+
+def _restrict_torch(d: aug.Draw, ops: Sequence[str]) -> aug.Draw:
+    """:func:`_restrict` for a draw of tensors."""
+    import torch
+
+    n = len(d.k)
+    return aug.Draw(
+        d.k if "rot90" in ops else torch.zeros_like(d.k),
+        d.flip if "hflip" in ops else torch.zeros_like(d.flip),
+        d.box if "crop" in ops else aug.identity_box_torch(n, d.box.device),
+    )
+
+
 def _restrict(d: aug.Draw, ops: Sequence[str]) -> aug.Draw:
     """The shared draw without the operations a modality does not get."""
     n = len(d.k)
@@ -737,7 +796,8 @@ def cache_splits(cfg: DataConfig, manifest: Manifest, splits: Sequence[str] | No
     """Read and decode ``splits`` once into the object store, if ``data.cache`` allows.
 
     ``auto`` caches when every split not already in ``have`` fits in ``data.cache_fraction``
-    of the cluster's object store (estimated from the manifest's row counts); ``memory``
+    of the cluster's object store (estimated from the manifest's row counts); ``memory`` and
+    ``device`` (whose workers then copy their share of the training split to their device)
     always; ``off`` never. Returns the cached splits (``have``'s included).
     """
     import time
@@ -784,15 +844,20 @@ def training_datasets(cfg: DataConfig, manifest: Manifest,
     splits = default_splits(cfg)
     cached = cache_splits(cfg, manifest, splits, have=shared)
     datasets: dict[str, Any] = {}
+    # A stream is augmented by Ray Data (on the CPUs of the data tasks) unless the workers are
+    # asked to augment on their device (``data.augment_on=device``).
+    ray_augments = cfg.augment and cfg.augment_on != "device"
     for s in splits:
         c = cached.get(s)
         if c is not None and c.key == decode_key(make_plan(manifest, cfg,
                                                             for_training=(s == "train"))):
             datasets[s] = c.dataset
         else:
-            datasets[s] = build_split(manifest, s, cfg, augment=(s == "train" and cfg.augment))
+            datasets[s] = build_split(manifest, s, cfg, augment=(s == "train" and ray_augments))
     augment = None
-    if cfg.augment and "train" in cached and datasets["train"] is cached["train"].dataset:
+    in_memory = "train" in cached and datasets["train"] is cached["train"].dataset
+    if cfg.augment and (in_memory or not ray_augments):
         check_augment(make_plan(manifest, cfg, for_training=True), cfg)
         augment = augment_kwargs(cfg)
     return TrainingData(datasets, augment, cached)
+

@@ -10,7 +10,11 @@ Three measurements on one shard set, in one run:
    real loader; the steady-state rate is the last epoch's ``train_samples_per_second``. Its
    ratio to the ceiling is the pipeline tax (1.0 = none). Also reported: the last epoch's time
    to its first batch, its data-wait share, and the run's start-up costs.
-3. **tune**: ``trials`` trials of ``epochs`` epochs each (ASHA's grace period = ``epochs``, so
+3. **variants** (``--compare``): the same ``rsray train`` run once per set of overrides (sync
+   vs async checkpoint upload, host vs device augmentation, ``data.cache=device``), side by
+   side in one run, and :func:`time_augment`: augmentation + :func:`finalize_batch` of one
+   training batch on the host (NumPy) against on the device (torch), per device present.
+4. **tune**: ``trials`` trials of ``epochs`` epochs each (ASHA's grace period = ``epochs``, so
    none is stopped early) one at a time; the experiment's wall time against the sum of the
    trials' training time (the epochs' training loops) and against the model compute that
    ceiling implies for the samples trained.
@@ -27,6 +31,7 @@ import torch
 
 from rsray.config import Config
 from rsray.data.pipeline import (
+    augment_device,
     augment_kwargs,
     augment_raw,
     build_split,
@@ -47,6 +52,9 @@ class TrainBench:
     rsray: float = math.nan
     fit: dict[str, float] = field(default_factory=dict)
     tune: dict[str, float] = field(default_factory=dict)
+    variants: dict[str, dict[str, float]] = field(default_factory=dict)
+    augment: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per device: samples/s of augment + finalize on the ``host`` and on the ``device``."""
 
     @property
     def tax(self) -> float:
@@ -100,6 +108,51 @@ def compute_ceiling(cfg: Config, manifest: Manifest, *, steps: int = 8,
         torch.set_num_threads(before)
 
 
+def time_augment(cfg: Config, manifest: Manifest, device: torch.device, *,
+                 repeats: int = 5, threads: int = 1) -> dict[str, float]:
+    """Samples/s of augmentation + :func:`finalize_batch` of one training batch, two ways.
+
+    ``host``: :func:`augment_raw` in NumPy, copy to ``device``, finalize there (what a CPU
+    worker does on a cached split). ``device``: copy the native batch to ``device``, then
+    :func:`augment_device` and finalize there (``data.augment_on=device``). Both include the
+    copy, so on a GPU the figure is the whole host-to-model-input path.
+    """
+    from rsray.train.batches import _to_device, device_generator
+
+    plan = make_plan(manifest, cfg.data, for_training=True)
+    raw = build_split(manifest, "train", cfg.data, augment=False).take_batch(
+        cfg.data.batch_size, batch_format="numpy")
+    raw = {k: np.array(v) for k, v in raw.items()}
+    kwargs = augment_kwargs(cfg.data)
+    rng, gen = np.random.default_rng(0), device_generator(device, 0)
+    n = len(raw["label"])
+
+    def host() -> None:
+        finalize_batch(_to_device(augment_raw(dict(raw), plan, rng=rng, **kwargs), device), plan)
+
+    def on_device() -> None:
+        finalize_batch(augment_device(_to_device(raw, device), plan, generator=gen, **kwargs),
+                       plan)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    out = {}
+    try:
+        for name, fn in (("host", host), ("device", on_device)):
+            fn()  # warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            out[name] = repeats * n / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 def _fit(cfg: Config) -> dict[str, float]:
     from rsray.train.driver import fit
 
@@ -136,8 +189,13 @@ def _tune(cfg: Config, ceiling: float) -> dict[str, float]:
 
 def run_train_benchmark(cfg: Config, manifest: Manifest, *, epochs: int = 2, trials: int = 8,
                         steps: int = 8, storage: str = "rsray_results/bench",
-                        skip_tune: bool = False) -> TrainBench:
-    """Ceiling, rsray training rate and (unless ``skip_tune``) Tune overhead for ``cfg``."""
+                        skip_tune: bool = False,
+                        variants: dict[str, dict[str, object]] | None = None) -> TrainBench:
+    """Ceiling, rsray training rate and (unless ``skip_tune``) Tune overhead for ``cfg``.
+
+    ``variants``: name -> overrides; each is trained like the main run, and the host vs device
+    augmentation timing (:func:`time_augment`) is added, on the CPU and on a GPU if present.
+    """
     from rsray.runtime import ensure_ray
 
     ensure_ray()
@@ -149,6 +207,13 @@ def run_train_benchmark(cfg: Config, manifest: Manifest, *, epochs: int = 2, tri
                                   "train.name": f"bench-fit-{stamp}"})
     out.fit = _fit(fit_cfg)
     out.rsray = out.fit.get("train_samples_per_second", math.nan)
+    if variants:
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available()
+                                           else [])
+        out.augment = {str(d): time_augment(cfg, manifest, d, threads=threads) for d in devices}
+        for i, (name, overrides) in enumerate(variants.items()):
+            out.variants[name] = _fit(fit_cfg.with_overrides(
+                {**overrides, "train.name": f"bench-fit-{stamp}-v{i}"}))
     if not skip_tune:
         tune_cfg = cfg.with_overrides({
             "train.max_epochs": epochs, "train.storage_path": storage,

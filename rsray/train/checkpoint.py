@@ -12,7 +12,9 @@ A checkpoint directory holds two files:
 
 Both are written to a temporary name and renamed into place, so a crash mid-write never leaves
 a half-written ``state.pt``. The training loop writes into a temporary directory and hands it
-to ``ray.train.Checkpoint.from_directory``; on resume it opens
+to ``ray.train.Checkpoint.from_directory`` (with ``train.checkpoint_upload=async`` Ray Train's
+upload thread copies it to storage and removes it; :func:`rsray.train.loop.report_and_checkpoint`);
+on resume it opens
 ``ray.train.get_checkpoint().as_directory()`` and calls :func:`load_checkpoint`.
 """
 

@@ -11,8 +11,12 @@ picks (an improvement, the last epoch, every ``train.checkpoint_every``-th) rank
 checkpoint of model, optimiser, scheduler, epoch and early-stopping state. A restarted worker
 group (after a failure, or a new run with the same name) resumes from
 ``ray.train.get_checkpoint()``, the newest checkpoint. Batches are prepared one step ahead on a
-background thread (:mod:`rsray.train.batches`); each report carries the run's fixed costs
-(``startup_seconds``, ``setup_seconds``, ``train_first_batch_seconds``, ``report_seconds``).
+background thread (:mod:`rsray.train.batches`), augmented on the device or the host
+(``data.augment_on``), or sliced from the worker's device-resident share of the training split
+(``data.cache=device``). Checkpoints are written locally and uploaded by Ray Train's own upload
+thread (``train.checkpoint_upload=async``). Each report carries the samples the epoch trained
+(``train_samples``, all workers) and the run's fixed costs (``startup_seconds``,
+``setup_seconds``, ``train_first_batch_seconds``, ``report_seconds``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from rsray.config import Config
 from rsray.data.pipeline import DecodePlan
 from rsray.errors import ConfigError
 from rsray.models import create_model
-from rsray.train.batches import model_batches
+from rsray.train.batches import ResidentSplit, device_generator, model_batches, resolve_augment_on
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
 from rsray.train.optim import build_optimizer, build_scheduler
 from rsray.train.tasks import Task, build_task
@@ -187,11 +191,15 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
                     loss_meter: Any, plan: DecodePlan, cfg: Config, device: torch.device,
                     modalities: tuple[str, ...], telemetry: Telemetry, *, epoch: int,
                     rank: int, world: int, augment: dict[str, Any] | None = None,
-                    rng: np.random.Generator | None = None) -> _EpochStats:
+                    rng: np.random.Generator | None = None,
+                    resident: ResidentSplit | None = None,
+                    generator: torch.Generator | None = None) -> _EpochStats:
     """Stream this worker's part of the training split once, stepping the optimiser.
 
     ``augment``: :func:`~rsray.data.pipeline.augment_kwargs` when this worker augments (a
-    cached training split), ``None`` when Ray Data did.
+    cached training split, or ``data.augment_on=device``), ``None`` when Ray Data did.
+    ``resident``: the worker's device-resident share (``data.cache=device``) replaces
+    ``shard``; ``generator`` draws on-device augmentations and permutations.
     """
     model.train()
     loss_meter.reset()
@@ -200,8 +208,10 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
     t_wait = time.perf_counter()
     window = _Window()
     loss = torch.zeros(())
+    augment_on = resolve_augment_on(cfg.data.augment_on, device, resident=resident is not None)
     batches = model_batches(shard, plan, batch_size=cfg.data.batch_size, device=device,
-                            shuffle=cfg.data.shuffle_buffer, augment=augment, rng=rng)
+                            shuffle=cfg.data.shuffle_buffer, augment=augment, rng=rng,
+                            augment_on=augment_on, resident=resident, generator=generator)
     for step, item in enumerate(batches):
         step_wait = time.perf_counter() - t_wait
         if step == 0:
@@ -252,23 +262,59 @@ def evaluate_splits(model: torch.nn.Module, shards: dict[str, Any], task: Task, 
 
 def report_and_checkpoint(report: dict[str, Any], *, epoch: int, rank: int, model: Any,
                           optimizer: Any, scheduler: Any, state: _State,
-                          extra: dict[str, Any], checkpoint: bool = True) -> None:
-    """``ray.train.report`` the epoch; with ``checkpoint``, rank 0 attaches the whole state."""
+                          extra: dict[str, Any], checkpoint: bool = True,
+                          upload: str = "sync") -> None:
+    """``ray.train.report`` the epoch; with ``checkpoint``, rank 0 attaches the whole state.
+
+    The state is written to a local directory on this thread. ``upload="async"``
+    (``train.checkpoint_upload``) hands its copy to the run's storage to Ray Train's upload
+    thread (``CheckpointUploadMode.ASYNC``, which deletes the local directory afterwards and
+    registers the checkpoint, and this epoch's metrics, once it is stored); ``sync`` copies it
+    before returning.
+    """
     if not checkpoint:
         ray.train.report(report)
+        return
+    if upload == "async":
+        from ray.train import CheckpointUploadMode
+
+        ckpt = None
+        if rank == 0:
+            tmp = tempfile.mkdtemp(prefix=f"rsray-epoch_{epoch:04d}-")
+            _save(Path(tmp), report, epoch=epoch, model=model, optimizer=optimizer,
+                  scheduler=scheduler, state=state, extra=extra)
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{epoch:04d}",
+                         checkpoint_upload_mode=CheckpointUploadMode.ASYNC)
         return
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:
-            save_checkpoint(Path(tmp), model=model, optimizer=optimizer, scheduler=scheduler,
-                            epoch=epoch, best_metric=state.best,
-                            extra={"epochs_without_improvement": state.stale,
-                                   "early_stopping_best": state.stop_best,
-                                   "early_stopping_stale": state.stop_stale,
-                                   "metrics": {k: v for k, v in report.items()
-                                               if isinstance(v, int | float)}, **extra})
+            _save(Path(tmp), report, epoch=epoch, model=model, optimizer=optimizer,
+                  scheduler=scheduler, state=state, extra=extra)
             ckpt = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{epoch:04d}")
+
+
+def _save(path: Path, report: dict[str, Any], *, epoch: int, model: Any, optimizer: Any,
+          scheduler: Any, state: _State, extra: dict[str, Any]) -> None:
+    """Write the training state of ``epoch`` into ``path`` (:func:`save_checkpoint`)."""
+    save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                    best_metric=state.best,
+                    extra={"epochs_without_improvement": state.stale,
+                           "early_stopping_best": state.stop_best,
+                           "early_stopping_stale": state.stop_stale,
+                           "metrics": {k: v for k, v in report.items()
+                                       if isinstance(v, int | float)}, **extra})
+
+
+def _all_workers(count: int, device: torch.device, world: int) -> int:
+    """``count`` summed over the worker group (one all-reduce; the value itself when alone)."""
+    if world == 1 or not torch.distributed.is_initialized():
+        return int(count)
+    t = torch.tensor([count], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(t)
+    return int(t.item())
 
 
 def _startup(timing: dict[str, float], t_start: float) -> dict[str, float]:
@@ -328,6 +374,15 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     eval_shards = {s: ray.train.get_dataset_shard(s) for s in cfg.data.eval_splits}
     augment = loop_config.get("augment")
     rng = np.random.default_rng([cfg.train.seed, rank, resumed_from])
+    generator = device_generator(device, [cfg.train.seed, rank, resumed_from])
+    resident = None
+    if cfg.data.cache == "device":  # this worker's share of the training split, on its device
+        t_res = time.perf_counter()
+        resident = ResidentSplit.load(train_shard, device)
+        if rank == 0:
+            print(f"[rsray] train: {resident.rows} rows ({resident.nbytes / 2**20:.0f} MiB) "
+                  f"resident on {device} per worker in {time.perf_counter() - t_res:.1f} s; "
+                  "epochs need no host work", flush=True)
     # Fixed cost of this run before its first epoch (see _startup): seconds since the
     # trainer was built (controller, worker group, imports) and this function's own set-up.
     startup = _startup(loop_config.get("timing", {}), t_start)
@@ -337,7 +392,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         stats = train_one_epoch(model, optimizer, train_shard, task, train_loss, plan, cfg,
                                 device, modalities, telemetry, epoch=epoch, rank=rank,
-                                world=world, augment=augment, rng=rng)
+                                world=world, augment=augment, rng=rng, resident=resident,
+                                generator=generator)
         t_eval = time.perf_counter()
         evaluated, confusion = evaluate_splits(model, eval_shards, task, eval_loss, eval_plan,
                                                cfg, device, modalities)
@@ -353,6 +409,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                for k, v in vals.items()},
             "lr": float(lr),
             "epoch_seconds": time.perf_counter() - t0,
+            "train_samples": _all_workers(stats.samples, device, world),
             "train_samples_per_second": stats.samples * world / max(stats.seconds, 1e-9),
             "data_wait_share": stats.wait / max(stats.seconds, 1e-9),
             "train_seconds": stats.seconds,
@@ -382,7 +439,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                               scheduler=scheduler, state=state, checkpoint=keep,
                               extra={"config": loop_config["config"], "channels": channels,
                                      "classes": classes, "task": task.name,
-                                     "confusion_matrix": confusion})
+                                     "confusion_matrix": confusion},
+                              upload=cfg.train.checkpoint_upload)
         last_report = time.perf_counter() - t_report
         if stop:
             if rank == 0:
