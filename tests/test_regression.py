@@ -211,7 +211,8 @@ def test_shards_hold_float_targets_stats_and_predict_writes_values(twin: Path,
     assert (m.dataset, m.task, m.classes) == ("covariates_regression", "regression",
                                               ["lst", "greenness"])
     table = pq.read_table(m.shard_paths("train")[0])
-    assert str(table.schema.field("label").type) == "fixed_size_list<item: float>[2]"
+    label_type = table.schema.field("label").type
+    assert label_type.list_size == 2 and str(label_type.value_type) == "float"
     y = np.asarray(table["label"].to_pylist(), dtype=np.float64)
     stats = m.info["label"]["target_stats"]
     if len(m.shard_paths("train")) == 1:
