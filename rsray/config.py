@@ -236,10 +236,11 @@ class TrainConfig:
 
     max_epochs: int = 10
     """Number of epochs (a Tune scheduler may stop a trial earlier)."""
-    loss: Literal["auto", "bce", "combined", "ce", "ce_dice"] = "auto"
+    loss: Literal["auto", "bce", "combined", "ce", "ce_dice", "mse", "mae"] = "auto"
     """``auto``: the task's default (``bce`` multi-label/binary, ``ce`` single-label,
-    ``ce_dice`` segmentation); ``bce``: BCE with logits; ``combined``: alpha*weighted BCE(beta)
-    + (1-alpha)*Dice; ``ce``: cross-entropy; ``ce_dice``: alpha*CE + (1-alpha)*Dice."""
+    ``ce_dice`` segmentation, ``mse`` regression); ``bce``: BCE with logits; ``combined``:
+    alpha*weighted BCE(beta) + (1-alpha)*Dice; ``ce``: cross-entropy; ``ce_dice``: alpha*CE +
+    (1-alpha)*Dice; ``mse`` / ``mae``: squared / absolute error on standardised targets."""
     loss_alpha: float = 0.5
     """Weight of the BCE (``combined``) or cross-entropy (``ce_dice``) term."""
     loss_beta: float = 0.5
@@ -247,9 +248,10 @@ class TrainConfig:
     metric: str = "auto"
     """Validation metric that drives early stopping, checkpoint ranking and tuning; ``auto``
     is the task's headline metric (``val_ap_macro`` multi-label, ``val_oa`` single-label,
-    ``val_auc_mean`` binary heads, ``val_miou`` segmentation)."""
+    ``val_auc_mean`` binary heads, ``val_miou`` segmentation, ``val_r2_mean`` regression)."""
     mode: Literal["auto", "max", "min"] = "auto"
-    """Whether ``metric`` is better higher or lower; ``auto``: ``min`` for losses, else ``max``."""
+    """Whether ``metric`` is better higher or lower; ``auto``: ``min`` for losses and errors
+    (RMSE, MAE), else ``max`` (see :func:`rsray.train.tasks.metric_mode`)."""
     early_stopping_patience: int = 0
     """Stop after this many epochs without improvement of ``early_stopping_metric``; 0
     disables."""
@@ -286,7 +288,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Check values and ranges."""
         _range("train", "max_epochs", self.max_epochs, 1)
-        _choice("train", "loss", self.loss, ["auto", "bce", "combined", "ce", "ce_dice"])
+        _choice("train", "loss", self.loss, ["auto", "bce", "combined", "ce", "ce_dice", "mse",
+                                             "mae"])
         _range("train", "loss_alpha", self.loss_alpha, 0.0, 1.0)
         _range("train", "loss_beta", self.loss_beta, 0.0, 1.0)
         _choice("train", "mode", self.mode, ["auto", "max", "min"])

@@ -534,3 +534,78 @@ def test_synth_covariates_command(ben_with_layers, tmp_path: Path,
     assert main(["synth", "covariates", "--like", str(tmp_path / "nowhere"), "--out",
                  str(tmp_path / "y")]) == 2
     assert "nowhere: --like must be a raw dataset folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation with covariate layers as extra modalities (FLAIR-2 + DEM / temperature)
+# --------------------------------------------------------------------------------------------
+
+
+def _stem_conv(model: Any, in_chans: int) -> Any:
+    import torch
+
+    return next(m for m in model.modules()
+                if isinstance(m, torch.nn.Conv2d) and m.in_channels == in_chans)
+
+
+def test_unetformer_takes_covariates_as_extra_modalities():
+    import torch
+
+    from rsray.models import create_model
+
+    mods = {"aerial": 5, "dem": 1, "temperature": 1}
+    model = create_model("test_unetformer", modalities=mods, num_classes=4,
+                         extra_modalities=["dem", "temperature"])
+    assert model.modalities == ("aerial", "dem", "temperature") and model.in_chans == 7
+    torch.manual_seed(0)
+    x = {"aerial": torch.randn(2, 5, 64, 64), "dem": torch.randn(2, 1, 32, 32),  # resized
+         "temperature": torch.randn(2, 1, 64, 64)}
+    logits = model(x)
+    assert logits.shape == (2, 4, 64, 64)
+    logits.square().mean().backward()
+    grad = _stem_conv(model, 7).weight.grad
+    assert grad is not None and float(grad[:, 5:].abs().sum()) > 0  # the covariates are used
+    with torch.no_grad():  # and change the output
+        assert not torch.allclose(model({**x, "dem": x["dem"] + 3}), logits)
+    with pytest.raises(KeyError, match="'temperature' is missing"):
+        model({"aerial": x["aerial"], "dem": x["dem"]})
+    with pytest.raises(ConfigError, match="extra_modalities"):
+        create_model("test_unetformer", modalities=mods, num_classes=4,
+                     extra_modalities=["wind"])
+
+
+def test_flair2_with_covariate_layers_prepares_and_trains_a_step(tmp_path: Path, ray_session):
+    import pyarrow.parquet as pq
+    import torch
+
+    from rsray.config import Config, DataConfig
+    from rsray.data.pipeline import decode_raw, finalize_batch, make_plan
+    from rsray.data.prepare import prepare
+    from rsray.data.registry import get_dataset
+    from rsray.data.sources.covariates import write_synthetic_covariates
+    from rsray.models import create_model
+    from rsray.train.tasks import build_task
+
+    entry = get_dataset("flair2")
+    entry.write_synthetic(tmp_path / "raw", 4, 0)
+    info = write_synthetic_covariates(tmp_path / "raw", tmp_path / "layers", progress=False)
+    layers = [CovariateLayer("dem", info.layers["dem"]),
+              CovariateLayer("temperature", info.layers["temperature"])]
+    uri = str(tmp_path / "shards")
+    m = prepare(WithCovariates(entry.synthetic_source(tmp_path / "raw"), layers), uri).manifest
+    assert m.task == "segmentation" and not m.rejects
+    assert list(m.modalities) == ["aerial", "s2", "dem", "temperature"]
+    size = int(m.info["label"]["size"])
+    cfg = DataConfig(uri=uri, image_size=size, modalities=["aerial", "dem", "temperature"])
+    plan = make_plan(m, cfg)
+    split = next(s for s in ("train", "val", "test") if m.splits.get(s))
+    batch = finalize_batch(decode_raw(pq.read_table(m.shard_paths(split)[0]), plan), plan)
+    assert batch["dem"].shape == (m.splits[split], 1, size, size)
+    assert 0.5 < float(batch["dem"].std()) < 2  # normalised with the training statistics
+    model = create_model("test_unetformer", modalities=plan.channels,
+                         num_classes=len(m.classes), extra_modalities=["dem", "temperature"])
+    task = build_task(Config(), "segmentation", m.classes)
+    loss = task.loss(model(batch), task.target(batch))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert float(_stem_conv(model, model.in_chans).weight.grad[:, 5:].abs().sum()) > 0

@@ -51,6 +51,11 @@ BAD_RAW_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "unknown class name": ("unknown_label",),
         "missing companion file": ("missing_band", "s1_missing", "s2_missing"),
     },
+    "covariates_regression": {
+        "truncated GeoTIFF": ("truncated",), "missing label file": ("missing_row",),
+        "malformed label file": ("bad_value", "nan_target", "duplicate_row"),
+        "missing companion file": ("s2_only",),
+    },
     "flair2": {
         "truncated GeoTIFF": ("truncated",), "wrong dtype": ("wrong_dtype",),
         "wrong shape": ("wrong_bands", "wrong_size"),

@@ -362,6 +362,9 @@ def decode_raw(batch: Any, plan: DecodePlan) -> dict[str, np.ndarray]:
     if plan.task == "segmentation":
         s = plan.label_size
         out["label"] = _decode_fixed(batch["label"], n, (s, s), "uint8", "label")
+    elif plan.task == "regression":  # float32 targets (N, T), finite (checked at prepare)
+        out["label"] = _labels(_one_chunk(batch["label"]).flatten().to_numpy(
+            zero_copy_only=False) if _is_arrow(batch["label"]) else batch["label"]).reshape(n, -1)
     else:
         out["label"] = _decode_labels(batch["label"], n)
     for m in plan.modalities:
@@ -756,7 +759,8 @@ def decode_key(plan: DecodePlan) -> tuple[Any, ...]:
 
 def row_nbytes(plan: DecodePlan) -> int:
     """Bytes of one decoded row (native dtypes, native sizes; series padded to their length)."""
-    total = plan.label_size ** 2 if plan.task == "segmentation" else plan.num_classes
+    total = (plan.label_size ** 2 if plan.task == "segmentation"
+             else plan.num_classes * (4 if plan.task == "regression" else 1))
     for m in plan.modalities:
         total += 1  # drop flag
         for g in m.groups:

@@ -64,6 +64,8 @@ read + view on BigEarthNet-MM (README, ingest performance): 32-row (~9 MB) group
 16 rows pay per-group overhead, 112-490 rows (31-134 MB) allocate large cold buffers per group
 and read 2-10x slower."""
 ROW_GROUP_ROWS_MIN, ROW_GROUP_ROWS_MAX = 16, 1024
+TARGET_MOMENTS = "__targets__"
+"""Key of the regression targets' moments beside the band groups' (no group has this name)."""
 
 
 @dataclass
@@ -118,6 +120,8 @@ def _arrow_schema(spec: DatasetSpec, meta_keys: list[str]) -> pa.Schema:
     if spec.task == "segmentation":
         cols += [pa.field("label", pa.binary(spec.label_size ** 2)),
                  pa.field("label_shape", pa.list_(pa.int32(), 2))]
+    elif spec.task == "regression":
+        cols.append(pa.field("label", pa.list_(pa.float32(), len(spec.classes))))
     else:
         cols.append(pa.field("label", pa.list_(pa.uint8(), len(spec.classes))))
     for g in spec.groups:
@@ -145,6 +149,15 @@ def _add_label(rows: dict[str, list[Any]], spec: DatasetSpec, sample: dict[str, 
         if label.shape != (len(spec.classes),):
             raise PatchError(sample["patch_id"], f"label of shape {label.shape}, expected "
                              f"({len(spec.classes)},)")
+        if spec.task == "regression":
+            target = label.astype(np.float32)
+            bad = [n for n, v in zip(spec.classes, target.tolist(), strict=True)
+                   if not math.isfinite(v)]
+            if bad:
+                raise PatchError(sample["patch_id"], f"target {', '.join(bad)} is not a finite "
+                                 f"float32 ({label.tolist()})")
+            rows["label"].append(target.tolist())
+            return
         rows["label"].append(label.astype(np.uint8).tolist())
 
 
@@ -195,6 +208,8 @@ def _write_chunk(
     rows: dict[str, list[Any]] = {f.name: [] for f in _arrow_schema(spec, meta_keys)}
     rejects: list[Reject] = []
     moments = {g.name: [BandMoments() for _ in g.bands] for g in spec.groups}
+    if spec.task == "regression":  # training statistics of the targets (standardisation)
+        moments[TARGET_MOMENTS] = [BandMoments() for _ in spec.classes]
     flags: Counter[str] = Counter()  # a sample's optional "flags" {name: bool}, counted
     for item in chunk["items"]:
         try:
@@ -218,6 +233,9 @@ def _write_chunk(
             continue
         rows["patch_id"].append(sample["patch_id"])
         rows["split"].append(chunk["split"])
+        if spec.task == "regression" and chunk["split"] == "train":
+            for m, v in zip(moments[TARGET_MOMENTS], rows["label"][-1], strict=True):
+                m.add_array(np.asarray([v]))
         for g in spec.groups:
             arr = np.asarray(sample["arrays"][g.name])
             rows[g.name].append(encode_array(arr, g.dtype) if g.kind == "series" else arr)
@@ -254,7 +272,8 @@ def _write_chunk(
 
 def _row_bytes(spec: DatasetSpec) -> int:
     """Upper bound of one row's array bytes (series counted at ``max_len`` dates)."""
-    label = spec.label_size**2 if spec.task == "segmentation" else len(spec.classes)
+    label = (spec.label_size**2 if spec.task == "segmentation"
+             else len(spec.classes) * (4 if spec.task == "regression" else 1))
     return label + sum(int(np.prod(g.shape)) * np.dtype(g.dtype).itemsize for g in spec.groups)
 
 
@@ -362,6 +381,7 @@ def prepare(
     shards: list[ShardInfo] = []
     rejects: list[Reject] = list(discovery.rejects)
     moments = {g.name: [BandMoments() for _ in g.bands] for g in spec.groups}
+    moments[TARGET_MOMENTS] = [BandMoments() for _ in spec.classes]
     flag_counts: dict[str, dict[str, int]] = {}
     done_items = 0
     sizes = {(c["split"], c["index"]): len(c["items"]) for c in chunks}
@@ -406,6 +426,11 @@ def prepare(
                 band_stats[m.name][band] = {"mean": mo.mean, "std": mo.std, "pixels": mo.n}
     if not any(s.split == "train" for s in shards):
         print("warning: no training shard; band statistics are empty", flush=True)
+    label_info = dict(spec.label_info)
+    if spec.task == "regression":  # what the loss standardises with (training split only)
+        label_info["target_stats"] = {
+            name: {"mean": mo.mean, "std": mo.std, "n": mo.n}
+            for name, mo in zip(spec.classes, moments[TARGET_MOMENTS], strict=True)}
     manifest = Manifest(
         dataset=spec.name,
         task=spec.task,
@@ -416,7 +441,7 @@ def prepare(
         rejects=sorted(rejects, key=lambda r: r["path"]),
         synthetic=spec.synthetic,
         info={**discovery.info, "rows_per_shard": rows_per_shard,
-              "target_shard_mb": target_shard_mb, "label": spec.label_info,
+              "target_shard_mb": target_shard_mb, "label": label_info,
               **({"holdout": holdout_info} if holdout_info else {}),
               **({"flags": flag_counts} if flag_counts else {})},
         created=datetime.now(UTC).isoformat(timespec="seconds"),

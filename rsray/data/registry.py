@@ -41,6 +41,7 @@ DATASET_MODULES = (
     "rsray.data.sources.sen12ms",
     "rsray.data.sources.bigearthnet_v2",
     "rsray.data.sources.flair2",
+    "rsray.data.sources.covariates.regression",
 )
 """Modules that register a dataset when imported (one package per dataset)."""
 

@@ -17,9 +17,12 @@ Shards store one row per sample with these columns:
 * ``patch_id`` (string), ``split`` (string);
 * ``label``: classification tasks (``multilabel``, ``multiclass``, ``binary``) store a
   ``list<uint8>`` of length ``len(classes)`` (multi-hot; one-hot for ``multiclass``; one 0/1
-  per head for ``binary``); ``segmentation`` stores a binary column with the C-order bytes of
-  a ``(size, size)`` uint8 class-index mask (``fixed_size_binary(size * size)``; variable
-  ``binary`` in older sets) plus ``label_shape`` (list<int32>);
+  per head for ``binary``); ``regression`` stores a ``list<float32>`` of length
+  ``len(classes)`` (one continuous value per target, the class names being the target
+  names; finite, checked at prepare); ``segmentation`` stores a binary column with the
+  C-order bytes of a ``(size, size)`` uint8 class-index mask
+  (``fixed_size_binary(size * size)``; variable ``binary`` in older sets) plus
+  ``label_shape`` (list<int32>);
 * per band group ``<group>``: the C-order bytes of the array in the group's stored dtype,
   as ``fixed_size_binary(nbytes)`` for image and vector groups (every row the same size, so
   a batch of rows is one contiguous Arrow buffer that decodes as a NumPy view, see
@@ -109,7 +112,7 @@ class BandGroup:
 
 
 GROUP_KINDS = ("image", "series", "vector")
-TASKS = ("multilabel", "multiclass", "binary", "segmentation")
+TASKS = ("multilabel", "multiclass", "binary", "segmentation", "regression")
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,9 @@ class DatasetSpec:
     name: str
     task: str
     """``multilabel`` (multi-hot), ``multiclass`` (one class per sample, stored one-hot),
-    ``binary`` (several independent yes/no heads, one per class name) or ``segmentation``
-    (a class-index mask per sample)."""
+    ``binary`` (several independent yes/no heads, one per class name), ``segmentation``
+    (a class-index mask per sample) or ``regression`` (one float per target; ``classes``
+    names the targets)."""
     classes: tuple[str, ...]
     modalities: tuple[ModalitySpec, ...]
     synthetic: bool = False
@@ -203,7 +207,8 @@ class Sample(TypedDict):
     split: str
     label: np.ndarray
     """Classification: ``uint8`` vector of length ``len(spec.classes)`` (multi-hot / one-hot /
-    one 0-1 per binary head). Segmentation: ``(label_size, label_size)`` uint8 class indices."""
+    one 0-1 per binary head). Regression: ``float32`` vector, one finite value per target.
+    Segmentation: ``(label_size, label_size)`` uint8 class indices."""
     arrays: dict[str, np.ndarray]
     """Band-group name -> array in the group's native dtype (see :class:`BandGroup` shapes);
     a series group ``g`` also has ``"g_dates"``: ``(T,)`` day of year of each date."""

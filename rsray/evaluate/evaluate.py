@@ -99,7 +99,7 @@ def score_split(loaded: LoadedCheckpoint, manifest: Manifest, split: str,
     device = device or _device()
     label = manifest.info.get("label", {})
     task = build_task(cfg, loaded.task, loaded.classes,
-                      label.get("exclude_from_mean", ())).to(device)
+                      label.get("exclude_from_mean", ()), label).to(device)
     stream = _Stream(build_split(manifest, split, cfg.data, augment=False),
                      evaluation_name(split, drop), drop, total=manifest.splits.get(split))
     assert loaded.model is not None and loaded.plan is not None

@@ -18,6 +18,8 @@ multiclass     ``patch_id``, ``target`` (int, class index), ``pred`` (argmax),
                ``probs`` (list<float>, softmax)
 segmentation   ``patch_id``, ``target`` and ``pred`` (list<uint8>, the class map
                flattened row-major), ``height``, ``width``
+regression     ``patch_id``, ``target`` and ``pred`` (list<float>, one value per target
+               in the target's own units, in ``classes`` order)
 ============== =================================================================
 """
 
@@ -51,6 +53,8 @@ class Predictor:
         self.plan: DecodePlan = spec["plan"]
         self.task: str = spec["task"]
         self.drop: tuple[str, ...] = tuple(spec["drop"])
+        self.classes: list[str] = list(spec["classes"])
+        self.label_info: dict[str, Any] = dict(spec.get("label_info") or {})
         self.amp: str = spec["amp"]
         config = Config.from_dict(spec["config"])
         model = build_model(config, spec["channels"], spec["classes"], self.plan)
@@ -83,6 +87,13 @@ class Predictor:
             out["pred"] = logits.argmax(1).to(torch.uint8).reshape(n, -1).cpu().numpy()
             out["height"] = np.full(n, h, dtype=np.int32)
             out["width"] = np.full(n, w, dtype=np.int32)
+        elif self.task == "regression":  # the model predicts standardised targets
+            from rsray.train.tasks import target_standardisation
+
+            mean, std = target_standardisation(self.label_info, self.classes)
+            out["target"] = label.cpu().numpy().astype(np.float32)
+            out["pred"] = (logits.cpu().numpy() * np.float32(std) + np.float32(mean)).astype(
+                np.float32)
         elif self.task == "multiclass":
             probs = torch.softmax(logits, dim=1)
             out["target"] = label.argmax(1).cpu().numpy().astype(np.int64)
@@ -161,7 +172,8 @@ def predict(
     drop = tuple(m for group in drops for m in group)
     spec = {"plan": loaded.plan, "task": loaded.task, "drop": drop,
             "amp": loaded.config.train.amp, "config": loaded.config.to_dict(),
-            "channels": loaded.channels, "classes": loaded.classes}
+            "channels": loaded.channels, "classes": loaded.classes,
+            "label_info": manifest.info.get("label", {})}
     state_ref = ray.put({k: v.cpu() for k, v in loaded.model.state_dict().items()})
     resources = actor_resources(concurrency)
     columns = [*loaded.plan.columns, *([] if "patch_id" in loaded.plan.columns else ["patch_id"])]

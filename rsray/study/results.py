@@ -21,7 +21,7 @@ from rsray.study.stats import Summary, holm, paired_ttest, summarize
 
 COLUMNS = ["study", "arm", "model", "fraction", "holdout", "seed", "split", "dropped", "metric",
            "value"]
-LOWER_IS_BETTER = ("loss", "hamming_loss")
+LOWER_IS_BETTER = ("loss", "hamming_loss", "rmse_mean", "mae_mean")
 """Metrics where lower is better (the best arm per column is the smallest)."""
 
 

@@ -150,6 +150,7 @@ def loop_config(cfg: Config, manifest: Manifest, *, experiment: str | None = Non
         "eval_plan": make_plan(manifest, cfg.data),
         "task": manifest.task,
         "exclude_from_mean": list(label.get("exclude_from_mean", [])),
+        "label_info": dict(label),
         "synthetic": manifest.synthetic,
         "tags": {"experiment": experiment or cfg.train.name, "trial": trial or cfg.train.name},
         "augment": augment,

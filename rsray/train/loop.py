@@ -42,7 +42,7 @@ from rsray.models import create_model
 from rsray.train.batches import ResidentSplit, device_generator, model_batches, resolve_augment_on
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
 from rsray.train.optim import build_optimizer, build_scheduler
-from rsray.train.tasks import Task, build_task
+from rsray.train.tasks import Task, build_task, metric_mode
 from rsray.train.telemetry import Telemetry
 
 
@@ -128,7 +128,7 @@ def early_stopping_metric(cfg: Config) -> tuple[str, str]:
     metric = cfg.train.early_stopping_metric or cfg.train.metric
     if metric == cfg.train.metric:
         return metric, cfg.train.mode
-    return metric, "min" if metric.endswith("loss") else "max"
+    return metric, metric_mode(metric)
 
 
 @dataclass
@@ -364,7 +364,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     task = build_task(cfg, loop_config.get("task", "multilabel"), classes,
-                      loop_config.get("exclude_from_mean", ())).to(device)
+                      loop_config.get("exclude_from_mean", ()),
+                      loop_config.get("label_info")).to(device)
     train_loss = torchmetrics.MeanMetric().to(device)
     eval_loss = torchmetrics.MeanMetric().to(device)
     tags = loop_config.get("tags", {})

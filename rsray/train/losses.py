@@ -1,7 +1,9 @@
-"""Training losses: weighted BCE, soft Dice, combined loss, cross-entropy (+ Dice).
+"""Training losses: weighted BCE, soft Dice, combined loss, cross-entropy (+ Dice), MSE / MAE.
 
 BCE, Dice and the combined loss serve multi-label and binary tasks; cross-entropy (+ multi-class
-Dice) serves single-label classification and segmentation.
+Dice) serves single-label classification and segmentation; mean squared error (the covariates
+paper's regression loss, the default) or mean absolute error serves regression, on targets
+standardised with the training split's statistics (see :mod:`rsray.train.tasks`).
 
 The progressive fusion study (GLOBE / LULC) trains with a *combined loss*::
 
@@ -226,11 +228,36 @@ class CrossEntropyDice(nn.Module):
         return f"alpha={self.alpha}"
 
 
+class RegressionLoss(nn.Module):
+    """Mean squared (``mse``) or absolute (``mae``) error over every sample and target.
+
+    Takes predictions and targets of shape ``(N, T)``, computes in float32 (also under bf16
+    autocast). With standardised targets each target weighs the same whatever its units.
+    """
+
+    def __init__(self, kind: str = "mse") -> None:
+        super().__init__()
+        if kind not in ("mse", "mae"):
+            raise ConfigError(f"RegressionLoss.kind: {kind!r} is not 'mse' or 'mae'")
+        self.kind = kind
+
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        """Compute the loss (a scalar)."""
+        _check_shapes(preds, target)
+        fn = F.mse_loss if self.kind == "mse" else F.l1_loss
+        return fn(preds.float(), target.float())
+
+    def extra_repr(self) -> str:
+        """Show the kind in ``print(module)``."""
+        return f"kind={self.kind}"
+
+
 LOSSES_BY_TASK = {
     "multilabel": ("bce", "combined"),
     "binary": ("bce", "combined"),
     "multiclass": ("ce", "ce_dice"),
     "segmentation": ("ce_dice", "ce"),
+    "regression": ("mse", "mae"),
 }
 """Losses each task accepts; the first is what ``train.loss=auto`` picks."""
 
@@ -257,7 +284,8 @@ def build_loss(train_cfg: TrainConfig, task: str = "multilabel") -> nn.Module:
         ``bce``: an ``nn.BCEWithLogitsLoss`` (mean over elements) that also accepts integer
         targets; ``combined``: :class:`CombinedLoss` ``(loss_alpha, loss_beta)``; ``ce``:
         cross-entropy; ``ce_dice``: :class:`CrossEntropyDice` with ``loss_alpha`` (the
-        segmentation default, alpha 0.5 = CE + Dice equally).
+        segmentation default, alpha 0.5 = CE + Dice equally); ``mse`` / ``mae``:
+        :class:`RegressionLoss` (regression; ``mse`` is the default).
 
     Raises:
         ConfigError: for a loss that does not fit the task.
@@ -269,8 +297,11 @@ def build_loss(train_cfg: TrainConfig, task: str = "multilabel") -> nn.Module:
         return CombinedLoss(alpha=train_cfg.loss_alpha, beta=train_cfg.loss_beta)
     if name == "ce":
         return CrossEntropyDice(alpha=1.0)
+    if name in ("mse", "mae"):
+        return RegressionLoss(name)
     return CrossEntropyDice(alpha=train_cfg.loss_alpha)
 
 
-__all__ = ["CombinedLoss", "CrossEntropyDice", "MulticlassDiceLoss", "SoftDiceLoss",
+__all__ = ["CombinedLoss", "CrossEntropyDice", "MulticlassDiceLoss", "RegressionLoss",
+           "SoftDiceLoss",
            "WeightedBCEWithLogits", "build_loss", "resolve_loss_name"]

@@ -14,6 +14,12 @@ same numbers over the whole evaluated split, and each returns a flat ``dict[str,
 * :class:`BinaryHeadsMetrics` (GLOBE snow/ice and leaves-on-trees): per head accuracy and ROC
   AUC (``acc/<head>``, ``auc/<head>``) and their means ``acc_mean``/``auc_mean``. AUC is ``NaN``
   for a head whose evaluated targets are all one value.
+* :class:`RegressionMetrics` (continuous targets, e.g. the covariates regression twin): per
+  target RMSE, MAE and R2 (``rmse/<target>``, ``mae/<target>``, ``r2/<target>``) and their
+  means over targets ``rmse_mean``, ``mae_mean``, ``r2_mean``. The model predicts standardised
+  targets (``(y - mean) / std`` with the training split's statistics, see
+  :mod:`rsray.train.tasks`); the metrics undo that, so RMSE and MAE are in each target's own
+  units. R2 is ``NaN`` for a target that is constant over the evaluated split.
 * :class:`SegmentationMetrics` (FLAIR-2): per-class IoU ``iou/<name>``, ``miou`` over the
   classes not excluded (FLAIR-2 leaves out ``other``) and present in prediction or target,
   pixel accuracy ``oa``, and the full confusion matrix via :meth:`confusion_matrix`.
@@ -36,6 +42,7 @@ from torchmetrics.classification import (
     MulticlassConfusionMatrix,
     MulticlassF1Score,
 )
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from rsray.train.metrics import _PositiveCount
 
@@ -152,6 +159,70 @@ class BinaryHeadsMetrics(_Collection):
         return out
 
 
+class RegressionMetrics(_Collection):
+    """RMSE, MAE and R2 per target and averaged over targets (in the targets' own units).
+
+    Args:
+        num_targets: ``T``, the number of values predicted per sample.
+        target_names: one name per target (the ``<name>`` of the per-target keys).
+        mean: per-target mean the model's outputs and the targets were standardised with.
+        std: per-target standard deviation of that standardisation (``> 0``).
+    """
+
+    def __init__(self, num_targets: int, target_names: Sequence[str] | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+                 ) -> None:
+        self.num_targets = num_targets
+        self.target_names = _names(num_targets, target_names, "RegressionMetrics")
+        self.mean = torch.tensor(list(mean) if mean is not None else [0.0] * num_targets)
+        self.std = torch.tensor(list(std) if std is not None else [1.0] * num_targets)
+        if self.mean.shape != (num_targets,) or self.std.shape != (num_targets,):
+            raise ValueError(f"RegressionMetrics: mean/std need {num_targets} values each")
+        if not bool(torch.isfinite(self.mean).all() & (self.std > 0).all()):
+            raise ValueError(f"RegressionMetrics: mean {self.mean.tolist()} must be finite and "
+                             f"std {self.std.tolist()} positive")
+        self.collection = MetricCollection({
+            "rmse": MeanSquaredError(squared=False, num_outputs=num_targets),
+            "mae": MeanAbsoluteError(num_outputs=num_targets),
+            "r2": R2Score(multioutput="raw_values"),
+        })
+
+    def to(self, device: torch.device | str) -> RegressionMetrics:
+        """Move the metric states and the standardisation to ``device``; return self."""
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        self.collection = self.collection.to(device)
+        return self
+
+    def units(self, x: Tensor) -> Tensor:
+        """Standardised values ``(N, T)`` -> the targets' own units."""
+        return x.float() * self.std.to(x.device) + self.mean.to(x.device)
+
+    @torch.no_grad()
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """``preds`` and ``target``: standardised values ``(N, T)``."""
+        if preds.shape != target.shape or preds.ndim != 2 or preds.shape[1] != self.num_targets:
+            raise ValueError(f"RegressionMetrics.update: preds {tuple(preds.shape)} and "
+                             f"target {tuple(target.shape)}; expected (N, {self.num_targets})")
+        self.collection.update(self.units(preds.detach()), self.units(target.detach()))
+
+    def compute(self) -> dict[str, float]:
+        """``rmse_mean``, ``mae_mean``, ``r2_mean`` and per target ``rmse/``, ``mae/``, ``r2/``."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # R2 of a constant target: NaN, handled below
+            raw = {k: v.float().reshape(-1) for k, v in self.collection.compute().items()}
+        r2 = raw["r2"]
+        out = {"rmse_mean": float(raw["rmse"].mean()), "mae_mean": float(raw["mae"].mean()),
+               "r2_mean": float(r2[torch.isfinite(r2)].mean()) if bool(torch.isfinite(r2).any())
+               else math.nan}
+        for i, name in enumerate(self.target_names):
+            out[f"rmse/{name}"] = float(raw["rmse"][i])
+            out[f"mae/{name}"] = float(raw["mae"][i])
+            out[f"r2/{name}"] = float(r2[i]) if bool(torch.isfinite(r2[i])) else math.nan
+        return out
+
+
 class SegmentationMetrics(_Collection):
     """Per-class IoU, mIoU (excluding some classes), pixel accuracy and the confusion matrix.
 
@@ -198,4 +269,4 @@ class SegmentationMetrics(_Collection):
         return out
 
 
-__all__ = ["BinaryHeadsMetrics", "MulticlassMetrics", "SegmentationMetrics"]
+__all__ = ["BinaryHeadsMetrics", "MulticlassMetrics", "RegressionMetrics", "SegmentationMetrics"]

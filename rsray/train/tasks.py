@@ -14,29 +14,60 @@ binary         0/1 ``(N, heads)``    accuracy + ROC AUC    ``val_auc_mean``
                                      per head
 segmentation   ``(N, H, W)`` indices IoU per class, mIoU,  ``val_miou``
                                      pixel OA, confusion
+regression     standardised floats   RMSE, MAE, R2 per     ``val_r2_mean``
+               ``(N, T)``            target and means
 ============== ===================== ===================== ======================
+
+Regression: the model's ``num_classes`` is the number of targets ``T`` (the manifest's
+``classes`` are the target names), so every classification head, unchanged, outputs ``T``
+values. The loss (``train.loss``: ``mse``, the default, or ``mae``) compares them with the
+targets standardised by the training split's per-target mean and standard deviation, which
+``rsray prepare`` records in the manifest (``info.label.target_stats``); the metrics and
+``rsray predict`` undo the standardisation, so RMSE / MAE are in the targets' own units.
+
+Which way a metric is better (:func:`metric_mode`): losses, RMSE and MAE are minimised,
+everything else (AP, accuracy, AUC, mIoU, R2) maximised.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from rsray.config import Config
 from rsray.errors import ConfigError
 from rsray.train.losses import build_loss
 from rsray.train.metrics import MultilabelMetrics
-from rsray.train.task_metrics import BinaryHeadsMetrics, MulticlassMetrics, SegmentationMetrics
+from rsray.train.task_metrics import (
+    BinaryHeadsMetrics,
+    MulticlassMetrics,
+    RegressionMetrics,
+    SegmentationMetrics,
+)
 
 DEFAULT_METRIC = {
     "multilabel": "ap_macro",
     "multiclass": "oa",
     "binary": "auc_mean",
     "segmentation": "miou",
+    "regression": "r2_mean",
 }
+
+LOWER_IS_BETTER = ("loss", "rmse", "rmse_mean", "mae", "mae_mean")
+"""Metric names (after the split prefix, before any ``/<class>``) that are minimised."""
+
+
+def metric_mode(metric: str) -> str:
+    """``min`` for a loss or an error (``val_loss``, ``val_rmse_mean``, ``test_mae/<t>``).
+
+    Everything else (AP, accuracy, AUC, mIoU, R2) is ``max``.
+    """
+    return "min" if metric.split("/")[0].endswith(LOWER_IS_BETTER) else "max"
 
 
 TABLE_METRICS = {
@@ -44,6 +75,7 @@ TABLE_METRICS = {
     "multiclass": ("oa", "aa", "kappa", "loss"),
     "binary": ("acc_mean", "auc_mean", "loss"),
     "segmentation": ("miou", "oa", "loss"),
+    "regression": ("r2_mean", "rmse_mean", "mae_mean", "loss"),
 }
 """Per task, the metrics a leaderboard shows (prefixed with each evaluation split)."""
 
@@ -61,25 +93,67 @@ class Task:
     loss: nn.Module
     metrics: Any
     """An object with ``to(device)``, ``update(logits, target)``, ``compute()``, ``reset()``."""
+    target_mean: Tensor | None = None
+    """Regression: per-target training mean ``(T,)`` the targets are standardised with."""
+    target_std: Tensor | None = None
+    """Regression: per-target training standard deviation ``(T,)``."""
 
     def target(self, batch: dict[str, Tensor]) -> Tensor:
         """The tensor the loss and metrics compare logits with."""
         label = batch["label"]
         if self.name == "multiclass":
             return label.argmax(dim=1)
+        if self.name == "regression" and self.target_mean is not None:
+            assert self.target_std is not None
+            return (label.float() - self.target_mean.to(label.device)) / self.target_std.to(
+                label.device)
         return label
 
     def to(self, device: Any) -> Task:
         """Move loss and metric states to ``device``."""
         self.loss = self.loss.to(device)
         self.metrics = self.metrics.to(device)
+        if self.target_mean is not None and self.target_std is not None:
+            self.target_mean, self.target_std = (self.target_mean.to(device),
+                                                 self.target_std.to(device))
         return self
 
 
+def target_standardisation(label_info: Mapping[str, Any] | None, classes: Sequence[str]
+                           ) -> tuple[list[float], list[float]]:
+    """Per-target ``(mean, std)`` from a manifest's ``info.label.target_stats``.
+
+    A target whose training standard deviation is 0 (constant) keeps std 1.
+
+    Raises:
+        ConfigError: the statistics are missing or do not name every target (a regression shard
+            set written before ``target_stats`` existed: prepare it again).
+    """
+    stats = (label_info or {}).get("target_stats") or {}
+    missing = [c for c in classes if c not in stats]
+    if missing:
+        raise ConfigError(f"regression targets {missing} have no training statistics "
+                          "(manifest info.label.target_stats); prepare the shard set again")
+    mean = [float(stats[c]["mean"]) for c in classes]
+    std = [float(stats[c]["std"]) for c in classes]
+    std = [s if math.isfinite(s) and s > 1e-12 else 1.0 for s in std]
+    return mean, std
+
+
 def build_task(cfg: Config, task: str, classes: Sequence[str],
-               exclude_from_mean: Sequence[str] = ()) -> Task:
-    """The :class:`Task` for a manifest's ``task`` and ``classes`` under ``cfg``."""
+               exclude_from_mean: Sequence[str] = (),
+               label_info: Mapping[str, Any] | None = None) -> Task:
+    """The :class:`Task` for a manifest's ``task`` and ``classes`` under ``cfg``.
+
+    ``label_info`` is the manifest's ``info.label``; regression needs its ``target_stats``
+    (without it the targets are not standardised: mean 0, std 1).
+    """
     k = len(classes)
+    if task == "regression":
+        mean, std = (target_standardisation(label_info, classes) if label_info is not None
+                     else ([0.0] * k, [1.0] * k))
+        return Task(task, build_loss(cfg.train, task), RegressionMetrics(k, classes, mean, std),
+                    torch.tensor(mean), torch.tensor(std))
     if task == "multilabel":
         metrics: Any = MultilabelMetrics(k, classes)
     elif task == "multiclass":
@@ -107,11 +181,11 @@ def resolve_for_task(cfg: Config, task: str, eval_split: str | None = None) -> C
         metric = f"{split}_{DEFAULT_METRIC[task]}"
     mode = cfg.train.mode
     if mode == "auto":
-        mode = "min" if metric.endswith("loss") else "max"
+        mode = metric_mode(metric)
     if metric == cfg.train.metric and mode == cfg.train.mode:
         return cfg
     return cfg.with_overrides({"train.metric": metric, "train.mode": mode})
 
 
-__all__ = ["DEFAULT_METRIC", "TABLE_METRICS", "Task", "build_task", "resolve_for_task",
-           "table_metrics"]
+__all__ = ["DEFAULT_METRIC", "LOWER_IS_BETTER", "TABLE_METRICS", "Task", "build_task",
+           "metric_mode", "resolve_for_task", "table_metrics", "target_standardisation"]

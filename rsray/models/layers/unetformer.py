@@ -27,6 +27,13 @@ extra channels start random (``extra_channel_init="random"``, see
 :mod:`rsray.models.layers.encoders`). MaxViT's attention windows are ``img_size / 32``
 pixels wide at every stage, so the model is built for an input size (``img_size``, 512
 for FLAIR-2) and takes inputs whose sides are multiples of it.
+
+Geographic covariates (Rao & Rolf 2025: hard-coded early fusion beats learned fusion):
+``extra_modalities=["dem", "temperature"]`` concatenates those modalities (covariate layers
+warped onto the image grid by :mod:`rsray.data.sources.covariates`, resized to the image's
+size if they differ) to the image's channels before the encoder, so the encoder's stem takes
+``C_image + sum C_extra`` channels; with pretrained weights the extra channels start as
+``extra_channel_init`` says, like LF-DLM's fifth aerial channel.
 """
 
 from __future__ import annotations
@@ -242,6 +249,8 @@ class UNetFormer(nn.Module):
         num_classes: classes of the logits.
         metadata_dim: must be 0 (UNetFormer takes no metadata).
         image_modality: the modality read (``inputs[m]``, (B, C, H, W)).
+        extra_modalities: further image modalities (covariate layers: ``dem``, ...)
+            concatenated to ``image_modality``'s channels at the input (early fusion).
         backbone: timm encoder name (``maxvit_tiny_tf_512`` for LF-DLM, ``resnet18`` for the
             original UNetFormer).
         img_size: input size the encoder is built for (MaxViT-family encoders only; their
@@ -269,6 +278,7 @@ class UNetFormer(nn.Module):
         num_classes: int,
         metadata_dim: int = 0,
         image_modality: str = "aerial",
+        extra_modalities: Sequence[str] = (),
         backbone: str = "maxvit_tiny_tf_512",
         img_size: int | None = 512,
         pretrained: bool = False,
@@ -306,9 +316,16 @@ class UNetFormer(nn.Module):
         for name, value in (("dropout", dropout), ("drop_path", drop_path)):
             if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name}: must be in [0, 1), got {value!r}")
+        extras = tuple(extra_modalities)
+        bad = [m for m in extras if m not in mods or m == image_modality]
+        if bad or len(set(extras)) != len(extras):
+            raise ConfigError(f"extra_modalities: {list(extras)} must be distinct modalities of "
+                              f"{list(mods)} other than {image_modality!r}")
         self.image_modality = image_modality
-        self.modalities: tuple[str, ...] = (image_modality,)
-        self.in_chans = mods[image_modality]
+        self.extra_modalities = extras
+        self.modalities: tuple[str, ...] = (image_modality, *extras)
+        self.image_chans = mods[image_modality]
+        self.in_chans = self.image_chans + sum(mods[m] for m in extras)
         self.backbone_name = backbone
         self.img_size = None if img_size is None else check_int("img_size", img_size, 32)
         kwargs = dict(backbone_kwargs or {})
@@ -349,12 +366,14 @@ class UNetFormer(nn.Module):
                 f"input modality {self.image_modality!r} is missing; the model needs "
                 f"{list(self.modalities)} and got {sorted(inputs)}"
             ) from None
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
+        if x.dim() != 4 or x.shape[1] != self.image_chans:
             raise ValueError(
-                f"input {self.image_modality!r} must have shape (B, {self.in_chans}, H, W), "
+                f"input {self.image_modality!r} must have shape (B, {self.image_chans}, H, W), "
                 f"got {tuple(x.shape)}"
             )
         size = (int(x.shape[-2]), int(x.shape[-1]))
+        if self.extra_modalities:
+            x = torch.cat([x, *(self._extra(inputs, m, size) for m in self.extra_modalities)], 1)
         if size[0] % 32 or size[1] % 32:
             raise ValueError(
                 f"input {self.image_modality!r}: height and width must be multiples of 32, "
@@ -370,8 +389,21 @@ class UNetFormer(nn.Module):
             ) from e
         return self.decoder(features, size)
 
+    def _extra(self, inputs: Mapping[str, Tensor], name: str, size: tuple[int, int]) -> Tensor:
+        """An extra modality (B, C, h, w), bilinearly resized to the image's ``size``."""
+        if name not in inputs:
+            raise KeyError(f"input modality {name!r} is missing; the model needs "
+                           f"{list(self.modalities)} and got {sorted(inputs)}")
+        y = inputs[name]
+        if y.dim() != 4 or y.shape[0] != inputs[self.image_modality].shape[0]:
+            raise ValueError(f"input {name!r} must have shape (B, C, H, W) with the image's "
+                             f"batch size, got {tuple(y.shape)}")
+        if tuple(y.shape[-2:]) != size:
+            y = F.interpolate(y.float(), size=size, mode="bilinear", align_corners=False)
+        return y.to(inputs[self.image_modality].dtype)
 
-# --------------------------------------------------------------------------- variants
+
+# --------------------------------------------------------------------------- configurations
 
 TINY_MAXVIT: dict[str, Any] = {
     "backbone": "maxvit_tiny_tf_512",

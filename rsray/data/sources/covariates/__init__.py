@@ -3,7 +3,9 @@
 Not a dataset of its own: :mod:`.reader` wraps any source (``--covariate NAME=PATH``,
 ``--indices ndvi,ndwi`` on every ``rsray prepare <dataset>``), :mod:`.synth` writes synthetic
 DEM / climate / land-cover layers over a raw folder's patches (``rsray synth covariates
---like RAW``).
+--like RAW``), :mod:`.targets` turns any source into a regression dataset with per-patch
+targets from a CSV (``--targets TABLE.csv``), and :mod:`.regression` registers the
+``covariates_regression`` twin, whose ``lst`` target depends on the temperature layer.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from rsray.data.sources.covariates.synth import (
     synth_covariates_from_args,
     write_synthetic_covariates,
 )
+from rsray.data.sources.covariates.targets import WithTargets, read_targets_table
 
 __all__ = [
     "DEFAULT_INDEX_BANDS",
@@ -47,6 +50,7 @@ __all__ = [
     "Footprint",
     "SyntheticFields",
     "WithCovariates",
+    "WithTargets",
     "add_covariate_args",
     "bounds_in",
     "describe_synthetic_covariates",
@@ -55,6 +59,7 @@ __all__ = [
     "footprints_from_rasters",
     "layers_from_args",
     "normalized_difference",
+    "read_targets_table",
     "resize_bilinear",
     "synth_covariates_from_args",
     "warp_layer",

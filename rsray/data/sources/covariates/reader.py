@@ -784,6 +784,13 @@ def add_covariate_args(p: argparse.ArgumentParser) -> None:
                    help="band of each role if not Sentinel-2 names, e.g. red=R,nir=NIR,green=G")
     g.add_argument("--covariate-dtype", choices=DTYPES, default="float32",
                    help="stored dtype of covariate and index modalities")
+    t = p.add_argument_group(
+        "regression targets", "replace the dataset's labels by continuous per-patch targets "
+        "(task 'regression', see rsray/data/sources/covariates/targets.py)")
+    t.add_argument("--targets", default="", metavar="TABLE.csv",
+                   help="CSV with a patch_id column and one column per target")
+    t.add_argument("--target-columns", default="", metavar="LIST",
+                   help="target columns to use, in order (default: all but patch_id)")
 
 
 def _parse_covariate(text: str) -> tuple[str, str, str]:
@@ -829,12 +836,24 @@ def layers_from_args(covariates: Sequence[str], options: Sequence[str]) -> list[
 
 
 def wrap_from_args(source: Source, args: argparse.Namespace) -> Source:
-    """``source`` wrapped in :class:`WithCovariates` when covariate flags were given."""
+    """``source`` wrapped in :class:`WithCovariates` when covariate flags were given.
+
+    With ``--targets TABLE.csv`` it is first wrapped in
+    :class:`~rsray.data.sources.covariates.targets.WithTargets` (a regression dataset).
+    """
     covariates = list(getattr(args, "covariate", None) or [])
     options = list(getattr(args, "covariate_opt", None) or [])
     indices = [i.strip() for i in (getattr(args, "indices", "") or "").split(",") if i.strip()]
     if options and not covariates:
         raise ConfigError("--covariate-opt given without any --covariate")
+    table = getattr(args, "targets", "") or ""
+    if table:
+        from rsray.data.sources.covariates.targets import WithTargets
+
+        cols = [c.strip() for c in (getattr(args, "target_columns", "") or "").split(",")]
+        source = WithTargets(source, table, [c for c in cols if c])
+    elif getattr(args, "target_columns", ""):
+        raise ConfigError("--target-columns given without --targets")
     if not covariates and not indices:
         return source
     roles: dict[str, str] = {}
