@@ -67,13 +67,13 @@ def _train_rows(shards: str) -> int:
 
 
 def test_status_of_a_trial_that_never_reported():
-    from rsray.tune.run import _status
+    from rsray.tune.run import trial_status
 
-    assert _status(None, {}, 2) == "NO-REPORT"
-    assert _status("boom", {}, 2) == "ERROR"
-    assert _status(None, {"epoch": 1}, 2) == "PRUNED"
-    assert _status(None, {"epoch": 2}, 2) == "DONE"
-    assert _status(None, {"epoch": 1, "early_stopped": True}, 2) == "EARLY-STOP"
+    assert trial_status(None, {}, 2) == "NO-REPORT"
+    assert trial_status("boom", {}, 2) == "ERROR"
+    assert trial_status(None, {"epoch": 1}, 2) == "PRUNED"
+    assert trial_status(None, {"epoch": 2}, 2) == "DONE"
+    assert trial_status(None, {"epoch": 1, "early_stopped": True}, 2) == "EARLY-STOP"
 
 
 def test_finished_result_reads_meta_only(tmp_path):

@@ -4,7 +4,7 @@ Optionally once more per dropped modality (missing-modality robustness).
 
 Each split is streamed through the training pipeline (:func:`rsray.data.pipeline.build_split`,
 no augmentation) and scored by the training loop's own evaluation function
-(:func:`rsray.train.loop._evaluate`), so the numbers are the validation metrics training
+(:func:`rsray.train.loop.evaluate_split`), so the numbers are the validation metrics training
 reported for that epoch (up to float summation order). Dropping a modality sets its
 ``drop_<modality>`` flag, which :func:`~rsray.data.pipeline.finalize_batch` turns into zeros
 after normalisation: what training-time modality dropout does (``data.modality_dropout``).
@@ -92,7 +92,7 @@ def score_split(loaded: LoadedCheckpoint, manifest: Manifest, split: str,
                 drop: Sequence[str] = (), batch_size: int | None = None,
                 device: torch.device | None = None) -> tuple[dict[str, Any], Any]:
     """``(metrics + n_samples, confusion matrix or None)`` of one split, one drop setting."""
-    from rsray.train.loop import _evaluate
+    from rsray.train.loop import evaluate_split
     from rsray.train.tasks import build_task
 
     cfg: Config = loaded.config
@@ -103,7 +103,7 @@ def score_split(loaded: LoadedCheckpoint, manifest: Manifest, split: str,
     stream = _Stream(build_split(manifest, split, cfg.data, augment=False),
                      evaluation_name(split, drop), drop, total=manifest.splits.get(split))
     assert loaded.model is not None and loaded.plan is not None
-    metrics, confusion = _evaluate(loaded.model, stream, task,
+    metrics, confusion = evaluate_split(loaded.model, stream, task,
                                    torchmetrics.MeanMetric().to(device), loaded.plan,
                                    batch_size or cfg.data.batch_size, device, cfg.train.amp,
                                    loaded.modalities)

@@ -67,7 +67,7 @@ class Predictor:
         import torch
 
         from rsray.data.pipeline import decode_raw, finalize_batch
-        from rsray.train.loop import _autocast, _inputs
+        from rsray.train.loop import autocast, model_inputs
 
         patch_id = np.asarray([str(p) for p in batch["patch_id"]], dtype=object)
         raw = decode_raw(batch, self.plan)
@@ -77,8 +77,8 @@ class Predictor:
                    for k, v in raw.items()}
         with torch.no_grad():
             inputs = finalize_batch(tensors, self.plan)
-            with _autocast(self.device, self.amp):
-                logits = self.model(_inputs(inputs, self.modalities)).float()
+            with autocast(self.device, self.amp):
+                logits = self.model(model_inputs(inputs, self.modalities)).float()
         label = inputs["label"]
         out: dict[str, Any] = {"patch_id": patch_id}
         if self.task == "segmentation":

@@ -126,7 +126,7 @@ def score_weights(cfg: Config, model: Any, plan: Any, manifest: Any, split: str,
                   weights: Sequence[float], metric: str) -> list[dict[str, float]]:
     """Validation loss and metrics of every aerial weight, in one pass over ``split``."""
     from rsray.data.pipeline import build_split, finalize_batch
-    from rsray.train.loop import _inputs
+    from rsray.train.loop import model_inputs
     from rsray.train.tasks import build_task
 
     label = manifest.info.get("label", {})
@@ -140,7 +140,7 @@ def score_weights(cfg: Config, model: Any, plan: Any, manifest: Any, split: str,
                 batch_size=cfg.data.batch_size):
             batch = finalize_batch(raw, plan)
             target = batch["label"]
-            log_pa, log_ps = model.branch_log_probs(_inputs(batch, modalities))
+            log_pa, log_ps = model.branch_log_probs(model_inputs(batch, modalities))
             for i, w in enumerate(weights):
                 fused = F.log_softmax(w * log_pa + (1.0 - w) * log_ps, dim=1)
                 losses[i] += float(tasks[i].loss(fused, target)) * target.shape[0]

@@ -201,7 +201,7 @@ class CellRecorder(tune.Callback):
             self.best_seen[trial.trial_id] = value
 
     def _end(self, trial: Any, error: bool) -> None:
-        from rsray.tune.run import _status
+        from rsray.tune.run import trial_status
 
         cell = self.cells.get(trial_cell(trial.config))
         if cell is None or cell.id in self.done:
@@ -211,7 +211,7 @@ class CellRecorder(tune.Callback):
                    for k in self.columns(cell)}
         metrics[f"best_{cell.metric}"] = self.best_seen.get(trial.trial_id, math.nan)
         self.rows[cell.id][trial.trial_id] = TrialRow(
-            trial=trial.trial_id, status=_status(error, m, cell.max_epochs),
+            trial=trial.trial_id, status=trial_status(error, m, cell.max_epochs),
             params=trial_params(trial.config), metrics=metrics,
             epochs=int(m.get("epoch", 0) or 0), checkpoint=str(m.get("checkpoint_path", "")))
         if len(self.rows[cell.id]) >= cell.num_samples:

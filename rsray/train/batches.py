@@ -71,7 +71,7 @@ def _tensor(v: Any, device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def _to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     """NumPy batch -> tensors on ``device`` (see :func:`_tensor`)."""
     return {k: _tensor(v, device) for k, v in batch.items()}
 
@@ -189,7 +189,7 @@ def _raw_batches(shard: Any, *, batch_size: int, shuffle: int, device: torch.dev
             key = f"drop_{m.name}"
             if key in batch:
                 batch[key] = np.array(batch[key])
-        yield _to_device(augment_raw(batch, plan, rng=rng, **augment), device)
+        yield to_device(augment_raw(batch, plan, rng=rng, **augment), device)
 
 
 _DONE = object()

@@ -88,10 +88,10 @@ def compute_ceiling(cfg: Config, manifest: Manifest, *, steps: int = 8,
         modalities = tuple(getattr(model, "modalities", tuple(plan.channels)))
         optimizer = build_optimizer(model, cfg.optim)
         task = build_task(cfg, manifest.task, list(manifest.classes))
-        from rsray.train.loop import _inputs
+        from rsray.train.loop import model_inputs
 
         model.train()
-        inputs, target = _inputs(batch, modalities), task.target(batch)
+        inputs, target = model_inputs(batch, modalities), task.target(batch)
 
         def step() -> None:
             loss = task.loss(model(inputs).float(), target)
@@ -117,7 +117,7 @@ def time_augment(cfg: Config, manifest: Manifest, device: torch.device, *,
     :func:`augment_device` and finalize there (``data.augment_on=device``). Both include the
     copy, so on a GPU the figure is the whole host-to-model-input path.
     """
-    from rsray.train.batches import _to_device, device_generator
+    from rsray.train.batches import device_generator, to_device
 
     plan = make_plan(manifest, cfg.data, for_training=True)
     raw = build_split(manifest, "train", cfg.data, augment=False).take_batch(
@@ -128,10 +128,10 @@ def time_augment(cfg: Config, manifest: Manifest, device: torch.device, *,
     n = len(raw["label"])
 
     def host() -> None:
-        finalize_batch(_to_device(augment_raw(dict(raw), plan, rng=rng, **kwargs), device), plan)
+        finalize_batch(to_device(augment_raw(dict(raw), plan, rng=rng, **kwargs), device), plan)
 
     def on_device() -> None:
-        finalize_batch(augment_device(_to_device(raw, device), plan, generator=gen, **kwargs),
+        finalize_batch(augment_device(to_device(raw, device), plan, generator=gen, **kwargs),
                        plan)
 
     before = torch.get_num_threads()

@@ -46,14 +46,14 @@ from rsray.train.tasks import Task, build_task, metric_mode
 from rsray.train.telemetry import Telemetry
 
 
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on GPUs that support it (``amp`` auto/bf16), no-op elsewhere."""
     if amp == "off" or device.type != "cuda" or not torch.cuda.is_bf16_supported():
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
 
 
-def _inputs(batch: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> dict[str, Any]:
+def model_inputs(batch: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> dict[str, Any]:
     """The model's inputs: its modalities, their series masks/dates, and the metadata vector."""
     out = {m: batch[m] for m in modalities if m in batch}
     for m in modalities:
@@ -65,9 +65,9 @@ def _inputs(batch: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> dict
     return out
 
 
-def _evaluate(model: torch.nn.Module, shard: Any, task: Task, loss_meter: Any, plan: DecodePlan,
-              batch_size: int, device: torch.device, amp: str,
-              modalities: tuple[str, ...]) -> tuple[dict[str, float], Any]:
+def evaluate_split(model: torch.nn.Module, shard: Any, task: Task, loss_meter: Any,
+                   plan: DecodePlan, batch_size: int, device: torch.device, amp: str,
+                   modalities: tuple[str, ...]) -> tuple[dict[str, float], Any]:
     """Loss and task metrics over this worker's part of one evaluation split (synced).
 
     Also returns the confusion matrix for segmentation (else ``None``).
@@ -78,8 +78,8 @@ def _evaluate(model: torch.nn.Module, shard: Any, task: Task, loss_meter: Any, p
         for item in model_batches(shard, plan, batch_size=batch_size, device=device):
             batch = item.data
             target = task.target(batch)
-            with _autocast(device, amp):
-                logits = model(_inputs(batch, modalities)).float()
+            with autocast(device, amp):
+                logits = model(model_inputs(batch, modalities)).float()
             loss_meter.update(task.loss(logits, target), weight=target.shape[0])
             task.metrics.update(logits, target)
     confusion = (task.metrics.confusion_matrix()
@@ -221,8 +221,8 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
             telemetry.bytes_read(name, nbytes)
         batch = item.data  # resampled + normalised on the worker's device, one batch ahead
         target = task.target(batch)
-        with _autocast(device, cfg.train.amp):
-            logits = model(_inputs(batch, modalities))
+        with autocast(device, cfg.train.amp):
+            logits = model(model_inputs(batch, modalities))
         loss = task.loss(logits.float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,7 +253,7 @@ def evaluate_splits(model: torch.nn.Module, shards: dict[str, Any], task: Task, 
     model.eval()
     evaluated, confusion = {}, {}
     for split, shard in shards.items():
-        evaluated[split], cm = _evaluate(model, shard, task, loss_meter, plan,
+        evaluated[split], cm = evaluate_split(model, shard, task, loss_meter, plan,
                                          cfg.data.batch_size, device, cfg.train.amp, modalities)
         if cm is not None:
             confusion[split] = cm

@@ -157,7 +157,7 @@ def is_local_path(uri: str) -> bool:
     return not parse(uri).is_remote
 
 
-def _status(error: Any, metrics: dict[str, Any], max_epochs: int) -> str:
+def trial_status(error: Any, metrics: dict[str, Any], max_epochs: int) -> str:
     """Status of a trial in the leaderboard.
 
     ERROR, NO-REPORT (never reported an epoch: it did not start or died first), EARLY-STOP
@@ -180,7 +180,7 @@ def _rows(results: Any, metric: str, mode: str, max_epochs: int,
     for r in results:
         m = r.metrics or {}
         params = dict(r.config or {})
-        status = _status(r.error, m, max_epochs)
+        status = trial_status(r.error, m, max_epochs)
         trial_id = m.get("trial_id") or Path(r.path).name
         # best epoch value of the metric (ASHA compares last values; report both honestly)
         hist = r.metrics_dataframe

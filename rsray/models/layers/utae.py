@@ -503,7 +503,7 @@ class UTAESegmenter(nn.Module):
         return out
 
 
-# --------------------------------------------------------------------------- variants
+# --------------------------------------------------------------------------- configurations
 
 FLAIR2_UTAE: dict[str, Any] = {
     "encoder_widths": (64, 64, 128, 128),
