@@ -312,7 +312,9 @@ class ScalingConfig:
     num_workers: int = 1
     """Training workers (one per GPU on a GPU cluster)."""
     use_gpu: Literal["auto", "yes", "no"] = "auto"
-    """``auto``: one GPU per worker when the cluster has GPUs, else CPU."""
+    """``auto``: one GPU per worker when the cluster has GPUs when the run starts, else CPU.
+    On an autoscaling cluster whose GPU nodes are not up yet, ``auto`` means CPU: say ``yes``
+    there, so the trials ask for GPUs and the autoscaler adds GPU nodes."""
     cpus_per_worker: float = 1.0
     """CPUs reserved per worker; fractional values leave CPUs for Ray Data on small nodes."""
 
@@ -442,7 +444,10 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
     tp = _resolve(tp)
     origin = get_origin(tp)
     if origin is Literal:
-        _choice(*path.split(".", 1), value, get_args(tp))
+        choices = get_args(tp)
+        if isinstance(value, bool) and {"yes", "no"} <= set(choices):
+            value = "yes" if value else "no"  # YAML reads a bare yes/no (and on/off) as a bool
+        _choice(*path.split(".", 1), value, choices)
         return value
     if origin in (types.UnionType, typing.Union):
         args = [a for a in get_args(tp) if a is not type(None)]

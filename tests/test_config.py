@@ -75,3 +75,14 @@ def test_yaml_file_errors(tmp_path):
 def test_parse_overrides_rejects_garbage():
     with pytest.raises(ConfigError, match=r"expected section.field=value"):
         parse_overrides(["optim.lr"])
+
+
+def test_yes_no_choices_survive_yaml_booleans(tmp_path):
+    """``--set scaling.use_gpu=no`` and ``use_gpu: no`` in a file: YAML reads a bool."""
+    assert load_config(None, ["scaling.use_gpu=no"]).scaling.use_gpu == "no"
+    assert load_config(None, ["scaling.use_gpu=yes"]).scaling.use_gpu == "yes"
+    path = tmp_path / "c.yaml"
+    path.write_text("scaling:\n  use_gpu: no\n")
+    assert load_config(str(path)).scaling.use_gpu == "no"
+    with pytest.raises(ConfigError, match="scaling.use_gpu"):
+        load_config(None, ["scaling.use_gpu=maybe"])
