@@ -84,5 +84,5 @@ def test_yes_no_choices_survive_yaml_booleans(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("scaling:\n  use_gpu: no\n")
     assert load_config(str(path)).scaling.use_gpu == "no"
-    with pytest.raises(ConfigError, match="scaling.use_gpu"):
+    with pytest.raises(ConfigError, match=r"scaling\.use_gpu"):
         load_config(None, ["scaling.use_gpu=maybe"])
