@@ -71,9 +71,10 @@ def test_tune_run_scales_the_fake_cluster_up_and_down(tmp_path: Path,
     """Head with 0 CPUs: 2 concurrent trials add a node, finish on it, idle nodes go."""
     port, dash, agent, store = _free_ports(4)
     config = tmp_path / "fake.yaml"
-    # 4 logical CPUs per fake node: one trial (worker + rsray's data CPUs) fits one node, two
-    # do not; cluster.yaml's cpu_worker has min_workers 1
-    fake = fake_autoscaler_config(cpus_per_node=4, idle_timeout_minutes=0.1,
+    # 2 logical CPUs per fake node: a trial's resource check reserves its worker's CPU plus
+    # rsray's 2 data CPUs (3), more than cluster.yaml's one min_workers cpu_worker node has,
+    # so the autoscaler must add the second cpu_worker; both trials' workers then fit the two
+    fake = fake_autoscaler_config(cpus_per_node=2, idle_timeout_minutes=0.1,
                                   gcs_address=f"127.0.0.1:{port}")
     min_nodes = sum(t.get("min_workers", 0) for t in fake["available_node_types"].values())
     config.write_text(yaml.safe_dump(fake))

@@ -3,9 +3,9 @@
 ``python autoscale_run.py ADDRESS SHARDS STORAGE RESULT_JSON MIN_NODES``. Joins the head at
 ``ADDRESS`` (started by the test with ``cluster.yaml``'s node types through Ray's fake
 provider), waits for the ``MIN_NODES`` nodes of the types' ``min_workers``, watches the
-cluster's alive nodes on a thread, runs 2 concurrent one-worker trials (each reserves its
-worker's CPU plus rsray's data CPUs, more than one fake node has free beside another trial;
-the head has no CPUs), then waits for the idle nodes to be removed. Writes the node timeline
+cluster's alive nodes on a thread, runs 2 concurrent one-worker trials (each one's resource
+check reserves its worker's CPU plus rsray's data CPUs, more than one fake node has; the head
+has no CPUs), then waits for the idle nodes to be removed. Writes the node timeline
 and the trials' outcome to ``RESULT_JSON``.
 """
 
