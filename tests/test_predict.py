@@ -41,6 +41,14 @@ def test_predict_writes_parquet_matching_validation(synthetic_shards, trained_ch
     assert float(ap_micro) == pytest.approx(trained["val_ap_micro"], rel=1e-5)
     info = json.loads((out / PREDICTIONS_META).read_text())
     assert info["split"] == "val" and info["task"] == "multilabel" and info["synthetic"]
+    # in this process (concurrency 0, what a study trial uses): the same rows and numbers
+    here = tmp_path / "pred_here"
+    predict(ckpt, synthetic_shards, "val", str(here), concurrency=0)
+    local = pads.dataset(str(here), format="parquet").to_table().to_pandas()
+    both = table.merge(local, on="patch_id", suffixes=("", "_here"))
+    assert len(both) == len(local) == len(table)
+    np.testing.assert_allclose(np.stack(both["probs"]), np.stack(both["probs_here"]), atol=1e-6)
+    assert json.loads((here / PREDICTIONS_META).read_text())["split"] == "val"
 
     # the CLI, with S1 dropped: same samples, other probabilities
     dropped = tmp_path / "pred_drop"

@@ -92,6 +92,20 @@ def test_smoke_overrides_unknown_arm(tmp_path: Path) -> None:
         load_spec(path, smoke=True)
 
 
+def test_proof_variant_is_its_own_study(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "proof": {"factors": {"seeds": 3},
+                                                      "arms": {"early": {"model": "x"}}}}))
+    with pytest.raises(ConfigError, match=r"arms.early.model: 'x' is not a registered"):
+        load_spec(path, proof=True)
+    path.write_text(yaml.safe_dump({**TINY, "proof": {"factors": {"seeds": 3}}}))
+    proof = load_spec(path, proof=True)
+    assert proof.name == "tiny-proof" and proof.factors.seeds == 3
+    assert load_spec(path).factors.seeds == 2
+    with pytest.raises(ConfigError, match="one of --smoke-test and --proof"):
+        load_spec(path, proof=True, smoke=True)
+
+
 def test_cells_cross_arms_fractions_holdouts() -> None:
     raw = {**TINY, "factors": {"seeds": 2, "fractions": [0.5, 1.0],
                                "holdouts": ["", "tile=29SND"]}}

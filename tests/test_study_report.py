@@ -73,17 +73,17 @@ def test_report_renders_every_arm(tmp_path: Path) -> None:
     for arm in ARMS:
         assert re.search(rf"^\| {arm}( \(baseline\))? \|", table, re.M), arm
     assert "**0.75" in table and "†" in table  # best early fusion, significant vs s2_only
-    for fig in ("comparison", "fractions", "id_ood", "class_gain", "missing_modality",
-                "search", "importance"):
+    for fig in ("comparison", "fractions", "id_ood", "class_metric", "class_gain",
+                "missing_modality", "search", "importance"):
         assert (root / "figures" / f"{fig}.png").stat().st_size > 5000, fig
     html = Path(html_path).read_text()
-    assert html.count("data:image/png;base64,") == 7
+    assert html.count("data:image/png;base64,") == 8
     assert "<table>" in html and "figures/" not in html.split("<body>")[1].replace(
         "results.parquet", "")
 
 
 def test_class_gain_is_against_best_single_arm(tmp_path: Path) -> None:
-    from rsray.report.figures import class_gain_matrix
+    from rsray.report.figures import class_gain_matrix, class_metric_matrix
 
     root = _study(tmp_path, fractions=(1.0,))
     df = pd.read_parquet(root / "results.parquet")
@@ -91,3 +91,6 @@ def test_class_gain_is_against_best_single_arm(tmp_path: Path) -> None:
     assert list(gain.index) == ["early", "late"] and list(gain.columns) == CLASSES
     assert "s2_only" in label
     assert np.allclose(gain.loc["early"].to_numpy(), 0.15, atol=0.02)
+    per_arm, _ = class_metric_matrix(df, read_meta(root))
+    assert list(per_arm.index) == list(ARMS) and list(per_arm.columns) == CLASSES
+    assert np.allclose(per_arm.loc["early"] - per_arm.loc["s2_only"], gain.loc["early"])

@@ -71,6 +71,6 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--drop-modality", action="append", default=[], metavar="M",
                    help="zero modality M for every sample (repeatable)")
     p.add_argument("--concurrency", type=int, help="model actors (default: one per GPU, else "
-                                                   "up to 4 CPU actors)")
+                                                   "up to 4 CPU actors; 0: in this process)")
     p.add_argument("--batch-size", type=int, help="rows per model call")
     p.set_defaults(fn=cmd_predict)

@@ -117,6 +117,23 @@ def actor_resources(concurrency: int | None = None) -> dict[str, Any]:
     return {"concurrency": concurrency or max(1, min(CPU_ACTORS_MAX, cpus // 2)), "num_cpus": 1}
 
 
+def _write_local(predictor: Predictor, batches: Any, fs: Any, root: str) -> None:
+    """Score ``batches`` (Arrow tables) here and write one part file under ``root``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = [predictor(b) for b in batches]
+    if not parts:
+        raise RsrayError(f"{root}: the split has no rows to predict")
+    columns = {}
+    for key in parts[0]:
+        values = np.concatenate([p[key] for p in parts])
+        columns[key] = pa.array(list(values)) if values.ndim > 1 else pa.array(values.tolist())
+    fs.makedirs(root, exist_ok=True)
+    with fs.open(join(root, "part-00000.parquet"), "wb") as f:
+        pq.write_table(pa.table(columns), f)
+
+
 def _pa_path(uri: str) -> str:
     if uri.startswith("s3://"):
         return uri[len("s3://"):]
@@ -142,7 +159,9 @@ def predict(
         split: the split to score.
         out_uri: output folder (local or ``s3://``); its part files are replaced.
         drop_modalities: modalities zeroed for every sample (``a+b`` for several).
-        concurrency: number of model actors (default: one per GPU, else a few CPU actors).
+        concurrency: number of model actors (default: one per GPU, else a few CPU actors);
+            ``0`` scores in this process, without actors (a small split inside a Tune trial,
+            where starting an actor costs more than the scoring).
         batch_size: rows per model call (default: the checkpoint's ``data.batch_size``).
 
     Returns:
@@ -175,24 +194,35 @@ def predict(
             "channels": loaded.channels, "classes": loaded.classes,
             "label_info": manifest.info.get("label", {})}
     state_ref = ray.put({k: v.cpu() for k, v in loaded.model.state_dict().items()})
-    resources = actor_resources(concurrency)
+    local = concurrency == 0
+    resources = {} if local else actor_resources(concurrency)
     columns = [*loaded.plan.columns, *([] if "patch_id" in loaded.plan.columns else ["patch_id"])]
-    ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri), columns=columns,
-                               override_num_blocks=READ_BLOCKS_PER_SHARD * len(paths))
-    ds = ds.map_batches(Predictor, fn_constructor_kwargs={"spec": spec, "state_ref": [state_ref]},
-                        batch_size=batch_size or loaded.config.data.batch_size,
-                        batch_format="numpy", **resources)
+    rows = batch_size or loaded.config.data.batch_size
+    if not local:
+        ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri), columns=columns,
+                                   override_num_blocks=READ_BLOCKS_PER_SHARD * len(paths))
+        ds = ds.map_batches(Predictor, batch_size=rows, batch_format="numpy",
+                            fn_constructor_kwargs={"spec": spec, "state_ref": [state_ref]},
+                            **resources)
     if manifest.synthetic:
         print(f"[rsray] predicting on SYNTHETIC data from {manifest.uri}", flush=True)
+    where = "in this process" if local else (
+        f"{resources['concurrency']} actor(s){' on GPUs' if 'num_gpus' in resources else ''}")
     print(f"[rsray] predicting {split} ({manifest.splits.get(split, '?')} samples) with "
-          f"{loaded.config.model.name} from {loaded.uri}: {resources['concurrency']} actor(s)"
-          f"{' on GPUs' if 'num_gpus' in resources else ''}", flush=True)
+          f"{loaded.config.model.name} from {loaded.uri}: {where}", flush=True)
     fs, root = get_fs(out_uri)
     if fs.exists(root):
         for p in fs.ls(root, detail=False):
             if p.endswith(".parquet") or p.rstrip("/").endswith(PREDICTIONS_META):
                 fs.rm(p)
-    ds.write_parquet(_pa_path(out_uri), filesystem=pyarrow_fs(out_uri))
+    if local:  # a plain Arrow read: Ray Data's executor costs more than a small split
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(paths, filesystem=pyarrow_fs(manifest.uri), columns=columns)
+        _write_local(Predictor(spec, [state_ref]),
+                     (table.slice(i, rows) for i in range(0, table.num_rows, rows)), fs, root)
+    else:
+        ds.write_parquet(_pa_path(out_uri), filesystem=pyarrow_fs(out_uri))
     info = {"checkpoint": loaded.uri, "epoch": loaded.epoch, "model": loaded.config.model.name,
             "data": manifest.uri, "synthetic": manifest.synthetic, "split": split,
             "task": loaded.task, "classes": loaded.classes, "drop_modalities": list(drop)}

@@ -164,6 +164,53 @@ def class_gain_matrix(df: pd.DataFrame, meta: StudyMeta) -> tuple[pd.DataFrame, 
     return gain, f"{prefix.rstrip('/')} gain over {label}"
 
 
+def class_metric_matrix(df: pd.DataFrame, meta: StudyMeta) -> tuple[pd.DataFrame, str] | None:
+    """Arm x class: mean per-class test metric of every arm (single modalities included).
+
+    Where :func:`class_gain_matrix` shows what fusion adds, this shows which classes each
+    modality carries on its own: on a twin, a single-modality arm sits at chance on the
+    classes drawn into the other modality only. Classes with no value for any arm (absent
+    from the test split) are left out.
+    """
+    prefix = class_prefix(df)
+    if prefix is None:
+        return None
+    fraction, holdout = float(df["fraction"].max()), sorted(df["holdout"].unique())[0]
+    sel = df[(df.split == "test") & (df.dropped == "") & (df.fraction == fraction)
+             & (df.holdout == holdout) & df.metric.str.startswith(prefix)]
+    if sel.empty:
+        return None
+    means = sel.groupby(["arm", "metric"])["value"].mean().unstack("metric")
+    classes = [c for c in dict.fromkeys(sel["metric"]) if means[c].notna().any()]
+    arms = [a for a in meta.arms if a in means.index]
+    out = means.loc[arms, classes]
+    out.columns = [c[len(prefix):] for c in classes]
+    return out, f"{prefix.rstrip('/')} per arm"
+
+
+def class_metric_heatmap(df: pd.DataFrame, meta: StudyMeta, path: Path) -> Path | None:
+    """Heatmap of :func:`class_metric_matrix` (0 to 1)."""
+    res = class_metric_matrix(df, meta)
+    if res is None or res[0].empty:
+        return None
+    table, label = res
+    values = table.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * table.shape[1] + 2.5),
+                                    max(2.5, 0.45 * table.shape[0] + 1.8)))
+    im = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(table.shape[1]), [c[:28] for c in table.columns], rotation=60,
+                  ha="right", fontsize=7)
+    ax.set_yticks(range(table.shape[0]), table.index, fontsize=8)
+    if table.size <= 200:
+        for (i, j), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="black" if v > 0.6 else "white")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_title(f"Per-class test {label}{_title_suffix(meta)}", fontsize=9)
+    return _save(fig, path)
+
+
 def class_gain_heatmap(df: pd.DataFrame, meta: StudyMeta, path: Path) -> Path | None:
     """Heatmap of :func:`class_gain_matrix` (blue: fusion better; red: worse)."""
     res = class_gain_matrix(df, meta)

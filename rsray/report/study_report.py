@@ -267,6 +267,8 @@ def build_report(study_dir: str | Path) -> tuple[str, dict[str, Path]]:
              lambda p: figures.fraction_curves(df, meta, headline, p)),
             ("id_ood", "In- vs out-of-distribution",
              lambda p: figures.id_vs_ood(df, meta, headline, p)),
+            ("class_metric", "Per-class metric of every arm",
+             lambda p: figures.class_metric_heatmap(df, meta, p)),
             ("class_gain", "Per-class gain of each fusion arm",
              lambda p: figures.class_gain_heatmap(df, meta, p)),
             ("missing_modality", "Missing-modality robustness",

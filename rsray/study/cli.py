@@ -13,6 +13,9 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoke-test", action="store_true",
                    help="the spec's smoke variant: tiny models, 1 trial, 2 seeds, its "
                         "synthetic twin unless --data is given")
+    p.add_argument("--proof", action="store_true",
+                   help="the spec's proof variant: the scale at which the study was run on "
+                        "its synthetic twin (a known answer) for the README")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed study; finished cells and seeds are not re-run")
     p.add_argument("--data", help="shard set URI (local or s3://) instead of the spec's data")
@@ -25,7 +28,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     from rsray.study.runner import run_study
     from rsray.study.spec import load_spec
 
-    spec = load_spec(args.spec, smoke=args.smoke_test)
+    spec = load_spec(args.spec, smoke=args.smoke_test, proof=args.proof)
     outcome = run_study(spec, study_dir=args.out, resume=args.resume, data=args.data,
                         smoke=args.smoke_test)
     print(f"[study] results: {outcome.results_path} ({outcome.n_rows} rows) in "

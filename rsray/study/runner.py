@@ -267,8 +267,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     preds = {}
     if job["predictions"] and manifest.task != "segmentation":
         for split in splits:
-            preds[split] = predict(ckpt.path, cfg.data.uri, split,  # one actor per trial
-                                   str(out / f"pred_{split}.parquet"), concurrency=1)
+            # in the trial's own process: an actor's start-up (30-60 s on 2 cores) cost more
+            # than scoring a test split
+            preds[split] = predict(ckpt.path, cfg.data.uri, split,
+                                   str(out / f"pred_{split}.parquet"), concurrency=0)
     rows = []
     for name, metrics in evals.items():
         split, drop = _split_drop(name)

@@ -6,8 +6,9 @@ and what stage 2 evaluates::
 
     spec = load_spec("studies/sen12ms_resnet.yaml", smoke=True)
 
-``smoke:`` in the file holds overrides applied with ``--smoke-test`` (``arms`` there is a
-mapping from arm name to the fields that change). Every bad value raises
+``smoke:`` in the file holds overrides applied with ``--smoke-test``, ``proof:`` those applied
+with ``--proof`` (the scale of the study run on its twin as a known-answer check); ``arms``
+there is a mapping from arm name to the fields that change. Every bad value raises
 :class:`~rsray.errors.ConfigError` naming the file and the field, in one line.
 """
 
@@ -198,19 +199,23 @@ def _merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-def apply_smoke(raw: dict[str, Any], where: str) -> dict[str, Any]:
-    """``raw`` with its ``smoke:`` overrides applied (``smoke.arms``: name -> fields)."""
-    smoke = raw.get("smoke")
+VARIANTS = ("smoke", "proof")
+"""Top-level sections of a spec that hold overrides selected on the command line."""
+
+
+def apply_variant(raw: dict[str, Any], where: str, variant: str) -> dict[str, Any]:
+    """``raw`` with its ``<variant>:`` overrides applied (``<variant>.arms``: name -> fields)."""
+    smoke = raw.get(variant)
     if smoke is None:
-        raise ConfigError(f"{where}: smoke: this spec has no smoke variant")
-    _expect(f"{where}: smoke", smoke, dict, "a mapping")
-    out = {k: v for k, v in raw.items() if k != "smoke"}
+        raise ConfigError(f"{where}: {variant}: this spec has no {variant} variant")
+    _expect(f"{where}: {variant}", smoke, dict, "a mapping")
+    out = {k: v for k, v in raw.items() if k not in VARIANTS}
     arms_over = smoke.get("arms", {})
-    _expect(f"{where}: smoke.arms", arms_over, dict, "a mapping from arm name to fields")
+    _expect(f"{where}: {variant}.arms", arms_over, dict, "a mapping from arm name to fields")
     names = [a.get("name") for a in out.get("arms", []) if isinstance(a, dict)]
     for name in arms_over:
         if name not in names:
-            raise ConfigError(f"{where}: smoke.arms.{name}: no arm of that name "
+            raise ConfigError(f"{where}: {variant}.arms.{name}: no arm of that name "
                               f"({', '.join(map(str, names))})")
     out["arms"] = [_merge(a, arms_over.get(a.get("name"), {})) if isinstance(a, dict) else a
                    for a in out.get("arms", [])]
@@ -220,6 +225,11 @@ def apply_smoke(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def apply_smoke(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` with its ``smoke:`` overrides applied (``smoke.arms``: name -> fields)."""
+    return apply_variant(raw, where, "smoke")
+
+
 def spec_from_dict(raw: Any, where: str = "spec") -> StudySpec:
     """Build and validate a :class:`StudySpec` from a parsed YAML mapping."""
     from rsray.data.registry import list_datasets
@@ -227,7 +237,7 @@ def spec_from_dict(raw: Any, where: str = "spec") -> StudySpec:
     from rsray.tune.spaces import list_spaces
 
     _expect(where, raw, dict, "a mapping")
-    raw = {k: v for k, v in raw.items() if k != "smoke"}
+    raw = {k: v for k, v in raw.items() if k not in VARIANTS}
     p = f"{where}: "
     name = _expect(p + "name", raw.get("name"), str, "a study name")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
@@ -321,8 +331,12 @@ def spec_from_dict(raw: Any, where: str = "spec") -> StudySpec:
     return spec
 
 
-def load_spec(path: str | Path, *, smoke: bool = False) -> StudySpec:
-    """Read, (for ``smoke``) apply the ``smoke:`` overrides, and validate a spec file."""
+def load_spec(path: str | Path, *, smoke: bool = False, proof: bool = False) -> StudySpec:
+    """Read, apply the ``smoke:`` (``smoke``) or ``proof:`` (``proof``) overrides, validate.
+
+    The variant's name is appended to the study's (``vit_bigearthnet-proof``), so its folder
+    never collides with the full study's.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: study spec not found")
@@ -334,11 +348,14 @@ def load_spec(path: str | Path, *, smoke: bool = False) -> StudySpec:
         raise ConfigError(f"{path}: not valid YAML{at}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    if smoke:
-        raw = apply_smoke(raw, str(path))
-        raw["name"] = f"{raw.get('name', 'study')}-smoke"
+    if smoke and proof:
+        raise ConfigError(f"{path}: choose one of --smoke-test and --proof")
+    for variant, chosen in (("smoke", smoke), ("proof", proof)):
+        if chosen:
+            raw = apply_variant(raw, str(path), variant)
+            raw["name"] = f"{raw.get('name', 'study')}-{variant}"
     return spec_from_dict(raw, str(path))
 
 
-__all__ = ["Arm", "Evaluation", "Factors", "SearchSpec", "StudyData", "StudySpec",
-           "apply_smoke", "load_spec", "spec_from_dict"]
+__all__ = ["VARIANTS", "Arm", "Evaluation", "Factors", "SearchSpec", "StudyData", "StudySpec",
+           "apply_smoke", "apply_variant", "load_spec", "spec_from_dict"]
