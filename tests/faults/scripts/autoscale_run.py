@@ -46,9 +46,13 @@ def main() -> None:
     stop = threading.Event()
     t0 = time.monotonic()
 
+    seen: dict[str, str] = {}  # node id -> role, in the order nodes appeared
+
     def watch() -> None:
         while not stop.is_set():
             nodes = _alive_workers(ray)
+            for n in nodes:
+                seen.setdefault(str(n["id"]), str(n["role"]))
             timeline.append((round(time.monotonic() - t0, 1), len(nodes),
                              sorted({str(n["role"]) for n in nodes})))
             time.sleep(0.5)
@@ -57,6 +61,7 @@ def main() -> None:
     while len(_alive_workers(ray)) < min_nodes and time.monotonic() < deadline:
         time.sleep(0.5)  # the min_workers nodes the autoscaler starts with the head
     before = len(_alive_workers(ray))
+    initial = {str(n["id"]) for n in _alive_workers(ray)}
     threading.Thread(target=watch, daemon=True).start()
     cfg = load_config(None, [
         f"data.uri={shards}", "data.batch_size=16", "data.augment=false",
@@ -68,18 +73,25 @@ def main() -> None:
         "train.log_every_n_steps=1000", "train.resource_wait_s=300",
     ])
     outcome = tune_fusion(cfg)
-    peak = max(n for _, n, _ in timeline)
     ended = time.monotonic() - t0
+    stop.set()
+    time.sleep(1.0)
+    peak = max(n for _, n, _ in timeline)
+    # The driver leaves, as a finished `ray job submit` driver does: while it stays connected
+    # Ray keeps resources reserved for it (a placement group and a request_resources demand
+    # seen in the autoscaler's status), and the extra node is never idle.
+    ray.shutdown()
+    ray.init(address=address)
     deadline = time.monotonic() + 180
     while len(_alive_workers(ray)) > before and time.monotonic() < deadline:
         time.sleep(0.5)
-    stop.set()
     after = len(_alive_workers(ray))
     with open(result_path, "w") as f:
         json.dump({"before": before, "peak": peak, "after": after,
                    "tune_ended_s": round(ended, 1),
                    "scaled_down_s": round(time.monotonic() - t0, 1),
                    "roles": sorted({r for _, _, rs in timeline for r in rs}),
+                   "added": [r for i, r in seen.items() if i not in initial],
                    "trials": [[r.trial, r.status, r.epochs] for r in outcome.rows],
                    "timeline": timeline[::4]}, f)
     ray.shutdown()
