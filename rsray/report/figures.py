@@ -188,27 +188,38 @@ def class_metric_matrix(df: pd.DataFrame, meta: StudyMeta) -> tuple[pd.DataFrame
     return out, f"{prefix.rstrip('/')} per arm"
 
 
-def class_metric_heatmap(df: pd.DataFrame, meta: StudyMeta, path: Path) -> Path | None:
-    """Heatmap of :func:`class_metric_matrix` (0 to 1)."""
-    res = class_metric_matrix(df, meta)
-    if res is None or res[0].empty:
-        return None
-    table, label = res
+def _class_heatmap(table: pd.DataFrame, title: str, path: Path, *, cmap: str, vmin: float,
+                   vmax: float, fmt: str, dark_below: float | None) -> Path:
+    """One arms x classes heatmap with the values written in (small tables only).
+
+    ``dark_below``: values under it get white text (for dark colours), ``None``: all black.
+    """
     values = table.to_numpy(dtype=float)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * table.shape[1] + 2.5),
                                     max(2.5, 0.45 * table.shape[0] + 1.8)))
-    im = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(table.shape[1]), [c[:28] for c in table.columns], rotation=60,
                   ha="right", fontsize=7)
     ax.set_yticks(range(table.shape[0]), table.index, fontsize=8)
     if table.size <= 200:
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                        color="black" if v > 0.6 else "white")
+                dark = dark_below is not None and v <= dark_below
+                ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=6,
+                        color="white" if dark else "black")
     fig.colorbar(im, ax=ax, shrink=0.8)
-    ax.set_title(f"Per-class test {label}{_title_suffix(meta)}", fontsize=9)
+    ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def class_metric_heatmap(df: pd.DataFrame, meta: StudyMeta, path: Path) -> Path | None:
+    """Heatmap of :func:`class_metric_matrix` (0 to 1)."""
+    res = class_metric_matrix(df, meta)
+    if res is None or res[0].empty:
+        return None
+    table, label = res
+    return _class_heatmap(table, f"Per-class test {label}{_title_suffix(meta)}", path,
+                          cmap="viridis", vmin=0.0, vmax=1.0, fmt=".2f", dark_below=0.6)
 
 
 def class_gain_heatmap(df: pd.DataFrame, meta: StudyMeta, path: Path) -> Path | None:
@@ -219,20 +230,9 @@ def class_gain_heatmap(df: pd.DataFrame, meta: StudyMeta, path: Path) -> Path | 
     gain, label = res
     values = gain.to_numpy(dtype=float)
     vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    vmax = vmax or 1.0
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * gain.shape[1] + 2.5),
-                                    max(2.5, 0.45 * gain.shape[0] + 1.8)))
-    im = ax.imshow(values, cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(gain.shape[1]), [c[:28] for c in gain.columns], rotation=60,
-                  ha="right", fontsize=7)
-    ax.set_yticks(range(gain.shape[0]), gain.index, fontsize=8)
-    if gain.size <= 200:
-        for (i, j), v in np.ndenumerate(values):
-            if np.isfinite(v):
-                ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    ax.set_title(f"Per-class test {label}{_title_suffix(meta)}", fontsize=9)
-    return _save(fig, path)
+    return _class_heatmap(gain, f"Per-class test {label}{_title_suffix(meta)}", path,
+                          cmap="RdBu", vmin=-(vmax or 1.0), vmax=vmax or 1.0, fmt="+.2f",
+                          dark_below=None)
 
 
 def missing_modality(df: pd.DataFrame, meta: StudyMeta, metric: str, path: Path) -> Path | None:
