@@ -15,6 +15,9 @@ REAL_DATA = Path(os.environ.get("RSRAY_REAL_DATA", REPO.parent / "shared" / "dat
 # Ray's own processes must not try to reach the internet or print usage stats.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# The heads tests start themselves (`ray start --head --block`, stopped with SIGTERM) would
+# otherwise wait out Ray's 30 s drain on SIGTERM, meant for preempted cloud nodes.
+os.environ.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
 
 
 def _free_port() -> int:

@@ -3,7 +3,8 @@
 Promised (issue 12): the finished trial is kept (its checkpoints untouched, never started
 again), the unfinished ones run, the searcher's and the scheduler's state survive (the
 experiment ends with exactly ``tune.num_samples`` trials, no configuration proposed twice),
-and the leaderboard lists every trial. The driver runs as a subprocess joined to the
+and the leaderboard lists every trial; resuming the complete experiment once more starts no
+trial and keeps the same leaderboard and best trial. The driver runs as a subprocess joined to the
 session's Ray, as a killed ``ray job submit`` driver would leave its cluster running.
 """
 
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from rsray.tune.run import finished_result
 
 REPO = Path(__file__).resolve().parents[2]
 FINISHED = re.compile(r"\[rsray\] ([0-9a-f]{8}) finished")
@@ -90,3 +93,18 @@ def test_tune_driver_killed_then_resumed(tmp_path: Path, ray_session,
     assert len(configs) == 3, (params, rows)  # no configuration proposed twice
     best = json.loads((exp / "best.json").read_text())
     assert best["trial"] in {r["trial"] for r in rows}
+    for r in rows:  # every run's last checkpoint ends it: what a later resume reads
+        kept_result = finished_result(str(exp / "trials"), f"trial_{r['trial']}", 1)
+        assert kept_result is not None and kept_result["epoch"] == 1, r
+
+    # Resuming the complete experiment repeats nothing and loses nothing.
+    last = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    out = last.stdout + last.stderr
+    assert last.returncode == 0, out[-3000:]
+    assert not re.findall(r"\[rsray\] [0-9a-f]{8} started", out), out[-3000:]
+    with (exp / "leaderboard.csv").open() as f:
+        again = list(csv.DictReader(f))
+    assert sorted((r["trial"], r["status"], r["epochs"]) for r in again) == \
+        sorted((r["trial"], r["status"], r["epochs"]) for r in rows)
+    assert json.loads((exp / "best.json").read_text())["trial"] == best["trial"]
