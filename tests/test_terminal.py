@@ -8,6 +8,7 @@ must add nothing to the terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -52,12 +53,11 @@ def mlflow_server(tmp_path: Path):
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     try:
         while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
+            # an OSError: not listening yet
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                if resp.status == 200:
+                    break
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
                 pytest.fail(f"mlflow server did not start in {SERVER_START_TIMEOUT_S:.0f} s: "
