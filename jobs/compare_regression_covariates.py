@@ -22,13 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from scipy import stats
 
 from rsray.config import Config
 from rsray.data.pipeline import decode_raw, finalize_batch, make_plan
 from rsray.data.registry import synthetic_shards
 from rsray.data.shards import Manifest, read_manifest
 from rsray.models import create_model
+from rsray.study.stats import summarize
 from rsray.train.optim import build_optimizer
 from rsray.train.tasks import build_task
 
@@ -93,9 +93,9 @@ def main() -> None:
     for key in ("r2/lst", "rmse/lst", "r2/greenness", "r2_mean"):
         for arm, rows in results.items():
             v = np.array([r[key] for r in rows])
-            half = (stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-                    if len(v) > 1 else float("nan"))
-            print(f"{key:14s} {arm:6s} {v.mean():.3f} +- {half:.3f}  {np.round(v, 3).tolist()}")
+            s = summarize(v)  # the studies' own t-interval
+            half = (s.ci_high - s.ci_low) / 2
+            print(f"{key:14s} {arm:6s} {s.mean:.3f} +- {half:.3f}  {np.round(v, 3).tolist()}")
 
 
 if __name__ == "__main__":
