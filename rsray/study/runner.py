@@ -292,6 +292,8 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> N
     """Stage-2 jobs as Tune trials with fixed configurations, ``concurrency`` at a time."""
     from ray import tune
 
+    from rsray.study.progress import Stage2Progress
+
     by_id = {j["id"]: j for j in jobs}
 
     def stage2_trial(params: dict[str, Any]) -> None:
@@ -306,7 +308,8 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> N
         param_space={"job": tune.grid_search(list(by_id))},
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=f"stage2-r{attempt}",
-                                  storage_path=str((study_dir / "runs").resolve()), verbose=0),
+                                  storage_path=str((study_dir / "runs").resolve()), verbose=0,
+                                  callbacks=[Stage2Progress(by_id)]),
     )
     results = tuner.fit()
     errors = [r for r in results if r.error]
