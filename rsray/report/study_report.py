@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rsray.report import figures
+from rsray.study.resampled import metric_for, resample_counts
 from rsray.study.results import (
     Comparison,
     StudyMeta,
@@ -35,41 +36,13 @@ from rsray.study.results import (
     default_setting,
     read_meta,
 )
-from rsray.study.stats import holm, paired_bootstrap
+from rsray.study.stats import bootstrap_difference, holm
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 
 
 # ----------------------------------------------------------------------------- bootstrap
-
-
-def _metric_fn(metric: str, task: str) -> Any:
-    """``(probs, target) -> float`` for the headline metric, or ``None`` when not supported."""
-    import torch
-    from torchmetrics.functional.classification import (
-        multiclass_accuracy,
-        multilabel_average_precision,
-    )
-
-    if task == "multilabel" and metric in ("ap_macro", "ap_micro"):
-        avg = metric.split("_")[1]
-
-        def fn(p: np.ndarray, t: np.ndarray) -> float:
-            return float(multilabel_average_precision(
-                torch.as_tensor(p, dtype=torch.float32), torch.as_tensor(t).long(),
-                num_labels=p.shape[1], average=avg))
-        return fn
-    if task == "multiclass" and metric in ("oa", "aa"):
-        avg = "micro" if metric == "oa" else "macro"
-
-        def fn(p: np.ndarray, t: np.ndarray) -> float:
-            return float(multiclass_accuracy(torch.as_tensor(p), torch.as_tensor(t).long(),
-                                             num_classes=p.shape[1], average=avg))
-        return fn
-    if task == "binary" and metric == "acc_mean":
-        return lambda p, t: float(((p >= 0.5) == (t >= 0.5)).mean())
-    return None
 
 
 def _load_preds(study_dir: Path, meta: StudyMeta, arm: str, fraction: float,
@@ -101,9 +74,17 @@ def bootstrap_rows(study_dir: Path, meta: StudyMeta, df: pd.DataFrame, metric: s
     base, task = _load_preds(study_dir, meta, meta.baseline, fraction, holdout)
     if base is None:
         return [], "no saved test predictions (evaluation.predictions off, or segmentation)"
-    fn = _metric_fn(metric, task)
+    fn = metric_for(metric, task)
     if fn is None:
         return [], f"no bootstrap metric for {metric!r} on a {task} task"
+    target = np.stack(base["target"].to_numpy())
+    n = len(target)
+    # one set of resample counts for every arm: each arm is scored once per resample and
+    # every comparison with the baseline stays paired
+    counts = resample_counts(n, n_boot, seed=0)
+    ones = np.ones((1, n), dtype=np.int32)
+    base_probs = np.stack(base["probs"].to_numpy())
+    base_full, base_dist = fn(base_probs, target, ones)[0], fn(base_probs, target, counts)
     out = []
     for arm in meta.arms:
         if arm == meta.baseline:
@@ -111,9 +92,9 @@ def bootstrap_rows(study_dir: Path, meta: StudyMeta, df: pd.DataFrame, metric: s
         other, _ = _load_preds(study_dir, meta, arm, fraction, holdout)
         if other is None or list(other["patch_id"]) != list(base["patch_id"]):
             continue
-        target = np.stack(base["target"].to_numpy())
-        res = paired_bootstrap(fn, np.stack(other["probs"].to_numpy()),
-                               np.stack(base["probs"].to_numpy()), target, n_boot=n_boot)
+        probs = np.stack(other["probs"].to_numpy())
+        res = bootstrap_difference(fn(probs, target, ones)[0] - base_full,
+                                   fn(probs, target, counts) - base_dist, n)
         out.append({"arm": arm, "res": res})
     for row, p in zip(out, holm([r["res"].p_value for r in out]), strict=True):
         row["holm_p"] = p

@@ -153,15 +153,29 @@ def paired_bootstrap(
     res = st.bootstrap((np.arange(n),), diff, n_resamples=n_boot, vectorized=False,
                        method="percentile", confidence_level=confidence,
                        rng=np.random.default_rng(seed))
-    dist = np.asarray(res.bootstrap_distribution, dtype=float)
+    return bootstrap_difference(observed, res.bootstrap_distribution, n, confidence)
+
+
+def bootstrap_difference(observed: float, distribution: Any, n: int,
+                         confidence: float = 0.95) -> PairedResult:
+    """A paired bootstrap's result from its distribution of ``metric(a) - metric(b)``.
+
+    Percentile interval (the quantiles scipy's ``method="percentile"`` takes, with
+    ``alpha = (1 - confidence) / 2`` tails) and the two-sided ``(k + 1) / (B + 1)`` p-value;
+    for distributions computed elsewhere (``rsray.study.resampled`` scores every resample of
+    both arms at once, on shared resample counts, so the pairing holds).
+    """
+    _check_confidence(confidence)
+    dist = np.asarray(distribution, dtype=float).ravel()
     dist = dist[np.isfinite(dist)]
     if dist.size == 0:
-        return PairedResult(observed, NAN, NAN, NAN, n)
+        return PairedResult(float(observed), NAN, NAN, NAN, n)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.percentile(dist, [100 * alpha, 100 * (1 - alpha)])
     below = (int((dist <= 0).sum()) + 1) / (dist.size + 1)
     above = (int((dist >= 0).sum()) + 1) / (dist.size + 1)
     p = min(1.0, 2.0 * min(below, above))
-    return PairedResult(observed, float(res.confidence_interval.low),
-                        float(res.confidence_interval.high), float(p), n)
+    return PairedResult(float(observed), float(low), float(high), float(p), n)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -185,4 +199,5 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-__all__ = ["PairedResult", "Summary", "holm", "paired_bootstrap", "paired_ttest", "summarize"]
+__all__ = ["PairedResult", "Summary", "bootstrap_difference", "holm", "paired_bootstrap",
+           "paired_ttest", "summarize"]
