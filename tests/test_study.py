@@ -207,3 +207,33 @@ def test_study_killed_after_first_cell_then_resumed(tmp_path: Path, ray_session,
     assert set(df[df.arm == "early"].dropped) == {"", "s1", "s2"}
     assert (study / "hparams.csv").is_file() and (study / "results.csv").is_file()
     assert "ap_macro" in out and "s2_only (baseline)" in out
+
+
+def test_stage2_progress_prints_each_run_with_its_test_metric(tmp_path, capsys) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from rsray.study.progress import Stage2Progress
+
+    run = tmp_path / "seed_0"
+    run.mkdir()
+    rows = [{"split": "test", "dropped": "", "metric": "ap_macro", "value": 0.61234},
+            {"split": "test", "dropped": "s1", "metric": "ap_macro", "value": 0.4}]
+    (run / "result.json").write_text(json.dumps({"rows": rows}))
+    jobs = {"a": {"dir": str(run), "label": "cell 1/2 early fraction 1 seed 1/2",
+                  "headline": "ap_macro"},
+            "b": {"dir": str(tmp_path / "none"), "label": "cell 2/2 late fraction 1 seed 1/2",
+                  "headline": "ap_macro"}}
+    cb = Stage2Progress(jobs)
+    ta = SimpleNamespace(trial_id="t1", config={"job": "a"}, local_path="x")
+    tb = SimpleNamespace(trial_id="t2", config={"job": "b"}, local_path="y")
+    cb.on_trial_start(0, [], ta)
+    cb.on_trial_complete(0, [], ta)
+    cb.on_trial_start(0, [], tb)
+    cb.on_trial_error(0, [], tb)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[study] run started: cell 1/2 early fraction 1 seed 1/2"
+    assert out[1].startswith("[study] run 1/2 done: cell 1/2 early fraction 1 seed 1/2, "
+                             "test ap_macro 0.6123 (")
+    assert out[2] == "[study] run started: cell 2/2 late fraction 1 seed 1/2"
+    assert len(out) == 3 and cb.finished == 2  # a failure is printed once, by run_jobs

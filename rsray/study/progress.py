@@ -32,7 +32,7 @@ class Stage2Progress(TrialProgressCallback):
         return self.jobs.get((trial.config or {}).get("job", ""), {})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """``[study] run 3/16 started: cell 2/8 early fraction 1 seed 1/2``."""
+        """``[study] run started: cell 2/8 early fraction 1 seed 1/2``."""
         self.started[trial.trial_id] = time.monotonic()
         say(f"[study] run started: {self._job(trial).get('label', trial.trial_id)}")
 
@@ -49,10 +49,8 @@ class Stage2Progress(TrialProgressCallback):
             f"{job.get('label', trial.trial_id)}{_headline(job)} ({seconds:.0f} s)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Where the failed run's error is."""
+        """Counted only: ``run_jobs`` prints each failed run with its error once Tune ends."""
         self.finished += 1
-        say(f"[study] warning: run {self._job(trial).get('label', trial.trial_id)} failed; "
-            f"its error is in {trial.local_path}")
 
 
 def _headline(job: dict[str, Any]) -> str:

@@ -281,10 +281,6 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
            "task": manifest.task, "classes": list(manifest.classes),
            "seconds": time.perf_counter() - t0}
     write_json_atomic(out / "result.json", doc)
-    head = evals.get("test") or next(iter(evals.values()))
-    metric = job["headline"] if job["headline"] in head else cfg.train.metric.removeprefix("val_")
-    print(f"[study] done {job['label']}: test {metric} = {head.get(metric, float('nan')):.4f} "
-          f"({doc['seconds']:.0f} s)", flush=True)
     return doc
 
 
@@ -314,8 +310,9 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> N
     results = tuner.fit()
     errors = [r for r in results if r.error]
     for r in errors:
-        print(f"[study] stage 2 trial {r.config.get('job')} failed: "
-              f"{str(r.error).splitlines()[0] if str(r.error) else r.error!r}", flush=True)
+        print(f"[study] warning: run {r.config.get('job')} failed: "
+              f"{str(r.error).splitlines()[0] if str(r.error) else r.error!r} "
+              f"(its log: {r.path})", flush=True)
 
 
 # ---------------------------------------------------------------------------------- study
