@@ -14,6 +14,7 @@ from torchmetrics.functional.classification import (
 
 from rsray.study.resampled import metric_for, resample_counts
 from rsray.study.stats import bootstrap_difference, paired_bootstrap
+from rsray.train.metrics import MultilabelMetrics
 
 
 def _rows(counts: np.ndarray) -> np.ndarray:
@@ -64,13 +65,36 @@ def test_resampled_accuracy_equals_torchmetrics(metric: str, average: str) -> No
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("metric", ["oa", "aa", "acc_micro", "hamming_loss", "f1_micro",
+                                    "f2_micro"])
+def test_resampled_multilabel_thresholded_metrics_equal_rsray_metrics(metric: str) -> None:
+    # the SEN12MS toolbox definitions as rsray.train.metrics computes them in training
+    probs, target = _multilabel(n=30, c=4, seed=4)
+    probs[3] = 0.0  # a sample with nothing predicted
+    target[5] = 0
+    probs[5] = 0.0  # nothing predicted and nothing true: ratio 1
+    counts = resample_counts(30, 20, seed=7)
+    fn = metric_for(metric, "multilabel")
+    assert fn is not None
+    got = fn(probs, target, counts)
+    want = []
+    for w in counts:
+        m = MultilabelMetrics(4)
+        r = _rows(w)
+        m.update(torch.as_tensor(probs[r]).logit(eps=1e-6), torch.as_tensor(target[r]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want.append(m.compute()[metric])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_resample_counts_are_seeded_multisets_of_n() -> None:
     a, b = resample_counts(17, 50, seed=5), resample_counts(17, 50, seed=5)
     assert (a == b).all() and (a.sum(axis=1) == 17).all()
     assert not (a == resample_counts(17, 50, seed=6)).all()
     with pytest.raises(ValueError, match="n_boot=0"):
         resample_counts(3, 0)
-    assert metric_for("hamming_loss", "multilabel") is None
+    assert metric_for("hamming_loss", "multiclass") is None
 
 
 def test_bootstrap_difference_agrees_with_the_scipy_paired_bootstrap() -> None:

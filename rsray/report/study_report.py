@@ -98,7 +98,7 @@ def bootstrap_rows(study_dir: Path, meta: StudyMeta, df: pd.DataFrame, metric: s
         out.append({"arm": arm, "res": res})
     for row, p in zip(out, holm([r["res"].p_value for r in out]), strict=True):
         row["holm_p"] = p
-    return out, ""
+    return out, "" if out else "no other arm with test predictions of the same samples"
 
 
 # ----------------------------------------------------------------------------- importance

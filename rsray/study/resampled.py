@@ -9,7 +9,8 @@ second). A duplicated sample has the same score as its original, so it is a tie 
 threshold and the step-wise AP of the resample equals the count-weighted AP of the full set.
 The definitions are torchmetrics' (``multilabel_average_precision`` with ``thresholds=None``,
 a class without positives scores 0 and counts in the macro mean; ``multiclass_accuracy``
-top-1, macro over the classes present or predicted); ``tests/test_resampled_metrics.py``
+top-1, macro over the classes present or predicted; the multi-label OA / accuracy / Hamming /
+micro F-beta of ``rsray.train.metrics`` at threshold 0.5); ``tests/test_resampled_metrics.py``
 checks each resample against torchmetrics on the resampled rows.
 """
 
@@ -23,6 +24,8 @@ WeightedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``(predictions (n, ...), target (n, ...), counts (B, n)) -> (B,)`` metric values."""
 
 _CHUNK = 1 << 22  # elements of one (resamples x scores) block
+MULTILABEL_THRESHOLD = 0.5
+"""Probability above which a label counts as predicted (``MultilabelMetrics``' default)."""
 
 
 def resample_counts(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
@@ -100,18 +103,73 @@ def multiclass_accuracy(average: str) -> WeightedMetric:
     return fn
 
 
+def _weighted_mean(per_sample: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    w = counts.astype(np.float64)
+    return (w @ per_sample.astype(np.float64)) / w.sum(axis=1)
+
+
 def binary_accuracy(probs: np.ndarray, target: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Mean over samples and heads of ``(p >= 0.5) == (target >= 0.5)``."""
     eq = (np.asarray(probs) >= 0.5) == (np.asarray(target) >= 0.5)
-    per_sample = eq.reshape(eq.shape[0], -1).mean(axis=1)
-    w = counts.astype(np.float64)
-    return (w @ per_sample) / w.sum(axis=1)
+    return _weighted_mean(eq.reshape(eq.shape[0], -1).mean(axis=1), counts)
+
+
+def _labels(probs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and true label sets, thresholded as ``rsray.train.metrics`` does."""
+    return np.asarray(probs) > MULTILABEL_THRESHOLD, np.asarray(target) > 0
+
+
+def multilabel_sample_jaccard(probs: np.ndarray, target: np.ndarray,
+                              counts: np.ndarray) -> np.ndarray:
+    """The SEN12MS toolbox's sample-wise ``oa``: mean |pred AND true| / |pred OR true|."""
+    p, t = _labels(probs, target)
+    inter, union = (p & t).sum(axis=1), (p | t).sum(axis=1)
+    ratio = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    return _weighted_mean(ratio, counts)
+
+
+def multilabel_accuracy(probs: np.ndarray, target: np.ndarray,
+                        counts: np.ndarray) -> np.ndarray:
+    """``acc_micro`` (= ``aa`` on these definitions): all (TP + TN) over N x C."""
+    p, t = _labels(probs, target)
+    return _weighted_mean((p == t).mean(axis=1), counts)
+
+
+def multilabel_hamming(probs: np.ndarray, target: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``hamming_loss``: 1 - ``acc_micro``."""
+    return 1.0 - multilabel_accuracy(probs, target, counts)
+
+
+def multilabel_fbeta(beta: float) -> WeightedMetric:
+    """Micro F-beta from count-weighted TP / FP / FN (0 when nothing is predicted or true)."""
+    b2 = beta * beta
+
+    def fn(probs: np.ndarray, target: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        p, t = _labels(probs, target)
+        w = counts.astype(np.float64)
+        tp, fp, fn_ = (w @ (p & t).sum(axis=1), w @ (p & ~t).sum(axis=1),
+                       w @ (~p & t).sum(axis=1))
+        denom = (1 + b2) * tp + b2 * fn_ + fp
+        return np.where(denom > 0, (1 + b2) * tp / np.where(denom > 0, denom, 1.0), 0.0)
+    return fn
+
+
+_MULTILABEL: dict[str, Callable[[], WeightedMetric]] = {
+    "ap_macro": lambda: multilabel_ap("macro"),
+    "ap_micro": lambda: multilabel_ap("micro"),
+    "oa": lambda: multilabel_sample_jaccard,
+    "aa": lambda: multilabel_accuracy,
+    "acc_micro": lambda: multilabel_accuracy,
+    "hamming_loss": lambda: multilabel_hamming,
+    "f1_micro": lambda: multilabel_fbeta(1.0),
+    "f2_micro": lambda: multilabel_fbeta(2.0),
+}
 
 
 def metric_for(metric: str, task: str) -> WeightedMetric | None:
     """The resampled form of a study's headline metric, or ``None`` when there is none."""
-    if task == "multilabel" and metric in ("ap_macro", "ap_micro"):
-        return multilabel_ap(metric.split("_")[1])
+    if task == "multilabel" and metric in _MULTILABEL:
+        return _MULTILABEL[metric]()
     if task == "multiclass" and metric in ("oa", "aa"):
         return multiclass_accuracy("micro" if metric == "oa" else "macro")
     if task == "binary" and metric == "acc_mean":
@@ -119,5 +177,7 @@ def metric_for(metric: str, task: str) -> WeightedMetric | None:
     return None
 
 
-__all__ = ["WeightedMetric", "binary_accuracy", "binary_ap", "metric_for",
-           "multiclass_accuracy", "multilabel_ap", "resample_counts"]
+__all__ = ["MULTILABEL_THRESHOLD", "WeightedMetric", "binary_accuracy", "binary_ap",
+           "metric_for", "multiclass_accuracy", "multilabel_accuracy", "multilabel_ap",
+           "multilabel_fbeta", "multilabel_hamming", "multilabel_sample_jaccard",
+           "resample_counts"]
