@@ -244,3 +244,15 @@ def test_check_fractions():
     for bad in ((0.5, 0.1, 0.1), (0.7, 0.3), (1.2, -0.1, -0.1), ("a", "b", "c")):
         with pytest.raises(ConfigError, match="split_fractions"):
             check_fractions(bad)
+
+
+def test_segmentation_output_of_the_wrong_size_is_one_clear_error() -> None:
+    # a series-only model without output_size predicts at the series' resolution
+    task = build_task(Config(), "segmentation", ["building", "water", "other"])
+    target = torch.zeros(2, 64, 64, dtype=torch.long)
+    task.check_output(torch.zeros(2, 3, 64, 64), target, "test_utae")  # right size: silent
+    with pytest.raises(ConfigError, match=r"test_utae: predicts 16 x 16 maps for 64 x 64 .*"
+                                          r"output_size=64"):
+        task.check_output(torch.zeros(2, 3, 16, 16), target, "test_utae")
+    build_task(Config(), "multilabel", ["a", "b"]).check_output(
+        torch.zeros(2, 2), torch.zeros(2, 2), "any")  # other tasks: nothing to check

@@ -237,3 +237,16 @@ def test_stage2_progress_prints_each_run_with_its_test_metric(tmp_path, capsys) 
                              "test ap_macro 0.6123 (")
     assert out[2] == "[study] run started: cell 2/2 late fraction 1 seed 1/2"
     assert len(out) == 3 and cb.finished == 2  # a failure is printed once, by run_jobs
+
+
+def test_error_line_is_the_raised_exception_not_rays_wrapper() -> None:
+    from rsray.study.runner import error_line
+
+    wrapped = RuntimeError(
+        "Training failed due to worker errors:\n[Rank 0 Error Snippet]:\n"
+        "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1, ip=127.0.0.1, repr=stage2_trial)\n"
+        '  File "loop.py", line 394, in train_fn_per_worker\n    stats = f(x)\n            ^^^^\n'
+        "... (Output truncated. See individual worker logs for full details) ...\n"
+        "rsray.errors.ConfigError: model test_utae: predicts 16 x 16 maps\n\n")
+    assert error_line(wrapped) == "rsray.errors.ConfigError: model test_utae: predicts 16 x 16 maps"
+    assert error_line(ValueError("")) == "ValueError('')"

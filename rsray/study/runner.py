@@ -310,9 +310,22 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> N
     results = tuner.fit()
     errors = [r for r in results if r.error]
     for r in errors:
-        print(f"[study] warning: run {r.config.get('job')} failed: "
-              f"{str(r.error).splitlines()[0] if str(r.error) else r.error!r} "
+        print(f"[study] warning: run {r.config.get('job')} failed: {error_line(r.error)} "
               f"(its log: {r.path})", flush=True)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_line(error: BaseException) -> str:
+    """The line of a (Ray-wrapped) error that says what went wrong: its last exception line.
+
+    Ray's task errors start with ``ray::ImplicitFunc.train() (pid=..., actor_id=...)`` and the
+    traceback; the raised exception (``ConfigError: ...``) is the last non-blank line.
+    """
+    lines = [_ANSI.sub("", ln).strip() for ln in str(error).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("...", "^"))]
+    return lines[-1] if lines else repr(error)
 
 
 # ---------------------------------------------------------------------------------- study

@@ -223,6 +223,8 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
         target = task.target(batch)
         with autocast(device, cfg.train.amp):
             logits = model(model_inputs(batch, modalities))
+        if step == 0:
+            task.check_output(logits, target, cfg.model.name)
         loss = task.loss(logits.float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

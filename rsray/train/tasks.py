@@ -109,6 +109,20 @@ class Task:
                 label.device)
         return label
 
+    def check_output(self, logits: Tensor, target: Tensor, model_name: str) -> None:
+        """One clear error when a segmentation model's map is not the label's size.
+
+        Raises:
+            ConfigError: naming the model, both sizes and the setting that fixes it.
+        """
+        if self.name != "segmentation" or logits.shape[-2:] == target.shape[-2:]:
+            return
+        got, want = tuple(logits.shape[-2:]), tuple(target.shape[-2:])
+        raise ConfigError(
+            f"model {model_name}: predicts {got[0]} x {got[1]} maps for {want[0]} x {want[1]} "
+            f"labels (data.image_size); a series-only model needs model.params.output_size="
+            f"{want[-1]} (and crop_size for the label's footprint)")
+
     def to(self, device: Any) -> Task:
         """Move loss and metric states to ``device``."""
         self.loss = self.loss.to(device)
