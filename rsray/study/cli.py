@@ -38,6 +38,11 @@ def cmd_study(args: argparse.Namespace) -> None:
 
         md, html = write_report(outcome.study_dir)
         print(f"[study] report: {md}\n                {html}", flush=True)
+    if outcome.missing:  # a job runner (ray job submit, CI) must see an incomplete study
+        from rsray.errors import RsrayError
+
+        raise RsrayError(f"study incomplete: {len(outcome.missing)} run(s) did not finish "
+                         f"(the table and report hold the rest); rerun with --resume")
 
 
 def _report_dispatch(previous: Any) -> Any:
