@@ -100,6 +100,13 @@ def main() -> None:
               f"wall / compute = {t['wall_over_compute']:.2f}")
         print(f"  per trial: start-up {t['startup_seconds']:.1f} s, later epochs' first batch "
               f"{t['first_batch_later_epochs']:.2f} s")
+        if "split_rest" in t:
+            names = {"startup": "start-up", "setup": "set-up", "train": "training",
+                     "eval": "eval", "report": "report + checkpoint"}
+            parts = ", ".join(f"{label} {t[f'split_{k}_seconds'] / t['wall_seconds']:.0%}"
+                              for k, label in names.items())
+            print(f"  tune wall split: {parts}, rest (trial actors, scheduling, driver) "
+                  f"{t['split_rest'] / t['wall_seconds']:.0%}")
     if r.variants:
         _print_compare(r)
 

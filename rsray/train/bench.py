@@ -184,7 +184,25 @@ def _tune(cfg: Config, ceiling: float) -> dict[str, float]:
             "startup_seconds": float(np.mean([t.get("startup_seconds", math.nan)
                                               for t in timing])),
             "first_batch_later_epochs": float(np.mean(
-                [t.get("later_first_batch_seconds", math.nan) for t in timing]))}
+                [t.get("later_first_batch_seconds", math.nan) for t in timing])),
+            **wall_split(timing, outcome.seconds)}
+
+
+WALL_PARTS = ("startup_seconds", "setup_seconds", "train_seconds", "eval_seconds",
+              "report_seconds")
+"""Where a trial's time goes, from its reports (``rsray.tune.run.trial_timing``)."""
+
+
+def wall_split(timing: list[dict[str, float]], wall: float) -> dict[str, float]:
+    """The experiment's wall time split into the trials' summed parts and the rest.
+
+    ``split_<part>`` is the sum over trials of that part; ``split_rest`` what no trial reports:
+    Tune's trial actors and scheduling, the driver's dataset decode, Tune's own bookkeeping
+    and the time between one trial's end and the next trial's trainer being built.
+    """
+    parts = {f"split_{k}": float(sum(t.get(k, 0.0) for t in timing)) for k in WALL_PARTS}
+    parts["split_rest"] = wall - sum(parts.values())
+    return parts
 
 
 def run_train_benchmark(cfg: Config, manifest: Manifest, *, epochs: int = 2, trials: int = 8,
