@@ -154,22 +154,22 @@ def multilabel_fbeta(beta: float) -> WeightedMetric:
     return fn
 
 
-_MULTILABEL: dict[str, Callable[[], WeightedMetric]] = {
-    "ap_macro": lambda: multilabel_ap("macro"),
-    "ap_micro": lambda: multilabel_ap("micro"),
-    "oa": lambda: multilabel_sample_jaccard,
-    "aa": lambda: multilabel_accuracy,
-    "acc_micro": lambda: multilabel_accuracy,
-    "hamming_loss": lambda: multilabel_hamming,
-    "f1_micro": lambda: multilabel_fbeta(1.0),
-    "f2_micro": lambda: multilabel_fbeta(2.0),
+_MULTILABEL: dict[str, WeightedMetric] = {
+    "ap_macro": multilabel_ap("macro"),
+    "ap_micro": multilabel_ap("micro"),
+    "oa": multilabel_sample_jaccard,
+    "aa": multilabel_accuracy,
+    "acc_micro": multilabel_accuracy,
+    "hamming_loss": multilabel_hamming,
+    "f1_micro": multilabel_fbeta(1.0),
+    "f2_micro": multilabel_fbeta(2.0),
 }
 
 
 def metric_for(metric: str, task: str) -> WeightedMetric | None:
     """The resampled form of a study's headline metric, or ``None`` when there is none."""
     if task == "multilabel" and metric in _MULTILABEL:
-        return _MULTILABEL[metric]()
+        return _MULTILABEL[metric]
     if task == "multiclass" and metric in ("oa", "aa"):
         return multiclass_accuracy("micro" if metric == "oa" else "macro")
     if task == "binary" and metric == "acc_mean":
