@@ -148,3 +148,21 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
                            str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_configuration_reference_lists_every_field() -> None:
+    from dataclasses import fields
+
+    from rsray.config import Config
+
+    sys.path.insert(0, str(DOCS / "_hooks"))
+    try:
+        import config_reference
+    finally:
+        sys.path.pop(0)
+    text = config_reference.reference()
+    for section in fields(Config):
+        for f in fields(section.default_factory):
+            assert f"`{section.name}.{f.name}`" in text, f"{section.name}.{f.name} not listed"
+    page = (DOCS / config_reference.PAGE).read_text(encoding="utf-8")
+    assert config_reference.MARKER in page
