@@ -42,6 +42,7 @@ DATASET_MODULES = (
     "rsray.data.sources.bigearthnet_v2",
     "rsray.data.sources.flair2",
     "rsray.data.sources.covariates.regression",
+    "rsray.data.sources.files",
 )
 """Modules that register a dataset when imported (one package per dataset)."""
 
