@@ -221,7 +221,7 @@ def _yaml_for(layout: str, allow_missing: bool) -> dict[str, Any]:
     s1 = {"root": "s1", "pattern": "{id}.tif", "bands": list(S1_BANDS)}
     doc: dict[str, Any]
     if layout == "mixed":
-        doc = {"name": "files_mixed", "modalities": {
+        doc = {"name": "files", "modalities": {
             "s2": {"root": "s2", "pattern": "{id}/{band}.tif", "bands": [*S2_10M, *S2_20M],
                    "nodata": 0, "max_nodata": 0.5}, "s1": s1},
             "labels": {"file": "labels.csv", "id_column": "id", "class_column": "label",
