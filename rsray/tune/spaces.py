@@ -115,6 +115,18 @@ def learned_fusion_space() -> dict[str, Any]:
     }
 
 
+def shared_space() -> dict[str, Any]:
+    """The keys every fusion family takes (``rsray study init``: one space for every arm).
+
+    Learning rate and weight decay only, so that single-modality, early, middle, late, gated,
+    attention and ViT arms are searched over the same space and differ only in the fusion.
+    """
+    return {
+        "optim.lr": tune.loguniform(1e-4, 1e-2),
+        "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
+    }
+
+
 def segmentation_space() -> dict[str, Any]:
     """LF-DLM (lf-dlm-flair2-late-fusion.txt): LR, weight decay, the fusion weights.
 
@@ -145,6 +157,7 @@ SPACES: dict[str, Callable[[], dict[str, Any]]] = {
     "vit": vit_space,
     "vit_smoke": vit_smoke_space,
     "learned_fusion": learned_fusion_space,
+    "shared": shared_space,
     "segmentation": segmentation_space,
     "segmentation_smoke": segmentation_smoke_space,
 }

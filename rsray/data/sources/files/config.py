@@ -424,7 +424,8 @@ def _groups(w: _Where, raw: Any, cfg_mods: list[ModalityConfig]) -> list[GroupCo
         if isinstance(spec, str):
             spec = {"column": spec}
         if not isinstance(spec, dict):
-            raise w.err(key, f"expected {{column: ..}} or {{field: .., modality: ..}}, got {spec!r}")
+            raise w.err(key, f"expected {{column: ..}} or {{field: .., modality: ..}}, got "
+                             f"{spec!r}")
         _known(w, key, spec, {"column", "field", "modality"})
         if ("column" in spec) == ("field" in spec):
             raise w.err(key, "give column (of the label table) or field (of a modality's "

@@ -1,5 +1,6 @@
-"""Labels of a described dataset: a table (one class column, a class list per row, one column
-per class, numeric targets), a JSON file per sample, or a mask raster per sample.
+"""Labels of a described dataset: from a table, a JSON file per sample or a mask per sample.
+
+Tables hold one class column, a class list per row, one column per class or numeric targets.
 
 :func:`load_labels` turns the YAML's ``labels`` section into ``{sample id: label}`` (a JSON-able
 label vector, or the mask's URL for segmentation), the class list and the rejected rows.

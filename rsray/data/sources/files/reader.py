@@ -1,5 +1,4 @@
-"""The generic multimodal source: a dataset described in YAML, discovered and read like the
-built-in ones.
+"""The generic multimodal source: a dataset described in YAML, read like the built-in ones.
 
 ``discover`` lists every modality's roots once, pairs files by sample id, reads the label
 table (or per-sample label files), assigns splits and groups, opens the header of one sample
@@ -356,7 +355,7 @@ class FilesSource:
             if self.cfg.allow_missing_modalities else ()
         return DatasetSpec(name=self.cfg.name, task=labels.task, classes=labels.classes,
                            modalities=tuple(mods), synthetic=synthetic,
-                           meta_keys=tuple(meta) + ("lat", "lon"), label_size=label_size,
+                           meta_keys=(*meta, "lat", "lon"), label_size=label_size,
                            optional_modalities=optional)
 
     def _add_lat_lon(self, items: list[dict[str, Any]]) -> None:
