@@ -66,6 +66,7 @@ from rsray.models.layers.fusion import (
     check_metadata_dim,
     gather_inputs,
     get_metadata,
+    presence,
     validate_modalities,
 )
 from rsray.models.registry import build_model_with_cfg, register_model
@@ -102,7 +103,8 @@ def geometric_mean_logits(
 
     Args:
         logits: one (B, K) logit tensor per branch.
-        weights: one non-negative weight per branch; they are normalised to sum 1.
+        weights: one non-negative weight per branch (``(M,)``), or per branch and sample
+            (``(M, B)``: a missing modality's weight is 0); normalised to sum 1 over branches.
         task: ``"multilabel"``: ``p = Π sigmoid(z_m)^{w_m}`` per class, returns ``logit(p)``;
             ``"multiclass"``: ``p ∝ Π softmax(z_m)^{w_m}``, returns ``log p`` (normalised).
 
@@ -110,8 +112,9 @@ def geometric_mean_logits(
         (B, K) float32 logits.
     """
     z = torch.stack([t.float() for t in logits], dim=0)  # (M, B, K)
-    w = torch.as_tensor(weights, dtype=z.dtype, device=z.device)
-    w = (w / w.sum()).view(-1, *([1] * (z.dim() - 1)))
+    w = torch.as_tensor(weights, dtype=z.dtype, device=z.device)  # (M,) or per sample (M, B)
+    w = w / w.sum(0, keepdim=True)
+    w = w.reshape(*w.shape, *([1] * (z.dim() - w.dim())))
     if task == "multiclass":
         return torch.log_softmax((w * torch.log_softmax(z, dim=-1)).sum(0), dim=-1)
     if task != "multilabel":
@@ -387,6 +390,9 @@ class LateFusionCNN(nn.Module):
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Return the combined logits (B, num_classes)."""
         logits = self.branch_logits(inputs)
+        present = presence(inputs, self.branch_names)  # (B, M) or None
+        if present is not None and self.head is not None:  # missing branches contribute 0
+            logits = [f * present[:, i:i + 1].to(f.dtype) for i, f in enumerate(logits)]
         if self.head is not None:
             if self.proj is not None:
                 names = self.branch_names
@@ -394,10 +400,14 @@ class LateFusionCNN(nn.Module):
                 return self.head(merged.sum(0))
             return self.head(torch.cat(logits, dim=1))
         w: Tensor = self.combine_weights
+        if present is not None:  # per sample: the present branches' weights, renormalised
+            w = w.to(present.dtype)[:, None] * present.T
+            w = w / w.sum(0, keepdim=True).clamp_min(1e-12)
         if self.combine == "geometric":
             return geometric_mean_logits(logits, w, self.task)
         stacked = torch.stack(logits, dim=0)
-        return (w.to(stacked.dtype).view(-1, 1, 1) * stacked).sum(0)
+        w = w.to(stacked.dtype)
+        return (w.reshape(*w.shape, *([1] * (stacked.dim() - w.dim()))) * stacked).sum(0)
 
 
 def _branch_weights(

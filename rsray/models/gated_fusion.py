@@ -49,6 +49,7 @@ from rsray.models.layers.fusion import (
     check_metadata_dim,
     gather_inputs,
     get_metadata,
+    presence,
     validate_modalities,
 )
 from rsray.models.registry import build_model_with_cfg, register_model
@@ -210,6 +211,12 @@ class GatedFusionCNN(nn.Module):
         """Gates (B, K, h, w) and branch features (B, K, width, h, w), K in ``branch_names``."""
         feats = self.branches(inputs, self.spatial_gates)
         logits = self.gate(feats.flatten(1, 2))
+        present = presence(inputs, self.branch_names)  # (B, K) or None
+        if present is not None:  # a missing modality gets gate 0
+            absent = (present == 0)[:, :, None, None].expand_as(logits)
+            if self.gate_activation == "softmax":
+                return logits.masked_fill(absent, float("-inf")).softmax(dim=1), feats
+            return torch.sigmoid(logits).masked_fill(absent, 0.0), feats
         if self.gate_activation == "softmax":
             return logits.softmax(dim=1), feats
         return torch.sigmoid(logits), feats
@@ -290,19 +297,31 @@ class AttentionFusionCNN(nn.Module):
         self.head_drop = nn.Dropout(self.dropout)
         self.head = nn.Linear(width, self.num_classes)
 
-    def _tokens(self, inputs: Mapping[str, Tensor]) -> Tensor:
+    def _tokens(self, inputs: Mapping[str, Tensor], present: Tensor | None = None) -> Tensor:
         feats = self.branches(inputs, spatial=False)  # (B, K, width, 1, 1)
         tokens = feats.flatten(2) + self.modality_embed
-        return self.norm(self.blocks(tokens))
+        if present is None:
+            return self.norm(self.blocks(tokens))
+        # missing branches are neither attended to nor pooled
+        mask = torch.zeros_like(present, dtype=tokens.dtype).masked_fill(present == 0,
+                                                                          float("-inf"))
+        for block in self.blocks:
+            tokens = block(tokens, attn_mask=mask[:, None, None, :])
+        return self.norm(tokens)
 
     def _split(self, x: Tensor) -> Tensor:
         b, k, d = x.shape
         return x.reshape(b, k, self.num_heads, d // self.num_heads).transpose(1, 2)
 
-    def _pool(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """Attention pooling: (fused (B, width), weights (B, heads, K))."""
+    def _pool(self, tokens: Tensor, present: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Attention pooling: (fused (B, width), weights (B, heads, K)).
+
+        Missing branches (``present`` 0) get no weight.
+        """
         k, v = self._split(self.key(tokens)), self._split(self.value(tokens))
         scores = (self.query * k).sum(-1) / math.sqrt(k.shape[-1])  # (B, heads, K)
+        if present is not None:
+            scores = scores.masked_fill((present == 0)[:, None, :], float("-inf"))
         weights = scores.softmax(dim=-1)
         drop = F.dropout(weights, self.dropout, self.training)
         fused = (drop.unsqueeze(-1) * v).sum(dim=2)  # (B, heads, head_dim)
@@ -310,11 +329,13 @@ class AttentionFusionCNN(nn.Module):
 
     def attention(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Pooling weights (B, heads, K) over the branches in ``branch_names``; sum 1 over K."""
-        return self._pool(self._tokens(inputs))[1]
+        present = presence(inputs, self.branch_names)
+        return self._pool(self._tokens(inputs, present), present)[1]
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Logits (B, num_classes) from ``{modality: (B, C, H, W)}`` (+ ``"metadata"``)."""
-        fused, _ = self._pool(self._tokens(inputs))
+        present = presence(inputs, self.branch_names)
+        fused, _ = self._pool(self._tokens(inputs, present), present)
         return self.head(self.head_drop(fused))
 
 

@@ -43,6 +43,7 @@ from rsray.models.layers.fusion import (
     check_metadata_dim,
     gather_inputs,
     get_metadata,
+    presence,
     validate_modalities,
 )
 from rsray.models.registry import build_model_with_cfg, register_model
@@ -199,8 +200,14 @@ class MiddleFusionCNN(nn.Module):
             else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
             for f in feats
         ]
+        present = presence(inputs, self.modalities)  # (B, M) or None
+        if present is not None:  # a missing modality's features are zeros, left out of the mean
+            feats = [f * present[:, i, None, None, None].to(f.dtype) for i, f in enumerate(feats)]
         if self.fuse is not None:
             return self.fuse(torch.cat(feats, dim=1))
+        if present is not None:
+            count = present.sum(1).clamp_min(1.0)[:, None, None, None].to(feats[0].dtype)
+            return torch.stack(feats, dim=0).sum(dim=0) / count
         return torch.stack(feats, dim=0).mean(dim=0)
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
