@@ -212,8 +212,8 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """``rsray report EXPERIMENT``: print a finished experiment's leaderboard and best config."""
-    from rsray.data.shards import get_fs, join
     from rsray.report.leaderboard import BEST_JSON, LEADERBOARD_CSV
+    from rsray.storage import get_fs, join
 
     fs, root = get_fs(args.experiment)
     for name in (LEADERBOARD_CSV, BEST_JSON):

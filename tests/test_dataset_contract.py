@@ -183,7 +183,9 @@ def test_prepare_stream_and_forward(name: str, tmp_path_factory: pytest.TempPath
     import torch
 
     from rsray.config import Config, DataConfig
-    from rsray.data.pipeline import build_datasets, finalize_batch, make_plan
+    from rsray.data.datasets import build_datasets
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.registry import synthetic_shards
     from rsray.data.shards import read_manifest
     from rsray.models import create_model

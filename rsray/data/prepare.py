@@ -46,9 +46,6 @@ from rsray.data.shards import (
     MANIFEST_NAME,
     Manifest,
     ShardInfo,
-    atomic_write_bytes,
-    get_fs,
-    join,
     read_manifest,
     resolve_codec,
     sha256_bytes,
@@ -56,6 +53,7 @@ from rsray.data.shards import (
 )
 from rsray.data.splits import OOD_SPLIT, apply_holdout, parse_holdout
 from rsray.errors import PatchError, RsrayError
+from rsray.storage import atomic_write_bytes, get_fs, join
 
 DEFAULT_SHARD_MB = 128
 ROW_GROUP_MB = 8

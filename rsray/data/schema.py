@@ -276,7 +276,7 @@ def group_arrow_type(group: BandGroup) -> pa.DataType:
     """Arrow type of a band-group column: fixed-size binary unless the group is a series.
 
     Fixed-size binary keeps the rows of a batch back to back in one data buffer with no
-    offsets, so :func:`rsray.data.pipeline.decode_raw` views it as ``(N, *shape)`` without
+    offsets, so :func:`rsray.data.decode.decode_raw` views it as ``(N, *shape)`` without
     copying; Parquet stores it as ``FIXED_LEN_BYTE_ARRAY`` (no length prefix per value).
     """
     return pa.binary() if group.kind == "series" else pa.binary(group_nbytes(group))

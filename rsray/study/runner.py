@@ -245,7 +245,7 @@ def _split_drop(name: str) -> tuple[str, str]:
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one seed of one cell, evaluate its best checkpoint, save predictions and rows."""
-    from rsray.data.pipeline import load_shard_set
+    from rsray.data.datasets import load_shard_set
     from rsray.evaluate import evaluate_checkpoint, predict
     from rsray.train.driver import best_checkpoint, build_trainer
     from rsray.train.tasks import resolve_for_task
