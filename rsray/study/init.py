@@ -93,17 +93,17 @@ def study_for(uri: str, name: str | None = None) -> tuple[dict[str, Any], list[s
     smoke_arms: dict[str, Any] = {a: {"model": "test_single_modality_cnn"} for a in singles}
     if len(images) > 1:
         for arm, family in CNN_FAMILIES:
-            arms.append({"name": arm, "model": f"{family}_{BACKBONE}", "modalities": images,
-                         "space": SPACE})
+            arms.append({"name": arm, "model": f"{family}_{BACKBONE}",
+                         "modalities": list(images), "space": SPACE})
             smoke_arms[arm] = {"model": f"test_{family}_cnn"}
     if len(images) == 2:
-        patch = next(p for p in PATCH_SIZES if image_size % p == 0 and image_size // p >= 2) \
-            if any(image_size % p == 0 for p in PATCH_SIZES) else 0
+        patch = next((p for p in PATCH_SIZES if image_size % p == 0 and image_size // p >= 4),
+                     0)
         if patch:
             for arm, family in VIT_FAMILIES:
                 params = {"model.params.img_size": image_size, "model.params.patch_size": patch}
-                arms.append({"name": arm, "model": f"{family}_small", "modalities": images,
-                             "space": SPACE, "params": params})
+                arms.append({"name": arm, "model": f"{family}_small",
+                             "modalities": list(images), "space": SPACE, "params": params})
                 smoke_arms[arm] = {"model": f"test_{family}"}
         else:
             notes.append(f"no ViT arms: no patch size in {PATCH_SIZES} divides the image size "

@@ -113,6 +113,7 @@ class FilesSource:
         self.threads = threads
         self.synthetic_override = synthetic
         self._spec: DatasetSpec | None = None
+        self._pending: Discovery | None = None
         self._groups: dict[str, list[tuple[BandGroup, list[int]]]] = {}
         """modality -> [(group, indices into the modality's bands)]."""
         self._tables: dict[str, dict[str, list[float]]] = {}
@@ -126,7 +127,7 @@ class FilesSource:
     def spec(self) -> DatasetSpec:
         """The dataset's spec (known after the first sample's headers: runs ``discover``)."""
         if self._spec is None:
-            self.discover()
+            self._pending = self.discover()  # handed out by the next discover() call
         assert self._spec is not None
         return self._spec
 
@@ -147,6 +148,9 @@ class FilesSource:
             ConfigError: a table lacks a named column; no sample is complete enough to learn
                 a modality's bands.
         """
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            return pending
         cfg = self.cfg
         rasters = cfg.image_modalities
         listings: dict[str, Listing] = {m.name: list_modality(m, self.storage_options)
