@@ -83,6 +83,10 @@ class ModalityConfig:
     """Table: the feature columns."""
     date_format: str = ""
     """Series: ``strptime`` format of ``{date}`` (default: the first 8 digits as YYYYMMDD)."""
+    id_json: tuple[str, str] | None = None
+    """``(file template, key)``: the sample id is the value of ``key`` in a JSON file next to
+    the modality's files (template with ``{id}`` = the id the pattern found), e.g. a radar
+    patch naming its optical partner (``corresponding_s2_patch``)."""
 
 
 @dataclass
@@ -105,6 +109,9 @@ class LabelsConfig:
     json: ModalityConfig | None = None
     """A JSON file per sample holding a list of class names under :attr:`json_key`."""
     json_key: str = "labels"
+    field: str = ""
+    """A named field of a modality's pattern holding the class (``{label}/{id}.tif``)."""
+    field_modality: str = ""
 
 
 @dataclass
@@ -239,7 +246,7 @@ def _float(w: _Where, key: str, value: Any) -> float:
 
 _MOD_KEYS = {"root", "roots", "pattern", "regex", "glob", "kind", "bands", "nodata",
              "max_nodata", "fill", "reproject", "resampling", "max_len", "file", "id_column",
-             "columns", "date_format"}
+             "columns", "date_format", "id_json"}
 
 
 def _modality(w: _Where, name: str, raw: Any, base: Path, *, label: bool = False) -> ModalityConfig:
@@ -313,7 +320,13 @@ def _modality(w: _Where, name: str, raw: Any, base: Path, *, label: bool = False
     if resampling not in ("nearest", "bilinear", "cubic", "average"):
         raise w.err(f"{key}.resampling", f"{resampling!r} is not nearest, bilinear, cubic or "
                                          "average")
+    id_json = raw.get("id_json")
+    if id_json is not None and (not isinstance(id_json, dict) or set(id_json) != {"file", "key"}
+                                or "{id}" not in str(id_json["file"])):
+        raise w.err(f"{key}.id_json", "expected {file: '{id}/{id}.json', key: <json key>} (the "
+                                      "file template needs {id})")
     return ModalityConfig(
+        id_json=(str(id_json["file"]), str(id_json["key"])) if id_json else None,
         name=name, roots=roots, regex=regex, kind=kind, bands=bands, file_per_band=per_band,
         nodata=None if nodata is None else _float(w, f"{key}.nodata", nodata),
         max_nodata=max_nodata, fill=_float(w, f"{key}.fill", raw.get("fill", 0.0)),
@@ -323,7 +336,8 @@ def _modality(w: _Where, name: str, raw: Any, base: Path, *, label: bool = False
 
 
 _LABEL_KEYS = {"file", "id_column", "class_column", "labels_column", "separator",
-               "class_columns", "target_columns", "classes", "mask", "json", "key", "task"}
+               "class_columns", "target_columns", "classes", "mask", "json", "key", "task",
+               "field", "modality"}
 
 
 def _labels(w: _Where, raw: Any, base: Path) -> LabelsConfig:
@@ -333,19 +347,23 @@ def _labels(w: _Where, raw: Any, base: Path) -> LabelsConfig:
     _known(w, "labels", raw, _LABEL_KEYS)
     classes = _strs(w, "labels.classes", raw.get("classes"))
     ways = [k for k in ("class_column", "labels_column", "class_columns", "target_columns",
-                        "mask", "json") if raw.get(k)]
+                        "mask", "json", "field") if raw.get(k)]
     if len(ways) != 1:
         raise w.err("labels", "give exactly one of class_column (multiclass), labels_column + "
                               "separator or class_columns (multilabel), target_columns "
                               "(regression), mask (segmentation), json (a label file per "
-                              f"sample); found {ways or 'none'}")
+                              "sample), field (a folder or name part of the path); found "
+                              f"{ways or 'none'}")
     way = ways[0]
     task = {"class_column": "multiclass", "labels_column": "multilabel",
             "class_columns": "multilabel", "target_columns": "regression",
-            "mask": "segmentation", "json": "multilabel"}[way]
+            "mask": "segmentation", "json": "multilabel", "field": "multiclass"}[way]
     if raw.get("task") and raw["task"] != task:
         raise w.err("labels.task", f"{raw['task']!r} does not fit labels.{way} ({task})")
     out = LabelsConfig(task=task, classes=classes, id_column=str(raw.get("id_column", "id")))
+    if way == "field":
+        out.field, out.field_modality = str(raw["field"]), str(raw.get("modality", ""))
+        return out
     if way in ("mask", "json"):
         sub = raw[way]
         if isinstance(sub, str):
@@ -470,6 +488,14 @@ def config_from_dict(raw: Any, source: str, base: Path) -> FilesConfig:
     if "labels" not in raw:
         raise w.err("labels", "missing: a label table, mask rasters or label files")
     labels = _labels(w, raw["labels"], base)
+    if labels.field:
+        having = [m.name for m in mods if m.regex is not None
+                  and labels.field in m.regex.groupindex]
+        if not having or (labels.field_modality and labels.field_modality not in having):
+            raise w.err("labels.field", f"no modality's pattern has a field {labels.field!r}"
+                        + (f" (modality {labels.field_modality})" if labels.field_modality
+                           else ""))
+        labels.field_modality = labels.field_modality or having[0]
     splits = _splits(w, raw.get("splits"), base)
     groups = _groups(w, raw.get("groups"), mods)
     if splits.mode == "column" and not labels.file:

@@ -9,13 +9,20 @@ label vector, or the mask's URL for segmentation), the class list and the reject
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from rsray.data.schema import Reject
 from rsray.data.sources.files.config import FilesConfig
-from rsray.data.sources.files.listing import json_labels, list_modality, table_rows
+from rsray.data.sources.files.listing import (
+    Listing,
+    first_url,
+    json_labels,
+    list_modality,
+    table_rows,
+)
 from rsray.storage import StorageOptions
 
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
@@ -40,10 +47,27 @@ class Labels:
     source: str = ""
 
 
-def load_labels(cfg: FilesConfig, options: StorageOptions = None,
-                threads: int = 16) -> Labels:
-    """Read the labels of ``cfg`` (tables whole; per-sample JSON files in ``threads``)."""
+def load_labels(cfg: FilesConfig, options: StorageOptions = None, threads: int = 16,
+                listings: Mapping[str, Listing] | None = None) -> Labels:
+    """Read the labels of ``cfg`` (tables whole; per-sample JSON files in ``threads``).
+
+    ``listings`` (modality -> :class:`Listing`) gives the path fields for ``labels.field``.
+    """
     lc = cfg.labels
+    if lc.field:
+        listing = (listings or {})[lc.field_modality]
+        found = {sid: f[lc.field] for sid, f in listing.fields.items() if lc.field in f}
+        out = Labels(task=lc.task, classes=lc.classes or tuple(sorted(set(found.values()))),
+                     source=f"the {{{lc.field}}} field of modality {lc.field_modality}'s paths")
+        for sid, name in sorted(found.items()):
+            where = first_url(listing.files[sid])
+            if name not in out.classes:
+                _reject(out, where, f"label {name!r} is not one of the classes "
+                                    f"({_short(out.classes)})", sid)
+                continue
+            out.values[sid] = [int(c == name) for c in out.classes]
+            out.where[sid] = where
+        return out
     extra_cols = [g.column for g in cfg.groups if g.column]
     if cfg.splits.mode == "column":
         extra_cols.append(cfg.splits.column)

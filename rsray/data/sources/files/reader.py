@@ -53,7 +53,7 @@ from rsray.data.sources.files.listing import (
 )
 from rsray.data.splits import seeded_split
 from rsray.errors import ConfigError, PatchError
-from rsray.storage import StorageOptions, get_fs, is_local
+from rsray.storage import StorageOptions, get_fs, is_local, join_url
 
 SYNTHETIC_TAG = "RSRAY_SYNTHETIC"
 """GeoTIFF metadata tag (value ``1``) the test-data writer puts on every file."""
@@ -169,7 +169,10 @@ class FilesSource:
                         rejects.append({"path": f"{m.file}#{m.id_column}={sid}", "reason":
                                         f"modality {m.name}: a column is not a number "
                                         f"({ {c: r[c] for c in m.columns} })"})
-        labels = load_labels(cfg, self.storage_options, self.threads)
+        for m in rasters:
+            if m.id_json is not None:
+                rejects += self._remap_ids(m, listings[m.name])
+        labels = load_labels(cfg, self.storage_options, self.threads, listings)
         rejects += labels.rejects
         ids = sorted({sid for li in listings.values() for sid in li.files})
         split_of = self._split_lists()
@@ -180,14 +183,6 @@ class FilesSource:
             files = [u for e in entries.values() for u in all_urls(e)]
             if sid in labels.bad:
                 continue  # already rejected with its label row
-            if sid not in labels.values:
-                rejects += [{"path": u, "reason": f"files without a label row: sample {sid} is "
-                             f"not in {labels.source}"} for u in files]
-                continue
-            problem = self._incomplete(sid, entries, listings)
-            if problem:
-                rejects.append(problem)
-                continue
             present = [m.name for m in cfg.modalities if m.name in entries
                        or (m.kind == "table" and sid in self._tables[m.name])]
             missing = [m for m in cfg.modalities if m.name not in present]
@@ -195,6 +190,14 @@ class FilesSource:
                 rejects.append({"path": first_url(next(iter(entries.values()))), "reason":
                                 "; ".join(f"missing modality {m.name} ({_where(m)})"
                                           for m in missing)})
+                continue
+            if sid not in labels.values:
+                rejects += [{"path": u, "reason": f"files without a label row: sample {sid} is "
+                             f"not in {labels.source}"} for u in files]
+                continue
+            problem = self._incomplete(sid, entries, listings)
+            if problem:
+                rejects.append(problem)
                 continue
             groups = self._sample_groups(sid, listings, labels)
             split = self._split(sid, groups, listings, labels, split_of)
@@ -223,6 +226,41 @@ class FilesSource:
         if cfg.means or cfg.stds:
             info["given_stats"] = {"means": cfg.means, "stds": cfg.stds}
         return Discovery(items=items, rejects=sorted(rejects, key=lambda r: r["path"]), info=info)
+
+    def _remap_ids(self, m: ModalityConfig, listing: Listing) -> list[Reject]:
+        """Re-key ``listing`` by the id each sample's JSON file names (``id_json``)."""
+        import json
+
+        assert m.id_json is not None
+        template, key = m.id_json
+        root = m.roots[0].path
+
+        def one(sid: str) -> tuple[str, str | None, str]:
+            url = join_url(root, *template.replace("{id}", sid).split("/"))
+            try:
+                fs, path = get_fs(url, self.storage_options)
+                with fs.open(path, "rb") as f:
+                    value = json.load(f).get(key)
+            except Exception as exc:  # one bad file never stops the set
+                return sid, None, f"{url}: {type(exc).__name__}: {exc}"
+            return sid, (str(value) if value else None), url
+
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            found = list(pool.map(one, sorted(listing.files)))
+        rejects: list[Reject] = []
+        files, fields, split = {}, {}, {}
+        for sid, new, where in found:
+            if new is None:
+                rejects.append({"path": first_url(listing.files[sid]), "reason":
+                                f"{m.name}: no {key!r} in its id file ({where})"})
+                continue
+            files[new] = listing.files[sid]
+            if sid in listing.fields:
+                fields[new] = {**listing.fields[sid], "native_id": sid}
+            if sid in listing.split:
+                split[new] = listing.split[sid]
+        listing.files, listing.fields, listing.split = files, fields, split
+        return rejects
 
     def _incomplete(self, sid: str, entries: Mapping[str, Any],
                     listings: Mapping[str, Listing]) -> Reject | None:
