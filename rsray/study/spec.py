@@ -423,6 +423,9 @@ def spec_from_dict(raw: Any, where: str = "spec", *, root: Path | None = None,
         file = (root or Path.cwd()) / base_config
         base = {**base_config_overrides(file, where), **base}
     names = [a.name for a in arms]
+    base = _absolute_weights(base, Path.cwd())
+    for arm in arms:
+        arm.params = _absolute_weights(arm.params, Path.cwd())
     spec = StudySpec(
         name=name, arms=arms, baseline=baseline,
         description=str(raw.get("description") or "").strip(), data=data,
@@ -513,6 +516,40 @@ def load_spec(path: str | Path, *, smoke: bool = False, proof: bool = False,
     return spec_from_dict(raw, str(path), root=path.parent, variant=str(chosen_variant))
 
 
+def weight_files(params: Any) -> list[str]:
+    """Every ``pretrained_file`` in model parameters (nested branch dicts included)."""
+    out: list[str] = []
+    if isinstance(params, dict):
+        for key, value in params.items():
+            if key == "pretrained_file" and isinstance(value, str):
+                out.append(value)
+            elif key == "pretrained_file" and isinstance(value, dict):
+                out += [str(v) for v in value.values()]
+            else:
+                out += weight_files(value)
+    return out
+
+
+def _absolute_weights(value: Any, cwd: Path) -> Any:
+    """``value`` with every relative ``pretrained_file`` made absolute against ``cwd``.
+
+    The trials of a study do not run in the working directory the spec was loaded from.
+    """
+
+    def fix(f: Any) -> Any:
+        return str(cwd / f) if isinstance(f, str) and not Path(f).is_absolute() else f
+
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if str(key).endswith("pretrained_file"):
+            out[key] = {m: fix(f) for m, f in v.items()} if isinstance(v, dict) else fix(v)
+        else:
+            out[key] = _absolute_weights(v, cwd)
+    return out
+
+
 def check_runnable(spec: StudySpec) -> None:
     """Refuse, in one line, a spec the study runner cannot run as written.
 
@@ -528,9 +565,7 @@ def check_runnable(spec: StudySpec) -> None:
                 f"the study runner does not run; use `python {arm.recipe}` for it (or "
                 "--variant tuned, which trains it end to end)")
     for arm in spec.arms:
-        file = spec.arm_config(arm).model.params.get("pretrained_file")
-        files = file.values() if isinstance(file, dict) else [file] if file else []
-        for f in files:
+        for f in weight_files(spec.arm_config(arm).model.params):
             if not Path(f).is_file():
                 name = arm.init or "<the timm model>"
                 raise ConfigError(
@@ -542,4 +577,4 @@ def check_runnable(spec: StudySpec) -> None:
 
 __all__ = ["OVERLAYS", "VARIANTS", "Arm", "Evaluation", "Factors", "SearchSpec", "StudyData",
            "StudySpec", "apply_smoke", "apply_variant", "base_config_overrides",
-           "check_runnable", "load_spec", "spec_from_dict"]
+           "check_runnable", "load_spec", "spec_from_dict", "weight_files"]
