@@ -139,8 +139,10 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
         synth_covariates_from_args(args)
         return
+    from rsray.data.registry import require_twin
+
     entry = get_dataset(args.dataset)
-    entry.write_synthetic(args.out, args.n, args.seed)
+    require_twin(entry)[0](args.out, args.n, args.seed)
     print(f"wrote {args.n} SYNTHETIC {args.dataset} samples to {args.out}")
     text = entry.describe_synthetic()
     if text:

@@ -264,7 +264,9 @@ def augment_raw(
     so ``desync`` is ignored for segmentation (the mask must stay aligned with every input).
     With probability ``modality_dropout`` one modality of a sample, chosen at random, is flagged
     in ``drop_<modality>`` and zeroed after normalisation (its training mean); a sample never
-    loses all of them.
+    loses all of them. The draw is among the modalities the sample has: one already missing
+    (``drop_<modality>`` set by the decoder from ``present_<modality>``) is never the one
+    dropped, and a sample left with a single modality keeps it.
     """
     rng = rng or np.random.default_rng()
     ops = ops or {}
@@ -283,8 +285,11 @@ def augment_raw(
     if modality_dropout > 0 and len(names) > 1:
         drop = rng.random(n) < modality_dropout
         which = rng.integers(0, len(names), size=n)
+        present = np.stack([np.asarray(batch[f"drop_{x}"]) == 0 for x in names], axis=1)
         for i in np.nonzero(drop)[0]:
-            batch[f"drop_{names[int(which[i])]}"][i] = 1
+            have = np.flatnonzero(present[i])
+            if len(have) >= 2:  # the which-th present modality (all present: the which-th)
+                batch[f"drop_{names[int(have[int(which[i]) % len(have)])]}"][i] = 1
     return batch
 
 
@@ -327,11 +332,17 @@ def augment_device(
     if modality_dropout > 0 and len(names) > 1:
         drop = torch.rand(n, generator=generator, device=device) < modality_dropout
         which = torch.randint(0, len(names), (n,), generator=generator, device=device)
+        flags = [out.get(f"drop_{x}") for x in names]
+        present = torch.stack([torch.ones(n, dtype=torch.bool, device=device) if f is None
+                               else f.to(device) == 0 for f in flags], dim=1)
+        count = present.sum(dim=1)
+        ok = drop & (count >= 2)  # never drop a sample's last modality
+        rank = present.long().cumsum(dim=1) - 1  # the which-th present modality is dropped
+        chosen = present & (rank == (which % count.clamp_min(1))[:, None])
         for j, name in enumerate(names):
             key = f"drop_{name}"
-            flag = out.get(key)
-            hit = (drop & (which == j)).to(torch.uint8)
-            out[key] = hit if flag is None else torch.maximum(flag.to(torch.uint8), hit)
+            hit = (ok & chosen[:, j]).to(torch.uint8)
+            out[key] = hit if flags[j] is None else torch.maximum(flags[j].to(torch.uint8), hit)
     return out
 
 

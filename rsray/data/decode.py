@@ -167,6 +167,13 @@ def _decode_labels(column: Any, n: int) -> np.ndarray:
     return _labels(column).astype(np.uint8)
 
 
+def _present_flags(column: Any, n: int) -> np.ndarray:
+    """A ``present_<modality>`` column (Arrow or NumPy/list) as ``(n,)`` uint8."""
+    if _is_arrow(column):
+        column = _one_chunk(column).to_numpy(zero_copy_only=False)
+    return np.asarray(column, dtype=np.uint8).reshape(n)
+
+
 def decode_raw(batch: Any, plan: DecodePlan) -> dict[str, np.ndarray]:
     """Shard rows -> native-dtype, native-resolution group arrays + labels.
 
@@ -175,6 +182,8 @@ def decode_raw(batch: Any, plan: DecodePlan) -> dict[str, np.ndarray]:
     or lists). Image groups become ``(N, C, s, s)``, vector groups ``(N, D)``, series groups
     ``(N, L, C, s, s)`` with ``<group>__mask`` and ``<group>__dates`` of shape ``(N, L)``.
     Labels: ``(N, K)`` uint8 for classification, ``(N, s, s)`` uint8 for segmentation.
+    ``drop_<modality>`` is ``(N,)`` uint8: 1 where an optional modality is missing (the shards'
+    ``present_<modality>`` is 0), later also where augmentation drops it.
     """
     n = len(batch["label"])
     keep = None
@@ -199,7 +208,8 @@ def decode_raw(batch: Any, plan: DecodePlan) -> dict[str, np.ndarray]:
                 out[g.column], out[f"{g.column}__mask"], out[f"{g.column}__dates"] = x, mask, dates
             else:
                 out[g.column] = _decode_fixed(batch[g.column], n, g.shape, g.dtype, g.column)
-        out[f"drop_{m.name}"] = np.zeros(n, dtype=np.uint8)
+        out[f"drop_{m.name}"] = (_present_flags(batch[f"present_{m.name}"], n) == 0).astype(
+            np.uint8) if m.optional else np.zeros(n, dtype=np.uint8)
     if keep is not None:
         out = {k: v[keep] for k, v in out.items()}
     return out

@@ -37,6 +37,9 @@ def finalize_batch(batch: dict[str, Any], plan: DecodePlan) -> dict[str, Any]:
     * series modality ``m``: ``(N, L, C, s, s)`` at native size, padded dates zero, plus
       ``m_mask`` (bool, True = real date) and ``m_dates`` (float day of year, 0 = padding);
     * ``metadata``: ``(N, D)``, every vector modality concatenated in plan order;
+    * ``m_present``: ``(N,)`` float, 0 where modality ``m`` is missing from the sample or
+      dropped (its tensor is then zeros), 1 elsewhere; fusion models weight, gate or attend
+      over present modalities only;
     * ``label``: ``(N, K)`` float32 for classification; ``(N, image_size, image_size)`` int64
       class indices for segmentation (nearest-neighbour resized if needed).
     """
@@ -68,9 +71,10 @@ def finalize_batch(batch: dict[str, Any], plan: DecodePlan) -> dict[str, Any]:
     for m in plan.modalities:
         x = _modality(batch, m, plan, tensor)
         drop = batch.get(f"drop_{m.name}")
-        if drop is not None:
-            keep = (tensor(drop).to(x.device) == 0).float().reshape(-1, *([1] * (x.ndim - 1)))
-            x = x * keep
+        if drop is not None:  # missing or dropped: zeros plus presence bit 0, never silent
+            present = (tensor(drop).to(x.device) == 0).float()
+            x = x * present.reshape(-1, *([1] * (x.ndim - 1)))
+            out[f"{m.name}_present"] = present
         _finite_guard(batch, m, x, plan.check_finite)
         if m.kind == "vector":
             vectors.append(x)

@@ -43,6 +43,9 @@ class ModalityPlan:
     kind: str = "image"
     order: tuple[int, ...] | None = None
     """Permutation from the groups' kept channels to ``bands`` (``data.bands`` order)."""
+    optional: bool = False
+    """Samples may lack this modality: the shards' ``present_<name>`` column is read and a
+    missing modality decodes as dropped (zeros plus presence bit 0)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class DecodePlan:
                 cols.append(g.column)
                 if g.kind == "series":
                     cols += [f"{g.column}_shape", f"{g.column}_dates"]
+            if m.optional:
+                cols.append(f"present_{m.name}")
         return cols
 
     @property
@@ -151,7 +156,8 @@ def make_plan(manifest: Manifest, cfg: DataConfig, *, for_training: bool = False
             # there; dividing by ~0 would turn an unseen value at evaluation into ~1e6.
             std.append(float(s["std"]) if float(s["std"]) > 1e-6 else 1.0)
         plans.append(ModalityPlan(name, tuple(groups), tuple(bands), tuple(mean), tuple(std),
-                                  kind, order))
+                                  kind, order,
+                                  bool(manifest.modalities[name].get("optional", False))))
     label = manifest.info.get("label", {})
     return DecodePlan(
         tuple(plans), len(manifest.classes), cfg.image_size, cfg.resample,
@@ -180,7 +186,8 @@ def decode_key(plan: DecodePlan) -> tuple[Any, ...]:
     Resampling, normalisation and augmentation happen later, so ``image_size``, ``resample``
     and band statistics are not part of it: trials that differ only there share a cached split.
     """
-    return (tuple((m.name, m.groups) for m in plan.modalities), plan.task, plan.label_size,
+    return (tuple((m.name, m.groups, m.optional) for m in plan.modalities), plan.task,
+            plan.label_size,
             plan.train_fraction, plan.fraction_seed)
 
 

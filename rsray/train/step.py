@@ -33,10 +33,10 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
 
 
 def model_inputs(batch: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> dict[str, Any]:
-    """The model's inputs: its modalities, their series masks/dates, and the metadata vector."""
+    """The model's inputs: modalities, series masks/dates, presence bits, metadata vector."""
     out = {m: batch[m] for m in modalities if m in batch}
     for m in modalities:
-        for extra in (f"{m}_mask", f"{m}_dates"):
+        for extra in (f"{m}_mask", f"{m}_dates", f"{m}_present"):
             if extra in batch:
                 out[extra] = batch[extra]
     if "metadata" in batch:
