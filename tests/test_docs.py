@@ -166,3 +166,36 @@ def test_configuration_reference_lists_every_field() -> None:
             assert f"`{section.name}.{f.name}`" in text, f"{section.name}.{f.name} not listed"
     page = (DOCS / config_reference.PAGE).read_text(encoding="utf-8")
     assert config_reference.MARKER in page
+
+
+def spec_blocks(path: Path) -> list[tuple[str, str]]:
+    """(file name, YAML) of every code block that starts with ``# study spec: NAME.yaml``."""
+    blocks, current, name = [], None, ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if current is None:
+            if stripped.startswith("```yaml"):
+                current, indent = [], line.index("```")
+            continue
+        if stripped.startswith("```"):
+            if name:
+                blocks.append((name, "\n".join(current)))
+            current, name = None, ""
+            continue
+        text = line[indent:]
+        if not current and text.startswith("# study spec:"):
+            name = text.split(":", 1)[1].strip()
+        current.append(text)
+    return blocks
+
+
+def test_study_specs_in_the_docs_load(tmp_path: Path) -> None:
+    from rsray.study.spec import load_spec
+
+    blocks = [b for page in sorted(DOCS.rglob("*.md")) for b in spec_blocks(page)]
+    assert blocks, "no `# study spec:` block found in docs/"
+    for name, text in blocks:
+        path = tmp_path / name
+        path.write_text(text + "\n", encoding="utf-8")
+        spec = load_spec(path)
+        assert spec.name == Path(name).stem, name
