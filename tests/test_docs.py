@@ -199,3 +199,17 @@ def test_study_specs_in_the_docs_load(tmp_path: Path) -> None:
         path.write_text(text + "\n", encoding="utf-8")
         spec = load_spec(path)
         assert spec.name == Path(name).stem, name
+
+
+def test_search_space_table_lists_every_space() -> None:
+    from rsray.tune.spaces import list_spaces
+
+    sys.path.insert(0, str(DOCS / "_hooks"))
+    try:
+        import config_reference
+    finally:
+        sys.path.pop(0)
+    table = config_reference.spaces_table()
+    for name in list_spaces():
+        assert f"| `{name}` |" in table, f"search space {name} missing from the docs table"
+    assert config_reference.SPACES_MARKER in (DOCS / config_reference.SPACES_PAGE).read_text()

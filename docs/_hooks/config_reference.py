@@ -1,9 +1,10 @@
-"""MkDocs hook: the configuration reference, generated from ``rsray/config.py`` at build time.
+"""MkDocs hook: reference tables generated from rsray's source at build time.
 
-The page ``configuration.md`` holds the marker :data:`MARKER`; this hook replaces it with one
-table per config section (field, type, default, the docstring under the field), read from the
-source with :mod:`ast`, so the reference cannot drift from the code and the build needs no
-import of rsray (nor torch).
+``configuration.md`` holds :data:`MARKER`, replaced with one table per config section (field,
+type, default, the docstring under the field) from ``rsray/config.py``; ``models.md`` holds
+:data:`SPACES_MARKER`, replaced with the search spaces of ``rsray/tune/spaces.py`` (name and
+the first paragraph of its function's docstring). Both are read with :mod:`ast`, so the tables
+cannot drift from the code and the build imports neither rsray nor torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from typing import Any
 
 MARKER = "<!-- rsray-config-reference -->"
 PAGE = "configuration.md"
-CONFIG_SOURCE = Path(__file__).resolve().parents[2] / "rsray" / "config.py"
+SPACES_MARKER = "<!-- rsray-search-spaces -->"
+SPACES_PAGE = "models.md"
+SOURCE_ROOT = Path(__file__).resolve().parents[2] / "rsray"
+CONFIG_SOURCE = SOURCE_ROOT / "config.py"
+SPACES_SOURCE = SOURCE_ROOT / "tune" / "spaces.py"
 
 
 def _attribute_docs(cls: ast.ClassDef) -> list[tuple[str, str, str, str]]:
@@ -94,8 +99,32 @@ def reference(source: Path = CONFIG_SOURCE) -> str:
     return "\n".join(lines)
 
 
+def _roles(text: str) -> str:
+    """``:func:`cnn_fair_space``` -> ``cnn_fair``: a space function named by its space."""
+    return re.sub(r":func:`~?([a-z_]+)_space`", r"`\1`", text)
+
+
+def spaces_table(source: Path = SPACES_SOURCE) -> str:
+    """A Markdown table of every space in ``SPACES``: name and what it searches."""
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    rows = ["| `tune.space` | what it searches |", "|---|---|"]
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) else None)
+        if getattr(target, "id", "") != "SPACES" or not isinstance(node.value, ast.Dict):
+            continue
+        for key, value in zip(node.value.keys, node.value.values, strict=True):
+            doc = (ast.get_docstring(funcs[value.id]) or "") if isinstance(value, ast.Name) else ""
+            first = doc.split("\n\n", 1)[0]
+            rows.append(f"| `{key.value}` | {_markdown(_roles(first))} |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
-    """MkDocs event: fill the marker of the configuration page."""
+    """MkDocs event: fill the markers of the configuration and models pages."""
     if page.file.src_uri == PAGE and MARKER in markdown:
         return markdown.replace(MARKER, reference())
+    if page.file.src_uri == SPACES_PAGE and SPACES_MARKER in markdown:
+        return markdown.replace(SPACES_MARKER, spaces_table())
     return markdown
