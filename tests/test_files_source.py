@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from rsray.data.sources.files import FilesSource, config_from_dict, write_files_dataset
-from rsray.data.sources.files.config import TERRATORCH_KEYS, template_to_regex
+from rsray.data.sources.files.config import template_to_regex
+from rsray.data.sources.files.terratorch import TERRATORCH_KEYS
 from rsray.errors import ConfigError, PatchError
 
 
