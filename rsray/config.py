@@ -529,12 +529,12 @@ def parse_overrides(items: typing.Sequence[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Defaults, then a YAML file (optional), then ``section.field=value`` overrides."""
+    """Defaults, then a YAML file or preset name (optional), then ``section.field=value``."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p}: not found")
+        from rsray.presets import resolve
+
+        p = resolve("config", path)  # a file path, or a preset's name (`rsray presets`)
         try:
             raw = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:

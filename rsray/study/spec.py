@@ -337,9 +337,9 @@ def load_spec(path: str | Path, *, smoke: bool = False, proof: bool = False) -> 
     The variant's name is appended to the study's (``vit_bigearthnet-proof``), so its folder
     never collides with the full study's.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: study spec not found")
+    from rsray.presets import resolve
+
+    path = resolve("study", path)  # a file path, or a preset's name (`rsray presets`)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
