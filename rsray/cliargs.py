@@ -19,6 +19,19 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     Defaults that say nothing (``None``, ``False``, an empty list) are not shown.
     """
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Paragraphs written on one long line are wrapped; anything else is kept as written."""
+        import textwrap
+
+        out = []
+        for para in text.split("\n\n"):
+            if "\n" not in para and len(para) > width:
+                para = textwrap.fill(para, width, initial_indent=indent, subsequent_indent=indent)
+            else:
+                para = "\n".join(indent + line for line in para.splitlines())
+            out.append(para)
+        return "\n\n".join(out)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default

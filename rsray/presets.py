@@ -43,8 +43,12 @@ def preset_path(kind: str, name: str) -> Path:
     stem = name[:-5] if name.endswith(".yaml") else name
     path = preset_dir(kind) / f"{stem}.yaml"
     if "/" in stem or not path.is_file():
-        raise ConfigError(f"{_WHAT[kind]} {name}: no such file and no preset of that name; "
-                          f"presets: {', '.join(list_presets(kind))}")
+        import difflib
+
+        close = difflib.get_close_matches(stem, list_presets(kind), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{_WHAT[kind]} {name}: no such file and no preset of that name"
+                          f"{hint}; presets: {', '.join(list_presets(kind))}")
     return path
 
 

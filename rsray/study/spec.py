@@ -307,6 +307,10 @@ def spec_from_dict(raw: Any, where: str = "spec") -> StudySpec:
         raise ConfigError(f"{p}evaluation.splits: {evaluation.splits!r} must name held-out "
                           "splits (test, ood), not train/val")
     metrics = _expect(p + "metrics", raw.get("metrics") or [], list, "a list of metric names")
+    from rsray.train.metric_names import check_metric
+
+    for i, metric in enumerate(metrics):  # the data's task is checked by `rsray study --check`
+        check_metric(str(metric), f"{p}metrics[{i}]")
     single = _expect(p + "single_modality", raw.get("single_modality") or [], list,
                      "a list of arm names")
     for s in single:
