@@ -9,6 +9,7 @@ the same run flags with the same meaning (:func:`add_run_args`): ``--set``, ``--
 from __future__ import annotations
 
 import argparse
+import sys
 import typing
 from typing import Any
 
@@ -82,6 +83,21 @@ def add_run_args(p: argparse.ArgumentParser, *, out: str, name: str, resume: str
     p.add_argument("--resume", action="store_true", help=resume)
 
 
+def run_main(prog: str, body: typing.Callable[[], object]) -> int:
+    """Run a job's body; rsray's own errors end it with one line and status 2, as the CLI does.
+
+    For ``jobs/*.py``: ``sys.exit(run_main("bench_train", lambda: main(args)))``.
+    """
+    from rsray.errors import RsrayError
+
+    try:
+        body()
+    except RsrayError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1 (``--n -3`` is a one-line usage error)."""
     try:
@@ -93,4 +109,5 @@ def positive_int(text: str) -> int:
     return value
 
 
-__all__ = ["HelpFormatter", "Parser", "add_command", "add_run_args", "add_set_arg", "positive_int"]
+__all__ = ["HelpFormatter", "Parser", "add_command", "add_run_args", "add_set_arg", "positive_int",
+           "run_main"]

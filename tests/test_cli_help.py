@@ -131,3 +131,37 @@ def test_train_existing_run_needs_resume(tmp_path, capsys, monkeypatch):
         cli.check_fresh_run(cfg, resume=False)
     cli.check_fresh_run(cfg, resume=True)
     cli.check_fresh_run(cfg.with_overrides({"train.name": "second"}), resume=False)
+
+
+def test_raw_folder_as_data_says_raw_and_shows_prepare(tmp_path, capsys):
+    raw = tmp_path / "sen12ms_raw" / "ROIs1158_spring" / "s2_1"
+    raw.mkdir(parents=True)
+    for i in range(3):
+        (raw / f"patch_{i}.tif").write_bytes(b"II*\x00")
+    assert main(["train", "--data", str(tmp_path / "sen12ms_raw")]) == 2
+    line = _one_error_line(capsys.readouterr().err, "rsray: error:")
+    assert "this is raw data (it holds 3 .tif file(s))" in line
+    assert "rsray prepare DATASET" in line and "did not finish" not in line
+
+
+def test_unfinished_prepare_is_still_called_so(tmp_path, capsys):
+    (tmp_path / "shards" / "train").mkdir(parents=True)
+    (tmp_path / "shards" / "train" / "shard-00000.parquet").write_bytes(b"PAR1")
+    assert main(["train", "--data", str(tmp_path / "shards")]) == 2
+    assert "did not finish" in _one_error_line(capsys.readouterr().err, "rsray: error:")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--config", "nope"], "config file nope: no such file and no preset"),
+    (["--n", "-3"], "argument --n: -3 must be >= 1"),
+    ([], "no shard set here"),  # the default config (a preset) was found from another folder
+])
+def test_bench_job_runs_from_any_folder(tmp_path, argv, expected):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": str(tmp_path / "ray")}
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "bench_train.py"), *argv,
+                           "--shards", str(tmp_path / "missing")], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = _one_error_line(proc.stderr, "bench_train: error:")
+    assert expected in line
+    assert not (tmp_path / "ray").exists()
