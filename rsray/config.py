@@ -372,8 +372,12 @@ class TrackingConfig:
     mlflow: bool = False
     """Log every trial to MLflow (``pip install rsray[mlflow]``): run name = trial name,
     config = parameters, every epoch's metrics."""
-    mlflow_tracking_uri: str = "mlruns"
-    """MLflow tracking URI (``http://host:5000``, ``sqlite:///x.db``) or a local folder."""
+    mlflow_tracking_uri: str = ""
+    """MLflow tracking URI: a server (``http://host:5000``), a database (``sqlite:///x.db``),
+    or a local folder (its ``mlflow.db`` SQLite store). Empty (the default): the SQLite store
+    ``mlflow.db`` in ``train.storage_path`` when that is local, else in ``rsray_results``
+    (``mlflow ui --backend-store-uri sqlite:///rsray_results/mlflow.db`` shows it). MLflow 3.13
+    and later refuse folder ("file") stores, so folders are never passed to it as such."""
     mlflow_experiment: str = ""
     """MLflow experiment name; empty = ``tune.name``."""
     tensorboard: bool = False
@@ -381,8 +385,9 @@ class TrackingConfig:
 
     def validate(self) -> None:
         """Check values."""
-        if self.mlflow and not self.mlflow_tracking_uri:
-            raise ConfigError("tracking.mlflow_tracking_uri: empty; give a URI or a folder")
+        if not isinstance(self.mlflow_tracking_uri, str):
+            raise ConfigError(f"tracking.mlflow_tracking_uri: {self.mlflow_tracking_uri!r} "
+                              "is not a URI or a folder")
 
 
 @dataclass
