@@ -223,7 +223,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
           "search per arm, then seeded retraining, confidence intervals and a report",
           flush=True)
     # an earlier demo in the same folder is continued (its finished runs are kept)
-    request = StudyRequest(spec=DEMO_SPEC, smoke=args.smoke_test, out=str(Path(args.root)),
+    folder = Path(args.root) / (f"{DEMO_SPEC}-smoke" if args.smoke_test else DEMO_SPEC)
+    request = StudyRequest(spec=DEMO_SPEC, smoke=args.smoke_test, out=str(folder),
                            resume=True, overrides=list(args.overrides))
     run_study_request(request)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -320,7 +321,7 @@ def add_core_commands(sub: Any, full: bool = True) -> None:
                               "rsray train --config sen12ms_resnet --data rsray_data/s12/shards "
                               "--name first --resume",
                               "rsray train --config globe_progressive --data s3://b/globe "
-                              "--set scaling.use_gpu=true --set scaling.num_workers=4"])
+                              "--set scaling.use_gpu=yes --set scaling.num_workers=4"])
     _add_config_args(p)
     add_run_args(p, out="where the run goes: a local folder or s3://bucket/prefix "
                         "(train.storage_path; default rsray_results)",
@@ -345,7 +346,8 @@ def add_core_commands(sub: Any, full: bool = True) -> None:
                     examples=["rsray demo", "rsray demo --smoke-test",
                               "rsray study demo --check     # its plan, before running it"])
     p.add_argument("--root", default=DEMO_ROOT,
-                   help="study folder of the demo (its data, runs, table and report)")
+                   help="where the demo's study folders go (demo/, demo-smoke/: data, runs, "
+                        "table, report)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of every arm (repeatable)")
     p.add_argument("--smoke-test", action="store_true",

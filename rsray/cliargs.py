@@ -68,7 +68,7 @@ def add_set_arg(p: argparse.ArgumentParser, target: str = "the config") -> None:
     """``--set section.field=value`` (repeatable; see :func:`rsray.config.parse_overrides`)."""
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a field of {target}, e.g. --set optim.lr=3e-4 or "
-                        "--set scaling.use_gpu=true (repeatable; values read as YAML)")
+                        "--set scaling.use_gpu=yes (repeatable; values read as YAML)")
 
 
 def add_run_args(p: argparse.ArgumentParser, *, out: str, name: str, resume: str,
