@@ -222,7 +222,7 @@ def _space_sample(space: str) -> dict[str, Any]:
 
 def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
                where: str) -> ArmCheck:
-    from rsray.data.pipeline import make_plan
+    from rsray.data.plan import make_plan
     from rsray.train.tasks import resolve_for_task
 
     w = f"{spec.source}: arms.{arm.name}"

@@ -369,8 +369,11 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
     ensure_ray()
     keep_credentials_out_of_runtime_envs()
     uris = resolve_data(spec, root, data)
+    from rsray.study.provenance import environment
+
     write_json_atomic(root / STUDY_JSON, {"spec": spec.to_dict(), "smoke": smoke,
-                                          "data": uris, "started": time.time()})
+                                          "data": uris, "started": time.time(),
+                                          "provenance": environment()})
     cells = cells_of(spec)
     print(f"[study] {spec.name}: {len(spec.arms)} arm(s) x {len(spec.factors.fractions)} "
           f"fraction(s) x {len(spec.factors.holdouts)} hold-out(s) = {len(cells)} cell(s), "
