@@ -114,6 +114,7 @@ def tune_job_main(doc: str, argv: list[str] | None = None, *, prog: str,
     try:
         cfg = tune_config_from_args(args, default_config, smoke=smoke,
                                     smoke_dataset=smoke_dataset, smoke_samples=smoke_samples)
+        check_metrics(cfg)
         start_ray()
         tune_fusion(cfg, resume=args.resume)
     except RsrayError as exc:
@@ -191,7 +192,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = load_config(args.config)
     cfg = cfg.with_overrides({**run_flags(args, "train.name"), **parse_overrides(args.overrides)})
     check_reachable(cfg.data.uri)
-    read_manifest(cfg.data.uri)  # a bad --data is named before the run folder is looked at
+    manifest = read_manifest(cfg.data.uri)  # a bad --data is named before the run folder
+    check_metrics(cfg, manifest)
     check_fresh_run(cfg, args.resume)
     result = fit(cfg)  # checks the shard set, then starts Ray (quiet unless -v)
     # per-class values (``val_ap_class/<name>``, ``val_iou/<name>``...) stay in the run's files
@@ -201,11 +203,25 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"last checkpoint: {result.checkpoint.path}")
 
 
+def check_metrics(cfg: Config, manifest: Any = None) -> None:
+    """A misspelled ``train.metric`` ends here, in one line, not after an epoch in Ray."""
+    from rsray.train.metric_names import check_config_metrics
+
+    if manifest is None:
+        from rsray.data.shards import read_manifest
+        from rsray.storage import check_reachable
+
+        check_reachable(cfg.data.uri)
+        manifest = read_manifest(cfg.data.uri)
+    check_config_metrics(cfg, manifest.task, manifest.classes)
+
+
 def cmd_tune(args: argparse.Namespace) -> None:
     """``rsray tune``."""
     from rsray.tune.run import tune_fusion
 
     cfg = tune_config_from_args(args)
+    check_metrics(cfg)
     tune_fusion(cfg, resume=args.resume)  # checks the shard set, then starts Ray
 
 

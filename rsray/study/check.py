@@ -27,7 +27,7 @@ from rsray.data.shards import Manifest
 from rsray.errors import ConfigError
 from rsray.study.spec import Arm, StudySpec
 from rsray.study.twin import TWIN_TRAIN_SHARE, twin_manifest
-from rsray.train.metric_names import check_metric, check_run_metric, suggest
+from rsray.train.metric_names import check_config_metrics, check_metric, suggest
 
 RUN_STARTUP_SECONDS = 25.0
 """Start-up of one training run when the study has no finished run to measure from: a Tune
@@ -237,11 +237,7 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
         plan = make_plan(manifest, cfg.data, for_training=True)
     except ConfigError as exc:
         raise ConfigError(f"{w} (with base and --set): {exc}") from None
-    for key in ("metric", "early_stopping_metric"):
-        value = getattr(cfg.train, key)
-        if value:
-            check_run_metric(value, f"{w}: train.{key}", manifest.task, cfg.data.eval_splits,
-                             manifest.classes)
+    check_config_metrics(cfg, manifest.task, manifest.classes, w)
     params = dict(cfg.model.params)
     try:
         check_model_arguments(cfg.model.name, plan.channels, len(manifest.classes),
