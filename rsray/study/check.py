@@ -114,10 +114,13 @@ class CheckReport:
                f"assumed, no finished run to measure: {RUN_STARTUP_SECONDS:.0f} s start-up + "
                f"{1000 * SAMPLE_EPOCH_SECONDS:g} ms per training sample and epoch (tiny test_* "
                "models on 2 CPU cores; full-size models on CPU are far slower)")
+        at_once = Config().with_overrides(s.base).tune.max_concurrent_trials
+        wall = (f"about {_duration(p.total_seconds / at_once)} at {at_once} at a time "
+                "(tune.max_concurrent_trials)" if at_once else
+                "divided by the runs the cluster holds at once")
         out.append(f"[check] estimated cost: ~{p.run_seconds:.0f} s a run, "
                    f"~{p.trial_seconds:.0f} s a search trial; {_duration(p.total_seconds)} "
-                   f"of run time in all, divided by the runs the cluster holds at once "
-                   f"(an estimate; {how})")
+                   f"of run time in all, {wall} (an estimate; {how})")
         out += [f"[check] warning: {w}" for w in self.warnings]
         return out
 
