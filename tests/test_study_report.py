@@ -191,3 +191,24 @@ def test_class_gain_is_against_best_single_arm(tmp_path: Path) -> None:
     per_arm, _ = class_metric_matrix(df, read_meta(root))
     assert list(per_arm.index) == list(ARMS) and list(per_arm.columns) == CLASSES
     assert np.allclose(per_arm.loc["early"] - per_arm.loc["s2_only"], gain.loc["early"])
+
+
+def test_resampling_is_chunked_grouped_and_repeatable(monkeypatch) -> None:
+    """Chunks of resamples (bounded memory on a real test split) with the same draws for
+    every arm; a group's samples always move together; too few groups fall back."""
+    from rsray.report import significance
+
+    monkeypatch.setattr(significance, "CHUNK_ELEMENTS", 1000)
+    groups = np.array([f"t{i // 5}" for i in range(60)])
+    rs = significance.resampling(groups, 300, seed=0, what="tile")
+    chunks = list(rs.chunks())
+    assert rs.grouped and rs.units == 12 and len(chunks) > 1
+    counts = np.vstack(chunks)
+    assert counts.shape == (300, 60) and (counts.sum(axis=1) % 5 == 0).all()
+    assert (counts.reshape(300, 12, 5).std(axis=2) == 0).all()
+    assert (np.vstack(list(rs.chunks())) == counts).all()
+    assert "12 tiles" in rs.why
+    few = significance.resampling(groups[:20], 10, what="tile")
+    assert not few.grouped and "only 4 tile(s)" in few.why and few.units == 20
+    none = significance.resampling(np.array([""] * 20), 10)
+    assert not none.grouped and "records no spatial group" in none.why

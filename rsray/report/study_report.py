@@ -223,9 +223,9 @@ def tests_lines(root: Path, meta: StudyMeta, df: pd.DataFrame, cmp: Comparison,
             t = cmp.tests.get((arm, metric))
             b = by_arm.get(arm)
             lower = metric.endswith(("loss", "rmse_mean", "mae_mean"))
-            tcells = ([*paired_cell(t), f"{cmp.holm_p.get((arm, metric), math.nan):.3g}"]
+            tcells = ([*paired_cell(t), _p(cmp.holm_p.get((arm, metric), math.nan))]
                       if t is not None else ["-", "no test", "-"])
-            bcells = ([*paired_cell(b["res"]), f"{b['holm_p']:.3g}"] if b is not None
+            bcells = ([*paired_cell(b["res"]), _p(b["holm_p"])] if b is not None
                       else ["-", "not available", "-"])
             v = verdict(_holm(t, cmp.holm_p.get((arm, metric))),
                         _holm(b["res"], b["holm_p"]) if b else None)
@@ -242,6 +242,10 @@ def tests_lines(root: Path, meta: StudyMeta, df: pd.DataFrame, cmp: Comparison,
                   "difference as unresolved, or add seeds (training variance) or test "
                   f"{what}s (test-set sampling), whichever side is uncertain.", ""]
     return lines
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}" if math.isfinite(p) else "-"
 
 
 def _holm(res: Any, p: float | None) -> Any:
