@@ -37,7 +37,26 @@ def _predictions(root: Path, arm: str, seed: int, quality: float) -> str:
     return str(folder)
 
 
-def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3, paper=None) -> Path:
+CHANNELS = {"s2": 4, "s1": 2}
+
+
+def _checkpoint(out: Path, modalities: list[str]) -> str:
+    """A checkpoint folder as training writes it (meta.json; the weights are not read)."""
+    from rsray.config import Config
+
+    ckpt = out / "checkpoint"
+    ckpt.mkdir()
+    (ckpt / "state.pt").write_bytes(b"")
+    cfg = Config().with_overrides({"model.name": "test_early_fusion_cnn", "train.max_epochs": 7,
+                                   "data.modalities": modalities})
+    (ckpt / "meta.json").write_text(json.dumps({
+        "config": cfg.to_dict(), "channels": {m: CHANNELS[m] for m in modalities},
+        "classes": CLASSES, "task": "multilabel", "epoch": 0}))
+    return str(ckpt)
+
+
+def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3, paper=None,
+           checkpoints=False) -> Path:
     rng = np.random.default_rng(0)
     rows = []
     for f in fractions:
@@ -79,8 +98,10 @@ def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3, paper=None) -> Path:
             out.mkdir(parents=True)
             keys = {"study": "t", "arm": arm, "model": "m", "fraction": 1.0,
                     "holdout": "tile-X", "seed": seed}
+            ckpt = _checkpoint(out, ARMS[arm]) if seed == 0 and checkpoints else \
+                str(out / "missing_checkpoint")
             (out / "result.json").write_text(json.dumps({
-                "keys": keys, "checkpoint": str(out / "missing_checkpoint"), "rows": [],
+                "keys": keys, "checkpoint": ckpt, "rows": [],
                 "predictions": {"test": _predictions(out, arm, seed, mean)},
                 "task": "multilabel", "classes": CLASSES, "seconds": 90.0}))
     cell = tmp_path / "cells" / "early__f1__tile-X"
@@ -135,13 +156,22 @@ def test_report_stands_on_its_own(tmp_path: Path) -> None:
     from rsray.report.study_report import write_report
 
     paper = {"early": {"ap_macro": 82.53}, "s2_only": {"ap_macro": 0.61}}
-    root = _study(tmp_path, fractions=(1.0,), paper=paper)
+    root = _study(tmp_path, fractions=(1.0,), paper=paper, checkpoints=True)
     md = Path(write_report(root)[0]).read_text()
     assert "Which fusion of S2 and S1 classifies tiles best?" in md
     arms = md.split("## Arms")[1].split("## ")[0]
     assert "| early fusion" not in arms and "| early (`early`)" in arms
     assert "`test_early_fusion_cnn`" in arms and "width=8" in arms and "| cnn |" in arms
     assert "3 |" in arms and "4.5 min" in arms  # seeds run and 3 x 90 s of compute
+    from rsray.models import create_model
+    from rsray.report.definition import _count
+
+    for arm, mods in ARMS.items():  # the parameter count of the model each arm trained
+        model = create_model("test_early_fusion_cnn", modalities={m: CHANNELS[m] for m in mods},
+                             num_classes=len(CLASSES))
+        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert re.search(rf"^\| [^|]*`{arm}`[^\n]*\| {re.escape(_count(n))} \|", arms, re.M), (
+            arm, _count(n), arms)
     budget = md.split("## Budget and selection")[1].split("## ")[0]
     assert "6 trials per cell" in budget and "3 seed(s)" in budget and "7 epochs" in budget
     assert "selection metric" in budget and "val_" in budget
