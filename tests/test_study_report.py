@@ -188,7 +188,9 @@ def test_report_stands_on_its_own(tmp_path: Path) -> None:
     assert re.search(r"\| test AP macro \| early \|.*\| agree: better \|", tests), tests
     per_class = md.split("## Per-class intervals")[1].split("## ")[0]
     assert all(c in per_class for c in CLASSES) and "[" in per_class
-    for name in ("arms", "comparison", "paper", "tests", "per_class", "provenance"):
+    assert re.search(r"^\| early \| 1\.00 \| \[1\.00, 1\.00\] \| 3 vs 3 \|$", tests, re.M), tests
+    for name in ("arms", "comparison", "paper", "tests", "improvement", "per_class",
+                 "provenance"):
         tex = (root / "tables" / f"{name}.tex").read_text()
         assert "\\toprule" in tex and "\\bottomrule" in tex, name
         assert pd.read_csv(root / "tables" / f"{name}.csv").shape[0] >= 1, name
