@@ -59,7 +59,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
+from rsray.models.layers.backbones import (
+    TINY_RESNET,
+    branch_file,
+    check_head_args,
+    create_timm_backbone,
+    one_file,
+)
 from rsray.models.layers.fusion import (
     MetadataEmbedding,
     check_int,
@@ -138,6 +144,8 @@ class EarlyFusionCNN(nn.Module):
             a linear head (``metadata_at="head"``).
         backbone: timm model name.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone (implies ``pretrained``;
+            for hosts without hub access).
         drop_rate: dropout before the classifier.
         meta_embed_dim: width of the metadata embedding.
         backbone_kwargs: further arguments for ``timm.create_model``.
@@ -153,6 +161,7 @@ class EarlyFusionCNN(nn.Module):
         metadata_dim: int = 0,
         backbone: str = "resnet18",
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -178,6 +187,7 @@ class EarlyFusionCNN(nn.Module):
             in_chans=in_chans,
             num_classes=head_classes,
             pretrained=pretrained,
+            pretrained_file=one_file(pretrained_file),
             drop_rate=drop_rate,
             backbone_kwargs=backbone_kwargs,
         )
@@ -218,6 +228,8 @@ class SingleModalityCNN(EarlyFusionCNN):
         modality: the modality to use; ``None`` takes the first one of ``modalities``.
         backbone: timm model name.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone (implies ``pretrained``;
+            for hosts without hub access).
         drop_rate: dropout before the classifier.
         meta_embed_dim: width of the metadata embedding.
         backbone_kwargs: further arguments for ``timm.create_model``.
@@ -232,6 +244,7 @@ class SingleModalityCNN(EarlyFusionCNN):
         modality: str | None = None,
         backbone: str = "resnet18",
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -249,6 +262,7 @@ class SingleModalityCNN(EarlyFusionCNN):
             metadata_dim=metadata_dim,
             backbone=backbone,
             pretrained=pretrained,
+            pretrained_file=pretrained_file,
             drop_rate=drop_rate,
             meta_embed_dim=meta_embed_dim,
             backbone_kwargs=backbone_kwargs,
@@ -273,6 +287,8 @@ class LateFusionCNN(nn.Module):
         task: ``"multilabel"`` (sigmoid) or ``"multiclass"`` (softmax) probabilities for
             ``combine="geometric"``.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone, loaded into every branch
+            (implies ``pretrained``), or a mapping modality → checkpoint.
         drop_rate: dropout before each backbone's classifier.
         meta_embed_dim: width of the metadata MLP.
         backbone_kwargs: further arguments for ``timm.create_model`` (every branch).
@@ -295,6 +311,7 @@ class LateFusionCNN(nn.Module):
         weights: Sequence[float] | Mapping[str, float] | None = None,
         task: Literal["multilabel", "multiclass"] = "multilabel",
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -341,6 +358,7 @@ class LateFusionCNN(nn.Module):
                     in_chans=c,
                     num_classes=num_classes if level == "decision" else 0,
                     pretrained=pretrained,
+                    pretrained_file=branch_file(pretrained_file, m),
                     drop_rate=drop_rate,
                     backbone_kwargs=backbone_kwargs,
                 )

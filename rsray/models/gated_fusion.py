@@ -41,7 +41,12 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
+from rsray.models.layers.backbones import (
+    TINY_RESNET,
+    branch_file,
+    check_head_args,
+    create_timm_backbone,
+)
 from rsray.models.layers.fusion import (
     METADATA_KEY,
     MetadataEmbedding,
@@ -71,6 +76,8 @@ class BranchEncoders(nn.Module):
         meta_embed_dim: width of the metadata MLP.
         pretrained: load timm's pretrained weights.
         backbone_kwargs: further arguments for ``timm.create_model`` (every branch).
+        pretrained_file: a local checkpoint of the timm backbone for every branch (implies
+            ``pretrained``), or a mapping modality → checkpoint.
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class BranchEncoders(nn.Module):
         meta_embed_dim: int,
         pretrained: bool,
         backbone_kwargs: Mapping[str, Any] | None,
+        pretrained_file: str | Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
@@ -99,6 +107,7 @@ class BranchEncoders(nn.Module):
                     in_chans=c,
                     num_classes=0,
                     pretrained=pretrained,
+                    pretrained_file=branch_file(pretrained_file, m),
                     backbone_kwargs=backbone_kwargs,
                 )
                 for m, c in modalities.items()
@@ -160,6 +169,8 @@ class GatedFusionCNN(nn.Module):
         spatial_gates: gates per feature-map location instead of per sample.
         dropout: dropout before the classifier.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone (every branch; implies
+            ``pretrained``), or a mapping modality → checkpoint.
         meta_embed_dim: width of the metadata MLP.
         backbone_kwargs: further arguments for ``timm.create_model``.
     """
@@ -177,6 +188,7 @@ class GatedFusionCNN(nn.Module):
         spatial_gates: bool = False,
         dropout: float = 0.0,
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -197,7 +209,8 @@ class GatedFusionCNN(nn.Module):
         self.gate_activation = gate_activation
         self.spatial_gates = bool(spatial_gates)
         self.branches = BranchEncoders(
-            mods, width, backbone, metadata_dim, meta_embed_dim, pretrained, backbone_kwargs
+            mods, width, backbone, metadata_dim, meta_embed_dim, pretrained, backbone_kwargs,
+            pretrained_file,
         )
         self.branch_names = self.branches.names
         k = len(self.branch_names)
@@ -241,6 +254,8 @@ class AttentionFusionCNN(nn.Module):
         depth: Transformer layers among the modality tokens before the attention pooling.
         dropout: dropout on the attention weights, in the layers and before the classifier.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone (every branch; implies
+            ``pretrained``), or a mapping modality → checkpoint.
         meta_embed_dim: width of the metadata MLP.
         backbone_kwargs: further arguments for ``timm.create_model``.
     """
@@ -257,6 +272,7 @@ class AttentionFusionCNN(nn.Module):
         depth: int = 1,
         dropout: float = 0.0,
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -276,7 +292,8 @@ class AttentionFusionCNN(nn.Module):
         self.num_heads = num_heads
         self.dropout = float(dropout)
         self.branches = BranchEncoders(
-            mods, width, backbone, metadata_dim, meta_embed_dim, pretrained, backbone_kwargs
+            mods, width, backbone, metadata_dim, meta_embed_dim, pretrained, backbone_kwargs,
+            pretrained_file,
         )
         self.branch_names = self.branches.names
         k = len(self.branch_names)

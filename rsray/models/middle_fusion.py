@@ -36,7 +36,12 @@ from timm.models.resnet import ResNet
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
+from rsray.models.layers.backbones import (
+    TINY_RESNET,
+    check_head_args,
+    create_timm_backbone,
+    one_file,
+)
 from rsray.models.layers.fusion import (
     MetadataEmbedding,
     check_int,
@@ -119,6 +124,8 @@ class MiddleFusionCNN(nn.Module):
             pooling (plus EfficientNet's head convolution).
         merge: ``"mean"`` (the paper) or ``"concat"`` (concatenate, 1x1 conv back).
         pretrained: load timm's pretrained weights into branches and trunk.
+        pretrained_file: a local checkpoint of the timm backbone for branches and trunk
+            (implies ``pretrained``).
         drop_rate: dropout before the classifier.
         meta_embed_dim: width of the metadata embedding.
         backbone_kwargs: further arguments for ``timm.create_model``.
@@ -134,6 +141,7 @@ class MiddleFusionCNN(nn.Module):
         fusion_stage: int = 2,
         merge: Literal["mean", "concat"] = "mean",
         pretrained: bool = False,
+        pretrained_file: str | None = None,
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -157,6 +165,7 @@ class MiddleFusionCNN(nn.Module):
                 in_chans=in_chans,
                 num_classes=0,
                 pretrained=pretrained,
+                pretrained_file=one_file(pretrained_file),
                 backbone_kwargs=backbone_kwargs,
             )
 
