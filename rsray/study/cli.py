@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 
@@ -19,7 +18,11 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue a killed study; finished cells and seeds are not re-run")
     p.add_argument("--data", help="shard set URI (local or s3://) instead of the spec's data")
-    p.add_argument("--out", help="study folder (default rsray_results/studies/<name>)")
+    p.add_argument("--out", help="study folder: a local path or a URI such as "
+                   "s3://bucket/studies/x (default rsray_results/studies/<name>); on a "
+                   "cluster whose nodes share no disk, use an object-store URI: every record "
+                   "(searches, seeds, predictions, checkpoints, tables, report) lands there "
+                   "and --resume needs only that URI")
     p.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
 
 
@@ -34,9 +37,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     print(f"[study] results: {outcome.results_path} ({outcome.n_rows} rows) in "
           f"{outcome.seconds:.0f} s", flush=True)
     if not args.no_report:
-        from rsray.report.study_report import write_report
-
-        md, html = write_report(outcome.study_dir)
+        md, html = write_study_report(outcome.study_dir)
         print(f"[study] report: {md}\n                {html}", flush=True)
     if outcome.missing:  # a job runner (ray job submit, CI) must see an incomplete study
         from rsray.errors import RsrayError
@@ -45,15 +46,39 @@ def cmd_study(args: argparse.Namespace) -> None:
                          f"(the table and report hold the rest); rerun with --resume")
 
 
+def write_study_report(study_dir: str) -> tuple[str, str]:
+    """Write a study folder's ``report.md`` / ``report.html`` (+ figures); their URIs.
+
+    A local folder gets them in place. A study in an object store is rendered in a local
+    temporary folder (its records and test predictions copied there) and the report and its
+    figures are uploaded next to the records.
+    """
+    from rsray.report.study_report import REPORT_HTML, REPORT_MD, write_report
+    from rsray.study.store import StudyStore
+
+    store = StudyStore(study_dir)
+    if not store.is_remote:
+        return write_report(store.path)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rsray_report_") as tmp:
+        local = store.mirror(tmp)
+        write_report(local)
+        for fig in sorted((local / "figures").glob("*.png")):
+            store.upload(fig, f"figures/{fig.name}")
+        return store.upload(local / REPORT_MD, REPORT_MD), \
+            store.upload(local / REPORT_HTML, REPORT_HTML)
+
+
 def _report_dispatch(previous: Any) -> Any:
     """``rsray report DIR``: the study report for a study folder, else the old behaviour."""
 
     def cmd(args: argparse.Namespace) -> None:
-        folder = Path(str(args.experiment))
-        if (folder / "study.json").is_file():
-            from rsray.report.study_report import write_report
+        from rsray.study.store import STUDY_JSON, StudyStore
 
-            md, html = write_report(folder)
+        folder = str(args.experiment)
+        if StudyStore(folder).exists(STUDY_JSON):
+            md, html = write_study_report(folder)
             print(f"report: {md}\n        {html}")
             return
         previous(args)
@@ -74,4 +99,4 @@ def add_commands(subparsers: Any) -> None:
                               "folder's report.md + report.html")
 
 
-__all__ = ["add_commands", "add_study_args", "cmd_study"]
+__all__ = ["add_commands", "add_study_args", "cmd_study", "write_study_report"]

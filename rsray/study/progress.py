@@ -8,14 +8,13 @@ callback takes the reporter's place: being a ``TrialProgressCallback``, Tune add
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from ray.tune.progress_reporter import TrialProgressCallback
 
 from rsray.console import say
+from rsray.study.store import StudyStore
 
 
 class Stage2Progress(TrialProgressCallback):
@@ -54,11 +53,10 @@ class Stage2Progress(TrialProgressCallback):
 
 
 def _headline(job: dict[str, Any]) -> str:
-    path = Path(job.get("dir", "")) / "result.json"
-    if not job or not path.is_file():
+    if not job or "root" not in job:
         return ""
     try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
+        rows = StudyStore(job["root"]).read_json(f"{job['dir']}/result.json").get("rows", [])
     except (OSError, ValueError):
         return ""
     metric = job.get("headline", "")
