@@ -4,7 +4,7 @@ The split's shard rows are read with Ray Data and scored by ``map_batches`` over
 actors, each holding the model: one actor per GPU (``num_gpus=1``) when the cluster has GPUs,
 else a few CPU actors. The weights go to the actors through the object store, so a local
 checkpoint works on a multi-node cluster too. Rows are decoded with the training pipeline's
-functions (:func:`~rsray.data.pipeline.decode_raw`, :func:`~rsray.data.pipeline.finalize_batch`),
+functions (:func:`~rsray.data.decode.decode_raw`, :func:`~rsray.data.finalize.finalize_batch`),
 so inputs are exactly what evaluation sees.
 
 Columns of the written Parquet dataset (a folder of part files plus ``_predictions.json``
@@ -21,6 +21,10 @@ segmentation   ``patch_id``, ``target`` and ``pred`` (list<uint8>, the class map
 regression     ``patch_id``, ``target`` and ``pred`` (list<float>, one value per target
                in the target's own units, in ``classes`` order)
 ============== =================================================================
+
+Every task adds a ``group`` column (string) when the shard set records a spatial group per
+sample (scene, tile, zone, site: :mod:`rsray.data.groups`); the study's bootstrap resamples
+these groups.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from typing import Any
 import numpy as np
 
 from rsray.config import Config
-from rsray.data.pipeline import READ_BLOCKS_PER_SHARD, DecodePlan
-from rsray.data.shards import get_fs, join, pyarrow_fs
+from rsray.data.datasets import READ_BLOCKS_PER_SHARD
+from rsray.data.groups import GROUP_COLUMN, group_rule, shard_columns
+from rsray.data.plan import DecodePlan
 from rsray.errors import RsrayError
+from rsray.storage import get_fs, join, pyarrow_fs
 
 PREDICTIONS_META = "_predictions.json"
 CPU_ACTORS_MAX = 4
@@ -56,6 +62,8 @@ class Predictor:
         self.classes: list[str] = list(spec["classes"])
         self.label_info: dict[str, Any] = dict(spec.get("label_info") or {})
         self.amp: str = spec["amp"]
+        dataset, group_columns = spec.get("group") or ("", ())
+        self.group = group_rule(dataset, group_columns) if group_columns else None
         config = Config.from_dict(spec["config"])
         model = build_model(config, spec["channels"], spec["classes"], self.plan)
         model.load_state_dict(ray.get(state_ref[0]))
@@ -66,8 +74,9 @@ class Predictor:
         """Shard rows -> ``patch_id``, ``target`` and ``probs`` / ``pred`` columns."""
         import torch
 
-        from rsray.data.pipeline import decode_raw, finalize_batch
-        from rsray.train.loop import autocast, model_inputs
+        from rsray.data.decode import decode_raw
+        from rsray.data.finalize import finalize_batch
+        from rsray.train.step import autocast, model_inputs
 
         patch_id = np.asarray([str(p) for p in batch["patch_id"]], dtype=object)
         raw = decode_raw(batch, self.plan)
@@ -81,6 +90,8 @@ class Predictor:
                 logits = self.model(model_inputs(inputs, self.modalities)).float()
         label = inputs["label"]
         out: dict[str, Any] = {"patch_id": patch_id}
+        if self.group is not None:
+            out[GROUP_COLUMN] = self.group.values(batch)
         if self.task == "segmentation":
             n, h, w = label.shape
             out["target"] = label.to(torch.uint8).reshape(n, -1).cpu().numpy()
@@ -169,7 +180,7 @@ def predict(
     """
     import ray
 
-    from rsray.data.pipeline import load_shard_set
+    from rsray.data.datasets import load_shard_set
     from rsray.evaluate.checkpoint import open_checkpoint, read_checkpoint_meta
     from rsray.evaluate.evaluate import parse_drops
     from rsray.runtime import ensure_ray, quiet_data_context
@@ -189,14 +200,17 @@ def predict(
     assert loaded.plan is not None and loaded.model is not None
     drops = parse_drops(drop_modalities, [m.name for m in loaded.plan.modalities])
     drop = tuple(m for group in drops for m in group)
+    rule = group_rule(manifest.dataset, shard_columns(paths, pyarrow_fs(manifest.uri)))
     spec = {"plan": loaded.plan, "task": loaded.task, "drop": drop,
             "amp": loaded.config.train.amp, "config": loaded.config.to_dict(),
             "channels": loaded.channels, "classes": loaded.classes,
-            "label_info": manifest.info.get("label", {})}
+            "label_info": manifest.info.get("label", {}),
+            "group": (manifest.dataset, rule.columns) if rule else None}
     state_ref = ray.put({k: v.cpu() for k, v in loaded.model.state_dict().items()})
     local = concurrency == 0
     resources = {} if local else actor_resources(concurrency)
-    columns = [*loaded.plan.columns, *([] if "patch_id" in loaded.plan.columns else ["patch_id"])]
+    columns = list(dict.fromkeys([*loaded.plan.columns, "patch_id",
+                                  *(rule.columns if rule else ())]))
     rows = batch_size or loaded.config.data.batch_size
     if not local:
         ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri), columns=columns,
@@ -225,7 +239,8 @@ def predict(
         ds.write_parquet(_pa_path(out_uri), filesystem=pyarrow_fs(out_uri))
     info = {"checkpoint": loaded.uri, "epoch": loaded.epoch, "model": loaded.config.model.name,
             "data": manifest.uri, "synthetic": manifest.synthetic, "split": split,
-            "task": loaded.task, "classes": loaded.classes, "drop_modalities": list(drop)}
+            "task": loaded.task, "classes": loaded.classes, "drop_modalities": list(drop),
+            "group": rule.what if rule else None}
     with fs.open(join(root, PREDICTIONS_META), "w") as f:
         f.write(json.dumps(info, indent=2) + "\n")
     print(f"[rsray] predictions: {out_uri}", flush=True)

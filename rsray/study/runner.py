@@ -28,7 +28,6 @@ same run name).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -93,9 +92,10 @@ def read_json(path: Path) -> Any:
 def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
     """BigEarthNet twin + synthetic DEM/climate/land-cover layers and indices, prepared."""
     from rsray.data.prepare import prepare
-    from rsray.data.registry import get_dataset
+    from rsray.data.registry import get_dataset, require_twin
     from rsray.data.shards import MANIFEST_NAME
-    from rsray.data.sources.covariates import wrap_from_args, write_synthetic_covariates
+    from rsray.data.sources.covariates import write_synthetic_covariates
+    from rsray.study.twin import twin_source
 
     entry = get_dataset(spec.data.dataset)
     raw, layers, shards = root / "raw", root / "layers", root / "shards"
@@ -106,17 +106,10 @@ def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
         return str(shards.resolve())
     print(f"[study] writing {spec.data.synthetic_n} SYNTHETIC {spec.data.dataset} samples "
           f"+ covariate layers to {root}", flush=True)
-    entry.write_synthetic(raw, spec.data.synthetic_n, 0)
+    write_synthetic = require_twin(entry)[0]
+    write_synthetic(raw, spec.data.synthetic_n, 0)
     write_synthetic_covariates(raw, layers, seed=0, progress=False)
-    args = argparse.Namespace(
-        covariate=[f"dem={layers / 'dem.tif'}:bilinear",
-                   f"temperature={layers / 'temperature.tif'}",
-                   f"wind={layers / 'wind.tif'}",
-                   f"landcover={layers / 'landcover.tif'}:nearest"],
-        covariate_opt=["temperature.modality=climate", "wind.modality=climate",
-                       "landcover.categories=10,20,30,40,50,60,80"],
-        indices="ndvi,ndwi", indices_bands="", covariate_dtype="float32", indices_from="s2")
-    source = wrap_from_args(entry.synthetic_source(raw), args)
+    source = twin_source(spec, raw, layers)  # the same reader `rsray study --check` sizes
     prepare(source, str(shards), overwrite=True, holdout=[holdout] if holdout else None)
     write_json_atomic(stamp, want)
     return str(shards.resolve())
@@ -289,7 +282,7 @@ def _split_drop(name: str) -> tuple[str, str]:
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one seed of one cell, evaluate its best checkpoint, save predictions and rows."""
-    from rsray.data.pipeline import load_shard_set
+    from rsray.data.datasets import load_shard_set
     from rsray.evaluate import evaluate_checkpoint, predict
     from rsray.train.driver import best_checkpoint, build_trainer
     from rsray.train.tasks import resolve_for_task
@@ -433,8 +426,10 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
                  "use an object-store folder every node reaches, e.g. --out "
                  f"s3://BUCKET/studies/{spec.name}")
     uris = resolve_data(spec, store, data)
+    from rsray.study.provenance import environment
+
     store.write_json(STUDY_JSON, {"spec": spec.to_dict(), "smoke": smoke, "data": uris,
-                                  "started": time.time()})
+                                  "started": time.time(), "provenance": environment()})
     cells = cells_of(spec)
     print(f"[study] {spec.name}: {len(spec.arms)} arm(s) x {len(spec.factors.fractions)} "
           f"fraction(s) x {len(spec.factors.holdouts)} hold-out(s) = {len(cells)} cell(s), "

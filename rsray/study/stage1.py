@@ -250,7 +250,7 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
     def stage1_trial(params: dict[str, Any]) -> None:
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from rsray.data.pipeline import training_datasets
+        from rsray.data.datasets import training_datasets
         from rsray.runtime import quiet_data_context
         from rsray.train.driver import build_trainer, wait_for_resources
         from rsray.tune.run import DATA_CPUS_PER_TRIAL
