@@ -8,13 +8,14 @@ callback takes the reporter's place: being a ``TrialProgressCallback``, Tune add
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from ray.tune.progress_reporter import TrialProgressCallback
 
 from rsray.console import say
-from rsray.study.store import StudyStore
+from rsray.storage import join, read_bytes
 
 
 class Stage2Progress(TrialProgressCallback):
@@ -53,10 +54,10 @@ class Stage2Progress(TrialProgressCallback):
 
 
 def _headline(job: dict[str, Any]) -> str:
-    if not job or "root" not in job:
+    if not job or not job.get("dir"):
         return ""
-    try:
-        rows = StudyStore(job["root"]).read_json(f"{job['dir']}/result.json").get("rows", [])
+    try:  # the seed's folder: a local path or a URI
+        rows = json.loads(read_bytes(join(job["dir"], "result.json"))).get("rows", [])
     except (OSError, ValueError):
         return ""
     metric = job.get("headline", "")

@@ -292,7 +292,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if not store.is_remote and not os.path.exists(os.path.join(store.path, STUDY_JSON)):
         raise ConfigError(f"{store.uri}: this node cannot see the study folder (no shared "
                           "filesystem); use an object-store folder: --out s3://bucket/prefix")
-    out = store.join(job["dir"])
+    out = job["dir"]
     cfg = Config.from_dict(job["config"])
     manifest = load_shard_set(cfg.data)
     cfg = resolve_for_task(cfg, manifest.task)
@@ -321,7 +321,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     doc = {"keys": job["keys"], "checkpoint": ckpt, "rows": rows, "predictions": preds,
            "task": manifest.task, "classes": list(manifest.classes),
            "seconds": time.perf_counter() - t0}
-    store.write_json(f"{job['dir']}/result.json", doc)  # last: the seed is finished
+    store.write_json(f"{seed_dir(job['cell'], job['seed'])}/result.json", doc)  # last: done
     return doc
 
 
@@ -450,7 +450,8 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
                 "train.storage_path": store.join("runs", "stage2"),
             })
             jobs.append({
-                "id": run, "root": store.uri, "dir": out, "run": run, "experiment": spec.name,
+                "id": run, "root": store.uri, "dir": store.join(out), "cell": cell.id,
+                "seed": seed, "run": run, "experiment": spec.name,
                 "storage": store.join("runs", "stage2"), "config": cfg.to_dict(),
                 "splits": list(dict.fromkeys([*spec.evaluation.splits, "ood"])),
                 "drop": spec.evaluation.drop_modalities,
