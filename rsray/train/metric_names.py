@@ -83,6 +83,16 @@ def check_metric(name: str, where: str, task: str | None = None) -> None:
     known = scalar_metrics(task) if task else all_scalar_metrics()
     if name in known:
         return
+    if "/" in name:  # a per-class metric: ``<family>/<class>`` (``iou/building``)
+        family = name.split("/", 1)[0]
+        families = (per_class_families(task) if task else
+                    sorted({f for t in TASKS for f in per_class_families(t)}))
+        if family in families:
+            return
+        of = f"the {task} task reports" if task else "rsray reports"
+        raise ConfigError(f"{where}: {name!r}: {family!r} is not a per-class metric {of}"
+                          f"{suggest(family, families)}; per-class metrics are "
+                          + ", ".join(f"{f}/<class>" for f in families))
     of = f"the {task} task reports" if task else "rsray reports"
     raise ConfigError(f"{where}: {name!r} is not a metric {of}{suggest(name, known)}; "
                       f"{'they are' if task else 'metrics are'} " + ", ".join(known))
