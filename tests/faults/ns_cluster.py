@@ -77,7 +77,7 @@ class NsCluster:
                f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={grpc}",
                f"--runtime-env-agent-port={rte}", f"--metrics-export-port={metrics}",
                "--object-store-memory=150000000", "--disable-usage-stats",
-               f"--resources={{\"node:{name}\": 1}}"]
+               f"--resources={{\"nsnode_{name}\": 1}}"]
         shell = f"{script} && exec " + " ".join(f"'{c}'" for c in cmd)
         log = (self.logs or self.ray_tmp) / f"worker_{name}.log"
         proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",

@@ -1,9 +1,9 @@
-"""A study on a cluster whose worker node shares no disk with the driver (issue: cluster studies).
+"""Studies on a cluster whose worker nodes share no disk with the driver (or each other).
 
 The cluster (:mod:`tests.faults.ns_cluster`): a head with 0 CPUs, as ``cluster.yaml``'s, and
-one worker node in its own mount namespace with private tmpfs folders over the test session's
-temporary folder and the head's Ray folder, so every trial runs on a machine that cannot see
-the driver's files. The object store is moto S3 on 127.0.0.1; the nodes and drivers get
+two worker nodes, each in its own mount namespace with private tmpfs folders over the test
+session's temporary folder and the head's Ray folder, so every trial runs on a machine that
+cannot see the driver's files. The object store is moto S3 on 127.0.0.1; the nodes and drivers get
 S3 credentials from their environment (as from a node role), distinctive values that the
 test then looks for in every object the study wrote.
 
@@ -15,7 +15,10 @@ Promised:
   ``--resume`` finishes from the URI alone without re-running a finished seed;
 - no credential value reaches any object of the study;
 - the same study with a LOCAL ``--out`` stops at once, in one line naming the folder and the
-  node that cannot see it and suggesting an ``s3://`` folder.
+  node that cannot see it and suggesting an ``s3://`` folder;
+- the worker node running a stage-2 seed is killed mid-training (every process on it, as a
+  spot reclaim): the seed's run starts again on the other node and resumes from its last
+  checkpoint in S3, the finished seed is not re-run, the study completes with every row.
 """
 
 from __future__ import annotations
@@ -81,11 +84,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: str,
     env.pop("RAY_ADDRESS", None)
     c = start_head(env, logs)
     try:
-        # the worker sees neither the test session's folders (the driver's study folder,
-        # logs, local shards) nor the head's Ray folder
-        c.add_worker("w1", hide=[str(tmp_path_factory.getbasetemp()), str(c.ray_tmp)],
-                     num_cpus=3)
-        c.wait_for_nodes(2)
+        # a worker sees neither the test session's folders (the driver's study folder, logs,
+        # local shards) nor the head's Ray folder, nor what the other worker writes there
+        for name in ("w1", "w2"):
+            c.add_worker(name, hide=[str(tmp_path_factory.getbasetemp()), str(c.ray_tmp)],
+                         num_cpus=2)
+        c.wait_for_nodes(3)
         yield c, f"s3://{bucket}", spec
     finally:
         c.stop()
@@ -187,3 +191,76 @@ def test_study_in_s3_survives_a_driver_kill_on_a_worker_without_shared_disk(clus
     for key in after:
         blob = fs.cat_file(f"{root}/{key}")
         assert SECRET_KEY.encode() not in blob and SECRET_ID.encode() not in blob, key
+
+
+NODE_LOSS = {**SPEC, "name": "nodeloss",
+             "base": {**SPEC["base"], "train.max_epochs": 3, "train.checkpoint_every": 1,
+                      "train.num_to_keep": 3, "train.max_failures": 2,
+                      "tune.max_concurrent_trials": 1},
+             "arms": [SPEC["arms"][1]], "baseline": "early",
+             "evaluation": {"splits": ["test"], "drop_modalities": False,
+                            "predictions": False}}
+"""One arm, 2 seeds one after the other, 3 epochs with a checkpoint each: seed 0 finishes,
+then seed 1's node is lost after its first checkpoint."""
+
+
+def _node_of_training_worker(c: NsCluster) -> str | None:
+    """The name (``w1``/``w2``) of the worker node running a Ray Train worker, if any."""
+    from ray.util.state import list_actors, list_nodes
+
+    names = {n.node_id: next((k[7:] for k in n.resources_total if k.startswith("nsnode_")), None)
+             for n in list_nodes(address=c.dashboard)}
+    workers = list_actors(address=c.dashboard, filters=[
+        ("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    return next((names.get(w.node_id) for w in workers if names.get(w.node_id)), None)
+
+
+@pytest.mark.slow
+def test_study_survives_losing_the_node_of_a_training_seed(cluster, tmp_path):
+    import json
+
+    import s3fs
+
+    c, bucket, _ = cluster
+    spec = tmp_path / "nodeloss.yaml"
+    spec.write_text(yaml.safe_dump(NODE_LOSS))
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]})
+    study = f"{bucket}/studies/nodeloss"
+    root = study.removeprefix("s3://")
+    seed0 = f"{root}/cells/early__f1__all/seed_0/result.json"
+    run1 = f"{root}/runs/stage2/early__f1__all__seed1"
+    log = (tmp_path / "driver.log").open("w")
+    proc = subprocess.Popen(_study(c, spec, study, f"{bucket}/shards", tmp_path / "d",
+                                   "--no-report"),
+                            env=c.env, cwd=tmp_path / "d", stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    killed, finished0 = None, None
+    try:
+        deadline = time.monotonic() + 1200
+        while time.monotonic() < deadline and proc.poll() is None and killed is None:
+            fs.invalidate_cache()
+            snapshot = f"{run1}/checkpoint_manager_snapshot.json"
+            if fs.exists(seed0) and fs.exists(snapshot) and \
+                    "epoch_0000" in fs.cat_file(snapshot).decode():
+                finished0 = fs.info(seed0)
+                killed = _node_of_training_worker(c)
+                if killed:
+                    c.kill_worker(killed)  # every process of that node, without warning
+            time.sleep(0.5)
+        proc.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = (tmp_path / "driver.log").read_text()
+    assert killed, out[-3000:]
+    assert proc.returncode == 0, out[-3000:]
+    fs.invalidate_cache()
+    assert fs.info(seed0)["ETag"] == finished0["ETag"]  # the finished seed was not re-run
+    df = pd.read_parquet(fs.open(f"{root}/results.parquet"))
+    test = df[(df.split == "test") & (df.metric == "ap_macro")]
+    assert sorted(test.seed) == [0, 1] and len(df) == 2 * len(df[df.seed == 0])
+    epochs = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(run1) if "/epoch_" in p)
+    assert epochs == ["epoch_0000", "epoch_0001", "epoch_0002"], epochs
+    meta = json.loads(fs.cat_file(f"{run1}/epoch_0002/meta.json"))
+    assert meta["metrics"]["epoch"] == 3
+    assert meta["metrics"]["resumed_from_epoch"] >= 1  # from its checkpoint, not from scratch
