@@ -14,7 +14,6 @@ typo costs seconds, not a Ray start and an epoch. Every problem is one
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -26,6 +25,7 @@ from rsray.config import Config
 from rsray.data.shards import Manifest
 from rsray.errors import ConfigError
 from rsray.study.spec import Arm, StudySpec
+from rsray.study.store import StudyStore
 from rsray.study.twin import TWIN_TRAIN_SHARE, twin_manifest
 from rsray.train.metric_names import check_config_metrics, check_metric, suggest
 
@@ -132,7 +132,7 @@ def _duration(seconds: float) -> str:
 # --------------------------------------------------------------------------------- data
 
 
-def _data_of(spec: StudySpec, data: str | None, study_dir: Path | None
+def _data_of(spec: StudySpec, data: str | None, study_dir: StudyStore | None
              ) -> dict[str, tuple[Manifest, list[str], str]]:
     """Hold-out rule -> (manifest, splits, description), read without verifying shards."""
     from rsray.data.shards import MANIFEST_NAME, read_manifest
@@ -153,8 +153,8 @@ def _data_of(spec: StudySpec, data: str | None, study_dir: Path | None
             out[rule] = (m, sorted(m.splits), f"{target} ({sum(m.splits.values())} samples"
                          + (", SYNTHETIC" if m.synthetic else "") + ")")
             continue
-        prepared = (study_dir / "data" / holdout_slug(rule) / "shards" / MANIFEST_NAME
-                    if study_dir else None)
+        prepared = (Path(study_dir.path) / "data" / holdout_slug(rule) / "shards"
+                    / MANIFEST_NAME if study_dir and not study_dir.is_remote else None)
         if prepared is not None and prepared.is_file():
             m = read_manifest(str(prepared.parent))
             out[rule] = (m, sorted(m.splits), f"the study's twin {prepared.parent} "
@@ -266,31 +266,35 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
 # --------------------------------------------------------------------------------- cost
 
 
-def _measured_run_seconds(spec: StudySpec, study_dir: Path | None) -> tuple[float, str, int]:
+def _measured_run_seconds(spec: StudySpec, study_dir: StudyStore | None
+                          ) -> tuple[float, str, int]:
     """Mean seconds of this study's finished stage-2 runs, where they came from, how many."""
-    if study_dir is None or not study_dir.is_dir():
+    if study_dir is None:
         return 0.0, "", 0
     seconds = []
     for record in study_dir.glob("cells/*/seed_*/result.json"):
         try:
-            seconds.append(float(json.loads(record.read_text())["seconds"]))
+            seconds.append(float(study_dir.read_json(record)["seconds"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     if not seconds:
         return 0.0, "", 0
     mean = sum(seconds) / len(seconds)
-    return mean, f"{len(seconds)} finished run(s) in {study_dir}, {mean:.0f} s each", len(seconds)
+    return (mean, f"{len(seconds)} finished run(s) in {study_dir.uri}, {mean:.0f} s each",
+            len(seconds))
 
 
 def _plan(spec: StudySpec, data: dict[str, tuple[Manifest, list[str], str]],
-          study_dir: Path | None) -> StudyPlan:
+          study_dir: StudyStore | None) -> StudyPlan:
     from rsray.study.runner import cells_of, seed_dir
 
     cells = cells_of(spec)
-    searched = [c for c in cells if c.arm.space is not None and not (
-        study_dir and (study_dir / "cells" / c.id / "search.json").is_file())]
+    records = set(study_dir.glob("cells/*/*.json") + study_dir.glob("cells/*/seed_*/result.json")
+                  ) if study_dir else set()
+    searched = [c for c in cells if c.arm.space is not None
+                and f"cells/{c.id}/search.json" not in records]
     finished = sum(1 for c in cells for s in range(spec.factors.seeds)
-                   if study_dir and (seed_dir(study_dir, c.id, s) / "result.json").is_file())
+                   if f"{seed_dir(c.id, s)}/result.json" in records)
     evaluations = 0
     for c in cells:
         _, splits, _ = data[c.holdout]
@@ -332,7 +336,11 @@ def check_study(spec: StudySpec, *, data: str | None = None,
     Raises:
         ConfigError: the first problem found, in one line naming the spec, arm and field.
     """
-    folder = Path(study_dir) if study_dir is not None else None
+    folder = StudyStore(str(study_dir)) if study_dir is not None else None
+    if folder is not None and folder.is_remote:
+        from rsray.storage import check_reachable
+
+        check_reachable(folder.uri)  # an unreachable study folder is found before Ray starts
     views = _data_of(spec, data, folder)
     tasks = {m.task for m, _, _ in views.values()}
     if len(tasks) > 1:
