@@ -173,7 +173,9 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
     """
     from rsray.study.stage1 import CellSearch, run_stage1
     from rsray.train.driver import check_data
-    from rsray.train.tasks import resolve_for_task, table_metrics
+    from rsray.train.run_plan import RunPlan
+    from rsray.train.tasks import table_metrics
+
     out: dict[str, dict[str, Any]] = {}
     todo: list[CellSearch] = []
     manifests: dict[str, Any] = {}
@@ -194,17 +196,16 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
         if cfg.data.uri not in manifests:
             manifests[cfg.data.uri] = check_data(cfg)
         manifest = manifests[cfg.data.uri]
-        cfg = resolve_for_task(cfg, manifest.task)
         todo.append(CellSearch(
             id=cell.id, label=f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} (fraction "
             f"{cell.fraction:g}{', holdout ' + cell.holdout if cell.holdout else ''})",
-            config=cfg.to_dict(), manifest=manifest, space=cell.arm.space,
-            num_samples=spec.search.num_samples, metric=cfg.train.metric,
-            mode=cfg.train.mode, max_epochs=spec.search.max_epochs, record=record,
+            run=RunPlan.build(cfg, manifest), manifest=manifest, space=cell.arm.space,
+            num_samples=spec.search.num_samples, max_epochs=spec.search.max_epochs,
+            record=record,
             keys={"arm": cell.arm.name, "fraction": cell.fraction, "holdout": cell.holdout}))
     if not todo:
         return out
-    concurrency = min(concurrency_of(Config.from_dict(c.config)) for c in todo)
+    concurrency = min(concurrency_of(c.run.config) for c in todo)
     print(f"[study] stage 1: {len(todo)} cell(s) to search ({len(cells) - len(todo)} "
           f"finished or fixed), {sum(c.num_samples for c in todo)} trial(s) in one experiment, "
           f"{concurrency} at a time", flush=True)
@@ -219,7 +220,7 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
     done = run_stage1(
         todo, runs_dir=study_dir / "runs", grace_period=spec.search.grace_period,
         reduction_factor=spec.search.reduction_factor, concurrency=concurrency,
-        columns=lambda c: table_metrics(c.manifest.task, ["val"]), write=write)
+        columns=lambda c: table_metrics(c.run.task, c.run.data.eval_splits), write=write)
     print(f"[study] stage 1: {len(done)} cell(s) searched in {time.perf_counter() - t0:.0f} s",
           flush=True)
     failed = [c.id for c in todo if not c.record.is_file()]
@@ -248,29 +249,31 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from rsray.data.datasets import load_shard_set
     from rsray.evaluate import evaluate_checkpoint, predict
     from rsray.train.driver import best_checkpoint, build_trainer
-    from rsray.train.tasks import resolve_for_task
+    from rsray.train.run_plan import RunPlan
 
     t0 = time.perf_counter()
     out = Path(job["dir"])
     cfg = Config.from_dict(job["config"])
-    manifest = load_shard_set(cfg.data)
-    cfg = resolve_for_task(cfg, manifest.task)
+    # read and verified once: training, evaluation and predictions all use this manifest
+    manifest = load_shard_set(cfg.data, tuple(dict.fromkeys([
+        "train", *cfg.data.eval_splits, *(s for s in job["splits"] if s != "train")])))
+    run = RunPlan.build(cfg, manifest, experiment=job["experiment"], trial=job["run"])
     # no datasets given: the splits that fit in memory are decoded once for all epochs
-    trainer = build_trainer(cfg, manifest=manifest, name=job["run"],
-                            storage_path=job["storage"], experiment=job["experiment"])
-    ckpt = best_checkpoint(trainer.fit(), cfg, job["run"])
+    trainer = build_trainer(run, manifest, name=job["run"], storage_path=job["storage"])
+    ckpt = best_checkpoint(trainer.fit(), run, job["run"])
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []
     evals = evaluate_checkpoint(ckpt.path, cfg.data.uri, splits, drop_modalities=drops,
-                                out_dir=str(out))
+                                out_dir=str(out), manifest=manifest)
     preds = {}
     if job["predictions"] and manifest.task != "segmentation":
         for split in splits:
             # in the trial's own process: an actor's start-up (30-60 s on 2 cores) cost more
             # than scoring a test split
             preds[split] = predict(ckpt.path, cfg.data.uri, split,
-                                   str(out / f"pred_{split}.parquet"), concurrency=0)
+                                   str(out / f"pred_{split}.parquet"), concurrency=0,
+                                   manifest=manifest)
     rows = []
     for name, metrics in evals.items():
         split, drop = _split_drop(name)
