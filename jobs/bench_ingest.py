@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsray.bench.ingest import format_report, run_ingest_benchmark
 from rsray.cli import ensure_synthetic_shards
-from rsray.data.bench import format_report, run_ingest_benchmark
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rsray.bench.training import run_train_benchmark
 from rsray.cli import ensure_synthetic_shards
 from rsray.config import load_config
 from rsray.data.datasets import load_shard_set
-from rsray.train.bench import run_train_benchmark
 
 VARIANTS: dict[str, dict[str, object]] = {
     # every epoch checkpointed, so the upload mode shows in the report time and epoch wall

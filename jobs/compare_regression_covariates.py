@@ -28,7 +28,7 @@ from rsray.config import Config
 from rsray.data.decode import decode_raw
 from rsray.data.finalize import finalize_batch
 from rsray.data.plan import DecodePlan
-from rsray.data.registry import synthetic_shards
+from rsray.data.prepare import synthetic_shards
 from rsray.data.shards import Manifest, read_manifest
 from rsray.study.stats import summarize
 from rsray.train.optim import build_optimizer

@@ -97,6 +97,10 @@ def test_settings_that_do_not_fit_the_data_fail_at_build() -> None:
         RunPlan.build(_cfg(**{"train.loss": "ce_dice"}), _manifest(CLS))
     with pytest.raises(ConfigError, match=r"data\.modalities"):
         RunPlan.build(_cfg(**{"data.modalities": ["s2"]}), _manifest(CLS))
+    # the config sits below the model registry: the name is checked here, before Ray starts
+    bad = _cfg(**{"model.name": "no_such_net"})
+    with pytest.raises(ConfigError, match=r"model\.name: 'no_such_net' is not allowed"):
+        RunPlan.build(bad, _manifest(CLS))
 
 
 def test_plan_is_frozen_picklable_and_rebuilt_from_a_checkpoint() -> None:

@@ -120,7 +120,7 @@ def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
 
 def resolve_data(spec: StudySpec, study_dir: Path, data: str | None) -> dict[str, str]:
     """Shard set URI per hold-out rule: ``--data``/``data.uri``, ``holdout_uris``, or a twin."""
-    from rsray.data.registry import synthetic_shards
+    from rsray.data.prepare import synthetic_shards
 
     out: dict[str, str] = {}
     uri = data or spec.data.uri
@@ -368,8 +368,8 @@ def _check_state(spec: StudySpec, study_dir: Path, resume: bool, smoke: bool) ->
 def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: bool = False,
               data: str | None = None, smoke: bool = False) -> StudyOutcome:
     """Run (or ``resume``) ``spec``: stage 1 per cell, stage 2 per seed, tables, report."""
-    from rsray.ops.security import keep_credentials_out_of_runtime_envs
     from rsray.runtime import ensure_ray
+    from rsray.security import keep_credentials_out_of_runtime_envs
     from rsray.study.results import collect, comparison_text
     t0 = time.perf_counter()
     root = Path(study_dir) if study_dir else default_study_dir(spec)

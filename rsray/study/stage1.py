@@ -12,7 +12,7 @@ training fraction) with the trial's parameters.
 :class:`CellRecorder` writes ``cells/<cell>/search.json`` the moment a cell's last trial
 ends (atomic), so a study killed during stage 1 re-runs only the cells without that record,
 in a new experiment (``runs/stage1-r<k>``). The best trial of a cell is chosen as
-``rsray tune`` chooses it (:func:`rsray.report.leaderboard.sort_rows` on the last reported
+``rsray tune`` chooses it (:func:`rsray.tune.leaderboard.sort_rows` on the last reported
 value of the metric).
 """
 
@@ -31,8 +31,8 @@ from ray.tune.search.sample import Domain
 
 from rsray.config import Config
 from rsray.data.shards import Manifest
-from rsray.report.leaderboard import TrialRow, sort_rows
 from rsray.train.run_plan import RunPlan
+from rsray.tune.leaderboard import TrialRow, sort_rows
 
 CELL_KEY = "study.cell"
 """The trial config key naming the trial's cell (not a config field; removed before use)."""

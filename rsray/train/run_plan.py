@@ -56,13 +56,16 @@ class RunPlan:
         """Resolve ``cfg`` against ``manifest`` (one-line errors for settings that do not fit).
 
         Raises:
-            ConfigError: a modality, band, augmentation or loss setting that does not fit the
-                shard set.
+            ConfigError: an unknown ``model.name``, or a modality, band, augmentation or loss
+                setting that does not fit the shard set.
             ShardIntegrityError: the manifest lacks what a setting needs (band statistics).
         """
+        from rsray.config import check_choice
+        from rsray.models import list_models
         from rsray.train.losses import resolve_loss_name
         from rsray.train.tasks import resolve_for_task
 
+        check_choice("model", "name", cfg.model.name, list_models())
         task = manifest.task
         cfg = resolve_for_task(cfg, task)
         label = dict(manifest.info.get("label", {}))

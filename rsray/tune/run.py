@@ -24,12 +24,13 @@ from ray.tune.schedulers import ASHAScheduler
 from rsray.config import Config
 from rsray.data.datasets import CachedSplit, cache_splits, training_datasets
 from rsray.data.shards import Manifest
-from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
 from rsray.storage import join, parse, ray_storage
 from rsray.train.driver import build_trainer, check_data, resolve_use_gpu, wait_for_resources
 from rsray.train.run_plan import RunPlan
 from rsray.train.tasks import table_metrics
 from rsray.tune.conditional import make_searcher
+from rsray.tune.leaderboard import TrialRow, format_table, sort_rows, write_results
+from rsray.tune.spaces import check_space
 
 
 @dataclass
@@ -232,10 +233,11 @@ def run_callbacks(cfg: Config) -> list[Any]:
 
 def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
     """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard."""
-    from rsray.ops.security import keep_credentials_out_of_runtime_envs
     from rsray.runtime import ensure_ray
+    from rsray.security import keep_credentials_out_of_runtime_envs
 
     t0 = time.perf_counter()
+    check_space(cfg.tune.space)
     manifest = check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
     run = RunPlan.build(cfg, manifest, experiment=cfg.tune.name)  # and a misfit setting too
     cfg = run.config
