@@ -21,12 +21,13 @@ PACKAGE = Path(rsray.__file__).parent
 LAYERS: dict[str, tuple[str, ...]] = {
     # foundation: typed config, errors, storage URIs, terminal, Ray start-up, secret guard
     "base": ("rsray", "rsray.errors", "rsray.config", "rsray.storage", "rsray.security",
-             "rsray.console", "rsray.runtime", "rsray.reaper"),
+             "rsray.console", "rsray.runtime", "rsray.reaper", "rsray.presets",
+             "rsray.cliargs"),
     # the dataset contract, one package per dataset (reader + synthetic twin), the registry
     "sources": ("rsray.data", "rsray.data.schema", "rsray.data.splits", "rsray.data.sources",
                 "rsray.data.registry"),
     # Parquet shards + manifest, and `rsray prepare` writing them
-    "shards": ("rsray.data.shards", "rsray.data.prepare"),
+    "shards": ("rsray.data.shards", "rsray.data.prepare", "rsray.data.groups"),
     # Ray Data input: decode plan -> Arrow decoding -> augmentation -> device finalisation
     "pipeline": ("rsray.data.plan", "rsray.data.decode", "rsray.data.augment",
                  "rsray.data.finalize", "rsray.data.datasets"),
