@@ -14,11 +14,11 @@ import argparse
 import sys
 from typing import Any
 
+from rsray.bench.training import run_train_benchmark
 from rsray.cli import ensure_synthetic_shards
 from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
 from rsray.config import load_config
 from rsray.data.datasets import load_shard_set
-from rsray.train.bench import run_train_benchmark
 
 VARIANTS: dict[str, dict[str, object]] = {
     # every epoch checkpointed, so the upload mode shows in the report time and epoch wall

@@ -77,8 +77,7 @@ def test_loss_choice_values_and_misfits():
 
 
 def test_headline_metric_and_its_direction():
-    from rsray.train.loop import early_stopping_metric
-    from rsray.train.tasks import metric_mode, resolve_for_task
+    from rsray.train.tasks import early_stopping_metric, metric_mode, resolve_for_task
 
     cfg = resolve_for_task(Config(), "regression")
     assert (cfg.train.metric, cfg.train.mode) == ("val_r2_mean", "max")
