@@ -40,6 +40,9 @@ def setup(verbose: bool = False) -> None:
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune config boxes / result tables
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    # MLflow configures its loggers (and alembic's, which sets up a SQLite store) at import,
+    # at INFO unless told otherwise: "Creating initial MLflow database tables..."
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     import optuna
