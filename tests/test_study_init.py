@@ -9,7 +9,7 @@ import pytest
 
 from rsray.data.shards import Manifest, ShardInfo, write_manifest
 from rsray.errors import ConfigError
-from rsray.study.init import check_against, render, study_for
+from rsray.study.init import render, study_for
 from rsray.study.spec import spec_from_dict
 
 
@@ -39,7 +39,6 @@ def test_two_image_modalities_get_every_family_and_the_vit_fusions(tmp_path: Pat
     loaded = spec_from_dict(spec, "generated")  # valid as written, smoke variant too
     assert loaded.baseline == "s2_only" and "baseline" in " ".join(notes)
     assert render(spec, notes).startswith("# Written by `rsray study init`")
-    assert "valid (11 arms" in check_against(loaded, uri)
 
 
 def test_three_modalities_no_vit_and_sizes_follow_the_set(tmp_path: Path) -> None:
@@ -63,7 +62,5 @@ def test_unsupported_sets_are_named(tmp_path: Path) -> None:
     uri = _manifest(tmp_path / "b", "multiclass", {"ts": ("series", 32)})
     with pytest.raises(ConfigError, match="no image modality"):
         study_for(uri)
-    spec = spec_from_dict(study_for(_manifest(tmp_path / "c", "multiclass",
-                                              {"s2": ("image", 32)}))[0], "g")
-    with pytest.raises(ConfigError, match="not in"):
-        check_against(spec, _manifest(tmp_path / "d", "multiclass", {"s1": ("image", 32)}))
+    spec, _ = study_for(_manifest(tmp_path / "c", "multiclass", {"s2": ("image", 32)}))
+    assert [a["name"] for a in spec["arms"]] == ["s2_only"]  # one modality: its own arm only
