@@ -66,6 +66,8 @@ def test_unsupported_sets_are_named(tmp_path: Path) -> None:
     uri = _manifest(tmp_path / "b", "multiclass", {"ts": ("series", 32)})
     with pytest.raises(ConfigError, match="no image modality"):
         study_for(uri)
+    spec, _ = study_for(_manifest(tmp_path / "c", "multiclass", {"s2": ("image", 32)}))
+    assert [a["name"] for a in spec["arms"]] == ["s2_only"]  # one modality: its own arm only
     spec = spec_from_dict(study_for(_manifest(tmp_path / "c", "multiclass",
                                               {"s2": ("image", 32)}))[0], "g")
     with pytest.raises(ConfigError, match="not in"):

@@ -19,7 +19,8 @@ globe          ``meta_site_id``      the observation site
 ============== ===================== ================================================
 
 A covariate-extended shard set keeps its dataset's name and columns, so the same rule
-applies. A shard set of another dataset uses the first present of ``meta_tile``,
+applies. A shard set of another dataset uses the first present of ``meta_group`` (the first
+group a dataset described in YAML declares, ``rsray prepare files``), ``meta_tile``,
 ``meta_scene``, ``meta_zone``, ``meta_region``, ``meta_site_id``; with none, samples have
 no group and the bootstrap falls back to single samples (and says so).
 """
@@ -75,7 +76,8 @@ GROUP_RULES: dict[str, GroupRule] = {
     "globe": GroupRule(("meta_site_id",), "site"),
 }
 """Dataset name (the manifest's ``dataset``) -> its group rule."""
-FALLBACK_COLUMNS = ("meta_tile", "meta_scene", "meta_zone", "meta_region", "meta_site_id")
+FALLBACK_COLUMNS = ("meta_group", "meta_tile", "meta_scene", "meta_zone", "meta_region",
+                    "meta_site_id")
 """Columns tried, in order, for a dataset without a rule."""
 
 
