@@ -1,11 +1,14 @@
 """Run a study spec (studies/*.yaml) on a Ray cluster: search, seeded retraining, report.
 
-Submit to a cluster (stage-2 retrainings run as concurrent Tune trials sized to it):
+Submit to a cluster (stage-2 retrainings run as concurrent Tune trials sized to it; every
+record lands in the s3:// study folder, whichever node wrote it):
     ray job submit --working-dir . -- python jobs/study.py studies/sen12ms_resnet.yaml \
-        --data s3://BUCKET/sen12ms/shards --out /mnt/studies/sen12ms
+        --data s3://BUCKET/sen12ms/shards --out s3://BUCKET/studies/sen12ms \
+        --set scaling.use_gpu=yes
 Smoke test (tiny models, 1 search trial and 2 seeds per arm, the spec's synthetic twin):
     python jobs/study.py studies/vit_bigearthnet.yaml --smoke-test
-Continue a killed study without re-running finished cells: the same command with --resume.
+Continue a killed study without re-running finished cells: the same command with --resume
+(from any machine: the s3:// folder is the study's whole state).
 """
 
 from __future__ import annotations
