@@ -27,7 +27,7 @@ from rsray.errors import ConfigError
 from rsray.study.spec import Arm, StudySpec
 from rsray.study.store import StudyStore
 from rsray.study.twin import TWIN_TRAIN_SHARE, twin_manifest
-from rsray.train.metric_names import check_metric, check_run_metric, suggest
+from rsray.train.metric_names import check_config_metrics, check_metric, suggest
 
 RUN_STARTUP_SECONDS = 25.0
 """Start-up of one training run when the study has no finished run to measure from: a Tune
@@ -114,10 +114,13 @@ class CheckReport:
                f"assumed, no finished run to measure: {RUN_STARTUP_SECONDS:.0f} s start-up + "
                f"{1000 * SAMPLE_EPOCH_SECONDS:g} ms per training sample and epoch (tiny test_* "
                "models on 2 CPU cores; full-size models on CPU are far slower)")
+        at_once = Config().with_overrides(s.base).tune.max_concurrent_trials
+        wall = (f"about {_duration(p.total_seconds / at_once)} at {at_once} at a time "
+                "(tune.max_concurrent_trials)" if at_once else
+                "divided by the runs the cluster holds at once")
         out.append(f"[check] estimated cost: ~{p.run_seconds:.0f} s a run, "
                    f"~{p.trial_seconds:.0f} s a search trial; {_duration(p.total_seconds)} "
-                   f"of run time in all, divided by the runs the cluster holds at once "
-                   f"(an estimate; {how})")
+                   f"of run time in all, {wall} (an estimate; {how})")
         out += [f"[check] warning: {w}" for w in self.warnings]
         return out
 
@@ -237,11 +240,7 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
         plan = make_plan(manifest, cfg.data, for_training=True)
     except ConfigError as exc:
         raise ConfigError(f"{w} (with base and --set): {exc}") from None
-    for key in ("metric", "early_stopping_metric"):
-        value = getattr(cfg.train, key)
-        if value:
-            check_run_metric(value, f"{w}: train.{key}", manifest.task, cfg.data.eval_splits,
-                             manifest.classes)
+    check_config_metrics(cfg, manifest.task, manifest.classes, w)
     params = dict(cfg.model.params)
     try:
         check_model_arguments(cfg.model.name, plan.channels, len(manifest.classes),
