@@ -144,7 +144,7 @@ def test_study_in_s3_survives_a_driver_kill_on_a_worker_without_shared_disk(clus
     proc = subprocess.Popen(_study(c, spec, study, f"{bucket}/shards", first_cwd, "--no-report"),
                             env=c.env, cwd=first_cwd, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    deadline, finished = time.monotonic() + 900, {}
+    deadline, finished = time.monotonic() + 1800, {}
     while time.monotonic() < deadline and proc.poll() is None:
         finished = {k: v for k, v in _objects(fs, root).items()
                     if SEED_RECORD.fullmatch(k)} if fs.exists(root) else {}
@@ -164,7 +164,7 @@ def test_study_in_s3_survives_a_driver_kill_on_a_worker_without_shared_disk(clus
     second_cwd = tmp_path / "second"
     done = subprocess.run(_study(c, spec, study, f"{bucket}/shards", second_cwd, "--resume"),
                           env=c.env, cwd=second_cwd, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=1800)
     out = done.stdout + done.stderr
     assert done.returncode == 0, first[-2000:] + out[-3000:]
     assert f"{len(finished)} finished before" in out, out[-3000:]
@@ -240,7 +240,7 @@ def test_study_survives_losing_the_node_of_a_training_seed(cluster, tmp_path):
                             stderr=subprocess.STDOUT, start_new_session=True)
     killed, finished0 = None, None
     try:
-        deadline = time.monotonic() + 1200
+        deadline = time.monotonic() + 1800
         while time.monotonic() < deadline and proc.poll() is None and killed is None:
             fs.invalidate_cache()
             snapshot = f"{run1}/checkpoint_manager_snapshot.json"
