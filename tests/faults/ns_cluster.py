@@ -167,6 +167,9 @@ def start_head(env: dict[str, str], logs: Path) -> NsCluster:
            # a raylet waits 15 s for its dashboard agent by default; a loaded 2-core machine
            # may need longer to start that Python process
            "RAY_agent_register_timeout_ms": "120000",
+           # Ray's memory monitor judges the whole machine: on a shared machine it kills this
+           # cluster's trials for memory other processes use
+           "RAY_memory_monitor_refresh_ms": "0",
            "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}",
            "RAY_ADDRESS": f"127.0.0.1:{port}"}
     head = subprocess.Popen(
