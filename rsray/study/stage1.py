@@ -310,8 +310,7 @@ def run_stage1(cells: list[CellSearch], *, store: StudyStore, grace_period: int,
                                   # a trial whose node is lost starts again elsewhere; its
                                   # Ray Train run resumes from its last checkpoint
                                   failure_config=tune.FailureConfig(max_failures=max(
-                                      Config.from_dict(c.config).train.max_failures
-                                      for c in cells)),
+                                      c.run.config.train.max_failures for c in cells)),
                                   callbacks=[TuneProgress(metric0, epochs0), recorder]),
     )
     tuner.fit()  # a cell whose trials did not all end gets no record: the next run redoes it
