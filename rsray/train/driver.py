@@ -43,18 +43,24 @@ def scaling_config(cfg: Config) -> ray.train.ScalingConfig:
     )
 
 
-def needed_bundles(cfg: Config, extra_cpus: float = 0.0) -> list[dict[str, float]]:
-    """Resource bundles a run of ``cfg`` needs at once: one per worker, plus ``extra_cpus``."""
+def needed_bundles(cfg: Config, extra_cpus: float = 0.0,
+                   workers: bool = True) -> list[dict[str, float]]:
+    """Resource bundles a run of ``cfg`` needs at once.
+
+    One per worker (unless not ``workers``: a trial holding its worker's share itself), plus
+    ``extra_cpus``.
+    """
     worker: dict[str, float] = {"CPU": cfg.scaling.cpus_per_worker}
-    if resolve_use_gpu(cfg):
+    if workers and resolve_use_gpu(cfg):
         worker["GPU"] = 1.0
-    bundles = [dict(worker) for _ in range(cfg.scaling.num_workers)]
+    bundles = [dict(worker) for _ in range(cfg.scaling.num_workers if workers else 0)]
     if extra_cpus > 0:
         bundles.append({"CPU": extra_cpus})
     return bundles
 
 
-def wait_for_resources(cfg: Config, what: str, extra_cpus: float = 0.0) -> None:
+def wait_for_resources(cfg: Config, what: str, extra_cpus: float = 0.0,
+                       workers: bool = True) -> None:
     """Wait until the cluster can hold what ``what`` needs, at most ``train.resource_wait_s``.
 
     A placement group of the run's bundles is reserved and released again: on an autoscaling
@@ -69,7 +75,9 @@ def wait_for_resources(cfg: Config, what: str, extra_cpus: float = 0.0) -> None:
     limit = cfg.train.resource_wait_s
     if not limit:
         return
-    bundles = needed_bundles(cfg, extra_cpus)
+    bundles = needed_bundles(cfg, extra_cpus, workers)
+    if not bundles:
+        return
     t0 = time.monotonic()
     pg = placement_group(bundles, strategy="PACK")
     try:

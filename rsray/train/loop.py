@@ -41,6 +41,7 @@ from rsray.errors import ConfigError
 from rsray.models import create_model
 from rsray.train.batches import ResidentSplit, device_generator, model_batches, resolve_augment_on
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
+from rsray.train.local import LocalRun
 from rsray.train.optim import build_optimizer, build_scheduler
 from rsray.train.tasks import Task, build_task, metric_mode
 from rsray.train.telemetry import Telemetry
@@ -169,9 +170,13 @@ class _EpochStats:
     """Seconds from the start of the epoch to its first batch (the per-pass start-up)."""
 
 
-def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int) -> _State:
-    """Load ``ray.train.get_checkpoint()`` into model/optimiser/scheduler (if there is one)."""
-    checkpoint = ray.train.get_checkpoint()
+def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int,
+            local: LocalRun | None = None) -> _State:
+    """Load ``ray.train.get_checkpoint()`` into model/optimiser/scheduler (if there is one).
+
+    ``local``: a local-mode run reads its newest checkpoint from its own folder instead.
+    """
+    checkpoint = local.get_checkpoint() if local is not None else ray.train.get_checkpoint()
     if checkpoint is None:
         return _State()
     with checkpoint.as_directory() as ckpt_dir:
@@ -265,15 +270,23 @@ def evaluate_splits(model: torch.nn.Module, shards: dict[str, Any], task: Task, 
 def report_and_checkpoint(report: dict[str, Any], *, epoch: int, rank: int, model: Any,
                           optimizer: Any, scheduler: Any, state: _State,
                           extra: dict[str, Any], checkpoint: bool = True,
-                          upload: str = "sync") -> None:
+                          upload: str = "sync", local: LocalRun | None = None) -> None:
     """``ray.train.report`` the epoch; with ``checkpoint``, rank 0 attaches the whole state.
 
     The state is written to a local directory on this thread. ``upload="async"``
     (``train.checkpoint_upload``) hands its copy to the run's storage to Ray Train's upload
     thread (``CheckpointUploadMode.ASYNC``, which deletes the local directory afterwards and
     registers the checkpoint, and this epoch's metrics, once it is stored); ``sync`` copies it
-    before returning.
+    before returning. ``local``: a local-mode run stores the checkpoint itself and reports to
+    its own receiver (:meth:`rsray.train.local.LocalRun.report`).
     """
+    if local is not None:
+        def write(path: Path) -> None:
+            _save(path, report, epoch=epoch, model=model, optimizer=optimizer,
+                  scheduler=scheduler, state=state, extra=extra)
+
+        local.report(report, epoch, write if checkpoint else None)
+        return
     if not checkpoint:
         ray.train.report(report)
         return
@@ -348,8 +361,12 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     channels: dict[str, int] = dict(loop_config["channels"])
     plan: DecodePlan = loop_config["plan"]
     eval_plan: DecodePlan = loop_config.get("eval_plan", plan)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    local: LocalRun | None = loop_config.get("local_run")
+    if local is None:
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    else:  # Train's context API is closed inside a Tune trial: a local run is rank 0 of 1
+        rank, world = 0, 1
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed + rank)
 
@@ -360,11 +377,14 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     modalities = tuple(getattr(model, "modalities", tuple(channels)))
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.max_epochs)
-    state = restore(model, optimizer, scheduler, rank)
+    state = restore(model, optimizer, scheduler, rank, local)
     resumed_from = state.start_epoch
 
-    model = ray.train.torch.prepare_model(model)
-    device = ray.train.torch.get_device()
+    if local is None:
+        model = ray.train.torch.prepare_model(model)
+        device = ray.train.torch.get_device()
+    else:
+        model, device = local.place(model)
     task = build_task(cfg, loop_config.get("task", "multilabel"), classes,
                       loop_config.get("exclude_from_mean", ()),
                       loop_config.get("label_info")).to(device)
@@ -443,7 +463,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                               extra={"config": loop_config["config"], "channels": channels,
                                      "classes": classes, "task": task.name,
                                      "confusion_matrix": confusion},
-                              upload=cfg.train.checkpoint_upload)
+                              upload=cfg.train.checkpoint_upload, local=local)
         last_report = time.perf_counter() - t_report
         if stop:
             if rank == 0:

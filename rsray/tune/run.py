@@ -1,8 +1,11 @@
 """The Tuner: Optuna TPE proposes configurations, ASHA stops weak trials early.
 
-Each trial is a small driver function that builds a ``TorchTrainer`` (Ray Train V2) and passes
-its per-epoch reports to Tune through ``TuneReportCallback``. The splits are decoded into the
-object store once per experiment (when they fit) and every trial reads them from there.
+Each trial is a small driver function that trains its configuration
+(:func:`rsray.train.trial.run_in_trial`): a one-worker trial runs the training function in its
+own process (Ray Train V2 local mode, reporting each epoch to Tune itself), a multi-worker trial
+builds a ``TorchTrainer`` and passes its reports to Tune through ``TuneReportCallback``. The
+splits are decoded into the object store once per experiment (when they fit) and every trial
+reads them from there.
 Trials' runs are named after the trial id, so a restored experiment (``--resume``) continues
 each unfinished trial from its last checkpoint.
 The experiment lives at ``<train.storage_path>/<tune.name>``.
@@ -18,7 +21,6 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
 from rsray.config import Config
@@ -26,7 +28,8 @@ from rsray.data.pipeline import CachedSplit, cache_splits, training_datasets
 from rsray.data.shards import Manifest
 from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
 from rsray.storage import join, parse, ray_storage
-from rsray.train.driver import build_trainer, check_data, resolve_use_gpu, wait_for_resources
+from rsray.train.driver import check_data, resolve_use_gpu
+from rsray.train.local import trial_mode, trial_resources, tune_max_failures
 from rsray.train.tasks import resolve_for_task, table_metrics
 from rsray.tune.conditional import make_searcher
 
@@ -101,19 +104,23 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str,
                   "result", flush=True)
             tune.report(finished)
             return
-        wait_for_resources(trial_cfg, f"trial {trial_id}", extra_cpus=DATA_CPUS_PER_TRIAL)
-        data = training_datasets(trial_cfg.data, manifest, shared=shared)
-        trainer = build_trainer(
-            trial_cfg, manifest=manifest, data=data, name=name,
-            storage_path=trials_storage, callbacks=[TuneReportCallback()],
-            experiment=cfg.tune.name,
-        )
-        trainer.fit()
+        from rsray.train.trial import run_in_trial, wait_for_trial_resources
 
-    # The trial driver only waits on its TorchTrainer: it reserves a token share of one CPU
-    # (Tune refuses an empty resource request), leaving the slots to the training workers.
+        wait_for_trial_resources(trial_cfg, f"trial {trial_id}", DATA_CPUS_PER_TRIAL)
+        data = training_datasets(trial_cfg.data, manifest, shared=shared)
+        run_in_trial(trial_cfg, manifest=manifest, data=data, name=name,
+                     storage_path=trials_storage, experiment=cfg.tune.name)
+
+    use_gpu = resolve_use_gpu(cfg)
+
+    def resources(params: dict[str, Any]) -> dict[str, float]:
+        # A local trial trains in its own process: it reserves the worker's share. A trainer
+        # trial only waits on its TorchTrainer: a token CPU share (Tune refuses an empty
+        # request), the slots going to the worker group.
+        return trial_resources(Config.from_dict(base).with_overrides(params), use_gpu)
+
     return tune.with_resources(tune.with_parameters(trial_driver, shared=shared or {}),
-                               {"CPU": 0.01})
+                               resources)
 
 
 def finished_result(trials_storage: str, name: str, max_epochs: int) -> dict[str, Any] | None:
@@ -271,10 +278,13 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             tune_config=tune.TuneConfig(
                 metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
                 num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
+                # a local trial's process (torch imported, Ray Data warm) serves the next one
+                reuse_actors=trial_mode(cfg) == "local",
             ),
             run_config=tune.RunConfig(
                 name=cfg.tune.name, storage_path=storage, storage_filesystem=storage_fs,
                 verbose=0, callbacks=run_callbacks(cfg),
+                failure_config=tune.FailureConfig(max_failures=tune_max_failures(cfg)),
             ),
         )
     results = tuner.fit()

@@ -1,0 +1,67 @@
+"""One training run inside a Tune trial: in the trial's own process, or through a TorchTrainer.
+
+Every trial driver (``rsray tune``, a study's search and its seeded runs) calls
+:func:`run_in_trial`; :func:`~rsray.train.local.trial_mode` picks the route:
+
+- ``local`` (one worker): Train V2's local mode in the trial's process
+  (:func:`rsray.train.local.run_local`), the trial reserving the worker's resources
+  (:func:`rsray.train.local.trial_resources`) and reporting each epoch to Tune itself;
+- ``trainer``: a ``TorchTrainer`` whose reports reach Tune through ``TuneReportCallback``.
+
+Both return a ``ray.train.Result`` whose best checkpoints are the run's, in the same layout
+under ``<storage_path>/<name>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray.train
+
+from rsray.config import Config
+from rsray.data.pipeline import TrainingData
+from rsray.data.shards import Manifest
+from rsray.storage import join
+from rsray.train.driver import build_trainer, loop_config, wait_for_resources
+from rsray.train.local import run_local, trial_mode
+from rsray.train.loop import train_fn_per_worker
+from rsray.train.tasks import resolve_for_task
+
+
+def wait_for_trial_resources(cfg: Config, what: str, extra_cpus: float) -> None:
+    """:func:`~rsray.train.driver.wait_for_resources` for what a trial still has to get.
+
+    A local trial already holds its worker's share (the trial's own reservation): it waits
+    only for its data pipelines' ``extra_cpus``.
+    """
+    wait_for_resources(cfg, what, extra_cpus=extra_cpus,
+                       workers=trial_mode(cfg) == "trainer")
+
+
+def run_in_trial(cfg: Config, *, manifest: Manifest, data: TrainingData, name: str,
+                 storage_path: str, experiment: str, to_tune: bool = True) -> ray.train.Result:
+    """Train ``cfg`` as run ``name`` under ``storage_path``; returns its result.
+
+    ``to_tune``: report every epoch to the Tune trial this runs in (ASHA, the leaderboard).
+    A run with checkpoints in its folder resumes from the newest (a retried or restored
+    trial).
+    """
+    if trial_mode(cfg) == "trainer":
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        trainer = build_trainer(cfg, manifest=manifest, data=data, name=name,
+                                storage_path=storage_path, experiment=experiment,
+                                callbacks=[TuneReportCallback()] if to_tune else None)
+        return trainer.fit()
+    on_report = None
+    if to_tune:
+        from ray import tune
+
+        def on_report(metrics: dict[str, Any]) -> None:
+            tune.report(metrics)
+
+    cfg = resolve_for_task(cfg, manifest.task)
+    config = loop_config(cfg, manifest, experiment=experiment, trial=name, augment=data.augment)
+    return run_local(cfg, train_fn=train_fn_per_worker, loop_config=config,
+                     datasets=data.datasets, run_uri=join(storage_path, name),
+                     on_report=on_report)
