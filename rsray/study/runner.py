@@ -247,18 +247,22 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one seed of one cell, evaluate its best checkpoint, save predictions and rows."""
     from rsray.data.pipeline import load_shard_set
     from rsray.evaluate import evaluate_checkpoint, predict
-    from rsray.train.driver import best_checkpoint, build_trainer
+    from rsray.train.driver import best_checkpoint
     from rsray.train.tasks import resolve_for_task
+    from rsray.train.trial import run_in_trial, warm_training_data
 
     t0 = time.perf_counter()
     out = Path(job["dir"])
     cfg = Config.from_dict(job["config"])
     manifest = load_shard_set(cfg.data)
     cfg = resolve_for_task(cfg, manifest.task)
-    # no datasets given: the splits that fit in memory are decoded once for all epochs
-    trainer = build_trainer(cfg, manifest=manifest, name=job["run"],
-                            storage_path=job["storage"], experiment=job["experiment"])
-    ckpt = best_checkpoint(trainer.fit(), cfg, job["run"])
+    # the splits that fit in memory are decoded once for all epochs, and once for the seeds
+    # of a cell that this (reused) trial process trains one after another
+    data = warm_training_data(cfg, manifest)
+    result = run_in_trial(cfg, manifest=manifest, data=data, name=job["run"],
+                          storage_path=job["storage"], experiment=job["experiment"],
+                          to_tune=False)
+    ckpt = best_checkpoint(result, cfg, job["run"])
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []
@@ -289,8 +293,16 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> N
     from ray import tune
 
     from rsray.study.progress import Stage2Progress
+    from rsray.train.driver import resolve_use_gpu
+    from rsray.train.local import trial_resources, tune_trial_settings
 
     by_id = {j["id"]: j for j in jobs}
+    configs = {k: Config.from_dict(j["config"]) for k, j in by_id.items()}
+    use_gpu = {k: resolve_use_gpu(c) for k, c in configs.items()}
+    failure, reuse = tune_trial_settings(list(configs.values()))
+
+    def resources(params: dict[str, Any]) -> dict[str, float]:
+        return trial_resources(configs[params["job"]], use_gpu[params["job"]])
 
     def stage2_trial(params: dict[str, Any]) -> None:
         from rsray.runtime import quiet_data_context
@@ -300,12 +312,12 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> N
 
     attempt = len(list((study_dir / "runs").glob("stage2-r*")))
     tuner = tune.Tuner(
-        tune.with_resources(stage2_trial, {"CPU": 0.01}),
+        tune.with_resources(stage2_trial, resources),
         param_space={"job": tune.grid_search(list(by_id))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=reuse),
         run_config=tune.RunConfig(name=f"stage2-r{attempt}",
                                   storage_path=str((study_dir / "runs").resolve()), verbose=0,
-                                  callbacks=[Stage2Progress(by_id)]),
+                                  callbacks=[Stage2Progress(by_id)], failure_config=failure),
     )
     results = tuner.fit()
     errors = [r for r in results if r.error]

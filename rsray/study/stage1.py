@@ -247,26 +247,41 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
     by_id = {c.id: (c.config, c.manifest) for c in cells}
 
     def stage1_trial(params: dict[str, Any]) -> None:
-        from ray.tune.integration.ray_train import TuneReportCallback
-
         from rsray.data.pipeline import training_datasets
         from rsray.runtime import quiet_data_context
-        from rsray.train.driver import build_trainer, wait_for_resources
+        from rsray.train.trial import run_in_trial, wait_for_trial_resources
         from rsray.tune.run import DATA_CPUS_PER_TRIAL
 
         quiet_data_context()
         base, manifest = by_id[trial_cell(params)]
         cfg = Config.from_dict(base).with_overrides(trial_params(params))
         trial_id = tune.get_context().get_trial_id()
-        wait_for_resources(cfg, f"trial {trial_id}", extra_cpus=DATA_CPUS_PER_TRIAL)
+        wait_for_trial_resources(cfg, f"trial {trial_id}", DATA_CPUS_PER_TRIAL)
         data = training_datasets(cfg.data, manifest)  # in memory for all epochs when it fits
-        trainer = build_trainer(cfg, manifest=manifest, data=data,
-                                name=f"trial_{trial_id}", storage_path=trials_storage,
-                                callbacks=[TuneReportCallback()], experiment=experiment)
-        trainer.fit()
+        run_in_trial(cfg, manifest=manifest, data=data, name=f"trial_{trial_id}",
+                     storage_path=trials_storage, experiment=experiment)
 
-    # token CPU share for the driver; the slots go to the training workers (as rsray tune)
-    return tune.with_resources(stage1_trial, {"CPU": 0.01})
+    return tune.with_resources(stage1_trial, cell_resources(cells))
+
+
+def _cell_config(cells: list[CellSearch], params: dict[str, Any]) -> Config:
+    """The trial's configuration: its cell's config with the trial's parameters."""
+    base = next(c.config for c in cells if c.id == trial_cell(params))
+    return Config.from_dict(base).with_overrides(trial_params(params))
+
+
+def cell_resources(cells: list[CellSearch]) -> Any:
+    """What a stage-1 trial reserves (:func:`rsray.train.local.trial_resources`), per trial."""
+    from rsray.train.driver import resolve_use_gpu
+    from rsray.train.local import trial_resources
+
+    use_gpu = {c.id: resolve_use_gpu(Config.from_dict(c.config)) for c in cells}
+
+    def resources(params: dict[str, Any]) -> dict[str, float]:
+        return trial_resources(_cell_config(cells, params), use_gpu[trial_cell(params)])
+
+    return resources
+
 
 
 def run_stage1(cells: list[CellSearch], *, runs_dir: Path, grace_period: int,
@@ -285,16 +300,20 @@ def run_stage1(cells: list[CellSearch], *, runs_dir: Path, grace_period: int,
     name = f"stage1-r{attempt}"
     recorder = CellRecorder(cells, columns, write)
     metric0, epochs0 = cells[0].metric, max(c.max_epochs for c in cells)
+    from rsray.train.local import tune_trial_settings
+
+    failure, reuse = tune_trial_settings([Config.from_dict(c.config) for c in cells])
     tuner = tune.Tuner(
         make_cell_trainable(cells, str(runs_dir.resolve() / name / "trials"), name),
         tune_config=tune.TuneConfig(
             search_alg=CellSearcher(cells),
             scheduler=CellScheduler(cells, grace_period, reduction_factor),
             num_samples=sum(c.num_samples for c in cells),
-            max_concurrent_trials=concurrency,
+            max_concurrent_trials=concurrency, reuse_actors=reuse,
         ),
         run_config=tune.RunConfig(name=name, storage_path=str(runs_dir.resolve()), verbose=0,
-                                  callbacks=[TuneProgress(metric0, epochs0), recorder]),
+                                  callbacks=[TuneProgress(metric0, epochs0), recorder],
+                                  failure_config=failure),
     )
     tuner.fit()  # a cell whose trials did not all end gets no record: the next run redoes it
     return recorder.done

@@ -82,6 +82,19 @@ def tune_max_failures(cfg: Config) -> int:
     return cfg.train.max_failures if trial_mode(cfg) == "local" else 0
 
 
+def tune_trial_settings(configs: list[Config]) -> tuple[Any, bool]:
+    """Tune's ``FailureConfig`` and ``reuse_actors`` for an experiment of ``configs``' trials.
+
+    Local trials are retried by Tune (``train.max_failures``) and, when every trial is local,
+    a finished trial's process (torch imported, decoded splits at hand) runs the next one.
+    """
+    from ray import tune
+
+    retries = max((tune_max_failures(c) for c in configs), default=0)
+    local = bool(configs) and all(trial_mode(c) == "local" for c in configs)
+    return tune.FailureConfig(max_failures=retries), local
+
+
 def _epoch_of(name: str) -> int:
     return int(name.split("_", 1)[1])
 

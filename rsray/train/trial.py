@@ -19,13 +19,29 @@ from typing import Any
 import ray.train
 
 from rsray.config import Config
-from rsray.data.pipeline import TrainingData
+from rsray.data.pipeline import CachedSplit, TrainingData, training_datasets
 from rsray.data.shards import Manifest
 from rsray.storage import join
 from rsray.train.driver import build_trainer, loop_config, wait_for_resources
 from rsray.train.local import run_local, trial_mode
 from rsray.train.loop import train_fn_per_worker
 from rsray.train.tasks import resolve_for_task
+
+_WARM: dict[str, dict[str, CachedSplit]] = {}
+"""Splits this process decoded for its last run, by shard set (at most one shard set kept)."""
+
+
+def warm_training_data(cfg: Config, manifest: Manifest) -> TrainingData:
+    """:func:`~rsray.data.pipeline.training_datasets`, reusing what this process decoded last.
+
+    A reused trial process (``reuse_actors``) trains one cell's seeds one after another: the
+    splits they share (same rows, same decode) are decoded once, not once per seed. Only the
+    last shard set's splits are kept, so a process holds one set of blocks at a time.
+    """
+    data = training_datasets(cfg.data, manifest, shared=_WARM.get(manifest.uri))
+    _WARM.clear()
+    _WARM[manifest.uri] = dict(data.cached)
+    return data
 
 
 def wait_for_trial_resources(cfg: Config, what: str, extra_cpus: float) -> None:

@@ -29,7 +29,7 @@ from rsray.data.shards import Manifest
 from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
 from rsray.storage import join, parse, ray_storage
 from rsray.train.driver import check_data, resolve_use_gpu
-from rsray.train.local import trial_mode, trial_resources, tune_max_failures
+from rsray.train.local import trial_resources, tune_trial_settings
 from rsray.train.tasks import resolve_for_task, table_metrics
 from rsray.tune.conditional import make_searcher
 
@@ -235,8 +235,12 @@ def run_callbacks(cfg: Config) -> list[Any]:
     return [TuneProgress(cfg.train.metric, cfg.train.max_epochs), *tracking_callbacks(cfg)]
 
 
-def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
-    """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard."""
+def tune_fusion(cfg: Config, *, resume: bool = False,
+                callbacks: list[Any] | None = None) -> TuneOutcome:
+    """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard.
+
+    ``callbacks``: more Tune callbacks (a benchmark's clock) beside :func:`run_callbacks`.
+    """
     from rsray.ops.security import keep_credentials_out_of_runtime_envs
     from rsray.runtime import ensure_ray
 
@@ -268,6 +272,7 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             time_attr="epoch", max_t=cfg.train.max_epochs,
             grace_period=cfg.tune.grace_period, reduction_factor=cfg.tune.reduction_factor,
         )
+        failure, reuse = tune_trial_settings([cfg])
         models = " | ".join(cfg.tune.families) if not param_space else cfg.model.name
         print(f"[rsray] experiment {exp_uri}: {cfg.tune.num_samples} trial(s) of "
               f"{models}, up to {cfg.train.max_epochs} epoch(s), "
@@ -278,13 +283,12 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             tune_config=tune.TuneConfig(
                 metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
                 num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
-                # a local trial's process (torch imported, Ray Data warm) serves the next one
-                reuse_actors=trial_mode(cfg) == "local",
+                reuse_actors=reuse,
             ),
             run_config=tune.RunConfig(
                 name=cfg.tune.name, storage_path=storage, storage_filesystem=storage_fs,
-                verbose=0, callbacks=run_callbacks(cfg),
-                failure_config=tune.FailureConfig(max_failures=tune_max_failures(cfg)),
+                verbose=0, callbacks=[*run_callbacks(cfg), *(callbacks or [])],
+                failure_config=failure,
             ),
         )
     results = tuner.fit()
