@@ -35,7 +35,7 @@ from typing import Any
 
 from rsray.config import Config
 from rsray.errors import ConfigError
-from rsray.study.spec import Arm, StudySpec
+from rsray.study.spec import Arm, Evaluation, StudySpec
 
 STUDY_JSON = "study.json"
 
@@ -238,6 +238,21 @@ def seed_dir(study_dir: Path, cell_id: str, seed: int) -> Path:
     return study_dir / "cells" / cell_id / f"seed_{seed}"
 
 
+def seed_job(cfg: Config, *, run: str, out: Path, experiment: str, storage: Path,
+             splits: list[str], evaluation: Evaluation, headline: str, keys: dict[str, Any],
+             label: str) -> dict[str, Any]:
+    """One stage-2 job: train ``cfg`` as run ``run`` under ``storage``, evaluate into ``out``.
+
+    ``keys`` tag its result rows (``keys["seed"]`` is the seed); ``run`` is
+    ``<cell id>__seed<seed>`` (what :func:`pack_jobs` groups by).
+    """
+    return {"id": run, "dir": str(out), "run": run, "experiment": experiment,
+            "storage": str(storage), "config": cfg.to_dict(),
+            "splits": list(dict.fromkeys(splits)), "drop": evaluation.drop_modalities,
+            "predictions": evaluation.predictions, "headline": headline, "keys": keys,
+            "label": label}
+
+
 def _split_drop(name: str) -> tuple[str, str]:
     split, _, drop = name.partition("@drop=")
     return split, drop
@@ -288,16 +303,50 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> None:
-    """Stage-2 jobs as Tune trials with fixed configurations, ``concurrency`` at a time."""
+def pack_jobs(jobs: list[dict[str, Any]], k: int) -> dict[str, list[dict[str, Any]]]:
+    """The jobs in packs of up to ``k`` seeds of one cell, keyed by the pack's first job id.
+
+    A cell's seeds are the jobs whose ids share the part before ``__seed``.
+    """
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_cell.setdefault(job["id"].split("__seed")[0], []).append(job)
+    return {chunk[0]["id"]: chunk for cell in by_cell.values()
+            for chunk in (cell[i:i + k] for i in range(0, len(cell), k))}
+
+
+def _pack_summary(pack: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the progress lines show of a pack: its seeds' labels, the last seed's result."""
+    if len(pack) == 1:
+        return pack[0]
+    seeds = ", ".join(str(j["keys"]["seed"] + 1) for j in pack)
+    return {**pack[-1], "label": f"{pack[0]['label'].rsplit(' seed ', 1)[0]} seeds {seeds} "
+                                 f"(packed)"}
+
+
+def run_pack(pack: list[dict[str, Any]]) -> None:
+    """Train the seeds of one pack one after another (a seed already done is skipped)."""
+    for job in pack:
+        if not (Path(job["dir"]) / "result.json").is_file():
+            run_job(job)
+
+
+def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int,
+             pack: int = 1) -> None:
+    """Stage-2 jobs as Tune trials with fixed configurations, ``concurrency`` at a time.
+
+    ``pack`` (``factors.pack_seeds``): up to this many seeds of one cell per trial
+    (:func:`pack_jobs`), trained one after another in the trial's process.
+    """
     from ray import tune
 
     from rsray.study.progress import Stage2Progress
     from rsray.train.driver import resolve_use_gpu
     from rsray.train.local import trial_resources, tune_trial_settings
 
-    by_id = {j["id"]: j for j in jobs}
-    configs = {k: Config.from_dict(j["config"]) for k, j in by_id.items()}
+    packs = pack_jobs(jobs, pack)
+    by_id = {k: _pack_summary(p) for k, p in packs.items()}
+    configs = {k: Config.from_dict(p[0]["config"]) for k, p in packs.items()}
     use_gpu = {k: resolve_use_gpu(c) for k, c in configs.items()}
     failure, reuse = tune_trial_settings(list(configs.values()))
 
@@ -308,7 +357,7 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int) -> N
         from rsray.runtime import quiet_data_context
 
         quiet_data_context()
-        run_job(by_id[params["job"]])
+        run_pack(packs[params["job"]])
 
     attempt = len(list((study_dir / "runs").glob("stage2-r*")))
     tuner = tune.Tuner(
@@ -409,24 +458,21 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
                 "train.seed": seed, "train.name": run,
                 "train.storage_path": str(root / "runs" / "stage2"),
             })
-            jobs.append({
-                "id": run, "dir": str(out), "run": run, "experiment": spec.name,
-                "storage": str(root / "runs" / "stage2"), "config": cfg.to_dict(),
-                "splits": list(dict.fromkeys([*spec.evaluation.splits, "ood"])),
-                "drop": spec.evaluation.drop_modalities,
-                "predictions": spec.evaluation.predictions, "headline": headline,
-                "keys": {"study": spec.name, "arm": cell.arm.name, "model": cfg.model.name,
-                         "fraction": cell.fraction, "holdout": cell.holdout or "none",
-                         "seed": seed},
-                "label": f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} fraction "
-                         f"{cell.fraction:g} seed {seed + 1}/{spec.factors.seeds}",
-            })
+            jobs.append(seed_job(
+                cfg, run=run, out=out, experiment=spec.name, storage=root / "runs" / "stage2",
+                splits=[*spec.evaluation.splits, "ood"], evaluation=spec.evaluation,
+                headline=headline,
+                keys={"study": spec.name, "arm": cell.arm.name, "model": cfg.model.name,
+                      "fraction": cell.fraction, "holdout": cell.holdout or "none",
+                      "seed": seed},
+                label=f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} fraction "
+                      f"{cell.fraction:g} seed {seed + 1}/{spec.factors.seeds}"))
     done = len(cells) * spec.factors.seeds - len(jobs)
     if jobs:
         concurrency = min(concurrency_of(Config.from_dict(j["config"])) for j in jobs)
         print(f"[study] stage 2: {len(jobs)} training run(s) to go ({done} finished before), "
               f"{concurrency} at a time", flush=True)
-        run_jobs(jobs, root, concurrency)
+        run_jobs(jobs, root, concurrency, pack=spec.factors.pack_seeds)
     table = collect(root)
     missing = [f"{c.id} seed {s}" for c in cells for s in range(spec.factors.seeds)
                if not (seed_dir(root, c.id, s) / "result.json").is_file()]
