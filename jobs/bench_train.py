@@ -17,7 +17,7 @@ from typing import Any
 
 from rsray.cli import ensure_synthetic_shards
 from rsray.config import load_config
-from rsray.data.pipeline import load_shard_set
+from rsray.data.datasets import load_shard_set
 from rsray.train.bench import run_train_benchmark
 from rsray.tune.bench import format_tune_benchmark, run_tune_benchmark
 

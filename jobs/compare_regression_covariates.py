@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 import torch
 
 from rsray.config import Config
-from rsray.data.pipeline import decode_raw, finalize_batch, make_plan
+from rsray.data.decode import decode_raw
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import make_plan
 from rsray.data.registry import synthetic_shards
 from rsray.data.shards import Manifest, read_manifest
 from rsray.models import create_model

@@ -139,8 +139,10 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
         synth_covariates_from_args(args)
         return
+    from rsray.data.registry import require_twin
+
     entry = get_dataset(args.dataset)
-    entry.write_synthetic(args.out, args.n, args.seed)
+    require_twin(entry)[0](args.out, args.n, args.seed)
     print(f"wrote {args.n} SYNTHETIC {args.dataset} samples to {args.out}")
     text = entry.describe_synthetic()
     if text:
@@ -212,8 +214,8 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """``rsray report EXPERIMENT``: print a finished experiment's leaderboard and best config."""
-    from rsray.data.shards import get_fs, join
     from rsray.report.leaderboard import BEST_JSON, LEADERBOARD_CSV
+    from rsray.storage import get_fs, join
 
     fs, root = get_fs(args.experiment)
     for name in (LEADERBOARD_CSV, BEST_JSON):

@@ -7,15 +7,10 @@ import pytest
 
 from rsray.config import DataConfig
 from rsray.data import augment as aug
-from rsray.data.pipeline import (
-    DecodePlan,
-    GroupPlan,
-    ModalityPlan,
-    augment_kwargs,
-    check_augment,
-    finalize_batch,
-    transform,
-)
+from rsray.data.augment import augment_kwargs, check_augment
+from rsray.data.datasets import transform
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import DecodePlan, GroupPlan, ModalityPlan
 from rsray.errors import ConfigError
 
 N, S = 32, 16
@@ -122,7 +117,8 @@ def test_config_rejects_bad_crop_and_ops() -> None:
 
 def test_streamed_training_split_is_augmented_as_configured(synthetic_shards) -> None:
     """Through Ray Data (``build_datasets``): dropped modalities are flagged and zero."""
-    from rsray.data.pipeline import build_datasets, make_plan
+    from rsray.data.datasets import build_datasets
+    from rsray.data.plan import make_plan
 
     cfg = DataConfig(uri=synthetic_shards, modality_dropout=0.5, crop_scale=[0.5, 0.9],
                      desync_augment=True)

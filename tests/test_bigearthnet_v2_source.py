@@ -402,7 +402,9 @@ def test_prepare_country_holdout_and_stream_val_and_ood(tmp_path: Path, ray_sess
     """The Portugal hold-out reaches its own split (generic prepare -> stream -> model is in
     test_dataset_contract.py)."""
     from rsray.config import load_config
-    from rsray.data.pipeline import build_datasets, finalize_batch, make_plan
+    from rsray.data.datasets import build_datasets
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.prepare import prepare
     from rsray.data.shards import read_manifest
 

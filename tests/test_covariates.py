@@ -483,7 +483,9 @@ def test_prepare_with_covariate_flags_streams_into_a_model(ben_with_layers, tmp_
 
     from rsray.cli import build_parser
     from rsray.config import DataConfig
-    from rsray.data.pipeline import build_datasets, finalize_batch, make_plan
+    from rsray.data.datasets import build_datasets
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.registry import prepare_from_args
     from rsray.data.shards import read_manifest
     from rsray.models import create_model
@@ -579,7 +581,9 @@ def test_flair2_with_covariate_layers_prepares_and_trains_a_step(tmp_path: Path,
     import torch
 
     from rsray.config import Config, DataConfig
-    from rsray.data.pipeline import decode_raw, finalize_batch, make_plan
+    from rsray.data.decode import decode_raw
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.prepare import prepare
     from rsray.data.registry import get_dataset
     from rsray.data.sources.covariates import write_synthetic_covariates

@@ -56,6 +56,14 @@ BAD_RAW_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "malformed label file": ("bad_value", "nan_target", "duplicate_row"),
         "missing companion file": ("s2_only",),
     },
+    "files": {
+        "truncated GeoTIFF": ("truncated",), "wrong dtype": ("wrong_dtype",),
+        "wrong shape": ("wrong_shape",), "NaN band": ("nan_band", "nodata"),
+        "CRS mismatch": ("wrong_crs",), "bounds mismatch": ("shifted_bounds",),
+        "missing label file": ("files_without_label",),
+        "malformed label file": ("unknown_label",), "unknown class name": ("unknown_label",),
+        "missing companion file": ("missing_band", "missing_modality", "label_without_files"),
+    },
     "flair2": {
         "truncated GeoTIFF": ("truncated",), "wrong dtype": ("wrong_dtype",),
         "wrong shape": ("wrong_bands", "wrong_size"),
@@ -160,7 +168,7 @@ def test_every_corruption_is_rejected_with_its_path(
 
 def test_bad_raw_inputs_cover_issue_12(tmp_path: Path):
     """Each of issue 12's bad-input cases is planted in every dataset whose format has it."""
-    geotiff = {"bigearthnet", "bigearthnet_v2", "flair2", "sen12ms"}
+    geotiff = {"bigearthnet", "bigearthnet_v2", "files", "flair2", "sen12ms"}
     for name in DATASETS:
         cases = set(BAD_RAW_INPUTS[name])
         assert {"malformed label file", "missing label file", "missing companion file"} <= cases
@@ -175,7 +183,9 @@ def test_prepare_stream_and_forward(name: str, tmp_path_factory: pytest.TempPath
     import torch
 
     from rsray.config import Config, DataConfig
-    from rsray.data.pipeline import build_datasets, finalize_batch, make_plan
+    from rsray.data.datasets import build_datasets
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.registry import synthetic_shards
     from rsray.data.shards import read_manifest
     from rsray.models import create_model

@@ -9,14 +9,9 @@ import torch
 
 from rsray.config import DataConfig
 from rsray.data import augment as aug
-from rsray.data.pipeline import (
-    DecodePlan,
-    GroupPlan,
-    ModalityPlan,
-    augment_device,
-    augment_kwargs,
-    finalize_batch,
-)
+from rsray.data.augment import augment_device, augment_kwargs
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import DecodePlan, GroupPlan, ModalityPlan
 from rsray.errors import ConfigError
 from rsray.train.batches import ResidentSplit, device_generator, model_batches, resolve_augment_on
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rsray.data.pipeline import DecodePlan, GroupPlan, ModalityPlan, finalize_batch
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import DecodePlan, GroupPlan, ModalityPlan
 from rsray.errors import ShardIntegrityError
 
 
@@ -76,7 +77,8 @@ def test_cached_split_is_read_once(synthetic_shards, tmp_path, ray_session):
     import shutil
 
     from rsray.config import DataConfig
-    from rsray.data.pipeline import load_shard_set, make_plan, training_datasets
+    from rsray.data.datasets import load_shard_set, training_datasets
+    from rsray.data.plan import make_plan
     from rsray.train.batches import model_batches
 
     shards = tmp_path / "shards"
@@ -107,7 +109,7 @@ def test_cached_split_is_read_once(synthetic_shards, tmp_path, ray_session):
 
 def test_cache_auto_streams_what_does_not_fit(synthetic_shards, ray_session):
     from rsray.config import DataConfig
-    from rsray.data.pipeline import load_shard_set, training_datasets
+    from rsray.data.datasets import load_shard_set, training_datasets
 
     cfg = DataConfig(uri=synthetic_shards, cache="auto", cache_fraction=1e-9,
                      verify_checksums=False)

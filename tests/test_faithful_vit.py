@@ -21,7 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from rsray.config import DataConfig
-from rsray.data.pipeline import finalize_batch, load_shard_set, make_plan, transform
+from rsray.data.datasets import load_shard_set, transform
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import make_plan
 from rsray.errors import ConfigError
 from rsray.models import create_model
 from rsray.tune.spaces import get_space

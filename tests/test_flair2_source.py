@@ -486,7 +486,9 @@ def test_prepare_and_stream_series_with_flags_and_padding(tmp_path: Path, ray_se
     import torch
 
     from rsray.config import DataConfig
-    from rsray.data.pipeline import build_datasets, finalize_batch, make_plan
+    from rsray.data.datasets import build_datasets
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.prepare import prepare
     from rsray.data.shards import read_manifest
 

@@ -747,7 +747,9 @@ def test_prepare_and_stream_into_a_fusion_model_with_metadata(tmp_path: Path, ra
     import torch
 
     from rsray.config import DataConfig
-    from rsray.data.pipeline import build_datasets, finalize_batch, make_plan
+    from rsray.data.datasets import build_datasets
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.prepare import prepare
     from rsray.models import create_model
 

@@ -6,17 +6,15 @@ import pytest
 
 from rsray.config import DataConfig
 from rsray.data import augment as aug
-from rsray.data.pipeline import (
-    build_datasets,
-    decode_raw,
-    finalize_batch,
-    load_shard_set,
-    make_plan,
-)
+from rsray.data.datasets import build_datasets, load_shard_set
+from rsray.data.decode import decode_raw
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import make_plan
 from rsray.data.prepare import BandMoments, prepare
-from rsray.data.shards import get_fs, read_manifest
+from rsray.data.shards import read_manifest
 from rsray.data.sources.bigearthnet import BigEarthNetMM
 from rsray.errors import RsrayError, ShardIntegrityError
+from rsray.storage import get_fs
 
 
 def test_band_moments_merge_matches_numpy():

@@ -199,7 +199,9 @@ def test_shards_hold_float_targets_stats_and_predict_writes_values(twin: Path,
     import pyarrow.parquet as pq
 
     from rsray.config import DataConfig
-    from rsray.data.pipeline import decode_raw, finalize_batch, make_plan
+    from rsray.data.decode import decode_raw
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.prepare import prepare
     from rsray.data.sources.covariates.regression import regression_source
     from rsray.evaluate.predict import Predictor

@@ -382,7 +382,9 @@ def test_prepare_holdout_season_and_stream_single_labels(tmp_path: Path, ray_ses
     """Season hold-out and the single-label option streamed as one-hot rows (the default
     multi-label path and the model forward are in test_dataset_contract.py)."""
     from rsray.config import load_config
-    from rsray.data.pipeline import build_datasets, finalize_batch, make_plan
+    from rsray.data.datasets import build_datasets
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.data.prepare import prepare
     from rsray.data.shards import read_manifest
 

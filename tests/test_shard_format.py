@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rsray.config import DataConfig
-from rsray.data.pipeline import decode_raw, make_plan
+from rsray.data.decode import decode_raw
+from rsray.data.plan import make_plan
 from rsray.data.prepare import _arrow_schema, _write_chunk, row_group_rows
 from rsray.data.schema import (
     BandGroup,
@@ -25,13 +26,7 @@ from rsray.data.schema import (
     encode_array,
     group_arrow_type,
 )
-from rsray.data.shards import (
-    LEGACY_STORAGE,
-    Manifest,
-    ShardInfo,
-    read_manifest,
-    write_manifest,
-)
+from rsray.data.shards import LEGACY_STORAGE, Manifest, ShardInfo, read_manifest, write_manifest
 from rsray.errors import ShardIntegrityError
 
 CLS = DatasetSpec(

@@ -9,14 +9,13 @@ from rsray.data.shards import (
     MANIFEST_NAME,
     Manifest,
     ShardInfo,
-    atomic_write_bytes,
-    get_fs,
     read_manifest,
     sha256_bytes,
     verify_shards,
     write_manifest,
 )
 from rsray.errors import DatasetNotFoundError, ShardIntegrityError
+from rsray.storage import atomic_write_bytes, get_fs
 
 
 def _manifest(root, payloads: dict[str, bytes]) -> Manifest:

@@ -9,14 +9,10 @@ import pytest
 import torch
 
 from rsray.config import Config
-from rsray.data.pipeline import (
-    DecodePlan,
-    GroupPlan,
-    ModalityPlan,
-    augment_raw,
-    decode_raw,
-    finalize_batch,
-)
+from rsray.data.augment import augment_raw
+from rsray.data.decode import decode_raw
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import DecodePlan, GroupPlan, ModalityPlan
 from rsray.data.schema import BandGroup, DatasetSpec, ModalitySpec, encode_array
 from rsray.data.splits import (
     apply_holdout,

@@ -18,6 +18,11 @@ result; integer bands are rounded back to their dtype after a crop in both.
 Which operations a modality gets is chosen per modality (``ops``): GLOBE's horizon photos have
 a sky, so quarter turns (which also make vertical flips) are off for them
 (progressive-fusion-globe-lulc.txt), while overhead imagery gets all of them.
+
+:func:`augment_raw` (NumPy, in a Ray Data task or on the host) and :func:`augment_device`
+(torch, on the worker's device) apply them to a decoded batch along a
+:class:`~rsray.data.plan.DecodePlan`: per modality, with the segmentation mask aligned and
+modality dropping recorded as ``drop_<modality>`` flags.
 """
 
 from __future__ import annotations
@@ -25,9 +30,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from rsray.config import DataConfig
+from rsray.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rsray.data.plan import DecodePlan
 
 OPS = ("hflip", "rot90", "crop")
 """Operations a modality can get; all by default."""
@@ -232,6 +243,164 @@ def apply_torch(x: Any, d: Draw, mode: str = "bilinear") -> Any:
     return dihedral_torch(resized_crop_torch(x, d.box, mode), d.k, d.flip)
 
 
-__all__ = ["OPS", "Draw", "apply", "apply_torch", "dihedral", "dihedral_torch", "draw",
-           "draw_torch", "identity_box_torch", "modality_ops", "resized_crop",
-           "resized_crop_torch"]
+def augment_raw(
+    batch: dict[str, np.ndarray],
+    plan: DecodePlan,
+    *,
+    desync: bool = False,
+    modality_dropout: float = 0.0,
+    crop_scale: tuple[float, float] = (1.0, 1.0),
+    ops: Mapping[str, Sequence[str]] | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """Random crop-and-resize, flips and quarter turns, and modality dropping (training only).
+
+    Runs on native-resolution groups, before resampling (see :mod:`rsray.data.augment`). Every
+    group of a modality gets the modality's transform (they cover the same ground); series get
+    one transform for all their dates. ``desync`` draws a transform per modality (the thesis'
+    desynchronised flipping and cropping), otherwise a sample's modalities share one. ``ops``
+    maps a modality to the operations it gets (default: all of ``hflip``, ``rot90``, ``crop``;
+    cropping only when ``crop_scale`` is below 1). A segmentation mask gets the shared transform,
+    so ``desync`` is ignored for segmentation (the mask must stay aligned with every input).
+    With probability ``modality_dropout`` one modality of a sample, chosen at random, is flagged
+    in ``drop_<modality>`` and zeroed after normalisation (its training mean); a sample never
+    loses all of them. The draw is among the modalities the sample has: one already missing
+    (``drop_<modality>`` set by the decoder from ``present_<modality>``) is never the one
+    dropped, and a sample left with a single modality keeps it.
+    """
+    rng = rng or np.random.default_rng()
+    ops = ops or {}
+    n = len(batch["label"])
+    desync = desync and plan.task != "segmentation"
+    all_ops = tuple(sorted({o for m in plan.spatial for o in modality_ops(ops, m.name)}))
+    shared = draw(rng, n, all_ops, crop_scale)
+    for m in plan.spatial:
+        mine = modality_ops(ops, m.name)
+        d = draw(rng, n, mine, crop_scale) if desync else _restrict(shared, mine)
+        for g in m.groups:
+            batch[g.column] = apply(batch[g.column], d)
+    if plan.task == "segmentation":
+        batch["label"] = apply(batch["label"], shared, mode="nearest")
+    names = [m.name for m in plan.modalities]
+    if modality_dropout > 0 and len(names) > 1:
+        drop = rng.random(n) < modality_dropout
+        which = rng.integers(0, len(names), size=n)
+        present = np.stack([np.asarray(batch[f"drop_{x}"]) == 0 for x in names], axis=1)
+        for i in np.nonzero(drop)[0]:
+            have = np.flatnonzero(present[i])
+            if len(have) >= 2:  # the which-th present modality (all present: the which-th)
+                batch[f"drop_{names[int(have[int(which[i]) % len(have)])]}"][i] = 1
+    return batch
+
+
+def augment_device(
+    batch: dict[str, Any],
+    plan: DecodePlan,
+    *,
+    desync: bool = False,
+    modality_dropout: float = 0.0,
+    crop_scale: tuple[float, float] = (1.0, 1.0),
+    ops: Mapping[str, Sequence[str]] | None = None,
+    generator: Any = None,
+) -> dict[str, Any]:
+    """:func:`augment_raw` on torch tensors, on whatever device they are (``augment_on=device``).
+
+    Same operations, per-modality choices (``ops``), synchronised or desynchronised draws,
+    aligned segmentation mask and modality dropping as :func:`augment_raw`; the parameters are
+    drawn on the device with ``generator`` (a ``torch.Generator`` there), so a batch on a GPU
+    never comes back to the host. Labels other than a segmentation mask are not touched (they
+    may be multi-hot, class indices or float regression targets). Returns a new dict.
+    """
+    import torch
+
+    out = dict(batch)
+    ops = ops or {}
+    label = out["label"]
+    n, device = int(label.shape[0]), label.device
+    desync = desync and plan.task != "segmentation"
+    all_ops = tuple(sorted({o for m in plan.spatial for o in modality_ops(ops, m.name)}))
+    shared = draw_torch(generator, n, all_ops, crop_scale, device)
+    for m in plan.spatial:
+        mine = modality_ops(ops, m.name)
+        d = (draw_torch(generator, n, mine, crop_scale, device) if desync
+             else _restrict_torch(shared, mine))
+        for g in m.groups:
+            out[g.column] = apply_torch(out[g.column], d)
+    if plan.task == "segmentation":
+        out["label"] = apply_torch(label, shared, mode="nearest")
+    names = [m.name for m in plan.modalities]
+    if modality_dropout > 0 and len(names) > 1:
+        drop = torch.rand(n, generator=generator, device=device) < modality_dropout
+        which = torch.randint(0, len(names), (n,), generator=generator, device=device)
+        flags = [out.get(f"drop_{x}") for x in names]
+        present = torch.stack([torch.ones(n, dtype=torch.bool, device=device) if f is None
+                               else f.to(device) == 0 for f in flags], dim=1)
+        count = present.sum(dim=1)
+        ok = drop & (count >= 2)  # never drop a sample's last modality
+        rank = present.long().cumsum(dim=1) - 1  # the which-th present modality is dropped
+        chosen = present & (rank == (which % count.clamp_min(1))[:, None])
+        for j, name in enumerate(names):
+            key = f"drop_{name}"
+            hit = (ok & chosen[:, j]).to(torch.uint8)
+            out[key] = hit if flags[j] is None else torch.maximum(flags[j].to(torch.uint8), hit)
+    return out
+
+
+def _restrict_torch(d: Draw, ops: Sequence[str]) -> Draw:
+    """:func:`_restrict` for a draw of tensors."""
+    import torch
+
+    n = len(d.k)
+    return Draw(
+        d.k if "rot90" in ops else torch.zeros_like(d.k),
+        d.flip if "hflip" in ops else torch.zeros_like(d.flip),
+        d.box if "crop" in ops else identity_box_torch(n, d.box.device),
+    )
+
+
+def _restrict(d: Draw, ops: Sequence[str]) -> Draw:
+    """The shared draw without the operations a modality does not get."""
+    n = len(d.k)
+    return Draw(
+        d.k if "rot90" in ops else np.zeros(n, dtype=d.k.dtype),
+        d.flip if "hflip" in ops else np.zeros(n, dtype=bool),
+        d.box if "crop" in ops else np.tile(np.array([1.0, 0.0, 0.0]), (n, 1)),
+    )
+
+
+def check_augment(plan: DecodePlan, cfg: DataConfig) -> None:
+    """Reject augmentation settings that would misalign a segmentation mask or name no modality.
+
+    A segmentation mask gets one transform, so every input must get the same operations, and
+    cropping needs inputs that cover the same ground (FLAIR-2's Sentinel-2 series covers a
+    larger area than the aerial tile, so a relative box would cut different ground).
+    """
+    names = {m.name for m in plan.spatial}
+    unknown = set(cfg.augment_ops) - names
+    if unknown:
+        raise ConfigError(f"data.augment_ops: {sorted(unknown)} are not image modalities of "
+                          f"this shard set (it has {', '.join(sorted(names))})")
+    if plan.task != "segmentation":
+        return
+    per = {tuple(sorted(modality_ops(cfg.augment_ops, m))) for m in names}
+    if len(per) > 1:
+        raise ConfigError("data.augment_ops: a segmentation mask gets one transform, so every "
+                          "input modality must get the same operations")
+    crops = cfg.crop_scale[0] < 1.0 and "crop" in next(iter(per), ())
+    if crops and any(m.kind == "series" for m in plan.spatial):
+        raise ConfigError("data.crop_scale: cropping a segmentation shard set with a series "
+                          "modality would cut different ground (the series covers a larger "
+                          "area); keep data.crop_scale=[1.0, 1.0]")
+
+
+def augment_kwargs(cfg: DataConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`augment_raw` that ``cfg`` sets."""
+    return {"desync": cfg.desync_augment, "modality_dropout": cfg.modality_dropout,
+            "crop_scale": (float(cfg.crop_scale[0]), float(cfg.crop_scale[1])),
+            "ops": {k: tuple(v) for k, v in cfg.augment_ops.items()}}
+
+
+
+__all__ = ["OPS", "Draw", "apply", "apply_torch", "augment_device", "augment_kwargs",
+           "augment_raw", "check_augment", "dihedral", "dihedral_torch", "draw", "draw_torch",
+           "identity_box_torch", "modality_ops", "resized_crop", "resized_crop_torch"]

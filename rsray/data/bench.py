@@ -41,7 +41,10 @@ from rasterio.enums import Resampling
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from rsray.config import DataConfig
-from rsray.data.pipeline import DecodePlan, build_split, decode_raw, finalize_batch, make_plan
+from rsray.data.datasets import build_split
+from rsray.data.decode import decode_raw
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import DecodePlan, make_plan
 from rsray.data.prepare import write_shard_bytes
 from rsray.data.shards import CODECS, Manifest, read_manifest
 

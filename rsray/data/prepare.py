@@ -46,9 +46,6 @@ from rsray.data.shards import (
     MANIFEST_NAME,
     Manifest,
     ShardInfo,
-    atomic_write_bytes,
-    get_fs,
-    join,
     read_manifest,
     resolve_codec,
     sha256_bytes,
@@ -56,6 +53,7 @@ from rsray.data.shards import (
 )
 from rsray.data.splits import OOD_SPLIT, apply_holdout, parse_holdout
 from rsray.errors import PatchError, RsrayError
+from rsray.storage import atomic_write_bytes, get_fs, join
 
 DEFAULT_SHARD_MB = 128
 ROW_GROUP_MB = 8
@@ -130,6 +128,7 @@ def _arrow_schema(spec: DatasetSpec, meta_keys: list[str]) -> pa.Schema:
         if g.kind == "series":
             cols.append(pa.field(f"{g.name}_dates", pa.list_(pa.int32())))
     cols += [pa.field(f"meta_{k}", pa.string()) for k in meta_keys]
+    cols += [pa.field(f"present_{m}", pa.uint8()) for m in spec.optional_modalities]
     return pa.schema(cols)
 
 
@@ -236,6 +235,11 @@ def _write_chunk(
         if spec.task == "regression" and chunk["split"] == "train":
             for m, v in zip(moments[TARGET_MOMENTS], rows["label"][-1], strict=True):
                 m.add_array(np.asarray([v]))
+        present = sample.get("present") or {}
+        absent = {g.name for m in spec.modalities if m.name in spec.optional_modalities
+                  and not present.get(m.name, True) for g in m.groups}
+        for m in spec.optional_modalities:
+            rows[f"present_{m}"].append(int(bool(present.get(m, True))))
         for g in spec.groups:
             arr = np.asarray(sample["arrays"][g.name])
             rows[g.name].append(encode_array(arr, g.dtype) if g.kind == "series" else arr)
@@ -246,7 +250,7 @@ def _write_chunk(
                     raise RsrayError(f"{sample['patch_id']}: {g.name}_dates has shape "
                                      f"{dates.shape} for {arr.shape[0]} dates")
                 rows[f"{g.name}_dates"].append(dates.astype(np.int32).tolist())
-            if chunk["split"] == "train":
+            if chunk["split"] == "train" and g.name not in absent:  # zeros are not data
                 _fold_moments(moments[g.name], g, arr)
         for k in meta_keys:
             rows[f"meta_{k}"].append(str(sample["meta"].get(k, "")))
@@ -319,6 +323,21 @@ def summarise_rejects(rejects: list[Reject], limit: int = 15) -> str:
     if len(rejects) > limit:
         lines.append(f"  ... {len(rejects) - limit} more; all are listed in {MANIFEST_NAME}")
     return "\n".join(lines)
+
+
+def _given_stats(stats: dict[str, dict[str, float]], modality: str, bands: tuple[str, ...],
+                 given: dict[str, dict[str, list[float]]] | None) -> None:
+    """Replace computed band means/stds by those a source was given (``means``/``stds``)."""
+    for key, field_name in (("means", "mean"), ("stds", "std")):
+        values = ((given or {}).get(key) or {}).get(modality)
+        if values is None:
+            continue
+        if len(values) != len(bands):
+            raise RsrayError(f"{key}.{modality}: {len(values)} values for {len(bands)} bands "
+                             f"({', '.join(bands)})")
+        for band, v in zip(bands, values, strict=True):
+            stats[band][field_name] = float(v)
+            stats[band]["given"] = 1.0
 
 
 def prepare(
@@ -424,6 +443,9 @@ def prepare(
             for b, band in enumerate(g.bands):
                 mo = moments[g.name][b]
                 band_stats[m.name][band] = {"mean": mo.mean, "std": mo.std, "pixels": mo.n}
+        _given_stats(band_stats[m.name], m.name, m.bands, discovery.info.get("given_stats"))
+        if m.name in spec.optional_modalities:
+            modalities[m.name]["optional"] = True
     if not any(s.split == "train" for s in shards):
         print("warning: no training shard; band statistics are empty", flush=True)
     label_info = dict(spec.label_info)

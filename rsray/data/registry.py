@@ -20,7 +20,9 @@ Each dataset package under :mod:`rsray.data.sources` ends its ``__init__.py`` wi
 
 so a new dataset is one package (``sources/<name>/{reader,synth,__init__}.py``, see
 ``sources/TEMPLATE.md``) plus one line in :data:`DATASET_MODULES`; the dataset contract test
-then covers it with nothing extra to write.
+then covers it with nothing extra to write. The synthetic writer is optional
+(``write_synthetic``/``synthetic_source`` default to ``None``): a reader alone is enough to
+prepare real files.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ DATASET_MODULES = (
     "rsray.data.sources.bigearthnet_v2",
     "rsray.data.sources.flair2",
     "rsray.data.sources.covariates.regression",
+    "rsray.data.sources.files",
 )
 """Modules that register a dataset when imported (one package per dataset)."""
 
@@ -56,10 +59,12 @@ class DatasetEntry:
     """Adds the dataset's own ``rsray prepare <name>`` flags (input folders, options)."""
     source_from_args: Callable[[argparse.Namespace], Source]
     """Builds the :class:`~rsray.data.schema.Source` from the parsed flags."""
-    write_synthetic: Callable[[str | Path, int, int], Any]
-    """``(out_folder, n, seed)``: writes a synthetic twin in the real on-disk format."""
-    synthetic_source: Callable[[Path], Source]
-    """Source over a folder written by ``write_synthetic``."""
+    write_synthetic: Callable[[str | Path, int, int], Any] | None = None
+    """``(out_folder, n, seed)``: writes a synthetic twin in the real on-disk format. Optional:
+    a dataset without one is prepared from real files only (no ``rsray synth``, no
+    ``--smoke-test`` twin, no contract-test twin checks)."""
+    synthetic_source: Callable[[Path], Source] | None = None
+    """Source over a folder written by ``write_synthetic`` (given together with it)."""
     describe_synthetic: Callable[[], str] = lambda: ""
     """Human-readable rules linking the synthetic inputs to their labels."""
     default_modalities: tuple[str, ...] = ()
@@ -139,6 +144,15 @@ def prepare_from_args(args: argparse.Namespace) -> Any:
                    holdout=list(args.holdout) or None, codec=getattr(args, "codec", "auto"))
 
 
+def require_twin(entry: DatasetEntry) -> tuple[Callable[[str | Path, int, int], Any],
+                                                Callable[[Path], Source]]:
+    """The entry's synthetic writer and source (ConfigError when it registered none)."""
+    if entry.write_synthetic is None or entry.synthetic_source is None:
+        raise ConfigError(f"dataset {entry.name!r} has no synthetic twin; prepare its real "
+                          f"files with `rsray prepare {entry.name} ...` and pass --data")
+    return entry.write_synthetic, entry.synthetic_source
+
+
 def synthetic_shards(dataset: str, root: str | Path, n: int, seed: int = 0,
                      holdout: Sequence[str] = ()) -> str:
     """Synthetic raw data + shards of ``dataset`` under ``root`` (reused when already there)."""
@@ -148,20 +162,22 @@ def synthetic_shards(dataset: str, root: str | Path, n: int, seed: int = 0,
     from rsray.data.shards import MANIFEST_NAME
 
     entry = get_dataset(dataset)
+    write_synthetic, synthetic_source = require_twin(entry)
     raw, shards = Path(root) / "raw", Path(root) / "shards"
     stamp = raw / "rsray_synth.json"
     want = {"dataset": dataset, "n": n, "seed": seed, "holdout": list(holdout)}
     if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
         print(f"[rsray] writing {n} SYNTHETIC {dataset} samples to {raw}", flush=True)
-        entry.write_synthetic(raw, n, seed)
+        write_synthetic(raw, n, seed)
         stamp.write_text(json.dumps(want))
         if (shards / MANIFEST_NAME).is_file():
             (shards / MANIFEST_NAME).unlink()
     if not (shards / MANIFEST_NAME).is_file():
-        prepare(entry.synthetic_source(raw), str(shards), overwrite=True,
+        prepare(synthetic_source(raw), str(shards), overwrite=True,
                 holdout=list(holdout) or None)
     return str(shards.resolve())
 
 
 __all__ = ["DATASET_MODULES", "DatasetEntry", "add_common_prepare_args", "get_dataset",
-           "list_datasets", "prepare_from_args", "register_dataset", "synthetic_shards"]
+           "list_datasets", "prepare_from_args", "register_dataset", "require_twin",
+           "synthetic_shards"]

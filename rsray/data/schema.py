@@ -30,7 +30,9 @@ Shards store one row per sample with these columns:
   ``<group>_shape`` (list<int32>); series groups add ``<group>_dates`` (list<int32>: day of
   year of each date). Shard sets written before this layout (``storage.layout = "binary"``
   in the manifest) store every group as variable ``binary``; readers accept both;
-* source-specific string columns ``meta_<key>`` (e.g. ``meta_s1_patch``).
+* source-specific string columns ``meta_<key>`` (e.g. ``meta_s1_patch``);
+* ``present_<modality>`` (uint8, 1 = present) for each of the spec's
+  ``optional_modalities`` (datasets whose samples may lack a modality).
 
 The pipeline decodes groups; for image modalities it resamples the groups to one size and
 concatenates them in spec order into one ``(C, H, W)`` float32 tensor keyed by the modality
@@ -147,6 +149,10 @@ class DatasetSpec:
     """Segmentation only: side of the ``(size, size)`` label mask."""
     exclude_from_mean: tuple[str, ...] = ()
     """Classes left out of averaged metrics (FLAIR-2's ``other`` is not in its mIoU)."""
+    optional_modalities: tuple[str, ...] = ()
+    """Modalities a sample may lack. Shards then carry a ``present_<modality>`` uint8 column
+    (1 = the sample has it); an absent modality is stored as zeros, left out of the band
+    statistics, and reaches the model as zeros plus its presence bit."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -217,6 +223,8 @@ class Sample(TypedDict):
     geo: NotRequired[GeoRef]
     """Georeferenced readers: the main raster's grid (see :mod:`rsray.data.covariates`);
     prepare does not store it."""
+    present: NotRequired[dict[str, bool]]
+    """Datasets with ``optional_modalities``: whether the sample has each of them."""
 
 
 @dataclass
@@ -268,7 +276,7 @@ def group_arrow_type(group: BandGroup) -> pa.DataType:
     """Arrow type of a band-group column: fixed-size binary unless the group is a series.
 
     Fixed-size binary keeps the rows of a batch back to back in one data buffer with no
-    offsets, so :func:`rsray.data.pipeline.decode_raw` views it as ``(N, *shape)`` without
+    offsets, so :func:`rsray.data.decode.decode_raw` views it as ``(N, *shape)`` without
     copying; Parquet stores it as ``FIXED_LEN_BYTE_ARRAY`` (no length prefix per value).
     """
     return pa.binary() if group.kind == "series" else pa.binary(group_nbytes(group))

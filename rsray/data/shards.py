@@ -34,15 +34,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 
 from rsray.errors import DatasetNotFoundError, ShardIntegrityError
-from rsray.storage import (  # noqa: F401  (re-exported: callers import them from here)
-    atomic_write_bytes,
-    get_fs,
-    is_local,
-    join,
-    normalise,
-    pyarrow_fs,
-    storage_options,
-)
+from rsray.storage import atomic_write_bytes, get_fs, join, normalise
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "rsray-shards"

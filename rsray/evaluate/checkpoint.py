@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from rsray.config import Config
-from rsray.data.pipeline import DecodePlan, make_plan
-from rsray.data.shards import Manifest, get_fs, is_local, join
+from rsray.data.plan import DecodePlan, make_plan
+from rsray.data.shards import Manifest
 from rsray.errors import RsrayError
+from rsray.storage import get_fs, is_local, join
 from rsray.train.checkpoint import META_FILE, STATE_FILE, load_checkpoint
 
 _CHECKPOINT_PREFIXES = ("epoch_", "checkpoint_")

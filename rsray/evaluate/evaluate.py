@@ -2,11 +2,11 @@
 
 Optionally once more per dropped modality (missing-modality robustness).
 
-Each split is streamed through the training pipeline (:func:`rsray.data.pipeline.build_split`,
+Each split is streamed through the training pipeline (:func:`rsray.data.datasets.build_split`,
 no augmentation) and scored by the training loop's own evaluation function
-(:func:`rsray.train.loop.evaluate_split`), so the numbers are the validation metrics training
+(:func:`rsray.train.step.evaluate_split`), so the numbers are the validation metrics training
 reported for that epoch (up to float summation order). Dropping a modality sets its
-``drop_<modality>`` flag, which :func:`~rsray.data.pipeline.finalize_batch` turns into zeros
+``drop_<modality>`` flag, which :func:`~rsray.data.finalize.finalize_batch` turns into zeros
 after normalisation: what training-time modality dropout does (``data.modality_dropout``).
 """
 
@@ -23,10 +23,11 @@ import torch
 import torchmetrics
 
 from rsray.config import Config
-from rsray.data.pipeline import build_split, load_shard_set
-from rsray.data.shards import Manifest, get_fs, join
+from rsray.data.datasets import build_split, load_shard_set
+from rsray.data.shards import Manifest
 from rsray.errors import RsrayError
 from rsray.evaluate.checkpoint import LoadedCheckpoint, open_checkpoint, read_checkpoint_meta
+from rsray.storage import get_fs, join
 
 METRICS_JSON = "metrics.json"
 PROGRESS_EVERY_S = 10.0
@@ -92,7 +93,7 @@ def score_split(loaded: LoadedCheckpoint, manifest: Manifest, split: str,
                 drop: Sequence[str] = (), batch_size: int | None = None,
                 device: torch.device | None = None) -> tuple[dict[str, Any], Any]:
     """``(metrics + n_samples, confusion matrix or None)`` of one split, one drop setting."""
-    from rsray.train.loop import evaluate_split
+    from rsray.train.step import evaluate_split
     from rsray.train.tasks import build_task
 
     cfg: Config = loaded.config

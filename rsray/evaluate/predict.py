@@ -4,7 +4,7 @@ The split's shard rows are read with Ray Data and scored by ``map_batches`` over
 actors, each holding the model: one actor per GPU (``num_gpus=1``) when the cluster has GPUs,
 else a few CPU actors. The weights go to the actors through the object store, so a local
 checkpoint works on a multi-node cluster too. Rows are decoded with the training pipeline's
-functions (:func:`~rsray.data.pipeline.decode_raw`, :func:`~rsray.data.pipeline.finalize_batch`),
+functions (:func:`~rsray.data.decode.decode_raw`, :func:`~rsray.data.finalize.finalize_batch`),
 so inputs are exactly what evaluation sees.
 
 Columns of the written Parquet dataset (a folder of part files plus ``_predictions.json``
@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from rsray.config import Config
-from rsray.data.pipeline import READ_BLOCKS_PER_SHARD, DecodePlan
-from rsray.data.shards import get_fs, join, pyarrow_fs
+from rsray.data.datasets import READ_BLOCKS_PER_SHARD
+from rsray.data.plan import DecodePlan
 from rsray.errors import RsrayError
+from rsray.storage import get_fs, join, pyarrow_fs
 
 PREDICTIONS_META = "_predictions.json"
 CPU_ACTORS_MAX = 4
@@ -66,8 +67,9 @@ class Predictor:
         """Shard rows -> ``patch_id``, ``target`` and ``probs`` / ``pred`` columns."""
         import torch
 
-        from rsray.data.pipeline import decode_raw, finalize_batch
-        from rsray.train.loop import autocast, model_inputs
+        from rsray.data.decode import decode_raw
+        from rsray.data.finalize import finalize_batch
+        from rsray.train.step import autocast, model_inputs
 
         patch_id = np.asarray([str(p) for p in batch["patch_id"]], dtype=object)
         raw = decode_raw(batch, self.plan)
@@ -169,7 +171,7 @@ def predict(
     """
     import ray
 
-    from rsray.data.pipeline import load_shard_set
+    from rsray.data.datasets import load_shard_set
     from rsray.evaluate.checkpoint import open_checkpoint, read_checkpoint_meta
     from rsray.evaluate.evaluate import parse_drops
     from rsray.runtime import ensure_ray, quiet_data_context

@@ -59,13 +59,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
+from rsray.models.layers.backbones import (
+    TINY_RESNET,
+    branch_file,
+    check_head_args,
+    create_timm_backbone,
+    one_file,
+)
 from rsray.models.layers.fusion import (
     MetadataEmbedding,
     check_int,
     check_metadata_dim,
     gather_inputs,
     get_metadata,
+    presence,
     validate_modalities,
 )
 from rsray.models.registry import build_model_with_cfg, register_model
@@ -102,7 +109,8 @@ def geometric_mean_logits(
 
     Args:
         logits: one (B, K) logit tensor per branch.
-        weights: one non-negative weight per branch; they are normalised to sum 1.
+        weights: one non-negative weight per branch (``(M,)``), or per branch and sample
+            (``(M, B)``: a missing modality's weight is 0); normalised to sum 1 over branches.
         task: ``"multilabel"``: ``p = Π sigmoid(z_m)^{w_m}`` per class, returns ``logit(p)``;
             ``"multiclass"``: ``p ∝ Π softmax(z_m)^{w_m}``, returns ``log p`` (normalised).
 
@@ -110,8 +118,9 @@ def geometric_mean_logits(
         (B, K) float32 logits.
     """
     z = torch.stack([t.float() for t in logits], dim=0)  # (M, B, K)
-    w = torch.as_tensor(weights, dtype=z.dtype, device=z.device)
-    w = (w / w.sum()).view(-1, *([1] * (z.dim() - 1)))
+    w = torch.as_tensor(weights, dtype=z.dtype, device=z.device)  # (M,) or per sample (M, B)
+    w = w / w.sum(0, keepdim=True)
+    w = w.reshape(*w.shape, *([1] * (z.dim() - w.dim())))
     if task == "multiclass":
         return torch.log_softmax((w * torch.log_softmax(z, dim=-1)).sum(0), dim=-1)
     if task != "multilabel":
@@ -135,6 +144,8 @@ class EarlyFusionCNN(nn.Module):
             a linear head (``metadata_at="head"``).
         backbone: timm model name.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone (implies ``pretrained``;
+            for hosts without hub access).
         drop_rate: dropout before the classifier.
         meta_embed_dim: width of the metadata embedding.
         backbone_kwargs: further arguments for ``timm.create_model``.
@@ -150,6 +161,7 @@ class EarlyFusionCNN(nn.Module):
         metadata_dim: int = 0,
         backbone: str = "resnet18",
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -175,6 +187,7 @@ class EarlyFusionCNN(nn.Module):
             in_chans=in_chans,
             num_classes=head_classes,
             pretrained=pretrained,
+            pretrained_file=one_file(pretrained_file),
             drop_rate=drop_rate,
             backbone_kwargs=backbone_kwargs,
         )
@@ -215,6 +228,8 @@ class SingleModalityCNN(EarlyFusionCNN):
         modality: the modality to use; ``None`` takes the first one of ``modalities``.
         backbone: timm model name.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone (implies ``pretrained``;
+            for hosts without hub access).
         drop_rate: dropout before the classifier.
         meta_embed_dim: width of the metadata embedding.
         backbone_kwargs: further arguments for ``timm.create_model``.
@@ -229,6 +244,7 @@ class SingleModalityCNN(EarlyFusionCNN):
         modality: str | None = None,
         backbone: str = "resnet18",
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -246,6 +262,7 @@ class SingleModalityCNN(EarlyFusionCNN):
             metadata_dim=metadata_dim,
             backbone=backbone,
             pretrained=pretrained,
+            pretrained_file=pretrained_file,
             drop_rate=drop_rate,
             meta_embed_dim=meta_embed_dim,
             backbone_kwargs=backbone_kwargs,
@@ -270,6 +287,8 @@ class LateFusionCNN(nn.Module):
         task: ``"multilabel"`` (sigmoid) or ``"multiclass"`` (softmax) probabilities for
             ``combine="geometric"``.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone, loaded into every branch
+            (implies ``pretrained``), or a mapping modality → checkpoint.
         drop_rate: dropout before each backbone's classifier.
         meta_embed_dim: width of the metadata MLP.
         backbone_kwargs: further arguments for ``timm.create_model`` (every branch).
@@ -292,6 +311,7 @@ class LateFusionCNN(nn.Module):
         weights: Sequence[float] | Mapping[str, float] | None = None,
         task: Literal["multilabel", "multiclass"] = "multilabel",
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -338,6 +358,7 @@ class LateFusionCNN(nn.Module):
                     in_chans=c,
                     num_classes=num_classes if level == "decision" else 0,
                     pretrained=pretrained,
+                    pretrained_file=branch_file(pretrained_file, m),
                     drop_rate=drop_rate,
                     backbone_kwargs=backbone_kwargs,
                 )
@@ -387,6 +408,9 @@ class LateFusionCNN(nn.Module):
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Return the combined logits (B, num_classes)."""
         logits = self.branch_logits(inputs)
+        present = presence(inputs, self.branch_names)  # (B, M) or None
+        if present is not None and self.head is not None:  # missing branches contribute 0
+            logits = [f * present[:, i:i + 1].to(f.dtype) for i, f in enumerate(logits)]
         if self.head is not None:
             if self.proj is not None:
                 names = self.branch_names
@@ -394,10 +418,14 @@ class LateFusionCNN(nn.Module):
                 return self.head(merged.sum(0))
             return self.head(torch.cat(logits, dim=1))
         w: Tensor = self.combine_weights
+        if present is not None:  # per sample: the present branches' weights, renormalised
+            w = w.to(present.dtype)[:, None] * present.T
+            w = w / w.sum(0, keepdim=True).clamp_min(1e-12)
         if self.combine == "geometric":
             return geometric_mean_logits(logits, w, self.task)
         stacked = torch.stack(logits, dim=0)
-        return (w.to(stacked.dtype).view(-1, 1, 1) * stacked).sum(0)
+        w = w.to(stacked.dtype)
+        return (w.reshape(*w.shape, *([1] * (stacked.dim() - w.dim()))) * stacked).sum(0)
 
 
 def _branch_weights(

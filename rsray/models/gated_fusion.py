@@ -41,7 +41,12 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
+from rsray.models.layers.backbones import (
+    TINY_RESNET,
+    branch_file,
+    check_head_args,
+    create_timm_backbone,
+)
 from rsray.models.layers.fusion import (
     METADATA_KEY,
     MetadataEmbedding,
@@ -49,6 +54,7 @@ from rsray.models.layers.fusion import (
     check_metadata_dim,
     gather_inputs,
     get_metadata,
+    presence,
     validate_modalities,
 )
 from rsray.models.registry import build_model_with_cfg, register_model
@@ -70,6 +76,8 @@ class BranchEncoders(nn.Module):
         meta_embed_dim: width of the metadata MLP.
         pretrained: load timm's pretrained weights.
         backbone_kwargs: further arguments for ``timm.create_model`` (every branch).
+        pretrained_file: a local checkpoint of the timm backbone for every branch (implies
+            ``pretrained``), or a mapping modality → checkpoint.
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class BranchEncoders(nn.Module):
         meta_embed_dim: int,
         pretrained: bool,
         backbone_kwargs: Mapping[str, Any] | None,
+        pretrained_file: str | Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
@@ -98,6 +107,7 @@ class BranchEncoders(nn.Module):
                     in_chans=c,
                     num_classes=0,
                     pretrained=pretrained,
+                    pretrained_file=branch_file(pretrained_file, m),
                     backbone_kwargs=backbone_kwargs,
                 )
                 for m, c in modalities.items()
@@ -159,6 +169,8 @@ class GatedFusionCNN(nn.Module):
         spatial_gates: gates per feature-map location instead of per sample.
         dropout: dropout before the classifier.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone (every branch; implies
+            ``pretrained``), or a mapping modality → checkpoint.
         meta_embed_dim: width of the metadata MLP.
         backbone_kwargs: further arguments for ``timm.create_model``.
     """
@@ -176,6 +188,7 @@ class GatedFusionCNN(nn.Module):
         spatial_gates: bool = False,
         dropout: float = 0.0,
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -196,7 +209,8 @@ class GatedFusionCNN(nn.Module):
         self.gate_activation = gate_activation
         self.spatial_gates = bool(spatial_gates)
         self.branches = BranchEncoders(
-            mods, width, backbone, metadata_dim, meta_embed_dim, pretrained, backbone_kwargs
+            mods, width, backbone, metadata_dim, meta_embed_dim, pretrained, backbone_kwargs,
+            pretrained_file,
         )
         self.branch_names = self.branches.names
         k = len(self.branch_names)
@@ -210,6 +224,12 @@ class GatedFusionCNN(nn.Module):
         """Gates (B, K, h, w) and branch features (B, K, width, h, w), K in ``branch_names``."""
         feats = self.branches(inputs, self.spatial_gates)
         logits = self.gate(feats.flatten(1, 2))
+        present = presence(inputs, self.branch_names)  # (B, K) or None
+        if present is not None:  # a missing modality gets gate 0
+            absent = (present == 0)[:, :, None, None].expand_as(logits)
+            if self.gate_activation == "softmax":
+                return logits.masked_fill(absent, float("-inf")).softmax(dim=1), feats
+            return torch.sigmoid(logits).masked_fill(absent, 0.0), feats
         if self.gate_activation == "softmax":
             return logits.softmax(dim=1), feats
         return torch.sigmoid(logits), feats
@@ -234,6 +254,8 @@ class AttentionFusionCNN(nn.Module):
         depth: Transformer layers among the modality tokens before the attention pooling.
         dropout: dropout on the attention weights, in the layers and before the classifier.
         pretrained: load timm's pretrained weights.
+        pretrained_file: a local checkpoint of the timm backbone (every branch; implies
+            ``pretrained``), or a mapping modality → checkpoint.
         meta_embed_dim: width of the metadata MLP.
         backbone_kwargs: further arguments for ``timm.create_model``.
     """
@@ -250,6 +272,7 @@ class AttentionFusionCNN(nn.Module):
         depth: int = 1,
         dropout: float = 0.0,
         pretrained: bool = False,
+        pretrained_file: str | Mapping[str, str] | None = None,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -269,7 +292,8 @@ class AttentionFusionCNN(nn.Module):
         self.num_heads = num_heads
         self.dropout = float(dropout)
         self.branches = BranchEncoders(
-            mods, width, backbone, metadata_dim, meta_embed_dim, pretrained, backbone_kwargs
+            mods, width, backbone, metadata_dim, meta_embed_dim, pretrained, backbone_kwargs,
+            pretrained_file,
         )
         self.branch_names = self.branches.names
         k = len(self.branch_names)
@@ -290,19 +314,31 @@ class AttentionFusionCNN(nn.Module):
         self.head_drop = nn.Dropout(self.dropout)
         self.head = nn.Linear(width, self.num_classes)
 
-    def _tokens(self, inputs: Mapping[str, Tensor]) -> Tensor:
+    def _tokens(self, inputs: Mapping[str, Tensor], present: Tensor | None = None) -> Tensor:
         feats = self.branches(inputs, spatial=False)  # (B, K, width, 1, 1)
         tokens = feats.flatten(2) + self.modality_embed
-        return self.norm(self.blocks(tokens))
+        if present is None:
+            return self.norm(self.blocks(tokens))
+        # missing branches are neither attended to nor pooled
+        mask = torch.zeros_like(present, dtype=tokens.dtype).masked_fill(present == 0,
+                                                                          float("-inf"))
+        for block in self.blocks:
+            tokens = block(tokens, attn_mask=mask[:, None, None, :])
+        return self.norm(tokens)
 
     def _split(self, x: Tensor) -> Tensor:
         b, k, d = x.shape
         return x.reshape(b, k, self.num_heads, d // self.num_heads).transpose(1, 2)
 
-    def _pool(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """Attention pooling: (fused (B, width), weights (B, heads, K))."""
+    def _pool(self, tokens: Tensor, present: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Attention pooling: (fused (B, width), weights (B, heads, K)).
+
+        Missing branches (``present`` 0) get no weight.
+        """
         k, v = self._split(self.key(tokens)), self._split(self.value(tokens))
         scores = (self.query * k).sum(-1) / math.sqrt(k.shape[-1])  # (B, heads, K)
+        if present is not None:
+            scores = scores.masked_fill((present == 0)[:, None, :], float("-inf"))
         weights = scores.softmax(dim=-1)
         drop = F.dropout(weights, self.dropout, self.training)
         fused = (drop.unsqueeze(-1) * v).sum(dim=2)  # (B, heads, head_dim)
@@ -310,11 +346,13 @@ class AttentionFusionCNN(nn.Module):
 
     def attention(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Pooling weights (B, heads, K) over the branches in ``branch_names``; sum 1 over K."""
-        return self._pool(self._tokens(inputs))[1]
+        present = presence(inputs, self.branch_names)
+        return self._pool(self._tokens(inputs, present), present)[1]
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Logits (B, num_classes) from ``{modality: (B, C, H, W)}`` (+ ``"metadata"``)."""
-        fused, _ = self._pool(self._tokens(inputs))
+        present = presence(inputs, self.branch_names)
+        fused, _ = self._pool(self._tokens(inputs, present), present)
         return self.head(self.head_drop(fused))
 
 

@@ -36,13 +36,19 @@ from timm.models.resnet import ResNet
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.layers.backbones import TINY_RESNET, check_head_args, create_timm_backbone
+from rsray.models.layers.backbones import (
+    TINY_RESNET,
+    check_head_args,
+    create_timm_backbone,
+    one_file,
+)
 from rsray.models.layers.fusion import (
     MetadataEmbedding,
     check_int,
     check_metadata_dim,
     gather_inputs,
     get_metadata,
+    presence,
     validate_modalities,
 )
 from rsray.models.registry import build_model_with_cfg, register_model
@@ -118,6 +124,8 @@ class MiddleFusionCNN(nn.Module):
             pooling (plus EfficientNet's head convolution).
         merge: ``"mean"`` (the paper) or ``"concat"`` (concatenate, 1x1 conv back).
         pretrained: load timm's pretrained weights into branches and trunk.
+        pretrained_file: a local checkpoint of the timm backbone for branches and trunk
+            (implies ``pretrained``).
         drop_rate: dropout before the classifier.
         meta_embed_dim: width of the metadata embedding.
         backbone_kwargs: further arguments for ``timm.create_model``.
@@ -133,6 +141,7 @@ class MiddleFusionCNN(nn.Module):
         fusion_stage: int = 2,
         merge: Literal["mean", "concat"] = "mean",
         pretrained: bool = False,
+        pretrained_file: str | None = None,
         drop_rate: float = 0.0,
         meta_embed_dim: int = 64,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -156,6 +165,7 @@ class MiddleFusionCNN(nn.Module):
                 in_chans=in_chans,
                 num_classes=0,
                 pretrained=pretrained,
+                pretrained_file=one_file(pretrained_file),
                 backbone_kwargs=backbone_kwargs,
             )
 
@@ -199,8 +209,14 @@ class MiddleFusionCNN(nn.Module):
             else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
             for f in feats
         ]
+        present = presence(inputs, self.modalities)  # (B, M) or None
+        if present is not None:  # a missing modality's features are zeros, left out of the mean
+            feats = [f * present[:, i, None, None, None].to(f.dtype) for i, f in enumerate(feats)]
         if self.fuse is not None:
             return self.fuse(torch.cat(feats, dim=1))
+        if present is not None:
+            count = present.sum(1).clamp_min(1.0)[:, None, None, None].to(feats[0].dtype)
+            return torch.stack(feats, dim=0).sum(dim=0) / count
         return torch.stack(feats, dim=0).mean(dim=0)
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:

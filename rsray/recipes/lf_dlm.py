@@ -108,7 +108,7 @@ def _best_checkpoint(cfg: Config) -> str:
 def fuse(cfg: Config, aerial: Sequence[str], series: str,
          manifest: Any) -> tuple[Config, Any, Any]:
     """The ``branch=both`` model of ``cfg`` holding the trained branches' weights, and its plan."""
-    from rsray.data.pipeline import make_plan
+    from rsray.data.plan import make_plan
     from rsray.evaluate.checkpoint import build_model, open_checkpoint
 
     fused_cfg = cfg.with_overrides({"model.params": {**cfg.model.params, "branch": "both",
@@ -125,8 +125,9 @@ def fuse(cfg: Config, aerial: Sequence[str], series: str,
 def score_weights(cfg: Config, model: Any, plan: Any, manifest: Any, split: str,
                   weights: Sequence[float], metric: str) -> list[dict[str, float]]:
     """Validation loss and metrics of every aerial weight, in one pass over ``split``."""
-    from rsray.data.pipeline import build_split, finalize_batch
-    from rsray.train.loop import model_inputs
+    from rsray.data.datasets import build_split
+    from rsray.data.finalize import finalize_batch
+    from rsray.train.step import model_inputs
     from rsray.train.tasks import build_task
 
     label = manifest.info.get("label", {})
@@ -219,7 +220,7 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
         test_splits: splits the fused model is evaluated on (those the shard set has).
         n_aerial: aerial branches (default the model's ``n_aerial``: 2 for the ensemble).
     """
-    from rsray.data.pipeline import load_shard_set
+    from rsray.data.datasets import load_shard_set
     from rsray.evaluate import evaluate_checkpoint
     from rsray.evaluate.evaluate import json_safe
     from rsray.models import create_model

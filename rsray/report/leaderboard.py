@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from rsray.data.shards import atomic_write_bytes, get_fs, join
+from rsray.storage import atomic_write_bytes, get_fs, join
 
 LEADERBOARD_CSV = "leaderboard.csv"
 BEST_JSON = "best.json"

@@ -9,7 +9,11 @@ from typing import Any
 
 def add_study_args(p: argparse.ArgumentParser) -> None:
     """Flags of ``rsray study`` and ``jobs/study.py``."""
-    p.add_argument("spec", help="study spec YAML (studies/*.yaml)")
+    p.add_argument("spec", help="study spec YAML (studies/*.yaml), or `init` to write a spec "
+                                "for the shard set given with --data")
+    p.add_argument("--variant", metavar="NAME",
+                   help="the spec's protocol: paper (the paper's recipe) or tuned (one search "
+                        "shared by every arm); default the spec's default_variant")
     p.add_argument("--smoke-test", action="store_true",
                    help="the spec's smoke variant: tiny models, 1 trial, 2 seeds, its "
                         "synthetic twin unless --data is given")
@@ -21,14 +25,28 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="shard set URI (local or s3://) instead of the spec's data")
     p.add_argument("--out", help="study folder (default rsray_results/studies/<name>)")
     p.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
+    p.add_argument("--check", action="store_true",
+                   help="validate the spec (and --data's modalities) and stop")
 
 
 def cmd_study(args: argparse.Namespace) -> None:
     """Run a study, print its comparison table, write its report."""
     from rsray.study.runner import run_study
-    from rsray.study.spec import load_spec
+    from rsray.study.spec import check_runnable, load_spec
 
-    spec = load_spec(args.spec, smoke=args.smoke_test, proof=args.proof)
+    if args.spec == "init" and not Path("init").is_file():
+        from rsray.study.init import cmd_init
+
+        cmd_init(args)
+        return
+    spec = load_spec(args.spec, smoke=args.smoke_test, proof=args.proof,
+                     variant=getattr(args, "variant", None))
+    if getattr(args, "check", False):
+        from rsray.study.init import check_against
+
+        print(check_against(spec, args.data), flush=True)
+        return
+    check_runnable(spec)
     outcome = run_study(spec, study_dir=args.out, resume=args.resume, data=args.data,
                         smoke=args.smoke_test)
     print(f"[study] results: {outcome.results_path} ({outcome.n_rows} rows) in "

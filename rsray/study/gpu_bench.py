@@ -113,10 +113,12 @@ def model_rate(cfg: Config, manifest: Any, name: str, batch_size: int, device: t
     """Training samples/s of model ``name`` on ``device`` (bf16 on a GPU), FLOPs and MFU."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from rsray.data.pipeline import build_split, finalize_batch, make_plan
+    from rsray.data.datasets import build_split
+    from rsray.data.finalize import finalize_batch
+    from rsray.data.plan import make_plan
     from rsray.models import create_model
     from rsray.train.batches import to_device
-    from rsray.train.loop import autocast, model_inputs
+    from rsray.train.step import autocast, model_inputs
 
     plan = make_plan(manifest, cfg.data, for_training=True)
     raw = build_split(manifest, "train", cfg.data, augment=False).take_batch(
@@ -162,7 +164,9 @@ def model_rate(cfg: Config, manifest: Any, name: str, batch_size: int, device: t
 def pipeline_rates(cfg: Config, manifest: Any, device: torch.device,
                    passes: int = 2) -> dict[str, dict[str, float]]:
     """Samples/s of the input path into ``device``, per route, last pass; its first batch."""
-    from rsray.data.pipeline import augment_kwargs, build_split, cache_splits, make_plan
+    from rsray.data.augment import augment_kwargs
+    from rsray.data.datasets import build_split, cache_splits
+    from rsray.data.plan import make_plan
     from rsray.train.batches import ResidentSplit, device_generator, model_batches
 
     plan = make_plan(manifest, cfg.data, for_training=True)
@@ -243,7 +247,7 @@ def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float 
     ``root``).
     """
     from rsray.cli import ensure_synthetic_shards
-    from rsray.data.pipeline import load_shard_set
+    from rsray.data.datasets import load_shard_set
     from rsray.runtime import ensure_ray
 
     sizes = SMOKE if smoke else FULL

@@ -89,7 +89,7 @@ def read_json(path: Path) -> Any:
 def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
     """BigEarthNet twin + synthetic DEM/climate/land-cover layers and indices, prepared."""
     from rsray.data.prepare import prepare
-    from rsray.data.registry import get_dataset
+    from rsray.data.registry import get_dataset, require_twin
     from rsray.data.shards import MANIFEST_NAME
     from rsray.data.sources.covariates import wrap_from_args, write_synthetic_covariates
 
@@ -102,7 +102,8 @@ def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
         return str(shards.resolve())
     print(f"[study] writing {spec.data.synthetic_n} SYNTHETIC {spec.data.dataset} samples "
           f"+ covariate layers to {root}", flush=True)
-    entry.write_synthetic(raw, spec.data.synthetic_n, 0)
+    write_synthetic, synthetic_source = require_twin(entry)
+    write_synthetic(raw, spec.data.synthetic_n, 0)
     write_synthetic_covariates(raw, layers, seed=0, progress=False)
     args = argparse.Namespace(
         covariate=[f"dem={layers / 'dem.tif'}:bilinear",
@@ -112,7 +113,7 @@ def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
         covariate_opt=["temperature.modality=climate", "wind.modality=climate",
                        "landcover.categories=10,20,30,40,50,60,80"],
         indices="ndvi,ndwi", indices_bands="", covariate_dtype="float32", indices_from="s2")
-    source = wrap_from_args(entry.synthetic_source(raw), args)
+    source = wrap_from_args(synthetic_source(raw), args)
     prepare(source, str(shards), overwrite=True, holdout=[holdout] if holdout else None)
     write_json_atomic(stamp, want)
     return str(shards.resolve())
@@ -260,7 +261,7 @@ def _split_drop(name: str) -> tuple[str, str]:
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one seed of one cell, evaluate its best checkpoint, save predictions and rows."""
-    from rsray.data.pipeline import load_shard_set
+    from rsray.data.datasets import load_shard_set
     from rsray.evaluate import evaluate_checkpoint, predict
     from rsray.train.driver import best_checkpoint
     from rsray.train.tasks import resolve_for_task

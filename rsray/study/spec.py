@@ -4,12 +4,21 @@ A spec names the data, the arms (one model or search space each, their modalitie
 parameters), the factors (training fractions, hold-out rules, seeds), the stage-1 search budget
 and what stage 2 evaluates::
 
-    spec = load_spec("studies/sen12ms_resnet.yaml", smoke=True)
+    spec = load_spec("studies/sen12ms_resnet.yaml", variant="tuned", proof=True)
 
-``smoke:`` in the file holds overrides applied with ``--smoke-test``, ``proof:`` those applied
-with ``--proof`` (the scale of the study run on its twin as a known-answer check); ``arms``
-there is a mapping from arm name to the fields that change. Every bad value raises
-:class:`~rsray.errors.ConfigError` naming the file and the field, in one line.
+``base_config:`` names a config file (``configs/<seed>.yaml``, relative to the spec file)
+every arm starts from: an arm's config is rsray's defaults, then that file's ``data``,
+``optim``, ``train``, ``scaling`` and ``tracking`` sections (its ``model`` and ``tune`` are
+not used: every arm names its model, the spec's ``search`` is the search), then the spec's
+``base``, then the chosen variant, then the arm's ``params``.
+
+``variants:`` holds the protocols selected with ``--variant`` (``paper``: the paper's recipe;
+``tuned``: a search shared by every arm); each is an overlay of spec fields, ``arms`` there a
+mapping from arm name to the fields that change, ``exclude_arms`` the arms it leaves out.
+``smoke:`` and ``proof:`` are overlays of the same form applied after the variant with
+``--smoke-test`` and ``--proof``; they only shrink the study (model width, data, epochs,
+seeds, trials). Every bad value raises :class:`~rsray.errors.ConfigError` naming the file and
+the field, in one line.
 """
 
 from __future__ import annotations
@@ -58,6 +67,12 @@ class Arm:
     alone fix the configuration."""
     params: dict[str, Any] = field(default_factory=dict)
     """Fixed ``section.field`` overrides of this arm (``model.params.fusion_stage: 2``)."""
+    init: str = ""
+    """The paper's initialisation: the timm name (with its pretrained tag) of the weights
+    ``model.params.pretrained_file`` holds (``resnet50.tv_in1k``); empty: random init."""
+    recipe: str = ""
+    """A multi-step recipe the paper trains this arm with and the study runner does not run
+    (``jobs/lf_dlm_recipe.py``); running such an arm is refused with that pointer."""
 
 
 @dataclass
@@ -129,6 +144,21 @@ class StudySpec:
     search: SearchSpec = field(default_factory=SearchSpec)
     factors: Factors = field(default_factory=Factors)
     evaluation: Evaluation = field(default_factory=Evaluation)
+    base_config: str = ""
+    """Config file every arm starts from (resolved relative to the spec file); its values
+    are already part of ``base``."""
+    variant: str = ""
+    """The variant this spec was loaded with (``paper``, ``tuned``; empty: none)."""
+    paper_results: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The paper's published values: arm name -> metric name (as in ``metrics``) -> value.
+    Only the arms and metrics the paper reports."""
+    paper_source: str = ""
+    """Where ``paper_results`` come from (paper, table, split)."""
+    class_metric: str = ""
+    """Per-class metric prefix the paper shows (``acc_class/``); empty: the report's choice."""
+    not_searched: dict[str, str] = field(default_factory=dict)
+    """Design-card search dimensions this variant does not search, each with the reason
+    (``patch_size: a CNN has no patches``)."""
     source: str = ""
     """File the spec was read from."""
 
@@ -204,29 +234,65 @@ def _merge(base: Any, over: Any) -> Any:
 
 
 VARIANTS = ("smoke", "proof")
-"""Top-level sections of a spec that hold overrides selected on the command line."""
+"""Top-level sections of a spec that hold shrink-only overrides selected on the command line."""
+
+OVERLAYS = (*VARIANTS, "variants", "default_variant")
+"""Top-level keys that are overlays (or name one), not spec fields."""
 
 
-def apply_variant(raw: dict[str, Any], where: str, variant: str) -> dict[str, Any]:
-    """``raw`` with its ``<variant>:`` overrides applied (``<variant>.arms``: name -> fields)."""
-    smoke = raw.get(variant)
-    if smoke is None:
-        raise ConfigError(f"{where}: {variant}: this spec has no {variant} variant")
-    _expect(f"{where}: {variant}", smoke, dict, "a mapping")
-    out = {k: v for k, v in raw.items() if k not in VARIANTS}
-    arms_over = smoke.get("arms", {})
-    _expect(f"{where}: {variant}.arms", arms_over, dict, "a mapping from arm name to fields")
-    names = [a.get("name") for a in out.get("arms", []) if isinstance(a, dict)]
-    for name in arms_over:
-        if name not in names:
-            raise ConfigError(f"{where}: {variant}.arms.{name}: no arm of that name "
-                              f"({', '.join(map(str, names))})")
+def _overlay(raw: dict[str, Any], where: str, label: str, over: Any,
+             known: list[str]) -> dict[str, Any]:
+    """``raw`` with overlay ``over`` applied (``arms``: name -> fields; ``exclude_arms``).
+
+    ``known`` are the arm names of the whole spec: an overlay may name an arm an earlier
+    overlay excluded (smoke sizes for every arm of every variant).
+    """
+    _expect(f"{where}: {label}", over, dict, "a mapping")
+    out = {k: v for k, v in raw.items() if k != label}
+    if label not in VARIANTS:
+        out.pop("variants", None)
+        out.pop("default_variant", None)
+    arms_over = over.get("arms") or {}
+    _expect(f"{where}: {label}.arms", arms_over, dict, "a mapping from arm name to fields")
+    exclude = over.get("exclude_arms") or []
+    _expect(f"{where}: {label}.exclude_arms", exclude, list, "a list of arm names")
+    for name in [*arms_over, *exclude]:
+        if name not in known:
+            raise ConfigError(f"{where}: {label}.arms.{name}: no arm of that name "
+                              f"({', '.join(map(str, known))})")
     out["arms"] = [_merge(a, arms_over.get(a.get("name"), {})) if isinstance(a, dict) else a
-                   for a in out.get("arms", [])]
-    for key, value in smoke.items():
-        if key != "arms":
+                   for a in out.get("arms", []) if not isinstance(a, dict)
+                   or a.get("name") not in exclude]
+    for key, value in over.items():
+        if key not in ("arms", "exclude_arms"):
             out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    if exclude:  # the paper's values and the single-modality list follow the arms
+        kept = [a.get("name") for a in out["arms"] if isinstance(a, dict)]
+        if isinstance(out.get("paper_results"), dict):
+            out["paper_results"] = {k: v for k, v in out["paper_results"].items() if k in kept}
+        if isinstance(out.get("single_modality"), list):
+            out["single_modality"] = [s for s in out["single_modality"] if s in kept]
     return out
+
+
+def _arm_names(raw: dict[str, Any]) -> list[str]:
+    return [a.get("name") for a in raw.get("arms") or [] if isinstance(a, dict)]
+
+
+def apply_variant(raw: dict[str, Any], where: str, variant: str,
+                  known: list[str] | None = None) -> dict[str, Any]:
+    """``raw`` with one overlay applied.
+
+    ``smoke`` or ``proof`` (top-level sections), or a protocol of its ``variants:``
+    (``paper``, ``tuned``).
+    """
+    protocols = raw.get("variants") or {}
+    over = raw.get(variant) if variant in VARIANTS else protocols.get(variant)
+    if over is None:
+        have = sorted(raw.get("variants") or {}) + [v for v in VARIANTS if v in raw]
+        raise ConfigError(f"{where}: {variant}: this spec has no {variant} variant "
+                          f"({', '.join(have) or 'it has none'})")
+    return _overlay(raw, where, variant, over, known or _arm_names(raw))
 
 
 def apply_smoke(raw: dict[str, Any], where: str) -> dict[str, Any]:
@@ -234,14 +300,46 @@ def apply_smoke(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return apply_variant(raw, where, "smoke")
 
 
-def spec_from_dict(raw: Any, where: str = "spec") -> StudySpec:
-    """Build and validate a :class:`StudySpec` from a parsed YAML mapping."""
+_CONFIG_SECTIONS = ("data", "optim", "train", "scaling", "tracking")
+"""Sections of a ``base_config`` file a study uses (``model``: each arm's; ``tune``: the
+spec's ``search``)."""
+
+
+def base_config_overrides(path: Path, where: str) -> dict[str, Any]:
+    """The ``section.field`` values of config file ``path`` a study's arms start from.
+
+    Raises:
+        ConfigError: the file is missing or not a valid rsray config.
+    """
+    from rsray.config import load_config
+
+    if not path.is_file():
+        raise ConfigError(f"{where}: base_config: {path} not found")
+    try:
+        cfg = load_config(path).to_dict()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: base_config: {exc}") from None
+    raw = yaml.safe_load(path.read_text()) or {}
+    out: dict[str, Any] = {}
+    for section in _CONFIG_SECTIONS:  # only the fields the file sets: defaults stay defaults
+        for key in raw.get(section) or {}:
+            out[f"{section}.{key}"] = copy.deepcopy(cfg[section][key])
+    return out
+
+
+def spec_from_dict(raw: Any, where: str = "spec", *, root: Path | None = None,
+                   variant: str = "") -> StudySpec:
+    """Build and validate a :class:`StudySpec` from a parsed YAML mapping.
+
+    ``root``: the folder ``base_config`` is relative to (the spec file's; default the
+    working directory). ``variant``: the name of the variant already applied to ``raw``.
+    """
     from rsray.data.registry import list_datasets
     from rsray.models import list_models
     from rsray.tune.spaces import list_spaces
 
     _expect(where, raw, dict, "a mapping")
-    raw = {k: v for k, v in raw.items() if k not in VARIANTS}
+    raw = {k: v for k, v in raw.items() if k not in OVERLAYS}
     p = f"{where}: "
     name = _expect(p + "name", raw.get("name"), str, "a study name")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
@@ -268,6 +366,8 @@ def spec_from_dict(raw: Any, where: str = "spec") -> StudySpec:
         arm.modalities = [str(m) for m in _expect(f"{w}.modalities", arm.modalities or [],
                                                   list, "a list of modality names")]
         arm.params = _flat(f"{w}.params", arm.params)
+        for key in ("init", "recipe"):
+            _expect(f"{w}.{key}", getattr(arm, key), str, "a string")
         arms.append(arm)
     baseline = _expect(p + "baseline", raw.get("baseline"), str, "the name of an arm")
     if baseline not in [a.name for a in arms]:
@@ -319,16 +419,33 @@ def spec_from_dict(raw: Any, where: str = "spec") -> StudySpec:
     for s in single:
         if s not in [a.name for a in arms]:
             raise ConfigError(f"{p}single_modality: {s!r} is not an arm")
+    internal = ("source", "variant")
     for key in raw:
-        if key not in _fields(StudySpec) or key == "source":
-            raise ConfigError(f"{p}{key}: unknown field; fields are "
-                              + ", ".join(k for k in _fields(StudySpec) if k != "source"))
+        if key not in _fields(StudySpec) or key in internal:
+            raise ConfigError(f"{p}{key}: unknown field; fields are " + ", ".join(
+                [k for k in _fields(StudySpec) if k not in internal] + list(OVERLAYS)))
+    base = _flat(p + "base", raw.get("base"))
+    base_config = _expect(p + "base_config", raw.get("base_config") or "", str, "a file path")
+    if base_config:
+        file = (root or Path.cwd()) / base_config
+        base = {**base_config_overrides(file, where), **base}
+    names = [a.name for a in arms]
+    base = _absolute_weights(base, Path.cwd())
+    for arm in arms:
+        arm.params = _absolute_weights(arm.params, Path.cwd())
     spec = StudySpec(
         name=name, arms=arms, baseline=baseline,
         description=str(raw.get("description") or "").strip(), data=data,
-        base=_flat(p + "base", raw.get("base")), metrics=[str(m) for m in metrics],
+        base=base, metrics=[str(m) for m in metrics],
         single_modality=[str(s) for s in single], search=search, factors=factors,
-        evaluation=evaluation, source=where,
+        evaluation=evaluation, base_config=base_config, variant=variant,
+        paper_results=_paper_results(p, raw.get("paper_results"), names, metrics),
+        paper_source=_expect(p + "paper_source", raw.get("paper_source") or "", str,
+                             "a string"),
+        class_metric=_expect(p + "class_metric", raw.get("class_metric") or "", str,
+                             "a metric prefix (acc_class/)"),
+        not_searched=_str_map(p + "not_searched", raw.get("not_searched")),
+        source=where,
     )
     for arm in arms:  # every arm's config must be a valid rsray config
         try:
@@ -338,11 +455,42 @@ def spec_from_dict(raw: Any, where: str = "spec") -> StudySpec:
     return spec
 
 
-def load_spec(path: str | Path, *, smoke: bool = False, proof: bool = False) -> StudySpec:
-    """Read, apply the ``smoke:`` (``smoke``) or ``proof:`` (``proof``) overrides, validate.
+def _str_map(where: str, raw: Any) -> dict[str, str]:
+    """A mapping of strings to strings (``not_searched``)."""
+    raw = _expect(where, raw or {}, dict, "a mapping of names to reasons")
+    for key, value in raw.items():
+        _expect(f"{where}.{key}", value, str, "a reason (a string)")
+    return {str(k): v for k, v in raw.items()}
 
-    The variant's name is appended to the study's (``vit_bigearthnet-proof``), so its folder
-    never collides with the full study's.
+
+def _paper_results(p: str, raw: Any, arms: list[str],
+                   metrics: list[Any]) -> dict[str, dict[str, float]]:
+    """``paper_results``: arm -> metric (one of ``metrics``) -> number."""
+    raw = _expect(p + "paper_results", raw or {}, dict, "a mapping arm -> metric -> value")
+    out: dict[str, dict[str, float]] = {}
+    for arm, values in raw.items():
+        if arm not in arms:
+            raise ConfigError(f"{p}paper_results.{arm}: not an arm ({', '.join(arms)})")
+        _expect(f"{p}paper_results.{arm}", values, dict, "a mapping metric -> value")
+        out[arm] = {}
+        for metric, value in values.items():
+            if metric not in metrics:
+                raise ConfigError(f"{p}paper_results.{arm}.{metric}: not one of the spec's "
+                                  "metrics")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{p}paper_results.{arm}.{metric}: expected a number, got "
+                                  f"{value!r}")
+            out[arm][str(metric)] = float(value)
+    return out
+
+
+def load_spec(path: str | Path, *, smoke: bool = False, proof: bool = False,
+              variant: str | None = None) -> StudySpec:
+    """Read, apply the variant, then the ``smoke:`` or ``proof:`` overrides, and validate.
+
+    The variant is ``paper`` or ``tuned`` (default: the spec's ``default_variant``). The
+    names of the variant and of smoke/proof are appended to the study's
+    (``sen12ms_resnet-tuned-proof``), so their folders never collide.
     """
     path = Path(path)
     if not path.is_file():
@@ -357,12 +505,83 @@ def load_spec(path: str | Path, *, smoke: bool = False, proof: bool = False) -> 
         raise ConfigError(f"{path}: expected a mapping at the top level")
     if smoke and proof:
         raise ConfigError(f"{path}: choose one of --smoke-test and --proof")
-    for variant, chosen in (("smoke", smoke), ("proof", proof)):
+    known = _arm_names(raw)
+    protocols = raw.get("variants")
+    if protocols is not None:
+        _expect(f"{path}: variants", protocols, dict, "a mapping of variant name to overlay")
+    chosen_variant = variant or raw.get("default_variant") or ""
+    if chosen_variant:
+        raw = apply_variant(raw, str(path), str(chosen_variant), known)
+        raw["name"] = f"{raw.get('name', 'study')}-{chosen_variant}"
+    elif protocols:
+        raise ConfigError(f"{path}: default_variant: this spec has variants ("
+                          f"{', '.join(protocols)}); name one with --variant")
+    for scale, chosen in (("smoke", smoke), ("proof", proof)):
         if chosen:
-            raw = apply_variant(raw, str(path), variant)
-            raw["name"] = f"{raw.get('name', 'study')}-{variant}"
-    return spec_from_dict(raw, str(path))
+            raw = apply_variant(raw, str(path), scale, known)
+            raw["name"] = f"{raw.get('name', 'study')}-{scale}"
+    return spec_from_dict(raw, str(path), root=path.parent, variant=str(chosen_variant))
 
 
-__all__ = ["VARIANTS", "Arm", "Evaluation", "Factors", "SearchSpec", "StudyData", "StudySpec",
-           "apply_smoke", "apply_variant", "load_spec", "spec_from_dict"]
+def weight_files(params: Any) -> list[str]:
+    """Every ``pretrained_file`` in model parameters (nested branch dicts included)."""
+    out: list[str] = []
+    if isinstance(params, dict):
+        for key, value in params.items():
+            if key == "pretrained_file" and isinstance(value, str):
+                out.append(value)
+            elif key == "pretrained_file" and isinstance(value, dict):
+                out += [str(v) for v in value.values()]
+            else:
+                out += weight_files(value)
+    return out
+
+
+def _absolute_weights(value: Any, cwd: Path) -> Any:
+    """``value`` with every relative ``pretrained_file`` made absolute against ``cwd``.
+
+    The trials of a study do not run in the working directory the spec was loaded from.
+    """
+
+    def fix(f: Any) -> Any:
+        return str(cwd / f) if isinstance(f, str) and not Path(f).is_absolute() else f
+
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if str(key).endswith("pretrained_file"):
+            out[key] = {m: fix(f) for m, f in v.items()} if isinstance(v, dict) else fix(v)
+        else:
+            out[key] = _absolute_weights(v, cwd)
+    return out
+
+
+def check_runnable(spec: StudySpec) -> None:
+    """Refuse, in one line, a spec the study runner cannot run as written.
+
+    That is an arm whose paper recipe is a separate job (``recipe``), or a
+    ``pretrained_file`` that is not on disk (the line says how to fetch it on a connected
+    machine). Call before starting Ray.
+    """
+    where = spec.source or spec.name
+    for arm in spec.arms:
+        if arm.recipe:
+            raise ConfigError(
+                f"{where}: arms.{arm.name}: the paper trains this arm with a multi-step recipe "
+                f"the study runner does not run; use `python {arm.recipe}` for it (or "
+                "--variant tuned, which trains it end to end)")
+    for arm in spec.arms:
+        for f in weight_files(spec.arm_config(arm).model.params):
+            if not Path(f).is_file():
+                name = arm.init or "<the timm model>"
+                raise ConfigError(
+                    f"{where}: arms.{arm.name}: model.params.pretrained_file {f} not found "
+                    f"(the paper's {name} weights); on a machine with internet: python -c "
+                    f"\"import timm, torch; torch.save(timm.create_model('{name}', "
+                    f"pretrained=True).state_dict(), '{f}')\" and copy it here")
+
+
+__all__ = ["OVERLAYS", "VARIANTS", "Arm", "Evaluation", "Factors", "SearchSpec", "StudyData",
+           "StudySpec", "apply_smoke", "apply_variant", "base_config_overrides",
+           "check_runnable", "load_spec", "spec_from_dict", "weight_files"]

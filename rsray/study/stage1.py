@@ -247,7 +247,7 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
     by_id = {c.id: (c.config, c.manifest) for c in cells}
 
     def stage1_trial(params: dict[str, Any]) -> None:
-        from rsray.data.pipeline import training_datasets
+        from rsray.data.datasets import training_datasets
         from rsray.runtime import quiet_data_context
         from rsray.train.trial import run_in_trial, wait_for_trial_resources
         from rsray.tune.run import DATA_CPUS_PER_TRIAL

@@ -3,12 +3,12 @@
 :func:`model_batches` pulls raw (native dtype) batches from a Ray Train dataset shard, or from
 the worker's device-resident share of the training split (:class:`ResidentSplit`,
 ``data.cache=device``), augments them when the worker does (a cached training split, or
-``data.augment_on=device``: :class:`rsray.data.pipeline.TrainingData`), moves them to the device
+``data.augment_on=device``: :class:`rsray.data.datasets.TrainingData`), moves them to the device
 (pinned host memory and non-blocking copies when the device is a GPU) and runs
-:func:`~rsray.data.pipeline.finalize_batch` (resample, normalise) on a thread of its own,
+:func:`~rsray.data.finalize.finalize_batch` (resample, normalise) on a thread of its own,
 ``PREFETCH`` batches ahead. Augmentation runs on the host in NumPy before the copy
 (``augment_on=host``) or in torch on the device after it (``device``:
-:func:`~rsray.data.pipeline.augment_device`). Torch and NumPy release the GIL in their
+:func:`~rsray.data.augment.augment_device`). Torch and NumPy release the GIL in their
 kernels, so on a CPU worker this runs on the core the training step leaves free instead of
 stalling the step; on a GPU the thread only queues kernels on the same stream as the step.
 What the training loop waits for (``data_wait_share``) is only the time the queue was empty.
@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsray.data.pipeline import DecodePlan, augment_device, augment_raw, finalize_batch
+from rsray.data.augment import augment_device, augment_raw
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import DecodePlan
 from rsray.errors import ConfigError
 
 PREFETCH = 2

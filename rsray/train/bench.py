@@ -30,14 +30,10 @@ import numpy as np
 import torch
 
 from rsray.config import Config
-from rsray.data.pipeline import (
-    augment_device,
-    augment_kwargs,
-    augment_raw,
-    build_split,
-    finalize_batch,
-    make_plan,
-)
+from rsray.data.augment import augment_device, augment_kwargs, augment_raw
+from rsray.data.datasets import build_split
+from rsray.data.finalize import finalize_batch
+from rsray.data.plan import make_plan
 from rsray.data.shards import Manifest
 
 
@@ -88,7 +84,7 @@ def compute_ceiling(cfg: Config, manifest: Manifest, *, steps: int = 8,
         modalities = tuple(getattr(model, "modalities", tuple(plan.channels)))
         optimizer = build_optimizer(model, cfg.optim)
         task = build_task(cfg, manifest.task, list(manifest.classes))
-        from rsray.train.loop import model_inputs
+        from rsray.train.step import model_inputs
 
         model.train()
         inputs, target = model_inputs(batch, modalities), task.target(batch)

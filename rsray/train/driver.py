@@ -18,7 +18,8 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from rsray.config import Config
-from rsray.data.pipeline import TrainingData, load_shard_set, make_plan, training_datasets
+from rsray.data.datasets import TrainingData, load_shard_set, training_datasets
+from rsray.data.plan import make_plan
 from rsray.data.shards import Manifest
 from rsray.errors import ResourceWaitError, RsrayError
 from rsray.storage import ray_storage
@@ -147,7 +148,7 @@ def loop_config(cfg: Config, manifest: Manifest, *, experiment: str | None = Non
 
     ``experiment``/``trial`` tag the run's metrics (default: ``train.name`` for both).
     ``augment``: the workers augment the (cached) training split with these arguments
-    (:attr:`rsray.data.pipeline.TrainingData.augment`).
+    (:attr:`rsray.data.datasets.TrainingData.augment`).
     """
     plan = make_plan(manifest, cfg.data, for_training=True)
     label = manifest.info.get("label", {})
@@ -180,10 +181,10 @@ def build_trainer(
 ) -> TorchTrainer:
     """A ``TorchTrainer`` for ``cfg``.
 
-    Its datasets: ``data`` (:func:`~rsray.data.pipeline.training_datasets`: cached splits
+    Its datasets: ``data`` (:func:`~rsray.data.datasets.training_datasets`: cached splits
     where they fit, the workers augmenting a cached training split), else ``datasets`` as
-    given (streams that Ray Data augments, :func:`~rsray.data.pipeline.build_datasets`), else
-    :func:`~rsray.data.pipeline.training_datasets` of ``cfg.data``.
+    given (streams that Ray Data augments, :func:`~rsray.data.datasets.build_datasets`), else
+    :func:`~rsray.data.datasets.training_datasets` of ``cfg.data``.
     """
     if manifest is None:
         manifest = load_shard_set(cfg.data)

@@ -19,7 +19,7 @@ from typing import Any
 import ray.train
 
 from rsray.config import Config
-from rsray.data.pipeline import CachedSplit, TrainingData, training_datasets
+from rsray.data.datasets import CachedSplit, TrainingData, training_datasets
 from rsray.data.shards import Manifest
 from rsray.storage import join
 from rsray.train.driver import build_trainer, loop_config, wait_for_resources
@@ -32,7 +32,7 @@ _WARM: dict[str, dict[str, CachedSplit]] = {}
 
 
 def warm_training_data(cfg: Config, manifest: Manifest) -> TrainingData:
-    """:func:`~rsray.data.pipeline.training_datasets`, reusing what this process decoded last.
+    """:func:`~rsray.data.datasets.training_datasets`, reusing what this process decoded last.
 
     A reused trial process (``reuse_actors``) trains one cell's seeds one after another: the
     splits they share (same rows, same decode) are decoded once, not once per seed. Only the

@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from rsray.config import Config
-from rsray.data.pipeline import CachedSplit, cache_splits, training_datasets
+from rsray.data.datasets import CachedSplit, cache_splits, training_datasets
 from rsray.data.shards import Manifest
 from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
 from rsray.storage import join, parse, ray_storage
@@ -81,7 +81,7 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str,
     """The per-trial driver function Tune runs.
 
     ``shared``: splits the experiment's driver decoded into the object store once
-    (:func:`~rsray.data.pipeline.cache_splits`); every trial whose data settings decode the
+    (:func:`~rsray.data.datasets.cache_splits`); every trial whose data settings decode the
     same rows reads them from there instead of reading the shards again. They reach the
     trials through ``tune.with_parameters`` (the object store, so the block references are
     tracked and stay alive while the experiment runs).

@@ -23,7 +23,7 @@ def progressive_space() -> dict[str, Any]:
         "model.params.depth": tune.choice([2, 3, 4]),
         "model.params.dropout": tune.uniform(0.0, 0.7),
         "model.params.reduction": tune.choice([4, 8, 16, 32]),
-        "model.params.refine_steps": tune.choice([0, 1, 2]),
+        "model.params.refine_steps": tune.choice([1, 2]),  # >= 1: progressive backprojects
     }
 
 
@@ -45,7 +45,7 @@ def progressive_smoke_space() -> dict[str, Any]:
     """The progressive space on a tiny model (``--smoke-test``): same keys, small ranges."""
     space = progressive_space()
     space["model.params.depth"] = tune.choice([2, 3])
-    space["model.params.refine_steps"] = tune.choice([0, 1])
+    space["model.params.refine_steps"] = tune.choice([1])
     return space
 
 
@@ -115,6 +115,18 @@ def learned_fusion_space() -> dict[str, Any]:
     }
 
 
+def shared_space() -> dict[str, Any]:
+    """The keys every fusion family takes (``rsray study init``: one space for every arm).
+
+    Learning rate and weight decay only, so that single-modality, early, middle, late, gated,
+    attention and ViT arms are searched over the same space and differ only in the fusion.
+    """
+    return {
+        "optim.lr": tune.loguniform(1e-4, 1e-2),
+        "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
+    }
+
+
 def segmentation_space() -> dict[str, Any]:
     """LF-DLM (lf-dlm-flair2-late-fusion.txt): LR, weight decay, the fusion weights.
 
@@ -136,6 +148,107 @@ def segmentation_smoke_space() -> dict[str, Any]:
     return space
 
 
+# ------------------------------------------------------------------- fair (shared) spaces
+# A study's ``tuned`` variant gives every arm the same search: the same domains under the key
+# each family names its regulariser by (``drop_rate`` for the timm-head CNNs and the ViTs,
+# ``dropout`` for the learned-fusion and progressive families), the same budget and a fixed
+# capacity (backbone / width), so that arms differ only in how they fuse.
+
+FAIR_DROPOUT_KEYS: dict[str, str] = {
+    "cnn_fair": "model.params.drop_rate",
+    "learned_fusion_fair": "model.params.dropout",
+    "globe_fair": "model.params.drop_rate",
+    "progressive_globe_fair": "model.params.dropout",
+}
+"""Fair spaces that differ only in the name of the dropout key."""
+
+
+def _cnn_fair(dropout_key: str) -> dict[str, Any]:
+    return {
+        "optim.lr": tune.loguniform(1e-5, 1e-2),
+        "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
+        dropout_key: tune.uniform(0.0, 0.5),
+    }
+
+
+def cnn_fair_space() -> dict[str, Any]:
+    """Shared CNN search (single, early, late, middle fusion): LR, weight decay, dropout.
+
+    The backbone (depth) is not searched: every arm keeps the study's fixed backbone, so the
+    arms have the same capacity. The LR range holds the seeds' 4e-3 (SEN12MS) and 1e-5 (GLOBE).
+    """
+    return _cnn_fair(FAIR_DROPOUT_KEYS["cnn_fair"])
+
+
+def learned_fusion_fair_space() -> dict[str, Any]:
+    """:func:`cnn_fair_space` for gated / attention fusion (their dropout is ``dropout``)."""
+    return _cnn_fair(FAIR_DROPOUT_KEYS["learned_fusion_fair"])
+
+
+def _globe_fair(dropout_key: str) -> dict[str, Any]:
+    return {
+        "optim.lr": tune.loguniform(1e-5, 1e-3),
+        "optim.name": tune.choice(["adam", "rmsprop"]),
+        "optim.scheduler": tune.choice(["step", "cyclic"]),
+        dropout_key: tune.uniform(0.0, 0.7),
+    }
+
+
+def globe_fair_space() -> dict[str, Any]:
+    """Shared GLOBE search for the early / late baselines: the GLOBE study's own tuning axes.
+
+    LR 1e-5 … 1e-3 (holds its 1e-5 and 1e-4), Adam or RMSprop (the baselines' and the
+    progressive model's), the step or cyclic schedule (section 4.2), dropout 0 … 0.7.
+    """
+    return _globe_fair(FAIR_DROPOUT_KEYS["globe_fair"])
+
+
+def progressive_globe_fair_space() -> dict[str, Any]:
+    """:func:`globe_fair_space` for progressive fusion (its dropout is ``dropout``)."""
+    return _globe_fair(FAIR_DROPOUT_KEYS["progressive_globe_fair"])
+
+
+VIT_FAIR_PATCH_SIZES: tuple[int, ...] = (10, 15, 20)
+"""The thesis' patch-size ablation (Table 7.7); each divides 120."""
+
+
+def vit_fair_space() -> dict[str, Any]:
+    """Shared ViT search: LR, patch size, depth, width, dropout, stochastic depth.
+
+    The thesis' ablation ranges: patch 10/15/20 (Table 7.7), depth 4/8/12 (Table 7.8; above
+    middle fusion's fusion depth 2), width 128/256/384 (Table A.6, 8 heads each).
+    """
+    return {
+        "optim.lr": tune.loguniform(1e-4, 3e-3),
+        "model.params.patch_size": tune.choice(list(VIT_FAIR_PATCH_SIZES)),
+        "model.params.depth": tune.choice([4, 8, 12]),
+        "model.params.embed_dim": tune.choice([128, 256, 384]),
+        "model.params.drop_rate": tune.uniform(0.0, 0.3),
+        "model.params.drop_path_rate": tune.uniform(0.0, 0.5),
+    }
+
+
+def vit_fair_smoke_space() -> dict[str, Any]:
+    """:func:`vit_fair_space` on the tiny test ViTs: same keys, small sizes."""
+    space = vit_fair_space()
+    space["model.params.patch_size"] = tune.choice([20, 30, 40])
+    space["model.params.depth"] = tune.choice([2, 3])  # test_vit_middle_fusion: fusion_depth 1
+    space["model.params.embed_dim"] = tune.choice([16, 32])
+    return space
+
+
+def segmentation_fair_space() -> dict[str, Any]:
+    """Shared FLAIR-2 search (UNetFormer, U-TAE, U-Net + U-TAE, LF-DLM): LR, weight decay.
+
+    The fusion weight of LF-DLM is not searched here (only LF-DLM has it; it stays the
+    paper's 0.7), so every arm gets the same two dimensions.
+    """
+    return {
+        "optim.lr": tune.loguniform(1e-5, 1e-3),
+        "optim.weight_decay": tune.loguniform(1e-6, 1e-2),
+    }
+
+
 SPACES: dict[str, Callable[[], dict[str, Any]]] = {
     "progressive": progressive_space,
     "progressive_globe": progressive_globe_space,
@@ -145,8 +258,16 @@ SPACES: dict[str, Callable[[], dict[str, Any]]] = {
     "vit": vit_space,
     "vit_smoke": vit_smoke_space,
     "learned_fusion": learned_fusion_space,
+    "shared": shared_space,
     "segmentation": segmentation_space,
     "segmentation_smoke": segmentation_smoke_space,
+    "cnn_fair": cnn_fair_space,
+    "learned_fusion_fair": learned_fusion_fair_space,
+    "globe_fair": globe_fair_space,
+    "progressive_globe_fair": progressive_globe_fair_space,
+    "vit_fair": vit_fair_space,
+    "vit_fair_smoke": vit_fair_smoke_space,
+    "segmentation_fair": segmentation_fair_space,
 }
 
 

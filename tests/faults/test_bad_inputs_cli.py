@@ -17,14 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rsray.data.shards import (
-    Manifest,
-    ShardInfo,
-    atomic_write_bytes,
-    get_fs,
-    sha256_bytes,
-    write_manifest,
-)
+from rsray.data.shards import Manifest, ShardInfo, sha256_bytes, write_manifest
+from rsray.storage import atomic_write_bytes, get_fs
 
 REPO = Path(__file__).resolve().parents[2]
 RSRAY = str(Path(sys.executable).with_name("rsray"))

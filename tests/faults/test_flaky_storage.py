@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from rsray.config import DataConfig
-from rsray.data.pipeline import load_shard_set
+from rsray.data.datasets import load_shard_set
 from rsray.storage import get_fs
 
 from .conftest import driver_log

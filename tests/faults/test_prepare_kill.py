@@ -19,11 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from rsray.config import DataConfig
-from rsray.data.pipeline import load_shard_set
+from rsray.data.datasets import load_shard_set
 from rsray.data.prepare import prepare
-from rsray.data.shards import get_fs, read_manifest, verify_shards
+from rsray.data.shards import read_manifest, verify_shards
 from rsray.data.sources.bigearthnet import BigEarthNetMM
 from rsray.errors import ShardIntegrityError
+from rsray.storage import get_fs
 
 from .conftest import driver_log
 

@@ -24,9 +24,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rsray.data.shards import atomic_write_bytes
 from rsray.errors import ConfigError, RsrayError
-from rsray.storage import StorageOptions, get_fs, is_local
+from rsray.storage import StorageOptions, atomic_write_bytes, get_fs, is_local
 from rsray.storage import normalise as normalise_root
 
 __all__ = ["FetchError", "HttpFetcher", "UrlCache", "is_http_url"]

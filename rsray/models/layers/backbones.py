@@ -18,7 +18,8 @@ from torch import nn
 from rsray.errors import ConfigError
 from rsray.models.layers.fusion import check_int
 
-__all__ = ["TINY_RESNET", "check_head_args", "check_timm_name", "create_timm_backbone"]
+__all__ = ["TINY_RESNET", "branch_file", "check_head_args", "check_timm_name",
+           "create_timm_backbone", "one_file"]
 
 TINY_RESNET: dict[str, Any] = {
     "layers": (1, 1, 1, 1),
@@ -109,3 +110,29 @@ def create_timm_backbone(
             f"pretrained: could not load timm weights for {name!r} from {where} ({e}); use "
             "pretrained=False, or pretrained_file=<a local checkpoint of the timm model>"
         ) from e
+
+
+def branch_file(pretrained_file: str | Mapping[str, str] | None, modality: str) -> str | None:
+    """The checkpoint of ``modality``'s branch: the one file, or its entry of a mapping.
+
+    Raises:
+        ConfigError: a mapping without an entry for ``modality``.
+    """
+    if pretrained_file is None or isinstance(pretrained_file, str):
+        return pretrained_file
+    if not isinstance(pretrained_file, Mapping) or modality not in pretrained_file:
+        raise ConfigError(f"pretrained_file: no checkpoint given for modality {modality!r} "
+                          f"in {pretrained_file!r}")
+    return str(pretrained_file[modality])
+
+
+def one_file(pretrained_file: str | Mapping[str, str] | None) -> str | None:
+    """The checkpoint of a single-backbone model (a mapping is an error there).
+
+    Raises:
+        ConfigError: ``pretrained_file`` is a mapping.
+    """
+    if pretrained_file is not None and not isinstance(pretrained_file, str):
+        raise ConfigError(f"pretrained_file: one backbone takes one checkpoint path, got "
+                          f"{pretrained_file!r}")
+    return pretrained_file

@@ -39,6 +39,7 @@ __all__ = [
     "check_metadata_dim",
     "gather_inputs",
     "get_metadata",
+    "presence",
     "validate_modalities",
 ]
 
@@ -108,6 +109,26 @@ def gather_inputs(inputs: Mapping[str, Tensor], modalities: Sequence[str]) -> li
             f"input modality {e.args[0]!r} is missing; the model needs {list(modalities)} "
             f"and got {sorted(inputs)}"
         ) from None
+
+
+PRESENT_SUFFIX = "_present"
+"""``<modality>_present``: (B,) 1 where the sample has the modality, 0 where it is missing or
+dropped (its tensor is then zeros); fusion models weight, gate or attend over present
+modalities only."""
+
+
+def presence(inputs: Mapping[str, Tensor], names: Sequence[str]) -> Tensor | None:
+    """``(B, K)`` float presence of each branch in ``names``; ``None`` when no bit is given.
+
+    A branch without a ``<name>_present`` input (the metadata branch, a modality that is never
+    missing) counts as present.
+    """
+    given = [inputs.get(f"{n}{PRESENT_SUFFIX}") for n in names]
+    ref = next((g for g in given if g is not None), None)
+    if ref is None:
+        return None
+    ones = torch.ones(ref.shape[0], device=ref.device)
+    return torch.stack([ones if g is None else g.reshape(-1).to(ones) for g in given], dim=1)
 
 
 def get_metadata(inputs: Mapping[str, Tensor], metadata_dim: int) -> Tensor | None:

@@ -20,7 +20,7 @@ import numpy as np
 def main() -> None:
     """Prepare to S3, read the train and val splits back, train one epoch with S3 storage."""
     from rsray.config import DataConfig, load_config
-    from rsray.data.pipeline import build_datasets
+    from rsray.data.datasets import build_datasets
     from rsray.data.prepare import prepare
     from rsray.data.sources.bigearthnet import BigEarthNetMM
     from rsray.runtime import ensure_ray

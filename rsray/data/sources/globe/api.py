@@ -36,10 +36,9 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from rsray.data.shards import atomic_write_bytes
 from rsray.data.sources._http import FetchError, HttpFetcher
 from rsray.errors import ConfigError, RsrayError
-from rsray.storage import get_fs
+from rsray.storage import atomic_write_bytes, get_fs
 
 __all__ = [
     "API_ROOT",
