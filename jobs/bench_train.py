@@ -30,6 +30,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "augment_on=host (cached)": {"data.cache": "memory", "data.augment_on": "host"},
     "augment_on=device (cached)": {"data.cache": "memory", "data.augment_on": "device"},
     "cache=device": {"data.cache": "device"},
+    "streamed (data.cache=off)": {"data.cache": "off"},
 }
 """What ``--compare`` trains, each beside the others on the same shards."""
 
@@ -40,12 +41,14 @@ def _print_compare(r: Any) -> None:
         print(f"  augment + finalize_batch on {dev}: host {a['host']:.0f} samples/s, "
               f"device {a['device']:.0f} samples/s, device/host = "
               f"{a['device'] / a['host']:.2f}")
-    print(f"  {'variant':32s} {'samples/s':>9s} {'wait':>5s} {'epoch s':>8s} {'report s':>8s}")
+    print(f"  {'variant':32s} {'samples/s':>9s} {'wait':>5s} {'epoch s':>8s} {'report s':>8s} "
+          f"{'1st batch s':>11s}")
     for name, f in r.variants.items():
         print(f"  {name:32s} {f.get('train_samples_per_second', float('nan')):9.1f} "
               f"{f.get('data_wait_share', float('nan')):5.0%} "
               f"{f.get('epoch_seconds', float('nan')):8.1f} "
-              f"{f.get('report_seconds', float('nan')):8.2f}")
+              f"{f.get('report_seconds', float('nan')):8.2f} "
+              f"{f.get('train_first_batch_seconds', float('nan')):11.2f}")
     v = r.variants
 
     def ratio(a: str, b: str, key: str) -> float:

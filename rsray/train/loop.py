@@ -36,6 +36,7 @@ import torch
 import torchmetrics
 
 from rsray.config import Config
+from rsray.data.passes import EpochStream
 from rsray.data.plan import DecodePlan
 from rsray.errors import ConfigError
 from rsray.models import create_model
@@ -255,6 +256,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             print(f"[rsray] train: {resident.rows} rows ({resident.nbytes / 2**20:.0f} MiB) "
                   f"resident on {device} per worker in {time.perf_counter() - t_res:.1f} s; "
                   "epochs need no host work", flush=True)
+    else:  # each epoch's pass starts while the previous epoch is evaluated
+        train_shard = EpochStream(train_shard, passes=cfg.train.max_epochs - state.start_epoch)
     # Fixed cost of this run before its first epoch (see _startup): seconds since the
     # trainer was built (controller, worker group, imports) and this function's own set-up.
     startup = _startup(loop_config.get("timing", {}), t_start)
