@@ -44,14 +44,20 @@ def test_killed_local_trial_is_retried_and_resumes(synthetic_shards: str, tmp_pa
     killed: dict[str, object] = {}
     done = threading.Event()
 
+    def trial_pids() -> list[int]:
+        actors = list_actors(filters=[("state", "=", "ALIVE")])
+        killed["actors"] = sorted({a.class_name for a in actors})
+        return [a.pid for a in actors if "ImplicitFunc" in a.class_name
+                or "trial_driver" in a.class_name]
+
     def kill_after_first_checkpoint() -> None:
         pids: list[int] = []
         while not _checkpoints(trials):
             if done.wait(0.05):
                 return
             if not pids:  # the trial's process, found while its first epoch trains
-                pids = [a.pid for a in list_actors(filters=[
-                    ("class_name", "=", "ImplicitFunc"), ("state", "=", "ALIVE")])]
+                pids = trial_pids()
+        pids = pids or trial_pids()
         killed["checkpointed"] = _checkpoints(trials)
         killed["pids"] = pids
         for pid in pids:
@@ -65,7 +71,7 @@ def test_killed_local_trial_is_retried_and_resumes(synthetic_shards: str, tmp_pa
         done.set()
         killer.join(timeout=30)
 
-    assert killed.get("pids"), "no trial process was found to kill"
+    assert killed.get("pids"), f"no trial process was found to kill: {killed}"
     assert len(killed["checkpointed"]) < EPOCHS, killed  # the kill landed before the end
     [row] = outcome.rows
     assert row.status == "DONE" and row.epochs == EPOCHS, row
