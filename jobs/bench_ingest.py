@@ -13,16 +13,18 @@ earlier rounds (a/b, a/c). Targets: Ray Data >= 50 % of the raw limit and >= the
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rsray.cli import ensure_synthetic_shards
+from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
 from rsray.data.bench import format_report, run_ingest_benchmark
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=1000, help="synthetic patch pairs (without --raw)")
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="bench_ingest", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--n", type=positive_int, default=1000,
+                   help="synthetic patch pairs (without --raw)")
     p.add_argument("--root", default="rsray_data/bench", help="where synthetic data goes")
     p.add_argument("--raw", help="raw BigEarthNet-MM root (BigEarthNet-S2/, BigEarthNet-S1/)")
     p.add_argument("--shards", help="shard set prepared from --raw")
@@ -31,7 +33,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     p.add_argument("--passes", type=int, default=2, help="timed passes per reader")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    return run_main("bench_ingest", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> None:
+    """The benchmark itself, on the parsed flags."""
     if args.raw:
         raw, shards = Path(args.raw), args.shards
     else:
@@ -44,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

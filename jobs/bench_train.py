@@ -13,9 +13,11 @@ loops, measured for one-worker trials in the trial's process (``local``) and thr
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from rsray.cli import ensure_synthetic_shards
+from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
 from rsray.config import load_config
 from rsray.data.datasets import load_shard_set
 from rsray.train.bench import run_train_benchmark
@@ -64,12 +66,12 @@ def _print_compare(r: Any) -> None:
           f"cache=device/host: {ratio('cache=device', host, rate):.2f}")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="rsray/configs/demo.yaml", help="base config (the demo's)")
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="bench_train", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--config", default="demo", help="base config: a YAML file or a preset name")
     p.add_argument("--model", default="progressive_fusion_small")
-    p.add_argument("--n", type=int, default=300, help="synthetic patch pairs (without --shards)")
+    p.add_argument("--n", type=positive_int, default=300,
+                   help="synthetic patch pairs (without --shards)")
     p.add_argument("--shards", help="a prepared shard set instead of synthetic data")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--trials", type=int, default=8, help="trials of the local path (0: none)")
@@ -82,7 +84,12 @@ def main() -> None:
                         "host/device augmentation, data.cache=device) and time augment + "
                         "finalize on the host against on the device")
     p.add_argument("--set", nargs="*", default=[], help="section.field=value overrides")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    return run_main("bench_train", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> None:
+    """The benchmark itself, on the parsed flags."""
     if args.smoke_test:
         args.epochs, args.trials, args.trainer_trials, args.steps = 1, 2, 2, 2
     shards = args.shards or ensure_synthetic_shards("rsray_data/bench_train", args.n)
@@ -110,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

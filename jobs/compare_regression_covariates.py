@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
 from rsray.config import Config
 from rsray.data.decode import decode_raw
 from rsray.data.finalize import finalize_batch
@@ -76,14 +78,20 @@ def run(m: Manifest, uri: str, arm: str, seed: int, epochs: int) -> dict[str, fl
     return {**task.metrics.compute(), "n_train": n, "n_test": len(test["label"])}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     """Parse the flags, run every arm and seed, print the runs and the summary."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = Parser(prog="compare_regression_covariates", description=__doc__,
+               formatter_class=HelpFormatter)
     p.add_argument("--root", required=True)
-    p.add_argument("--n", type=int, default=400)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seeds", default="0,1,2")
-    args = p.parse_args()
+    p.add_argument("--n", type=positive_int, default=400, help="synthetic samples")
+    p.add_argument("--epochs", type=positive_int, default=20, help="epochs per run")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    args = p.parse_args(argv)
+    return run_main("compare_regression_covariates", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Every arm and seed on the synthetic regression data, then the summary."""
     torch.set_num_threads(1)
     uri = synthetic_shards("covariates_regression", args.root, args.n, seed=0)
     m = read_manifest(uri)
@@ -101,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from rsray.cli import add_tune_args, start_ray, tune_config_from_args
 from rsray.errors import RsrayError
 from rsray.storage import join
 
-DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "flair2_lfdlm.yaml")
+DEFAULT_CONFIG = "flair2_lfdlm"  # a preset installed with rsray (configs/flair2_lfdlm.yaml)
 SMOKE = {
     "model.name": "test_lf_dlm", "train.max_epochs": 2, "data.batch_size": 8,
     "data.image_size": 64, "model.params.crop_size": 10, "tune.name": "lfdlm-recipe-smoke",

@@ -12,11 +12,10 @@ Resume an interrupted experiment: the same command with --resume.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from rsray.cli import tune_job_main
 
-DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "flair2_lfdlm.yaml")
+DEFAULT_CONFIG = "flair2_lfdlm"  # a preset installed with rsray (configs/flair2_lfdlm.yaml)
 SMOKE = {
     "model.name": "test_lf_dlm", "tune.space": "segmentation_smoke", "tune.num_samples": 3,
     "train.max_epochs": 2, "tune.grace_period": 1, "data.batch_size": 8, "data.image_size": 64,

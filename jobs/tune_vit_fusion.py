@@ -12,11 +12,10 @@ Resume an interrupted experiment: the same command with --resume.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from rsray.cli import SMOKE_OVERRIDES, tune_job_main
 
-PRESET = Path(__file__).resolve().parents[1] / "configs" / "bigearthnet_vit.yaml"
+PRESET = "bigearthnet_vit"  # a preset installed with rsray (configs/bigearthnet_vit.yaml)
 SMOKE = {**SMOKE_OVERRIDES, "model.name": "test_vit_sct_fusion", "tune.space": "vit_smoke",
          "tune.name": "tune-vit-fusion-smoke", "scaling.cpus_per_worker": 1.0,
          "tune.grace_period": 1, "data.modality_dropout": 0.1}
@@ -24,7 +23,7 @@ SMOKE = {**SMOKE_OVERRIDES, "model.name": "test_vit_sct_fusion", "tune.space": "
 
 def main(argv: list[str] | None = None) -> int:
     """Run the job (see the module docstring)."""
-    return tune_job_main(__doc__, argv, prog="tune_vit_fusion", default_config=str(PRESET),
+    return tune_job_main(__doc__, argv, prog="tune_vit_fusion", default_config=PRESET,
                          smoke=SMOKE)
 
 

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rsray.cliargs import HelpFormatter, Parser, add_command, add_run_args, positive_int
 from rsray.config import Config, load_config, parse_overrides
-from rsray.errors import RsrayError
+from rsray.errors import ConfigError, RsrayError
 
 DEMO_ROOT = "rsray_data/demo"
 DEMO_PATCHES = 320
@@ -19,25 +20,38 @@ SMOKE_PATCHES = 64
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (defaults are used for missing fields)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+    p.add_argument("--config", help="YAML config file, or a preset's name (`rsray presets`); "
+                                    "defaults are used for missing fields")
 
 
 def add_tune_args(p: argparse.ArgumentParser) -> None:
     """The flags shared by `rsray tune` and `jobs/tune_*.py`."""
     _add_config_args(p)
-    p.add_argument("--data", help="shard set URI (local path or s3://bucket/prefix)")
-    p.add_argument("--storage-path", help="where experiments go (local path or s3://...)")
-    p.add_argument("--name", help="experiment name (the same name resumes)")
-    p.add_argument("--num-samples", type=int, help="number of trials")
-    p.add_argument("--max-epochs", type=int, help="epochs per trial (ASHA may stop earlier)")
-    p.add_argument("--num-workers", type=int, help="Ray Train workers per trial")
+    add_run_args(p, out="where experiments go: a local folder or s3://bucket/prefix "
+                        "(train.storage_path; default rsray_results)",
+                 name="experiment name (tune.name); the same name resumes with --resume",
+                 resume="continue the interrupted experiment of the same --name",
+                 max_epochs="epochs per trial (train.max_epochs; ASHA may stop a trial earlier)")
+    p.add_argument("--storage-path", dest="out", help=argparse.SUPPRESS)  # the old --out
+    p.add_argument("--num-samples", type=positive_int, help="number of trials (tune.num_samples)")
+    p.add_argument("--num-workers", type=int,
+                   help="Ray Train workers per trial (scaling.num_workers)")
     p.add_argument("--smoke-test", action="store_true",
                    help="tiny model, 3 trials, 2 epochs; makes tiny synthetic data if --data "
                         "is not given")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted experiment of the same name")
+
+
+def run_flags(args: argparse.Namespace, name_field: str) -> dict[str, Any]:
+    """Config overrides of the run flags every run command shares (``--set`` comes after)."""
+    flags: dict[str, Any] = {}
+    for flag, key in [("data", "data.uri"), ("out", "train.storage_path"),
+                      ("name", name_field), ("max_epochs", "train.max_epochs"),
+                      ("num_samples", "tune.num_samples"),
+                      ("num_workers", "scaling.num_workers")]:
+        value = getattr(args, flag, None)
+        if value is not None:
+            flags[key] = value
+    return flags
 
 
 SMOKE_OVERRIDES: dict[str, Any] = {
@@ -62,12 +76,7 @@ def tune_config_from_args(args: argparse.Namespace, default_config: str | None =
     flags: dict[str, Any] = {}
     if args.smoke_test:
         flags.update(SMOKE_OVERRIDES if smoke is None else smoke)
-    for flag, key in [("data", "data.uri"), ("storage_path", "train.storage_path"),
-                      ("name", "tune.name"), ("num_samples", "tune.num_samples"),
-                      ("max_epochs", "train.max_epochs"), ("num_workers", "scaling.num_workers")]:
-        value = getattr(args, flag, None)
-        if value is not None:
-            flags[key] = value
+    flags.update(run_flags(args, "tune.name"))
     cfg = cfg.with_overrides(flags)
     if args.smoke_test and args.data is None:
         storage = cfg.train.storage_path
@@ -93,15 +102,14 @@ def tune_job_main(doc: str, argv: list[str] | None = None, *, prog: str,
         smoke_dataset: the synthetic dataset --smoke-test prepares without --data.
         smoke_samples: how many synthetic samples it prepares.
     """
-    from rsray.console import setup
-    from rsray.tune.run import tune_fusion
-
-    parser = argparse.ArgumentParser(prog=prog, description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog=prog, description=doc, formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Ray's own output (worker logs, Tune tables, warnings)")
     add_tune_args(parser)
     args = parser.parse_args(argv)
+    from rsray.console import setup
+    from rsray.tune.run import tune_fusion
+
     setup(verbose=args.verbose)
     try:
         cfg = tune_config_from_args(args, default_config, smoke=smoke,
@@ -141,7 +149,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
         return
     from rsray.data.registry import require_twin
 
-    entry = get_dataset(args.dataset)
+    entry = get_dataset(args.dataset)  # unknown: one line listing the datasets
     require_twin(entry)[0](args.out, args.n, args.seed)
     print(f"wrote {args.n} SYNTHETIC {args.dataset} samples to {args.out}")
     text = entry.describe_synthetic()
@@ -156,13 +164,37 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     prepare_from_args(args)
 
 
+def check_fresh_run(cfg: Config, resume: bool) -> None:
+    """``rsray train`` without ``--resume`` refuses a run name that already has a run folder.
+
+    With ``--resume`` the run continues from its latest checkpoint (Ray Train restores a run
+    from ``<train.storage_path>/<train.name>``).
+    """
+    from rsray.storage import exists, join
+
+    run = join(cfg.train.storage_path, cfg.train.name)
+    try:
+        found = exists(run)
+    except Exception:  # an unreachable store is reported by the data check that follows
+        return
+    if found and not resume:
+        raise ConfigError(f"{run}: a run named {cfg.train.name!r} is already there; pass "
+                          "--resume to continue it, or --name another run")
+    if resume and not found:
+        print(f"[rsray] nothing to resume at {run}; starting a new run", flush=True)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     """``rsray train``: one configuration, no search."""
+    from rsray.data.shards import read_manifest
+    from rsray.storage import check_reachable
     from rsray.train.driver import fit
 
-    cfg = load_config(args.config, args.overrides)
-    if args.data:
-        cfg = cfg.with_overrides({"data.uri": args.data})
+    cfg = load_config(args.config)
+    cfg = cfg.with_overrides({**run_flags(args, "train.name"), **parse_overrides(args.overrides)})
+    check_reachable(cfg.data.uri)
+    read_manifest(cfg.data.uri)  # a bad --data is named before the run folder is looked at
+    check_fresh_run(cfg, args.resume)
     result = fit(cfg)  # checks the shard set, then starts Ray (quiet unless -v)
     # per-class values (``val_ap_class/<name>``, ``val_iou/<name>``...) stay in the run's files
     metrics = {k: v for k, v in (result.metrics or {}).items() if "/" not in k}
@@ -179,29 +211,25 @@ def cmd_tune(args: argparse.Namespace) -> None:
     tune_fusion(cfg, resume=args.resume)  # checks the shard set, then starts Ray
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    """``rsray demo``: synthetic data -> shards -> a short tuning run -> leaderboard."""
-    from importlib.resources import files
+DEMO_SPEC = "demo"
+"""The study preset ``rsray demo`` runs (``studies/demo.yaml``)."""
 
-    from rsray.tune.run import tune_fusion
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """``rsray demo``: the demo study on a synthetic twin: search, seeds, table, report."""
+    from rsray.study.cli import StudyRequest, run_study_request
 
     t0 = time.perf_counter()
-    print("rsray demo: local Ray, SYNTHETIC BigEarthNet-MM (S2 + S1), shards on local disk, "
-          "Optuna + ASHA over progressive fusion", flush=True)
-    start_ray()
-    n = SMOKE_PATCHES if args.smoke_test and args.n == DEMO_PATCHES else args.n
-    uri = ensure_synthetic_shards(args.root, n, seed=0)
-    overrides = [*(DEMO_SMOKE if args.smoke_test else []), *args.overrides]
-    cfg = load_config(str(files("rsray") / "configs" / "demo.yaml"), overrides)
-    cfg = cfg.with_overrides({"data.uri": uri,
-                              "train.storage_path": str(Path(args.root) / "results")})
-    tune_fusion(cfg, resume=False)
+    print("rsray demo: local Ray, the SYNTHETIC SEN12MS twin (S2 + S1), study "
+          f"`{DEMO_SPEC}`: one single-modality arm and two fusion arms, a short Optuna + ASHA "
+          "search per arm, then seeded retraining, confidence intervals and a report",
+          flush=True)
+    # an earlier demo in the same folder is continued (its finished runs are kept)
+    folder = Path(args.root) / (f"{DEMO_SPEC}-smoke" if args.smoke_test else DEMO_SPEC)
+    request = StudyRequest(spec=DEMO_SPEC, smoke=args.smoke_test, out=str(folder),
+                           resume=True, overrides=list(args.overrides))
+    run_study_request(request)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s", flush=True)
-
-
-DEMO_SMOKE = ["model.name=test_progressive_fusion", "tune.num_samples=2", "train.max_epochs=2",
-              "tune.name=demo-smoke"]
-"""What `rsray demo --smoke-test` sets: a tiny model, 2 trials of 2 epochs (about a minute)."""
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -210,6 +238,29 @@ def cmd_models(args: argparse.Namespace) -> None:
 
     for name in list_models(args.pattern):
         print(name)
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    """``rsray presets``: the configs and study specs installed with rsray."""
+    import yaml
+
+    from rsray.presets import list_presets, preset_path
+
+    for kind, flag in (("config", "--config NAME"), ("study", "rsray study NAME")):
+        if args.kind not in (None, kind):
+            continue
+        print(f"{kind} presets ({flag}):")
+        for name in list_presets(kind):
+            path = preset_path(kind, name)
+            about = ""
+            if kind == "study":
+                with open(path) as fh:
+                    about = str((yaml.safe_load(fh) or {}).get("description") or "")
+            else:
+                first = path.read_text().splitlines()[:1]
+                about = first[0].lstrip("# ") if first and first[0].startswith("#") else ""
+            about = " ".join(about.split())
+            print(f"  {name:28s} {about[:90] + ('...' if len(about) > 90 else '')}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -226,103 +277,164 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(fs.cat_file(path).decode())
 
 
-def add_core_commands(sub: Any) -> None:
-    """synth, prepare, train, tune, demo, models, report."""
+def _add_prepare(sub: Any, full: bool) -> None:
+    """``rsray prepare DATASET``; its per-dataset flags only when ``full`` (imports readers)."""
+    p = add_command(sub, "prepare", help="raw dataset -> Parquet shards + manifest",
+                    examples=["rsray prepare sen12ms --help",
+                              "rsray prepare bigearthnet --s2-root BigEarthNet-S2 --s1-root "
+                              "BigEarthNet-S1 --out s3://bucket/ben/shards"])
+    if not full:
+        p.add_argument("dataset", metavar="DATASET", help="`rsray prepare --help` lists them")
+        return
     from rsray.data.registry import add_common_prepare_args, get_dataset, list_datasets
 
-    p = sub.add_parser("synth", help="write a synthetic dataset in the real on-disk format")
-    p.add_argument("dataset", choices=[*list_datasets(), "covariates"])
-    p.add_argument("--n", type=int, default=300, help="number of samples")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--like", help="covariates only: raw dataset folder whose patches the "
-                                  "synthetic DEM/climate/land-cover layers must cover")
-    p.set_defaults(fn=cmd_synth)
-
-    p = sub.add_parser("prepare", help="raw dataset -> Parquet shards + manifest")
     per_dataset = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name in list_datasets():
         entry = get_dataset(name)
-        q = per_dataset.add_parser(name, help=entry.summary, description=entry.summary)
+        q = per_dataset.add_parser(name, help=entry.summary, description=entry.summary,
+                                   formatter_class=HelpFormatter)
         entry.add_prepare_args(q)
         add_common_prepare_args(q)
         q.add_argument("--codec", choices=("auto", "none", "lz4", "zstd"), default="auto",
                        help="Parquet compression of the shard set, recorded in its manifest "
-                            "(auto: none on local disk, zstd on s3://; see the README's "
-                            "ingest performance section)")
+                            "(auto: none on local disk, zstd on s3://)")
         q.set_defaults(fn=cmd_prepare)
 
-    p = sub.add_parser("train", help="train one configuration with Ray Train")
+
+def add_core_commands(sub: Any, full: bool = True) -> None:
+    """synth, prepare, train, tune, demo, models, presets, report."""
+    p = add_command(sub, "synth", help="write a synthetic dataset in the real on-disk format",
+                    examples=["rsray synth sen12ms --n 300 --out rsray_data/sen12ms_raw",
+                              "rsray synth covariates --like rsray_data/ben_raw --out layers"])
+    p.add_argument("dataset", help="a dataset name (`rsray prepare --help` lists them), or "
+                                   "covariates")
+    p.add_argument("--n", type=positive_int, default=300, help="number of samples")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--like", help="covariates only: raw dataset folder whose patches the "
+                                  "synthetic DEM/climate/land-cover layers must cover")
+    p.set_defaults(fn=cmd_synth)
+
+    _add_prepare(sub, full)
+
+    p = add_command(sub, "train", help="train one configuration with Ray Train",
+                    examples=["rsray train --config sen12ms_resnet --data rsray_data/s12/shards "
+                              "--max-epochs 5 --name first",
+                              "rsray train --config sen12ms_resnet --data rsray_data/s12/shards "
+                              "--name first --resume",
+                              "rsray train --config globe_progressive --data s3://b/globe "
+                              "--set scaling.use_gpu=yes --set scaling.num_workers=4"])
     _add_config_args(p)
-    p.add_argument("--data", help="shard set URI")
+    add_run_args(p, out="where the run goes: a local folder or s3://bucket/prefix "
+                        "(train.storage_path; default rsray_results)",
+                 name="run name (train.name; default rsray-train)",
+                 resume="continue the run of the same --name from its latest checkpoint "
+                        "(without it, an existing run of that name is an error)",
+                 max_epochs="epochs to train (train.max_epochs)")
     p.set_defaults(fn=cmd_train)
 
-    p = sub.add_parser("tune", help="hyper-parameter search with Ray Tune + Optuna + ASHA")
+    p = add_command(sub, "tune", help="hyper-parameter search with Ray Tune + Optuna + ASHA",
+                    examples=["rsray tune --smoke-test",
+                              "rsray tune --config bigearthnet_progressive --data s3://b/ben "
+                              "--num-samples 32 --max-epochs 10 --name ben-pf",
+                              "rsray tune --config bigearthnet_progressive --data s3://b/ben "
+                              "--name ben-pf --resume"])
     add_tune_args(p)
     p.set_defaults(fn=cmd_tune)
 
-    p = sub.add_parser("demo", help="the embedded default: synthetic data, short tune run")
-    p.add_argument("--root", default=DEMO_ROOT, help="where demo data and results go")
-    p.add_argument("--n", type=int, default=DEMO_PATCHES, help="synthetic patch pairs")
+    p = add_command(sub, "demo", help="the product in a few minutes: a small study on a "
+                                      "synthetic twin (search, seeds, confidence intervals, "
+                                      "HTML report)",
+                    examples=["rsray demo", "rsray demo --smoke-test",
+                              "rsray study demo --check     # its plan, before running it"])
+    p.add_argument("--root", default=DEMO_ROOT,
+                   help="where the demo's study folders go (demo/, demo-smoke/: data, runs, "
+                        "table, report)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field (repeatable)")
+                   help="override a config field of every arm (repeatable)")
     p.add_argument("--smoke-test", action="store_true",
-                   help="tiny model, 64 patches, 2 trials of 2 epochs")
+                   help="the demo study's smoke variant: 1 trial and 1 epoch per arm, 2 seeds")
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("models", help="list registered models")
+    p = add_command(sub, "models", help="list registered models",
+                    examples=["rsray models", "rsray models 'vit_*'"])
     p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. '*fusion*'")
     p.set_defaults(fn=cmd_models)
 
-    p = sub.add_parser("report", help="print an experiment's leaderboard and best config")
+    p = add_command(sub, "presets", help="list the configs and study specs installed with rsray",
+                    examples=["rsray presets", "rsray presets study",
+                              "rsray study sen12ms_resnet --check"])
+    p.add_argument("kind", nargs="?", choices=("config", "study"), help="only this kind")
+    p.set_defaults(fn=cmd_presets)
+
+    p = add_command(sub, "report", help="print an experiment's leaderboard and best config",
+                    examples=["rsray report rsray_results/tune-progressive",
+                              "rsray report rsray_results/studies/sen12ms_resnet"])
     p.add_argument("experiment", help="experiment folder (local or s3://)")
     p.set_defaults(fn=cmd_report)
 
 
-def add_study_commands(sub: Any) -> None:
+def add_study_commands(sub: Any, full: bool = True) -> None:
     """``rsray study`` (and the study mode of ``rsray report``)."""
     from rsray.study.cli import add_commands
 
     add_commands(sub)
 
 
-def add_evaluate_commands(sub: Any) -> None:
+def add_evaluate_commands(sub: Any, full: bool = True) -> None:
     """``rsray evaluate`` and ``rsray predict``."""
     from rsray.evaluate.cli import add_commands
 
     add_commands(sub)
 
 
-def add_submit_command(sub: Any) -> None:
-    """Submit."""
+def add_submit_command(sub: Any, full: bool = True) -> None:
+    """``rsray submit``."""
     from rsray.ops.submit import add_submit_args, cmd_submit
 
-    p = sub.add_parser("submit", help="submit a job to a Ray cluster, follow its logs",
-                       description="rsray submit --address URL -- python jobs/X.py ...")
+    p = add_command(sub, "submit", help="submit a job to a Ray cluster, follow its logs",
+                    examples=["rsray submit --address http://127.0.0.1:8265 -- python "
+                              "jobs/study.py sen12ms_resnet --data s3://b/s12 --out s3://b/st"])
     add_submit_args(p)
     p.set_defaults(fn=cmd_submit)
 
 
-COMMANDS: list[Callable[[Any], None]] = [
+COMMANDS: list[Callable[..., None]] = [
     add_core_commands, add_study_commands, add_evaluate_commands, add_submit_command,
 ]
-"""Each adds its subcommands to the `rsray` parser; a new command group appends one here."""
+"""Each adds its subcommands to the `rsray` parser; a new command group appends one here.
+
+Called as ``add(subparsers, full)``; ``full=False`` (``main`` for any command but ``prepare``)
+lets a group skip parsers whose construction imports heavy modules."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `rsray` command."""
-    parser = argparse.ArgumentParser(prog="rsray", description=__doc__)
+def build_parser(full: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of the `rsray` command.
+
+    ``full=False`` leaves out the per-dataset ``prepare`` parsers (they import every dataset
+    reader), so ``rsray --help`` and other commands start fast.
+    """
+    parser = Parser(
+        prog="rsray", description=__doc__, formatter_class=HelpFormatter,
+        epilog="examples:\n  rsray demo\n  rsray presets\n  rsray study sen12ms_resnet --check"
+               "\n  rsray <command> --help")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Ray's own output (worker logs, Tune tables, warnings)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_commands in COMMANDS:
-        add_commands(sub)
+        add_commands(sub, full)
     return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; rsray's own errors print one clear line instead of a traceback."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(full=_command_of(argv) == "prepare").parse_args(argv)
     from rsray.console import setup
 
     setup(verbose=args.verbose)

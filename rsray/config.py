@@ -383,8 +383,12 @@ class TrackingConfig:
     mlflow: bool = False
     """Log every trial to MLflow (``pip install rsray[mlflow]``): run name = trial name,
     config = parameters, every epoch's metrics."""
-    mlflow_tracking_uri: str = "mlruns"
-    """MLflow tracking URI (``http://host:5000``, ``sqlite:///x.db``) or a local folder."""
+    mlflow_tracking_uri: str = ""
+    """MLflow tracking URI: a server (``http://host:5000``), a database (``sqlite:///x.db``),
+    or a local folder (its ``mlflow.db`` SQLite store). Empty (the default): the SQLite store
+    ``mlflow.db`` in ``train.storage_path`` when that is local, else in ``rsray_results``
+    (``mlflow ui --backend-store-uri sqlite:///rsray_results/mlflow.db`` shows it). MLflow 3.13
+    and later refuse folder ("file") stores, so folders are never passed to it as such."""
     mlflow_experiment: str = ""
     """MLflow experiment name; empty = ``tune.name``."""
     tensorboard: bool = False
@@ -392,8 +396,9 @@ class TrackingConfig:
 
     def validate(self) -> None:
         """Check values."""
-        if self.mlflow and not self.mlflow_tracking_uri:
-            raise ConfigError("tracking.mlflow_tracking_uri: empty; give a URI or a folder")
+        if not isinstance(self.mlflow_tracking_uri, str):
+            raise ConfigError(f"tracking.mlflow_tracking_uri: {self.mlflow_tracking_uri!r} "
+                              "is not a URI or a folder")
 
 
 @dataclass
@@ -540,12 +545,12 @@ def parse_overrides(items: typing.Sequence[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Defaults, then a YAML file (optional), then ``section.field=value`` overrides."""
+    """Defaults, then a YAML file or preset name (optional), then ``section.field=value``."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p}: not found")
+        from rsray.presets import resolve
+
+        p = resolve("config", path)  # a file path, or a preset's name (`rsray presets`)
         try:
             raw = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:

@@ -148,3 +148,68 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
                            str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_configuration_reference_lists_every_field() -> None:
+    from dataclasses import fields
+
+    from rsray.config import Config
+
+    sys.path.insert(0, str(DOCS / "_hooks"))
+    try:
+        import config_reference
+    finally:
+        sys.path.pop(0)
+    text = config_reference.reference()
+    for section in fields(Config):
+        for f in fields(section.default_factory):
+            assert f"`{section.name}.{f.name}`" in text, f"{section.name}.{f.name} not listed"
+    page = (DOCS / config_reference.PAGE).read_text(encoding="utf-8")
+    assert config_reference.MARKER in page
+
+
+def spec_blocks(path: Path) -> list[tuple[str, str]]:
+    """(file name, YAML) of every code block that starts with ``# study spec: NAME.yaml``."""
+    blocks, current, name = [], None, ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if current is None:
+            if stripped.startswith("```yaml"):
+                current, indent = [], line.index("```")
+            continue
+        if stripped.startswith("```"):
+            if name:
+                blocks.append((name, "\n".join(current)))
+            current, name = None, ""
+            continue
+        text = line[indent:]
+        if not current and text.startswith("# study spec:"):
+            name = text.split(":", 1)[1].strip()
+        current.append(text)
+    return blocks
+
+
+def test_study_specs_in_the_docs_load(tmp_path: Path) -> None:
+    from rsray.study.spec import load_spec
+
+    blocks = [b for page in sorted(DOCS.rglob("*.md")) for b in spec_blocks(page)]
+    assert blocks, "no `# study spec:` block found in docs/"
+    for name, text in blocks:
+        path = tmp_path / name
+        path.write_text(text + "\n", encoding="utf-8")
+        spec = load_spec(path)
+        assert spec.name == Path(name).stem, name
+
+
+def test_search_space_table_lists_every_space() -> None:
+    from rsray.tune.spaces import list_spaces
+
+    sys.path.insert(0, str(DOCS / "_hooks"))
+    try:
+        import config_reference
+    finally:
+        sys.path.pop(0)
+    table = config_reference.spaces_table()
+    for name in list_spaces():
+        assert f"| `{name}` |" in table, f"search space {name} missing from the docs table"
+    assert config_reference.SPACES_MARKER in (DOCS / config_reference.SPACES_PAGE).read_text()

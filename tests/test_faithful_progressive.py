@@ -107,7 +107,7 @@ def test_pretrained_file_is_loaded_into_every_encoder(tmp_path: Path) -> None:
 
 
 def _progressive_presets() -> list[Path]:
-    paths = [*sorted((ROOT / "configs").glob("*.yaml")), ROOT / "rsray/configs/demo.yaml"]
+    paths = sorted((ROOT / "configs").glob("*.yaml"))  # demo.yaml included
     return [p for p in paths if load_config(p).tune.space.startswith("progressive")]
 
 

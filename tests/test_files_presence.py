@@ -44,3 +44,51 @@ def test_gradients_flow_with_missing_modalities() -> None:
                  "s1_present": torch.tensor([0.0, 1.0])})
     out.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def _plan():
+    from rsray.data.plan import DecodePlan, GroupPlan, ModalityPlan
+
+    mods = tuple(ModalityPlan(m, (GroupPlan(m, (c, 8, 8), "float32"),), tuple("ab"[:c]),
+                              (0.0,) * c, (1.0,) * c, optional=True)
+                 for m, c in (("s2", 2), ("s1", 1)))
+    return DecodePlan(mods, num_classes=3, image_size=8, resample="bilinear")
+
+
+def test_dropout_never_removes_the_last_present_modality() -> None:
+    import numpy as np
+
+    from rsray.data.augment import augment_device, augment_raw
+
+    plan = _plan()
+    n = 64
+    missing_s1 = (np.arange(n) % 2).astype(np.uint8)  # odd rows have no s1
+    batch = {"label": np.zeros((n, 3), np.uint8), "s2": np.ones((n, 2, 8, 8), np.float32),
+             "s1": np.ones((n, 1, 8, 8), np.float32), "drop_s2": np.zeros(n, np.uint8),
+             "drop_s1": missing_s1.copy()}
+    out = augment_raw({k: v.copy() for k, v in batch.items()}, plan, modality_dropout=1.0,
+                      ops={"s2": (), "s1": ()}, rng=np.random.default_rng(0))
+    assert not (out["drop_s2"] & out["drop_s1"]).any()  # never both
+    assert (out["drop_s1"][missing_s1 == 1] == 1).all()  # missing stays missing
+    assert out["drop_s2"][missing_s1 == 1].sum() == 0  # its only modality is kept
+    assert (out["drop_s2"] | out["drop_s1"])[missing_s1 == 0].all()  # p=1: one dropped
+    tb = {k: torch.from_numpy(v) for k, v in batch.items()}
+    out_t = augment_device(tb, plan, modality_dropout=1.0, ops={"s2": (), "s1": ()},
+                           generator=torch.Generator().manual_seed(0))
+    d2, d1 = out_t["drop_s2"].numpy(), out_t["drop_s1"].numpy()
+    assert not (d2 & d1).any() and (d1[missing_s1 == 1] == 1).all()
+    assert (d2 | d1)[missing_s1 == 0].all()
+
+
+def test_finalize_emits_presence_bits() -> None:
+    import numpy as np
+
+    from rsray.data.finalize import finalize_batch
+
+    plan = _plan()
+    batch = {"label": np.zeros((2, 3), np.uint8), "s2": np.ones((2, 2, 8, 8), np.float32),
+             "s1": np.full((2, 1, 8, 8), 7.0, np.float32),
+             "drop_s2": np.zeros(2, np.uint8), "drop_s1": np.array([0, 1], np.uint8)}
+    out = finalize_batch(batch, plan)
+    assert out["s1_present"].tolist() == [1.0, 0.0] and out["s2_present"].tolist() == [1, 1]
+    assert out["s1"][1].abs().sum() == 0 and out["s1"][0].abs().sum() > 0

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from rsray.data.sources.files import FilesSource, config_from_dict, write_files_dataset
-from rsray.data.sources.files.config import TERRATORCH_KEYS, template_to_regex
+from rsray.data.sources.files.config import template_to_regex
+from rsray.data.sources.files.terratorch import TERRATORCH_KEYS
 from rsray.errors import ConfigError, PatchError
 
 
@@ -234,3 +235,28 @@ def test_real_bigearthnet_v1_described_in_yaml(real_data_dir: Path, tmp_path: Pa
     assert sizes == {"s2_120px": (120, "uint16"), "s2_60px": (60, "uint16"),
                      "s2_20px": (20, "uint16"), "s1": (120, "float32")}
     assert src.spec.task == "multilabel" and all(s["label"].sum() >= 1 for s in samples)
+
+
+def test_covariates_and_latitude_holdouts_work_as_for_builtin_datasets(tmp_path: Path) -> None:
+    import argparse
+
+    from rasterio.crs import CRS
+
+    from rsray.data.sources._raster import write_geotiff
+    from rsray.data.sources.covariates import wrap_from_args
+    from rsray.data.splits import apply_holdout, parse_holdout
+
+    y = write_files_dataset(tmp_path / "raw", 12, 0, progress=False)
+    dem = tmp_path / "dem.tif"
+    write_geotiff(dem, np.linspace(0, 500, 400 * 400, dtype=np.float32).reshape(400, 400),
+                  CRS.from_epsg(32633), 390000, 5410000, 1000.0)
+    args = argparse.Namespace(covariate=[f"dem={dem}:bilinear"], covariate_opt=[],
+                              indices="ndvi", indices_bands="", covariate_dtype="float32",
+                              indices_from="s2")
+    src = wrap_from_args(FilesSource(y), args)
+    disc = src.discover()
+    sample = src.read(disc.items[0])
+    assert sample["arrays"]["dem"].shape == (1, 32, 32)  # warped onto the chip's own grid
+    assert sample["arrays"]["indices"].shape == (1, 32, 32)  # NDVI from B04/B08
+    info = apply_holdout(disc.items, parse_holdout(["lat=:47"]), dataset="files")
+    assert info["moved"] == 4  # the "south" chips, 300 km further south

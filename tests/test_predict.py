@@ -29,7 +29,14 @@ def test_predict_writes_parquet_matching_validation(synthetic_shards, trained_ch
     manifest = read_manifest(synthetic_shards)
     assert len(table) == manifest.splits["val"]
     assert table["patch_id"].is_unique
-    assert set(table.columns) == {"patch_id", "target", "probs"}
+    assert set(table.columns) == {"patch_id", "target", "probs", "group"}
+    # the group of the bootstrap: the MGRS tile of each patch's S1 name (BigEarthNet v1)
+    rows = pads.dataset(manifest.shard_paths("val"), format="parquet").to_table(
+        columns=["patch_id", "meta_s1_patch"]).to_pandas()
+    tile = dict(zip(rows["patch_id"], rows["meta_s1_patch"].str.split("_").str[-3],
+                    strict=True))
+    assert (table["group"] == table["patch_id"].map(tile)).all()
+    assert table["group"].str.fullmatch(r"\d\d[A-Z]{3}").all()
     probs = np.stack(table["probs"].to_numpy())
     target = np.stack(table["target"].to_numpy())
     assert probs.shape == target.shape == (len(table), len(manifest.classes))
@@ -41,6 +48,7 @@ def test_predict_writes_parquet_matching_validation(synthetic_shards, trained_ch
     assert float(ap_micro) == pytest.approx(trained["val_ap_micro"], rel=1e-5)
     info = json.loads((out / PREDICTIONS_META).read_text())
     assert info["split"] == "val" and info["task"] == "multilabel" and info["synthetic"]
+    assert info["group"] == "MGRS tile (from the S1 patch name)"
     # in this process (concurrency 0, what a study trial uses): the same rows and numbers
     here = tmp_path / "pred_here"
     predict(ckpt, synthetic_shards, "val", str(here), concurrency=0)
@@ -48,6 +56,7 @@ def test_predict_writes_parquet_matching_validation(synthetic_shards, trained_ch
     both = table.merge(local, on="patch_id", suffixes=("", "_here"))
     assert len(both) == len(local) == len(table)
     np.testing.assert_allclose(np.stack(both["probs"]), np.stack(both["probs_here"]), atol=1e-6)
+    assert (both["group"] == both["group_here"]).all()
     assert json.loads((here / PREDICTIONS_META).read_text())["split"] == "val"
 
     # the CLI, with S1 dropped: same samples, other probabilities

@@ -117,3 +117,38 @@ def test_bootstrap_difference_agrees_with_the_scipy_paired_bootstrap() -> None:
     assert fast.ci_low == pytest.approx(slow.ci_low, abs=0.02)
     assert fast.ci_high == pytest.approx(slow.ci_high, abs=0.02)
     assert fast.p_value < 0.01 and slow.p_value < 0.01 and fast.n == 200
+
+
+def test_per_class_metrics_equal_torchmetrics_per_class() -> None:
+    from torchmetrics.functional.classification import multiclass_recall
+
+    from rsray.study.resampled import group_resample_counts, per_class_metric
+
+    probs, target = _multilabel(n=40, c=4, seed=8)
+    groups = np.array([f"g{i // 4}" for i in range(40)])
+    counts, n_groups = group_resample_counts(groups, 15, seed=2)
+    assert n_groups == 10 and (counts.reshape(15, 10, 4).std(axis=2) == 0).all()
+    prefix, fn = per_class_metric("multilabel")
+    assert prefix == "ap_class/"
+    got = fn(probs, target, counts)
+    assert got.shape == (15, 4)
+    for b, w in enumerate(counts):
+        r = _rows(w)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = multilabel_average_precision(torch.as_tensor(probs[r]),
+                                                torch.as_tensor(target[r]), num_labels=4,
+                                                average=None)
+        np.testing.assert_allclose(got[b], want.numpy(), atol=1e-6)
+    rng = np.random.default_rng(3)
+    p, t = rng.random((40, 3)), rng.integers(0, 3, 40)
+    prefix, fn = per_class_metric("multiclass")
+    assert prefix == "acc_class/" and per_class_metric("segmentation") is None
+    got = fn(p, t, counts)
+    for b, w in enumerate(counts):
+        r = _rows(w)
+        want = multiclass_recall(torch.as_tensor(p[r]), torch.as_tensor(t[r]), num_classes=3,
+                                 average=None).numpy()
+        present = np.isin(np.arange(3), t[r])
+        np.testing.assert_allclose(got[b][present], want[present], atol=1e-6)
+        assert np.isnan(got[b][~present]).all()

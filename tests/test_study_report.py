@@ -16,7 +16,28 @@ MEANS = {"s2_only": 0.60, "s1_only": 0.50, "early": 0.75, "late": 0.61}
 CLASSES = ["forest", "water", "urban"]
 
 
-def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3) -> Path:
+N_TILES, PER_TILE = 12, 5
+
+
+def _predictions(root: Path, arm: str, seed: int, quality: float) -> str:
+    """Test predictions of one seed in the predictions format (folder of parts + meta)."""
+    rng = np.random.default_rng(seed)
+    n = N_TILES * PER_TILE
+    target = (np.random.default_rng(99).random((n, len(CLASSES))) < 0.4).astype(np.float32)
+    logits = 4 * (quality - 0.45) * (2 * target - 1) + rng.normal(0, 1, target.shape)
+    probs = 1 / (1 + np.exp(-logits))
+    folder = root / f"pred_{arm}_{seed}.parquet"
+    folder.mkdir()
+    pd.DataFrame({"patch_id": [f"p{i:03d}" for i in range(n)], "target": list(target),
+                  "probs": list(probs.astype(np.float32)),
+                  "group": [f"T{i // PER_TILE:02d}" for i in range(n)]}).to_parquet(
+        folder / "part-00000.parquet")
+    (folder / "_predictions.json").write_text(json.dumps({"task": "multilabel",
+                                                          "group": "MGRS tile"}))
+    return str(folder)
+
+
+def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3, paper=None) -> Path:
     rng = np.random.default_rng(0)
     rows = []
     for f in fractions:
@@ -39,11 +60,31 @@ def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3) -> Path:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.to_parquet(tmp_path / "results.parquet")
     spec = {"name": "t", "baseline": "s2_only", "metrics": ["ap_macro", "hamming_loss"],
-            "single_modality": [],
-            "arms": [{"name": a, "modalities": m} for a, m in ARMS.items()]}
-    (tmp_path / "study.json").write_text(json.dumps({"spec": spec, "data": {}}))
+            "description": "Which fusion of S2 and S1 classifies tiles best?",
+            "single_modality": [], "base": {"train.max_epochs": 7},
+            "search": {"num_samples": 6, "max_epochs": 3, "grace_period": 1,
+                       "reduction_factor": 2},
+            "factors": {"fractions": list(fractions), "holdouts": ["tile=X"], "seeds": seeds},
+            "arms": [{"name": a, "model": "test_early_fusion_cnn", "modalities": m,
+                      "space": "cnn" if a == "early" else None,
+                      "params": {"model.params.width": 8}} for a, m in ARMS.items()]}
+    if paper:
+        spec["paper_results"] = paper
+        spec["paper_source"] = "Table 3 of the paper"
+    (tmp_path / "study.json").write_text(json.dumps({"spec": spec, "data": {},
+                                                     "started": 1.7e9}))
+    for arm, mean in MEANS.items():
+        for seed in range(seeds):
+            out = tmp_path / "cells" / f"{arm}__f1__tile-X" / f"seed_{seed}"
+            out.mkdir(parents=True)
+            keys = {"study": "t", "arm": arm, "model": "m", "fraction": 1.0,
+                    "holdout": "tile-X", "seed": seed}
+            (out / "result.json").write_text(json.dumps({
+                "keys": keys, "checkpoint": str(out / "missing_checkpoint"), "rows": [],
+                "predictions": {"test": _predictions(out, arm, seed, mean)},
+                "task": "multilabel", "classes": CLASSES, "seconds": 90.0}))
     cell = tmp_path / "cells" / "early__f1__tile-X"
-    cell.mkdir(parents=True)
+    cell.mkdir(parents=True, exist_ok=True)
     trials = [{"trial": f"t{i}", "params": {"optim.lr": 10 ** -(2 + i / 3),
                                               "model.params.depth": [2, 4][i % 2]},
                "value": 0.5 + 0.05 * i} for i in range(6)]
@@ -63,23 +104,79 @@ def test_comparison_marks_best_and_significance(tmp_path: Path) -> None:
     assert abs(cmp.summaries[("s1_only", "ap_macro")].mean - 0.50) < 0.02
 
 
+FIGURES = ("comparison", "fractions", "id_ood", "class_metric", "class_gain",
+           "missing_modality", "search", "importance")
+
+
 def test_report_renders_every_arm(tmp_path: Path) -> None:
     from rsray.report.study_report import write_report
+    from rsray.report.tables import arm_label
 
     root = _study(tmp_path)
     md_path, html_path = write_report(root)
     md = Path(md_path).read_text()
     table = md.split("## Comparison (test split)")[1].split("###")[0]
     for arm in ARMS:
-        assert re.search(rf"^\| {arm}( \(baseline\))? \|", table, re.M), arm
+        assert re.search(rf"^\| {arm_label(arm)}( \(baseline\))? \|", table, re.M), arm
     assert "**0.75" in table and "†" in table  # best early fusion, significant vs s2_only
-    for fig in ("comparison", "fractions", "id_ood", "class_metric", "class_gain",
-                "missing_modality", "search", "importance"):
+    for fig in FIGURES:
         assert (root / "figures" / f"{fig}.png").stat().st_size > 5000, fig
+        svg = root / "figures" / f"{fig}.svg"
+        assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text(), fig
+        assert f"figures/{fig}.png" in md
     html = Path(html_path).read_text()
     assert html.count("data:image/png;base64,") == 8
-    assert "<table>" in html and "figures/" not in html.split("<body>")[1].replace(
-        "results.parquet", "")
+    assert "<table>" in html and 'src="figures/' not in html
+
+
+def test_report_stands_on_its_own(tmp_path: Path) -> None:
+    """Question, arms, budget, selection metric, provenance, paper column, grouped bootstrap,
+    per-class intervals, CSV + LaTeX tables."""
+    from rsray.report.study_report import write_report
+
+    paper = {"early": {"ap_macro": 82.53}, "s2_only": {"ap_macro": 0.61}}
+    root = _study(tmp_path, fractions=(1.0,), paper=paper)
+    md = Path(write_report(root)[0]).read_text()
+    assert "Which fusion of S2 and S1 classifies tiles best?" in md
+    arms = md.split("## Arms")[1].split("## ")[0]
+    assert "| early fusion" not in arms and "| early (`early`)" in arms
+    assert "`test_early_fusion_cnn`" in arms and "width=8" in arms and "| cnn |" in arms
+    assert "3 |" in arms and "4.5 min" in arms  # seeds run and 3 x 90 s of compute
+    budget = md.split("## Budget and selection")[1].split("## ")[0]
+    assert "6 trials per cell" in budget and "3 seed(s)" in budget and "7 epochs" in budget
+    assert "selection metric" in budget and "val_" in budget
+    prov = md.split("## Provenance")[1]
+    for item in ("rsray", "git commit", "python", "torch", "ray", "timm", "study started",
+                 "report written", "2023-11-14"):
+        assert item in prov, item
+    paper_tab = md.split("## The paper's values beside this run's")[1].split("## ")[0]
+    assert "paper (their data and hardware)" in paper_tab and "this run (this data)" in paper_tab
+    assert "0.8253 (published as 82.53 %)" in paper_tab and "Table 3 of the paper" in paper_tab
+    tests = md.split("## Statistical tests against the baseline")[1].split("## Per-class")[0]
+    assert "Primary: the seed-level paired t-test" in tests
+    assert "resamples the 12 MGRS tiles of the test split (60 samples)" in tests
+    assert re.search(r"\| test AP macro \| early \|.*\| agree: better \|", tests), tests
+    per_class = md.split("## Per-class intervals")[1].split("## ")[0]
+    assert all(c in per_class for c in CLASSES) and "[" in per_class
+    for name in ("arms", "comparison", "paper", "tests", "per_class", "provenance"):
+        tex = (root / "tables" / f"{name}.tex").read_text()
+        assert "\\toprule" in tex and "\\bottomrule" in tex, name
+        assert pd.read_csv(root / "tables" / f"{name}.csv").shape[0] >= 1, name
+    long = pd.read_csv(root / "tables" / "per_class_long.csv")
+    ok = long.dropna()
+    assert ((ok["low"] >= 0) & (ok["high"] <= 1) & (ok["low"] <= ok["value"] + 1e-9)).all()
+
+
+def test_two_seeds_give_no_interval(tmp_path: Path) -> None:
+    """2 seeds: the report says no interval is meaningful and draws no error bars."""
+    from rsray.report.study_report import build_report
+
+    root = _study(tmp_path, fractions=(1.0,), seeds=2)
+    md, _ = build_report(root)
+    table = md.split("## Comparison (test split)")[1].split("## ")[0]
+    assert "±" not in table.split("\n\n", 2)[2] and "‡" in table
+    assert "The primary test is not available" in md
+    assert "| no interval |" in md.split("## Statistical tests")[1]
 
 
 def test_class_gain_is_against_best_single_arm(tmp_path: Path) -> None:

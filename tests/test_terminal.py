@@ -1,23 +1,19 @@
-"""The terminal of `rsray demo --smoke-test`: rsray's own lines, each once, and the leaderboard.
+"""The terminal of `rsray tune --smoke-test`: rsray's own lines, each once, and the leaderboard.
 
-The same demo run logs its trials to a real MLflow tracking server on 127.0.0.1 (sqlite
-backend): the trials, their parameters and per-epoch metrics must arrive there, and tracking
-must add nothing to the terminal.
+The same run logs its trials to MLflow through the default tracking URI (a SQLite store next to
+the results, which MLflow 3.13+ accepts where it refuses folder stores): the trials, their
+parameters and per-epoch metrics must arrive there, and tracking must add nothing to the
+terminal.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,51 +23,7 @@ from rsray.console import format_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 LINE_BUDGET = 60
-"""Lines a smoke demo (64 patches, 2 trials of 2 epochs) may print, Ray included."""
-
-SERVER_START_TIMEOUT_S = 180.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
-    """`mlflow server` on a free loopback port; its URI once /health answers."""
-    port = _free_port()
-    exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    log = open(tmp_path / "mlflow_server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--default-artifact-root", (tmp_path / "artifacts").as_uri()],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    try:
-        while True:
-            # an OSError: not listening yet
-            with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
-                if resp.status == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"mlflow server did not start in {SERVER_START_TIMEOUT_S:.0f} s: "
-                            + (tmp_path / "mlflow_server.log").read_text()[-2000:])
-            time.sleep(1.0)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
+"""Lines a smoke tune run (64 patches, 2 trials of 2 epochs) may print, Ray included."""
 
 def test_format_epoch_has_metric_rate_and_data_wait():
     line = format_epoch({"epoch": 2, "val_ap_macro": 0.51234, "train_loss": 0.4,
@@ -95,16 +47,17 @@ def test_help_is_plain_text():
 
 
 @pytest.mark.slow
-def test_smoke_demo_terminal_is_rsrays_own(tmp_path, mlflow_server):
-    """Demo with MLflow tracking on: quiet terminal, and every trial's history in MLflow."""
+def test_smoke_tune_terminal_is_rsrays_own(tmp_path):
+    """Smoke tune with MLflow on its default store: quiet terminal, every trial in MLflow."""
     mlflow = pytest.importorskip("mlflow", reason="mlflow not installed (pip install "
                                  "'rsray[mlflow]')")
     env = {**os.environ, "PYTHONPATH": str(REPO),
            "RAY_TMPDIR": tempfile.mkdtemp(prefix="r_term", dir="/tmp")}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, "-m", "rsray.cli", "demo", "--smoke-test", "--root",
-                           str(tmp_path / "demo"), "--set", "tracking.mlflow=true",
-                           "--set", f"tracking.mlflow_tracking_uri={mlflow_server}"],
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "rsray.cli", "tune", "--smoke-test",
+                           "--out", str(results), "--name", "tune-smoke",
+                           "--num-samples", "2", "--set", "tracking.mlflow=true"],
                           capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
@@ -118,8 +71,10 @@ def test_smoke_demo_terminal_is_rsrays_own(tmp_path, mlflow_server):
     assert len(epoch_lines) == len(set(epoch_lines)) >= 2, out  # per trial and epoch, once
     assert len(lines) <= LINE_BUDGET, f"{len(lines)} lines:\n{out}"
 
-    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
-    experiment = client.get_experiment_by_name("demo-smoke")
+    store = results / "mlflow.db"  # the default: no tracking URI was given
+    assert store.is_file(), sorted(p.name for p in results.iterdir())
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("tune-smoke")
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     trial_ids = set(re.findall(r"\[rsray\] ([0-9a-f]{8}) started", out))

@@ -215,6 +215,33 @@ def write_manifest(uri: str, manifest: Manifest) -> str:
     return path
 
 
+def _raw_data_hint(fs: Any, root: str, limit: int = 2000) -> str:
+    """What a folder without a manifest holds, when it holds no Parquet shard (else ``""``).
+
+    A prepare that did not finish leaves ``<split>/shard-*.parquet`` files (or nothing); raw
+    archives (GeoTIFF folders, ``.npy`` series, photos) leave other files. Looks at up to
+    ``limit`` entries, two levels deep.
+    """
+    import collections
+    import posixpath
+
+    counts: collections.Counter[str] = collections.Counter()
+    seen = 0
+    for _dirpath, _dirs, files in fs.walk(root, maxdepth=3):
+        for name in files:
+            if ".parquet" in name:
+                return ""
+            counts[posixpath.splitext(name)[1].lower() or "(no extension)"] += 1
+            seen += 1
+        if seen >= limit:
+            break
+    if not counts:
+        return ""
+    kinds = ", ".join(f"{n}{'+' if seen >= limit else ''} {ext} file(s)"
+                      for ext, n in counts.most_common(3))
+    return f"it holds {kinds}"
+
+
 def read_manifest(uri: str) -> Manifest:
     """Read the manifest of a shard set; refuse an incomplete set with a clear message."""
     fs, root = get_fs(uri)
@@ -224,6 +251,13 @@ def read_manifest(uri: str) -> Manifest:
         )
     path = join(root, MANIFEST_NAME)
     if not fs.exists(path):
+        raw = _raw_data_hint(fs, root)
+        if raw:
+            raise DatasetNotFoundError(
+                f"{uri}: this is raw data ({raw}), not a shard set: no Parquet shards, no "
+                f"{MANIFEST_NAME}. Make a shard set from it first, e.g. `rsray prepare "
+                f"DATASET ... --out {uri.rstrip('/')}_shards` (`rsray prepare --help` lists "
+                "the datasets), then pass that folder as --data")
         raise ShardIntegrityError(
             f"{uri}: no {MANIFEST_NAME}. The prepare that wrote this folder did not finish "
             "(the manifest is written last), so its shards may be incomplete. "

@@ -6,6 +6,8 @@ import argparse
 import math
 from typing import Any
 
+from rsray.cliargs import add_command
+
 
 def _split_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
@@ -45,10 +47,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``evaluate`` and ``predict`` on the ``rsray`` command's subparsers."""
-    p = subparsers.add_parser(
-        "evaluate", help="a checkpoint's metrics on named splits (and with modalities dropped)",
+    p = add_command(
+        subparsers, "evaluate",
+        help="a checkpoint's metrics on named splits (and with modalities dropped)",
         description="Stream the named splits through the training pipeline and write the "
-                    "task's metrics (per class too; confusion matrix for segmentation) as JSON.")
+                    "task's metrics (per class too; confusion matrix for segmentation) as JSON.",
+        examples=["rsray evaluate rsray_results/rsray-train --splits test,ood",
+                  "rsray evaluate s3://b/runs/first/checkpoint_000009 --data s3://b/s12/shards "
+                  "--drop-modality s1 --out s3://b/eval/first"])
     p.add_argument("checkpoint", help="checkpoint directory (local or s3://), or a run folder "
                                       "(its latest epoch_* checkpoint)")
     p.add_argument("--data", help="shard set URI (default: the one the checkpoint trained on)")
@@ -60,10 +66,13 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
     p.set_defaults(fn=cmd_evaluate)
 
-    p = subparsers.add_parser(
-        "predict", help="per-sample predictions of a checkpoint on one split, as Parquet",
+    p = add_command(
+        subparsers, "predict",
+        help="per-sample predictions of a checkpoint on one split, as Parquet",
         description="Score a split with the model in Ray Data actors (one per GPU) and write "
-                    "patch id, target and probabilities (class maps for segmentation).")
+                    "patch id, target and probabilities (class maps for segmentation).",
+        examples=["rsray predict rsray_results/rsray-train --split test --out preds/test",
+                  "rsray predict s3://b/runs/first --data s3://b/s12/shards --out s3://b/pred"])
     p.add_argument("checkpoint", help="checkpoint directory (local or s3://), or a run folder")
     p.add_argument("--data", help="shard set URI (default: the one the checkpoint trained on)")
     p.add_argument("--split", default="test", help="split to score")

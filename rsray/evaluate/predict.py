@@ -21,6 +21,10 @@ segmentation   ``patch_id``, ``target`` and ``pred`` (list<uint8>, the class map
 regression     ``patch_id``, ``target`` and ``pred`` (list<float>, one value per target
                in the target's own units, in ``classes`` order)
 ============== =================================================================
+
+Every task adds a ``group`` column (string) when the shard set records a spatial group per
+sample (scene, tile, zone, site: :mod:`rsray.data.groups`); the study's bootstrap resamples
+these groups.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 
 from rsray.config import Config
 from rsray.data.datasets import READ_BLOCKS_PER_SHARD
+from rsray.data.groups import GROUP_COLUMN, group_rule, shard_columns
 from rsray.data.plan import DecodePlan
 from rsray.errors import RsrayError
 from rsray.storage import get_fs, join, pyarrow_fs
@@ -57,6 +62,8 @@ class Predictor:
         self.classes: list[str] = list(spec["classes"])
         self.label_info: dict[str, Any] = dict(spec.get("label_info") or {})
         self.amp: str = spec["amp"]
+        dataset, group_columns = spec.get("group") or ("", ())
+        self.group = group_rule(dataset, group_columns) if group_columns else None
         config = Config.from_dict(spec["config"])
         model = build_model(config, spec["channels"], spec["classes"], self.plan)
         model.load_state_dict(ray.get(state_ref[0]))
@@ -83,6 +90,8 @@ class Predictor:
                 logits = self.model(model_inputs(inputs, self.modalities)).float()
         label = inputs["label"]
         out: dict[str, Any] = {"patch_id": patch_id}
+        if self.group is not None:
+            out[GROUP_COLUMN] = self.group.values(batch)
         if self.task == "segmentation":
             n, h, w = label.shape
             out["target"] = label.to(torch.uint8).reshape(n, -1).cpu().numpy()
@@ -191,14 +200,17 @@ def predict(
     assert loaded.plan is not None and loaded.model is not None
     drops = parse_drops(drop_modalities, [m.name for m in loaded.plan.modalities])
     drop = tuple(m for group in drops for m in group)
+    rule = group_rule(manifest.dataset, shard_columns(paths, pyarrow_fs(manifest.uri)))
     spec = {"plan": loaded.plan, "task": loaded.task, "drop": drop,
             "amp": loaded.config.train.amp, "config": loaded.config.to_dict(),
             "channels": loaded.channels, "classes": loaded.classes,
-            "label_info": manifest.info.get("label", {})}
+            "label_info": manifest.info.get("label", {}),
+            "group": (manifest.dataset, rule.columns) if rule else None}
     state_ref = ray.put({k: v.cpu() for k, v in loaded.model.state_dict().items()})
     local = concurrency == 0
     resources = {} if local else actor_resources(concurrency)
-    columns = [*loaded.plan.columns, *([] if "patch_id" in loaded.plan.columns else ["patch_id"])]
+    columns = list(dict.fromkeys([*loaded.plan.columns, "patch_id",
+                                  *(rule.columns if rule else ())]))
     rows = batch_size or loaded.config.data.batch_size
     if not local:
         ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri), columns=columns,
@@ -227,7 +239,8 @@ def predict(
         ds.write_parquet(_pa_path(out_uri), filesystem=pyarrow_fs(out_uri))
     info = {"checkpoint": loaded.uri, "epoch": loaded.epoch, "model": loaded.config.model.name,
             "data": manifest.uri, "synthetic": manifest.synthetic, "split": split,
-            "task": loaded.task, "classes": loaded.classes, "drop_modalities": list(drop)}
+            "task": loaded.task, "classes": loaded.classes, "drop_modalities": list(drop),
+            "group": rule.what if rule else None}
     with fs.open(join(root, PREDICTIONS_META), "w") as f:
         f.write(json.dumps(info, indent=2) + "\n")
     print(f"[rsray] predictions: {out_uri}", flush=True)

@@ -1,15 +1,27 @@
 """A study folder's ``report.md`` and self-contained ``report.html`` (figures inlined).
 
 ``write_report(study_dir)`` reads ``study.json``, ``results.parquet`` (rebuilt from the seed
-records when absent), the stage-1 searches and the saved test predictions, and writes:
+records when absent), the stage-1 searches and the saved test predictions, and writes a report
+that stands on its own:
 
+- the question (the spec's ``description``), every arm's definition (model, modalities, fixed
+  and searched parameters, parameter count, seeds, compute time), the budget and the
+  selection metric (:mod:`rsray.report.definition`);
 - the data: shard set per hold-out, SYNTHETIC in large letters when it is, samples per split;
-- the comparison table (arm x metric, mean ± 95 % CI half-width over seeds, best per column
-  in bold, † where the paired t-test against the baseline, Holm-corrected, gives p < 0.05),
-  the paired tests themselves and a paired bootstrap over test samples;
-- figures: headline metric per arm, data efficiency, in- vs out-of-distribution, per-class
-  gain of each fusion arm, missing-modality robustness, stage-1 search progress and
-  hyper-parameter importance; the chosen hyper-parameters per cell.
+- the comparison table (arm x metric, mean ± 95 % CI over seeds, clipped to the metric's
+  range, none below 3 seeds; best per column in bold; † where the seed-level paired t-test
+  against the baseline, Holm-corrected, gives p < 0.05) and the paper's published values
+  beside this run's when the spec has them;
+- the two tests side by side, which one is primary and why, and every disagreement flagged:
+  the seed-level paired t-test and the paired bootstrap over test *groups* (scene, tile,
+  zone: :mod:`rsray.report.significance`); per-class intervals;
+- figures (PNG inlined in the HTML, SVG beside): headline metric per arm with every seed,
+  data efficiency, in- vs out-of-distribution, per-class metric and gain, missing-modality
+  robustness, stage-1 search progress and hyper-parameter importance; the chosen
+  hyper-parameters per cell;
+- provenance: versions, commit, shard sets' manifest hashes, dates.
+
+Every table is also written as CSV and LaTeX (booktabs) under ``tables/``.
 """
 
 from __future__ import annotations
@@ -26,79 +38,31 @@ import numpy as np
 import pandas as pd
 
 from rsray.report import figures
-from rsray.study.resampled import metric_for, resample_counts
+from rsray.report.definition import arms_section, provenance_section
+from rsray.report.significance import (
+    N_BOOT,
+    bootstrap_rows,
+    paired_cell,
+    per_class_intervals,
+)
+from rsray.report.tables import arm_label, metric_label, paper_value, write_table
+from rsray.study.resampled import metric_for
 from rsray.study.results import (
+    FEW_SEEDS_MARK,
     Comparison,
     StudyMeta,
     collect,
     comparison,
     comparison_rows,
     default_setting,
+    per_seed,
     read_meta,
 )
-from rsray.study.stats import bootstrap_difference, holm
+from rsray.study.stats import MIN_SEEDS, metric_range, summarize, verdict
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
-
-
-# ----------------------------------------------------------------------------- bootstrap
-
-
-def _load_preds(study_dir: Path, meta: StudyMeta, arm: str, fraction: float,
-                holdout: str) -> tuple[pd.DataFrame | None, str]:
-    """Seed-averaged test probabilities of one arm (rows: patch_id, sorted) and the task."""
-    frames, task = [], ""
-    for res in sorted(study_dir.glob("cells/*/seed_*/result.json")):
-        doc = json.loads(res.read_text())
-        k = doc["keys"]
-        if k["arm"] != arm or float(k["fraction"]) != fraction or k["holdout"] != holdout:
-            continue
-        task = doc.get("task", "")
-        path = (doc.get("predictions") or {}).get("test")
-        if path and Path(path).exists():
-            frames.append(pd.read_parquet(path, columns=["patch_id", "target", "probs"]))
-    if not frames:
-        return None, task
-    base = frames[0].sort_values("patch_id").reset_index(drop=True)
-    probs = np.mean([np.stack(f.sort_values("patch_id")["probs"].to_numpy()) for f in frames],
-                    axis=0)
-    return pd.DataFrame({"patch_id": base["patch_id"], "target": base["target"],
-                         "probs": list(probs)}), task
-
-
-def bootstrap_rows(study_dir: Path, meta: StudyMeta, df: pd.DataFrame, metric: str,
-                   n_boot: int = 2000) -> tuple[list[dict[str, Any]], str]:
-    """Paired bootstrap of ``metric`` (seed-averaged predictions) of every arm vs baseline."""
-    fraction, holdout = default_setting(df)
-    base, task = _load_preds(study_dir, meta, meta.baseline, fraction, holdout)
-    if base is None:
-        return [], "no saved test predictions (evaluation.predictions off, or segmentation)"
-    fn = metric_for(metric, task)
-    if fn is None:
-        return [], f"no bootstrap metric for {metric!r} on a {task} task"
-    target = np.stack(base["target"].to_numpy())
-    n = len(target)
-    # one set of resample counts for every arm: each arm is scored once per resample and
-    # every comparison with the baseline stays paired
-    counts = resample_counts(n, n_boot, seed=0)
-    ones = np.ones((1, n), dtype=np.int32)
-    base_probs = np.stack(base["probs"].to_numpy())
-    base_full, base_dist = fn(base_probs, target, ones)[0], fn(base_probs, target, counts)
-    out = []
-    for arm in meta.arms:
-        if arm == meta.baseline:
-            continue
-        other, _ = _load_preds(study_dir, meta, arm, fraction, holdout)
-        if other is None or list(other["patch_id"]) != list(base["patch_id"]):
-            continue
-        probs = np.stack(other["probs"].to_numpy())
-        res = bootstrap_difference(fn(probs, target, ones)[0] - base_full,
-                                   fn(probs, target, counts) - base_dist, n)
-        out.append({"arm": arm, "res": res})
-    for row, p in zip(out, holm([r["res"].p_value for r in out]), strict=True):
-        row["holm_p"] = p
-    return out, "" if out else "no other arm with test predictions of the same samples"
+TABLES = "tables"
 
 
 # ----------------------------------------------------------------------------- importance
@@ -171,21 +135,151 @@ def data_section(study_dir: Path, meta: StudyMeta, df: pd.DataFrame) -> tuple[bo
 # -------------------------------------------------------------------------------- report
 
 
-def _table_md(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(r) + " |" for r in rows]]
+def _comparison_lines(cmp: Comparison, meta: StudyMeta, tables: Path, name: str,
+                      caption: str) -> list[str]:
+    header = ["arm", *[metric_label(m) if name == "comparison" else metric_label(m, "ood")
+                       for m in cmp.metrics]]
+    rows = comparison_rows(cmp, meta)
+    for r in rows:
+        r[0] = r[0].replace(r[0].split(" ")[0], arm_label(r[0].split(" ")[0]), 1)
+    return write_table(tables, name, header, rows, caption)
 
 
-def _tests_rows(cmp: Comparison, meta: StudyMeta, metric: str) -> list[list[str]]:
+def _task_and_classes(root: Path) -> tuple[str, list[str], str]:
+    """The task, class names and group description of the study's test predictions."""
+    for res in sorted(root.glob("cells/*/seed_*/result.json")):
+        doc = json.loads(res.read_text())
+        what = "group"
+        pred = (doc.get("predictions") or {}).get("test")
+        if pred and (Path(pred) / "_predictions.json").is_file():
+            what = json.loads((Path(pred) / "_predictions.json").read_text()).get("group") \
+                or what
+        return str(doc.get("task", "")), list(doc.get("classes") or []), what
+    return "", [], "group"
+
+
+def paper_lines(df: pd.DataFrame, meta: StudyMeta, tables: Path) -> list[str]:
+    """The paper's published value beside this run's, per arm and metric."""
+    if not meta.paper_results:
+        return []
     rows = []
     for arm in meta.arms:
-        t = cmp.tests.get((arm, metric))
-        if t is None:
-            continue
-        rows.append([arm, f"{t.mean_diff:+.4f}", f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}]",
-                     f"{t.p_value:.3g}", f"{cmp.holm_p.get((arm, metric), math.nan):.3g}",
-                     str(t.n)])
-    return rows
+        for metric, value in (meta.paper_results.get(arm) or {}).items():
+            shown, note = paper_value(metric, value)
+            v = per_seed(df, arm, metric).to_numpy()
+            s = summarize(v, bounds=metric_range(metric)) if len(v) else None
+            ours = "not measured" if s is None else (
+                f"{s.mean:.4f} [{s.ci_low:.4f}, {s.ci_high:.4f}]" if s.has_interval
+                else f"{s.mean:.4f} ({s.n} seed{'s' if s.n != 1 else ''}, no interval)")
+            diff = f"{s.mean - shown:+.4f}" if s is not None else "-"
+            rows.append([arm_label(arm), metric_label(metric), f"{shown:.4f}{note}", ours,
+                         diff])
+    if not rows:
+        return []
+    src = f" Source: {meta.paper_source}." if meta.paper_source else ""
+    lines = ["## The paper's values beside this run's", "",
+             "The paper's numbers were obtained on the paper's data, splits and hardware; this "
+             "run's on the data named under *Data* (a synthetic twin says nothing about the "
+             f"real dataset). Mean over seeds with its 95 % t-interval.{src}", ""]
+    return lines + write_table(tables, "paper", ["arm", "metric",
+                                                 "paper (their data and hardware)",
+                                                 "this run (this data)",
+                                                 "this run minus paper"], rows,
+                               "Published values and this run") + [""]
+
+
+def tests_lines(root: Path, meta: StudyMeta, df: pd.DataFrame, cmp: Comparison,
+                tables: Path, task: str, what: str) -> list[str]:
+    """Both tests per metric and arm, which is primary, and where they disagree."""
+    seeds = int(df.groupby("arm")["seed"].nunique().min())
+    lines = ["## Statistical tests against the baseline", "",
+             f"Two tests, two sources of uncertainty. **Primary: the seed-level paired t-test** "
+             f"(arm minus `{meta.baseline}` over the same seeds, Holm-corrected over arms). It "
+             "measures *training variance*: would the arm still beat the baseline if both were "
+             "trained again? That is the question a fusion strategy's claim rests on, and what "
+             "† in the tables means. **Secondary: the paired bootstrap over the test set**, "
+             f"resampling whole {what}s (neighbouring patches are correlated, so single "
+             "patches would give too narrow an interval), on the arms' seed-averaged "
+             "predictions. It measures *test-set sampling*: would the difference hold on "
+             "another test set from the same kind of regions? Neither covers the other's "
+             "source of uncertainty: a difference is established only when both agree; the "
+             "last column flags every disagreement.", ""]
+    if seeds < MIN_SEEDS:
+        lines += [f"**The primary test is not available:** {seeds} seed(s) per arm, fewer than "
+                  f"{MIN_SEEDS}; a t-test or t-interval from so few seeds means nothing (with 2 "
+                  "seeds the 95 % t-quantile is 12.7). Only the bootstrap remains, and it "
+                  "ignores training variance: run more seeds before drawing conclusions.", ""]
+    header = ["metric", "arm", "seeds: diff", "seeds: 95 % CI", "seeds: p (Holm)",
+              "bootstrap: diff", "bootstrap: 95 % CI", "bootstrap: p (Holm)", "verdict"]
+    rows, whys = [], {}
+    for metric in cmp.metrics:
+        boot, why = bootstrap_rows(root, meta, df, metric, N_BOOT, what) \
+            if metric_for(metric, task) else ([], "")
+        whys[metric] = why
+        by_arm = {b["arm"]: b for b in boot}
+        for arm in meta.arms:
+            if arm == meta.baseline:
+                continue
+            t = cmp.tests.get((arm, metric))
+            b = by_arm.get(arm)
+            lower = metric.endswith(("loss", "rmse_mean", "mae_mean"))
+            tcells = ([*paired_cell(t), f"{cmp.holm_p.get((arm, metric), math.nan):.3g}"]
+                      if t is not None else ["-", "no test", "-"])
+            bcells = ([*paired_cell(b["res"]), f"{b['holm_p']:.3g}"] if b is not None
+                      else ["-", "not available", "-"])
+            v = verdict(_holm(t, cmp.holm_p.get((arm, metric))),
+                        _holm(b["res"], b["holm_p"]) if b else None)
+            if lower:
+                v = v.replace("better", "HIGHER").replace("worse", "better").replace(
+                    "HIGHER", "worse")
+            rows.append([metric_label(metric), arm_label(arm), *tcells, *bcells,
+                         f"**{v}**" if v.startswith("DISAGREE") else v])
+    lines += write_table(tables, "tests", header, rows, "Seed-level and test-set tests")
+    notes = sorted({w for w in whys.values() if w})
+    lines += ["", *[f"Bootstrap ({N_BOOT} resamples): {w}." for w in notes], ""]
+    if any(r[-1].startswith("**DISAGREE") for r in rows):
+        lines += ["**The tests disagree on at least one comparison** (bold): report such a "
+                  "difference as unresolved, or add seeds (training variance) or test "
+                  f"{what}s (test-set sampling), whichever side is uncertain.", ""]
+    return lines
+
+
+def _holm(res: Any, p: float | None) -> Any:
+    """``res`` with its p-value replaced by the Holm-adjusted one (for :func:`verdict`)."""
+    if res is None or p is None:
+        return res
+    from dataclasses import replace
+
+    return replace(res, p_value=p)
+
+
+def per_class_lines(root: Path, meta: StudyMeta, df: pd.DataFrame, tables: Path,
+                    classes: list[str], what: str) -> list[str]:
+    """Per-class metric of every arm with its bootstrap interval (wide table; long CSV)."""
+    if not classes:
+        return []
+    pc, note = per_class_intervals(root, meta, df, classes, N_BOOT, group_what=what)
+    lines = ["## Per-class intervals", ""]
+    if pc is None or pc.empty:
+        return [*lines, f"_not available: {note}_", ""]
+    tables.mkdir(parents=True, exist_ok=True)
+    pc.to_csv(tables / "per_class_long.csv", index=False)
+    arms = list(dict.fromkeys(pc["arm"]))
+    rows = []
+    for cls in classes:
+        row = [cls]
+        for arm in arms:
+            r = pc[(pc.arm == arm) & (pc["class"] == cls)]
+            if r.empty or not np.isfinite(r["value"].iloc[0]):
+                row.append("-")
+                continue
+            r0 = r.iloc[0]
+            row.append(f"{r0.value:.3f} [{r0.low:.3f}, {r0.high:.3f}]")
+        rows.append(row)
+    lines += [f"Seed-averaged predictions; {note}. The differences to the baseline per class, "
+              "with their paired intervals, are in `tables/per_class_long.csv`.", ""]
+    return lines + write_table(tables, "per_class", ["class", *[arm_label(a) for a in arms]],
+                               rows, "Per-class metric with 95 % bootstrap intervals") + [""]
 
 
 def build_report(study_dir: str | Path) -> tuple[str, dict[str, Path]]:
@@ -199,48 +293,41 @@ def build_report(study_dir: str | Path) -> tuple[str, dict[str, Path]]:
     df = df.astype({"fraction": float, "dropped": str, "holdout": str})
     synthetic, data_lines = data_section(root, meta, df)
     meta.synthetic = synthetic
-    figdir = root / "figures"
+    figdir, tables = root / "figures", root / TABLES
     lines = [f"# Study report: {meta.name}", ""]
     if synthetic:
         lines += ["> **⚠ SYNTHETIC DATA.** Every number below comes from a synthetic twin "
                   "(generated inputs with a known cross-modal signal), not from the real "
                   "dataset.", ""]
-    lines += ["## Data", "", *data_lines, ""]
+    lines += ["## Question", "", meta.description or "_The spec gives no description._", ""]
+    task, classes, what = _task_and_classes(root)
+    arm_lines, _ = arms_section(root, meta, tables, task)
+    lines += [*arm_lines, "## Data", "", *data_lines, ""]
+    figs: dict[str, Path] = {}
     if not len(df):
-        lines += ["No finished runs yet."]
-        return "\n".join(lines) + "\n", {}
+        lines += ["No finished runs yet.", ""]
+        return "\n".join(lines + provenance_section(meta, tables)) + "\n", figs
     fraction, holdout = default_setting(df)
     cmp = comparison(df, meta)
     headline = cmp.metrics[0] if cmp.metrics else None
     seeds = df.groupby("arm")["seed"].nunique()
     lines += ["## Comparison (test split)", "",
               f"Fraction {fraction:g}, hold-out `{holdout}`; mean ± 95 % CI half-width "
-              f"(t-interval) over seeds ({', '.join(f'{a}: {n}' for a, n in seeds.items())}); "
+              f"(t-interval) over seeds ({', '.join(f'{a}: {n}' for a, n in seeds.items())}), "
+              "shown as [low, high] where clipped to the metric's range; "
+              f"{FEW_SEEDS_MARK}: fewer than {MIN_SEEDS} seeds, no interval; "
               f"**bold**: best per column; †: differs from the baseline `{meta.baseline}` "
               "(paired t-test over seeds, Holm-corrected over arms, p < 0.05).", ""]
-    lines += _table_md(["arm", *cmp.metrics], comparison_rows(cmp, meta))
+    lines += _comparison_lines(cmp, meta, tables, "comparison", "Comparison on the test split")
     if "ood" in set(df.split):
         cmp_ood = comparison(df, meta, split="ood")
         lines += ["", "### Out-of-distribution split (`ood`)", ""]
-        lines += _table_md(["arm", *cmp_ood.metrics], comparison_rows(cmp_ood, meta))
-    figs: dict[str, Path] = {}
+        lines += _comparison_lines(cmp_ood, meta, tables, "comparison_ood",
+                                   "Comparison on the out-of-distribution split")
+    lines += ["", *paper_lines(df, meta, tables)]
+    lines += tests_lines(root, meta, df, cmp, tables, task, what)
+    lines += per_class_lines(root, meta, df, tables, classes, what)
     if headline:
-        lines += ["", f"### Paired tests against `{meta.baseline}` ({headline})", "",
-                  "Paired t-test over seeds (difference arm - baseline):", ""]
-        lines += _table_md(["arm", "mean diff", "95 % CI", "p", "p (Holm)", "seeds"],
-                           _tests_rows(cmp, meta, headline))
-        boot, why = bootstrap_rows(root, meta, df, headline)
-        lines += ["", "Paired bootstrap over test samples (2000 resamples, predictions "
-                  "averaged over seeds):", ""]
-        if boot:
-            lines += _table_md(
-                ["arm", "diff", "95 % CI", "p", "p (Holm)", "samples"],
-                [[b["arm"], f"{b['res'].mean_diff:+.4f}",
-                  f"[{b['res'].ci_low:+.4f}, {b['res'].ci_high:+.4f}]",
-                  f"{b['res'].p_value:.3g}", f"{b['holm_p']:.3g}", str(b["res"].n)]
-                 for b in boot])
-        else:
-            lines.append(f"_not available: {why}_")
         plan = [
             ("comparison", "Headline metric per arm",
              lambda p: figures.comparison_bars(df, meta, headline, p)),
@@ -255,14 +342,15 @@ def build_report(study_dir: str | Path) -> tuple[str, dict[str, Path]]:
             ("missing_modality", "Missing-modality robustness",
              lambda p: figures.missing_modality(df, meta, headline, p)),
         ]
-        lines += ["", "## Figures", ""]
+        lines += ["## Figures", "", "Each figure is also in `figures/` as SVG (vector).", ""]
         for key, title, draw in plan:
             path = draw(figdir / f"{key}.png")
             if path is None:
                 lines += [f"### {title}", "", "_not applicable to this study's factors._", ""]
                 continue
             figs[key] = path
-            lines += [f"### {title}", "", f"![{title}](figures/{key}.png)", ""]
+            lines += [f"### {title}", "", f"![{title}](figures/{key}.png)", "",
+                      f"_Vector: [`figures/{key}.svg`](figures/{key}.svg)._", ""]
     searches = [json.loads(p.read_text()) for p in sorted(root.glob("cells/*/search.json"))]
     lines += ["## Stage 1: hyper-parameter search", ""]
     prog = figures.search_progress(searches, figdir / "search.png")
@@ -282,9 +370,11 @@ def build_report(study_dir: str | Path) -> tuple[str, dict[str, Path]]:
                 ", ".join(f"{k.removeprefix('model.params.')}={_short(v)}"
                           for k, v in (s.get("params") or {}).items()) or "(fixed)"]
                for s in searches]
-    lines += _table_md(["cell", "trials", "best val", "parameters"], hp_rows)
+    lines += write_table(tables, "hparams", ["cell", "trials", "best val", "parameters"],
+                         hp_rows, "Chosen hyper-parameters per cell")
     lines += ["", f"Tidy results: `results.parquet` / `results.csv` ({len(df)} rows); "
-              "hyper-parameters: `hparams.json` / `hparams.csv`."]
+              "hyper-parameters: `hparams.json` / `hparams.csv`.", ""]
+    lines += provenance_section(meta, tables)
     return "\n".join(lines) + "\n", figs
 
 
@@ -301,6 +391,7 @@ def _md_to_html(md: str, root: Path) -> str:
     def inline(text: str) -> str:
         text = html.escape(text)
         text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+        text = re.sub(r"\[(.+?)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', text)
         text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
         return re.sub(r"(?<![\w*])_(.+?)_(?!\w)", r"<i>\1</i>", text)
 

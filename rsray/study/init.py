@@ -170,23 +170,4 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 
-def check_against(spec: Any, data: str | None) -> str:
-    """One line: the spec is valid (it was loaded) and its arms' modalities are in ``data``.
-
-    Raises:
-        ConfigError: an arm names a modality the shard set does not have.
-    """
-    uri = data or spec.data.uri
-    if not uri:
-        return f"{spec.source}: valid ({len(spec.arms)} arms; data: synthetic {spec.data.dataset})"
-    m = read_manifest(uri)
-    for arm in spec.arms:
-        missing = [x for x in arm.modalities if x not in m.modalities]
-        if missing:
-            raise ConfigError(f"{spec.source}: arms.{arm.name}.modalities: {missing} not in "
-                              f"{uri} (it has {', '.join(m.modalities)})")
-    return f"{spec.source}: valid ({len(spec.arms)} arms on {uri}: {m.task}, " \
-           f"{sum(m.splits.values())} samples)"
-
-
-__all__ = ["check_against", "cmd_init", "render", "study_for"]
+__all__ = ["cmd_init", "render", "study_for"]

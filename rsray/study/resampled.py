@@ -12,6 +12,12 @@ a class without positives scores 0 and counts in the macro mean; ``multiclass_ac
 top-1, macro over the classes present or predicted; the multi-label OA / accuracy / Hamming /
 micro F-beta of ``rsray.train.metrics`` at threshold 0.5); ``tests/test_resampled_metrics.py``
 checks each resample against torchmetrics on the resampled rows.
+
+:func:`group_resample_counts` draws whole groups (scene, tile, zone) instead of single
+samples: each resample takes ``G`` groups with replacement and every sample counts as often as
+its group was drawn (a cluster bootstrap; the resample's size varies, and the count-weighted
+metrics do not care). :func:`per_class_metric` gives the per-class form (AP per class,
+accuracy per class) as a ``(B, C)`` matrix for per-class intervals.
 """
 
 from __future__ import annotations
@@ -35,6 +41,23 @@ def resample_counts(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     flat = (idx + np.arange(n_boot)[:, None] * n).ravel()
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.int32)
+
+
+def group_resample_counts(groups: np.ndarray | list[str], n_boot: int,
+                          seed: int = 0) -> tuple[np.ndarray, int]:
+    """``(n_boot, n)`` counts of a cluster bootstrap, and the number of groups ``G``.
+
+    Resample ``b`` draws ``G`` of the ``G`` distinct groups with replacement; sample ``i``
+    counts as often as its group was drawn.
+    """
+    g = np.asarray(groups, dtype=object).astype(str).ravel()
+    if g.size < 1 or n_boot < 1:
+        raise ValueError(f"group_resample_counts: n={g.size}, n_boot={n_boot}; both must be "
+                         ">= 1")
+    _, inverse = np.unique(g, return_inverse=True)
+    n_groups = int(inverse.max()) + 1
+    per_group = resample_counts(n_groups, n_boot, seed)
+    return per_group[:, inverse], n_groups
 
 
 def binary_ap(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray,
@@ -166,6 +189,34 @@ _MULTILABEL: dict[str, WeightedMetric] = {
 }
 
 
+def multilabel_ap_per_class(probs: np.ndarray, target: np.ndarray,
+                            counts: np.ndarray) -> np.ndarray:
+    """``(B, C)``: AP of every class on every resample (0 for a class without positives)."""
+    p, t = np.asarray(probs, dtype=np.float64), np.asarray(target)
+    return np.stack([binary_ap(p[:, c], t[:, c], counts) for c in range(p.shape[1])], axis=1)
+
+
+def multiclass_accuracy_per_class(probs: np.ndarray, target: np.ndarray,
+                                  counts: np.ndarray) -> np.ndarray:
+    """``(B, C)``: class-wise accuracy (recall of each class; NaN where a class is absent)."""
+    p, t = np.asarray(probs), np.asarray(target).astype(np.int64).ravel()
+    onehot = np.eye(p.shape[1])[t]
+    correct = (p.argmax(axis=1) == t).astype(np.float64)
+    w = counts.astype(np.float64)
+    support, hits = w @ onehot, w @ (onehot * correct[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, hits / np.where(support > 0, support, 1.0), np.nan)
+
+
+def per_class_metric(task: str) -> tuple[str, WeightedMetric] | None:
+    """The per-class metric of a task (its results-table prefix and function), or ``None``."""
+    if task == "multilabel":
+        return "ap_class/", multilabel_ap_per_class
+    if task == "multiclass":
+        return "acc_class/", multiclass_accuracy_per_class
+    return None
+
+
 def metric_for(metric: str, task: str) -> WeightedMetric | None:
     """The resampled form of a study's headline metric, or ``None`` when there is none."""
     if task == "multilabel" and metric in _MULTILABEL:
@@ -178,6 +229,7 @@ def metric_for(metric: str, task: str) -> WeightedMetric | None:
 
 
 __all__ = ["MULTILABEL_THRESHOLD", "WeightedMetric", "binary_accuracy", "binary_ap",
-           "metric_for", "multiclass_accuracy", "multilabel_accuracy", "multilabel_ap",
-           "multilabel_fbeta", "multilabel_hamming", "multilabel_sample_jaccard",
-           "resample_counts"]
+           "group_resample_counts", "metric_for", "multiclass_accuracy",
+           "multiclass_accuracy_per_class", "multilabel_accuracy", "multilabel_ap",
+           "multilabel_ap_per_class", "multilabel_fbeta", "multilabel_hamming",
+           "multilabel_sample_jaccard", "per_class_metric", "resample_counts"]

@@ -4,7 +4,9 @@
 factor values, seed, split, dropped modality, metric, value) and ``hparams.json`` /
 ``hparams.csv`` (per cell: the stage-1 best parameters and search score) from the records the
 runner wrote. :func:`comparison` summarises one setting over seeds (mean, t-interval) and
-compares every arm with the baseline (paired t-test over seeds, Holm-corrected).
+compares every arm with the baseline (paired t-test over seeds, Holm-corrected). Intervals
+of bounded metrics are clipped to their range; with fewer than
+:data:`~rsray.study.stats.MIN_SEEDS` seeds no interval or seed-level test is given.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from rsray.study.stats import Summary, holm, paired_ttest, summarize
+from rsray.study.stats import MIN_SEEDS, Summary, holm, metric_range, paired_ttest, summarize
 
 COLUMNS = ["study", "arm", "model", "fraction", "holdout", "seed", "split", "dropped", "metric",
            "value"]
@@ -37,6 +39,18 @@ class StudyMeta:
     modalities: dict[str, list[str]] = field(default_factory=dict)
     synthetic: bool | None = None
     data: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    """The research question (the spec's ``description``)."""
+    paper_results: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Arm -> metric -> the paper's published value (the spec's ``paper_results``)."""
+    paper_source: str = ""
+    """Where the paper's values come from (``Table 3 of ...``)."""
+    spec: dict[str, Any] = field(default_factory=dict)
+    """The resolved spec as the runner stored it."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """Versions, commit and time recorded when the study started (empty: older studies)."""
+    started: float | None = None
+    """When the study started (Unix time)."""
 
     @classmethod
     def from_state(cls, doc: dict[str, Any]) -> StudyMeta:
@@ -45,9 +59,14 @@ class StudyMeta:
         arms = [a["name"] for a in spec["arms"]]
         mods = {a["name"]: list(a.get("modalities") or []) for a in spec["arms"]}
         single = spec.get("single_modality") or [a for a in arms if len(mods[a]) == 1]
+        paper = {str(a): {str(m): float(v) for m, v in (vals or {}).items()}
+                 for a, vals in (spec.get("paper_results") or {}).items()}
         return cls(name=spec["name"], arms=arms, baseline=spec["baseline"],
                    metrics=list(spec.get("metrics") or []), single_modality=single,
-                   modalities=mods, data=dict(doc.get("data") or {}))
+                   modalities=mods, data=dict(doc.get("data") or {}),
+                   description=str(spec.get("description") or ""), paper_results=paper,
+                   paper_source=str(spec.get("paper_source") or ""), spec=spec,
+                   provenance=dict(doc.get("provenance") or {}), started=doc.get("started"))
 
 
 @dataclass
@@ -142,7 +161,7 @@ def comparison(df: pd.DataFrame, meta: StudyMeta, split: str = "test",
         for arm in meta.arms:
             s = per_seed(df, arm, metric, split, fraction=fraction, holdout=holdout)
             if len(s):
-                summaries[(arm, metric)] = summarize(s.to_numpy())
+                summaries[(arm, metric)] = summarize(s.to_numpy(), bounds=metric_range(metric))
             if arm != meta.baseline and len(s):
                 common = s.index.intersection(base.index)
                 if len(common) >= 2:
@@ -160,9 +179,17 @@ def comparison(df: pd.DataFrame, meta: StudyMeta, split: str = "test",
     return Comparison(metrics, summaries, tests, holm_p, best)
 
 
+FEW_SEEDS_MARK = "‡"
+"""Marks a mean over fewer than MIN_SEEDS seeds (no interval)."""
+
+
 def _fmt(s: Summary) -> str:
-    half = (s.ci_high - s.ci_low) / 2 if math.isfinite(s.ci_high) else float("nan")
-    return f"{s.mean:.4f} ± {half:.4f}" if math.isfinite(half) else f"{s.mean:.4f}"
+    """``mean ± half-width``; ``mean [low, high]`` when clipped; ``mean ‡`` without interval."""
+    if not s.has_interval:
+        return f"{s.mean:.4f} {FEW_SEEDS_MARK}" if s.n > 1 else f"{s.mean:.4f}"
+    if s.clipped:
+        return f"{s.mean:.4f} [{s.ci_low:.4f}, {s.ci_high:.4f}]"
+    return f"{s.mean:.4f} ± {(s.ci_high - s.ci_low) / 2:.4f}"
 
 
 def comparison_rows(cmp: Comparison, meta: StudyMeta, alpha: float = 0.05) -> list[list[str]]:
@@ -199,14 +226,15 @@ def comparison_text(table: StudyTable | pd.DataFrame, spec_or_meta: Any) -> str:
     rows = comparison_rows(cmp, meta)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"{meta.name}: test split, fraction {fraction:g}, hold-out {holdout}; mean ± 95 % "
-             f"CI half-width over seeds; ** best; † differs from {meta.baseline} (paired "
-             "t-test, Holm, p < 0.05)"]
+             f"CI half-width over seeds ([low, high] where clipped to the metric's range; "
+             f"{FEW_SEEDS_MARK} fewer than {MIN_SEEDS} seeds: no interval); ** best; † differs "
+             f"from {meta.baseline} (paired t-test, Holm, p < 0.05)"]
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 
 
-__all__ = ["COLUMNS", "Comparison", "StudyMeta", "StudyTable", "collect", "comparison",
-           "comparison_rows", "comparison_text", "default_setting", "per_seed", "read_meta",
-           "read_results"]
+__all__ = ["COLUMNS", "FEW_SEEDS_MARK", "Comparison", "StudyMeta", "StudyTable", "collect",
+           "comparison", "comparison_rows", "comparison_text", "default_setting", "per_seed",
+           "read_meta", "read_results"]

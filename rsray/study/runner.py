@@ -24,7 +24,6 @@ same run name).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -91,7 +90,8 @@ def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
     from rsray.data.prepare import prepare
     from rsray.data.registry import get_dataset, require_twin
     from rsray.data.shards import MANIFEST_NAME
-    from rsray.data.sources.covariates import wrap_from_args, write_synthetic_covariates
+    from rsray.data.sources.covariates import write_synthetic_covariates
+    from rsray.study.twin import twin_source
 
     entry = get_dataset(spec.data.dataset)
     raw, layers, shards = root / "raw", root / "layers", root / "shards"
@@ -102,18 +102,10 @@ def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
         return str(shards.resolve())
     print(f"[study] writing {spec.data.synthetic_n} SYNTHETIC {spec.data.dataset} samples "
           f"+ covariate layers to {root}", flush=True)
-    write_synthetic, synthetic_source = require_twin(entry)
+    write_synthetic = require_twin(entry)[0]
     write_synthetic(raw, spec.data.synthetic_n, 0)
     write_synthetic_covariates(raw, layers, seed=0, progress=False)
-    args = argparse.Namespace(
-        covariate=[f"dem={layers / 'dem.tif'}:bilinear",
-                   f"temperature={layers / 'temperature.tif'}",
-                   f"wind={layers / 'wind.tif'}",
-                   f"landcover={layers / 'landcover.tif'}:nearest"],
-        covariate_opt=["temperature.modality=climate", "wind.modality=climate",
-                       "landcover.categories=10,20,30,40,50,60,80"],
-        indices="ndvi,ndwi", indices_bands="", covariate_dtype="float32", indices_from="s2")
-    source = wrap_from_args(synthetic_source(raw), args)
+    source = twin_source(spec, raw, layers)  # the same reader `rsray study --check` sizes
     prepare(source, str(shards), overwrite=True, holdout=[holdout] if holdout else None)
     write_json_atomic(stamp, want)
     return str(shards.resolve())
@@ -438,8 +430,11 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
     ensure_ray()
     keep_credentials_out_of_runtime_envs()
     uris = resolve_data(spec, root, data)
+    from rsray.study.provenance import environment
+
     write_json_atomic(root / STUDY_JSON, {"spec": spec.to_dict(), "smoke": smoke,
-                                          "data": uris, "started": time.time()})
+                                          "data": uris, "started": time.time(),
+                                          "provenance": environment()})
     cells = cells_of(spec)
     print(f"[study] {spec.name}: {len(spec.arms)} arm(s) x {len(spec.factors.fractions)} "
           f"fraction(s) x {len(spec.factors.holdouts)} hold-out(s) = {len(cells)} cell(s), "

@@ -414,6 +414,10 @@ def spec_from_dict(raw: Any, where: str = "spec", *, root: Path | None = None,
         raise ConfigError(f"{p}evaluation.splits: {evaluation.splits!r} must name held-out "
                           "splits (test, ood), not train/val")
     metrics = _expect(p + "metrics", raw.get("metrics") or [], list, "a list of metric names")
+    from rsray.train.metric_names import check_metric
+
+    for i, metric in enumerate(metrics):  # the data's task is checked by `rsray study --check`
+        check_metric(str(metric), f"{p}metrics[{i}]")
     single = _expect(p + "single_modality", raw.get("single_modality") or [], list,
                      "a list of arm names")
     for s in single:
@@ -492,9 +496,9 @@ def load_spec(path: str | Path, *, smoke: bool = False, proof: bool = False,
     names of the variant and of smoke/proof are appended to the study's
     (``sen12ms_resnet-tuned-proof``), so their folders never collide.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: study spec not found")
+    from rsray.presets import resolve
+
+    path = resolve("study", path)  # a file path, or a preset's name (`rsray presets`)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

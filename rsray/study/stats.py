@@ -1,15 +1,22 @@
 """Statistics of a study: summaries over seeds, paired comparisons, Holm's correction (scipy).
 
-* :func:`summarize`: mean, sample standard deviation and Student-t confidence interval of one
-  cell's values over seeds (``scipy.stats.t.interval``).
-* :func:`paired_ttest`: an arm against a baseline over the same seeds (paired t-test,
-  ``scipy.stats.ttest_rel`` and its ``confidence_interval``).
-* :func:`paired_bootstrap`: an arm against a baseline over the same *test samples*, from saved
-  predictions: ``scipy.stats.bootstrap`` resamples sample indices (so the two arms and the
-  target stay paired) and recomputes ``metric_fn(a) - metric_fn(b)`` on each resample
-  (percentile interval; BCa's jackknife would cost one metric evaluation per test sample).
-  scipy gives no bootstrap p-value, so it is read off scipy's bootstrap distribution
-  (two-sided, ``(k + 1) / (B + 1)`` so it is never 0).
+Two sources of uncertainty, two tests:
+
+* **training variance** (another seed gives another model): :func:`summarize` (mean, sample
+  standard deviation and Student-t confidence interval over seeds, ``scipy.stats.t.interval``)
+  and :func:`paired_ttest` (an arm against a baseline over the same seeds,
+  ``scipy.stats.ttest_rel``). Fewer than :data:`MIN_SEEDS` seeds give no interval and no
+  p-value: a t-interval from 2 seeds has one degree of freedom (``t = 12.7``) and says nothing.
+  Intervals of a bounded metric are clipped to its range (:func:`metric_range`), and say so.
+* **test-set sampling** (another test set from the same regions gives another score):
+  :func:`paired_bootstrap`, an arm against a baseline over the same test samples, from saved
+  predictions. ``scipy.stats.bootstrap`` resamples *groups* (scene, tile, zone: neighbouring
+  patches are correlated, :mod:`rsray.data.groups`) or, without groups, single samples, keeps
+  the two arms and the target paired, and recomputes ``metric_fn(a) - metric_fn(b)`` on each
+  resample (percentile interval: it stays inside the metric's range by construction; BCa's
+  jackknife would cost one metric evaluation per group). scipy gives no bootstrap p-value, so
+  it is read off scipy's bootstrap distribution (two-sided, ``(k + 1) / (B + 1)`` so it is
+  never 0). :func:`verdict` says whether the two tests agree.
 * :func:`holm`: Holm's step-down adjusted p-values. scipy has none
   (``scipy.stats.false_discovery_control`` is Benjamini-Hochberg / -Yekutieli, a different
   error rate), so it is written here (tested against statsmodels' ``multipletests``).
@@ -29,17 +36,51 @@ import numpy as np
 from scipy import stats as st
 
 NAN = float("nan")
+MIN_SEEDS = 3
+"""Fewest seeds for a t-interval or a seed-level test (2 seeds: one degree of freedom)."""
+UNIT_METRICS = ("ap", "acc", "oa", "aa", "f1", "f2", "fbeta", "iou", "miou", "auc",
+                "hamming", "precision", "recall", "jaccard", "dice")
+"""Name stems of metrics bounded by [0, 1] (``ap_macro``, ``val_acc_micro``, ``iou/road``)."""
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """The range of a metric, from its name.
+
+    ``(0, 1)`` for scores and rates, ``(0, inf)`` for losses and errors, ``(-inf, 1)`` for R²,
+    else unbounded.
+    """
+    base = name.split("/")[0].lower()
+    for prefix in ("val_", "test_", "ood_"):
+        base = base.removeprefix(prefix)
+    stem = base.split("_")[0]
+    if stem in UNIT_METRICS or base.startswith(("ap", "acc")):
+        return 0.0, 1.0
+    if stem in ("loss", "rmse", "mae", "mse") or base.endswith("loss"):
+        return 0.0, math.inf
+    if stem == "r2":
+        return -math.inf, 1.0
+    return -math.inf, math.inf
 
 
 @dataclass(frozen=True)
 class Summary:
-    """One cell over seeds: mean, sample std (ddof=1), count and t-interval of the mean."""
+    """One cell over seeds: mean, sample std (ddof=1), count and t-interval of the mean.
+
+    The interval is NaN with fewer than :data:`MIN_SEEDS` values; ``clipped`` is true when it
+    was cut to the metric's range.
+    """
 
     mean: float
     std: float
     n: int
     ci_low: float
     ci_high: float
+    clipped: bool = False
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether an interval was computed (enough seeds)."""
+        return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
 
 
 @dataclass(frozen=True)
@@ -58,8 +99,16 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence: {confidence} must be in (0, 1)")
 
 
-def summarize(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Summary:
+def summarize(values: Sequence[float] | np.ndarray, confidence: float = 0.95,
+              bounds: tuple[float, float] = (-math.inf, math.inf),
+              min_n: int = MIN_SEEDS) -> Summary:
     """Mean, std and Student-t confidence interval of the finite ``values``.
+
+    Args:
+        values: one value per seed.
+        confidence: level of the interval.
+        bounds: the metric's range (:func:`metric_range`); the interval is clipped to it.
+        min_n: fewest values for an interval; below it the interval is NaN.
 
     ``n = 1`` gives the value as mean and NaN std / interval; ``n = 0`` all NaN. Identical
     values give a zero-width interval.
@@ -74,18 +123,21 @@ def summarize(values: Sequence[float] | np.ndarray, confidence: float = 0.95) ->
     if n == 1:
         return Summary(mean, NAN, 1, NAN, NAN)
     std = float(x.std(ddof=1))
+    if n < min_n:
+        return Summary(mean, std, n, NAN, NAN)
     if std == 0.0:
         return Summary(mean, 0.0, n, mean, mean)
     low, high = st.t.interval(confidence, df=n - 1, loc=mean, scale=std / math.sqrt(n))
-    return Summary(mean, std, n, float(low), float(high))
+    lo, hi = max(float(low), bounds[0]), min(float(high), bounds[1])
+    return Summary(mean, std, n, lo, hi, clipped=(lo, hi) != (float(low), float(high)))
 
 
 def paired_ttest(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
-                 confidence: float = 0.95) -> PairedResult:
+                 confidence: float = 0.95, min_n: int = MIN_SEEDS) -> PairedResult:
     """Paired t-test of ``a - b`` over seeds (``a[i]`` and ``b[i]`` share seed ``i``).
 
     Returns the mean difference, its t-interval and the two-sided p-value; NaN interval and
-    p-value with fewer than two finite pairs, and a zero-width interval with p = 1 (no
+    p-value with fewer than ``min_n`` finite pairs, and a zero-width interval with p = 1 (no
     difference) or 0 (a constant non-zero difference) when every difference is the same.
     """
     _check_confidence(confidence)
@@ -100,8 +152,8 @@ def paired_ttest(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
         return PairedResult(NAN, NAN, NAN, NAN, 0)
     d = x - y
     mean = float(d.mean())
-    if n == 1:
-        return PairedResult(mean, NAN, NAN, NAN, 1)
+    if n < max(2, min_n):
+        return PairedResult(mean, NAN, NAN, NAN, n)
     if float(d.std(ddof=1)) == 0.0:
         return PairedResult(mean, mean, mean, 1.0 if mean == 0.0 else 0.0, n)
     res = st.ttest_rel(x, y)
@@ -117,6 +169,7 @@ def paired_bootstrap(
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    groups: Sequence[Any] | np.ndarray | None = None,
 ) -> PairedResult:
     """Paired bootstrap of ``metric_fn(pred_a, target) - metric_fn(pred_b, target)``.
 
@@ -129,10 +182,12 @@ def paired_bootstrap(
         n_boot: bootstrap resamples.
         seed: seed of the resampling (same seed, same answer).
         confidence: level of the percentile interval.
+        groups: each sample's group (scene, tile); given, a resample draws whole groups with
+            replacement (a cluster bootstrap) and ``n`` counts groups, not samples.
 
     Returns:
         The difference on the full test set, its bootstrap interval, a two-sided bootstrap
-        p-value and the number of samples.
+        p-value and the number of resampled units (samples, or groups).
     """
     _check_confidence(confidence)
     pa, pb, t = np.asarray(pred_a), np.asarray(pred_b), np.asarray(target)
@@ -140,20 +195,30 @@ def paired_bootstrap(
     if pa.shape[:1] != (n,) or pb.shape[:1] != (n,):
         raise ValueError(f"paired_bootstrap: predictions of {pa.shape[:1]} and {pb.shape[:1]} "
                          f"samples for {n} targets; both arms must score the same samples")
-    if n < 2:
-        raise ValueError(f"paired_bootstrap: {n} sample(s); need at least 2")
     if n_boot < 1:
         raise ValueError(f"paired_bootstrap.n_boot: {n_boot} must be >= 1")
+    if groups is None:
+        members = [np.array([i]) for i in range(n)]
+    else:
+        g = np.asarray(groups, dtype=object).ravel()
+        if g.size != n:
+            raise ValueError(f"paired_bootstrap: {g.size} groups for {n} samples")
+        _, inverse = np.unique(g.astype(str), return_inverse=True)
+        members = [np.flatnonzero(inverse == k) for k in range(int(inverse.max()) + 1)]
+    units = len(members)
+    if units < 2:
+        raise ValueError(f"paired_bootstrap: {units} {'group' if groups is not None else 'sample'}"
+                         "(s); need at least 2")
 
     def diff(idx: np.ndarray) -> float:
-        i = np.asarray(idx, dtype=np.intp)
+        i = np.concatenate([members[k] for k in np.asarray(idx, dtype=np.intp)])
         return float(metric_fn(pa[i], t[i])) - float(metric_fn(pb[i], t[i]))
 
-    observed = diff(np.arange(n))
-    res = st.bootstrap((np.arange(n),), diff, n_resamples=n_boot, vectorized=False,
+    observed = diff(np.arange(units))
+    res = st.bootstrap((np.arange(units),), diff, n_resamples=n_boot, vectorized=False,
                        method="percentile", confidence_level=confidence,
                        rng=np.random.default_rng(seed))
-    return bootstrap_difference(observed, res.bootstrap_distribution, n, confidence)
+    return bootstrap_difference(observed, res.bootstrap_distribution, units, confidence)
 
 
 def bootstrap_difference(observed: float, distribution: Any, n: int,
@@ -199,5 +264,31 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-__all__ = ["PairedResult", "Summary", "bootstrap_difference", "holm", "paired_bootstrap",
-           "paired_ttest", "summarize"]
+def verdict(seed_test: PairedResult | None, boot: PairedResult | None,
+            alpha: float = 0.05) -> str:
+    """Whether the seed-level test and the test-set bootstrap agree on arm vs baseline.
+
+    Each side says ``better`` / ``worse`` (p < ``alpha``, by the sign of the difference) or
+    ``no difference``; ``n/a`` where a side has no p-value. Returns ``"agree: <call>"``,
+    ``"DISAGREE: seeds <call>, bootstrap <call>"`` or ``"seeds only: ..."`` /
+    ``"bootstrap only: ..."``.
+    """
+    def call(r: PairedResult | None) -> str:
+        if r is None or not math.isfinite(r.p_value):
+            return "n/a"
+        if r.p_value >= alpha:
+            return "no difference"
+        return "better" if r.mean_diff > 0 else "worse"
+
+    a, b = call(seed_test), call(boot)
+    if a == "n/a" and b == "n/a":
+        return "n/a"
+    if a == "n/a":
+        return f"bootstrap only: {b}"
+    if b == "n/a":
+        return f"seeds only: {a}"
+    return f"agree: {a}" if a == b else f"DISAGREE: seeds {a}, bootstrap {b}"
+
+
+__all__ = ["MIN_SEEDS", "PairedResult", "Summary", "bootstrap_difference", "holm",
+           "metric_range", "paired_bootstrap", "paired_ttest", "summarize", "verdict"]

@@ -111,7 +111,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
                     generator: torch.Generator | None = None) -> EpochStats:
     """Stream this worker's part of the training split once, stepping the optimiser.
 
-    ``augment``: :func:`~rsray.data.pipeline.augment_kwargs` when this worker augments (a
+    ``augment``: :func:`~rsray.data.augment.augment_kwargs` when this worker augments (a
     cached training split, or ``data.augment_on=device``), ``None`` when Ray Data did.
     ``resident``: the worker's device-resident share (``data.cache=device``) replaces
     ``shard``; ``generator`` draws on-device augmentations and permutations.

@@ -65,6 +65,15 @@ def cnn_space() -> dict[str, Any]:
     }
 
 
+def cnn_smoke_space() -> dict[str, Any]:
+    """The tiny ``test_*`` CNNs (the demo, smoke tests): LR, weight decay, dropout only."""
+    return {
+        "optim.lr": tune.loguniform(1e-3, 1e-2),
+        "optim.weight_decay": tune.loguniform(1e-6, 1e-3),
+        "model.params.drop_rate": tune.uniform(0.0, 0.3),
+    }
+
+
 def middle_space() -> dict[str, Any]:
     """Middle fusion CNN (deep-fusion-sen12ms-resnet.txt): the CNN space + fusion stage, merge."""
     space = cnn_space()
@@ -254,6 +263,7 @@ SPACES: dict[str, Callable[[], dict[str, Any]]] = {
     "progressive_globe": progressive_globe_space,
     "progressive_smoke": progressive_smoke_space,
     "cnn": cnn_space,
+    "cnn_smoke": cnn_smoke_space,
     "middle": middle_space,
     "vit": vit_space,
     "vit_smoke": vit_smoke_space,

@@ -4,8 +4,8 @@
 run per trial, named after the trial, its sampled configuration as parameters and every
 epoch's metrics (step = training iteration). ``tracking.tensorboard: true`` adds Tune's
 ``TBXLoggerCallback`` (event files in each trial's folder). The MLflow tracking URI is a server
-(``http://...``), a database URI (``sqlite:///...``) or a local folder (default ``mlruns``,
-turned into a ``file://`` URI).
+(``http://...``), a database URI (``sqlite:///...``) or, by default, a SQLite store
+``mlflow.db`` next to the results (:func:`mlflow_uri`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,26 @@ from typing import Any
 from rsray.config import Config
 from rsray.errors import RsrayError
 
+MLFLOW_DB = "mlflow.db"
+"""File name of the SQLite store rsray gives MLflow when no URI names one."""
 
-def mlflow_uri(uri: str) -> str:
-    """``uri`` unchanged when it has a scheme, else the absolute ``file://`` URI of a folder."""
-    if "://" in uri or uri.startswith("sqlite:"):
+
+def mlflow_uri(uri: str, storage_path: str = "rsray_results") -> str:
+    """The MLflow tracking URI for ``tracking.mlflow_tracking_uri``.
+
+    A URI with a scheme (``http://``, ``sqlite:///``, ``databricks``) is used unchanged; a
+    ``.db`` file becomes its ``sqlite:///`` URI; a folder becomes the ``mlflow.db`` SQLite store
+    inside it; empty means that store in ``storage_path`` (``rsray_results`` when that is not
+    a local folder). MLflow 3.13+ refuses folder ("file") stores, hence SQLite.
+    """
+    if "://" in uri or uri.startswith("sqlite:") or uri == "databricks":
         return uri
-    return Path(uri).expanduser().resolve().as_uri()
+    if not uri:
+        uri = storage_path if "://" not in storage_path else "rsray_results"
+    path = Path(uri).expanduser().resolve()
+    db = path if path.suffix == ".db" else path / MLFLOW_DB
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
 
 
 _MLFLOW_BAD = re.compile(r"[^\w\-. :/]")
@@ -56,7 +70,7 @@ def tracking_callbacks(cfg: Config) -> list[Any]:
             raise RsrayError("tracking.mlflow: mlflow is not installed; "
                              "pip install 'rsray[mlflow]'") from None
         callbacks.append(_mlflow_callback(
-            tracking_uri=mlflow_uri(cfg.tracking.mlflow_tracking_uri),
+            tracking_uri=mlflow_uri(cfg.tracking.mlflow_tracking_uri, cfg.train.storage_path),
             experiment_name=cfg.tracking.mlflow_experiment or cfg.tune.name,
             tags={"rsray.model": cfg.model.name, "rsray.data": cfg.data.uri},
             save_artifact=False,

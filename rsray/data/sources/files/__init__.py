@@ -12,12 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rsray.data.registry import DatasetEntry, register_dataset
-from rsray.data.sources.files.config import (
-    TERRATORCH_KEYS,
-    FilesConfig,
-    config_from_dict,
-    load_files_config,
-)
+from rsray.data.sources.files.config import FilesConfig, config_from_dict, load_files_config
 from rsray.data.sources.files.reader import SYNTHETIC_TAG, FilesSource
 from rsray.data.sources.files.synth import (
     CORRUPTIONS,
@@ -25,6 +20,7 @@ from rsray.data.sources.files.synth import (
     describe_synthetic_rules,
     write_files_dataset,
 )
+from rsray.data.sources.files.terratorch import TERRATORCH_KEYS
 
 __all__ = ["CORRUPTIONS", "LAYOUTS", "SYNTHETIC_TAG", "TERRATORCH_KEYS", "FilesConfig",
            "FilesSource", "config_from_dict", "describe_synthetic_rules", "load_files_config",

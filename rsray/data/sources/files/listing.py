@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from rsray.data.schema import Reject
 from rsray.data.sources.files.config import ModalityConfig
 from rsray.errors import ConfigError, DatasetNotFoundError
-from rsray.storage import StorageOptions, get_fs, to_uri
+from rsray.storage import StorageOptions, get_fs, join_url, to_uri
 
 
 @dataclass
@@ -80,6 +81,41 @@ def list_modality(m: ModalityConfig, options: StorageOptions = None) -> Listing:
             if root.split:
                 out.split[sid] = root.split
     return out
+
+
+def remap_ids(m: ModalityConfig, listing: Listing, threads: int = 16,
+              options: StorageOptions = None) -> list[Reject]:
+    """Re-key ``listing`` by the id each sample's JSON file names (``id_json``)."""
+    assert m.id_json is not None
+    template, key = m.id_json
+    root = m.roots[0].path
+
+    def one(sid: str) -> tuple[str, str | None, str]:
+        url = join_url(root, *template.replace("{id}", sid).split("/"))
+        try:
+            fs, path = get_fs(url, options)
+            with fs.open(path, "rb") as f:
+                value = json.load(f).get(key)
+        except Exception as exc:  # one bad file never stops the set
+            return sid, None, f"{url}: {type(exc).__name__}: {exc}"
+        return sid, (str(value) if value else None), url
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        found = list(pool.map(one, sorted(listing.files)))
+    rejects: list[Reject] = []
+    files, fields, split = {}, {}, {}
+    for sid, new, where in found:
+        if new is None:
+            rejects.append({"path": first_url(listing.files[sid]), "reason":
+                            f"{m.name}: no {key!r} in its id file ({where})"})
+            continue
+        files[new] = listing.files[sid]
+        if sid in listing.fields:
+            fields[new] = {**listing.fields[sid], "native_id": sid}
+        if sid in listing.split:
+            split[new] = listing.split[sid]
+    listing.files, listing.fields, listing.split = files, fields, split
+    return rejects
 
 
 def missing_bands(m: ModalityConfig, entry: dict[str, Any]) -> list[str]:
@@ -188,4 +224,4 @@ def json_labels(url: str, key: str, options: StorageOptions = None) -> list[str]
 
 
 __all__ = ["Listing", "all_urls", "day_of_year", "first_url", "json_labels", "list_modality",
-           "missing_bands", "read_id_list", "read_table", "table_rows"]
+           "missing_bands", "read_id_list", "read_table", "remap_ids", "table_rows"]

@@ -49,11 +49,12 @@ from rsray.data.sources.files.listing import (
     list_modality,
     missing_bands,
     read_id_list,
+    remap_ids,
     table_rows,
 )
 from rsray.data.splits import seeded_split
 from rsray.errors import ConfigError, PatchError
-from rsray.storage import StorageOptions, get_fs, is_local, join_url
+from rsray.storage import StorageOptions, get_fs, is_local
 
 SYNTHETIC_TAG = "RSRAY_SYNTHETIC"
 """GeoTIFF metadata tag (value ``1``) the test-data writer puts on every file."""
@@ -171,7 +172,8 @@ class FilesSource:
                                         f"({ {c: r[c] for c in m.columns} })"})
         for m in rasters:
             if m.id_json is not None:
-                rejects += self._remap_ids(m, listings[m.name])
+                rejects += remap_ids(m, listings[m.name], self.threads,
+                                     self.storage_options)
         labels = load_labels(cfg, self.storage_options, self.threads, listings)
         rejects += labels.rejects
         ids = sorted({sid for li in listings.values() for sid in li.files})
@@ -226,41 +228,6 @@ class FilesSource:
         if cfg.means or cfg.stds:
             info["given_stats"] = {"means": cfg.means, "stds": cfg.stds}
         return Discovery(items=items, rejects=sorted(rejects, key=lambda r: r["path"]), info=info)
-
-    def _remap_ids(self, m: ModalityConfig, listing: Listing) -> list[Reject]:
-        """Re-key ``listing`` by the id each sample's JSON file names (``id_json``)."""
-        import json
-
-        assert m.id_json is not None
-        template, key = m.id_json
-        root = m.roots[0].path
-
-        def one(sid: str) -> tuple[str, str | None, str]:
-            url = join_url(root, *template.replace("{id}", sid).split("/"))
-            try:
-                fs, path = get_fs(url, self.storage_options)
-                with fs.open(path, "rb") as f:
-                    value = json.load(f).get(key)
-            except Exception as exc:  # one bad file never stops the set
-                return sid, None, f"{url}: {type(exc).__name__}: {exc}"
-            return sid, (str(value) if value else None), url
-
-        with ThreadPoolExecutor(max_workers=self.threads) as pool:
-            found = list(pool.map(one, sorted(listing.files)))
-        rejects: list[Reject] = []
-        files, fields, split = {}, {}, {}
-        for sid, new, where in found:
-            if new is None:
-                rejects.append({"path": first_url(listing.files[sid]), "reason":
-                                f"{m.name}: no {key!r} in its id file ({where})"})
-                continue
-            files[new] = listing.files[sid]
-            if sid in listing.fields:
-                fields[new] = {**listing.fields[sid], "native_id": sid}
-            if sid in listing.split:
-                split[new] = listing.split[sid]
-        listing.files, listing.fields, listing.split = files, fields, split
-        return rejects
 
     def _incomplete(self, sid: str, entries: Mapping[str, Any],
                     listings: Mapping[str, Listing]) -> Reject | None:
