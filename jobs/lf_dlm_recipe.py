@@ -7,7 +7,7 @@ rsray checkpoint and evaluates it on test (rsray/recipes/lf_dlm.py has the detai
 
 Submit to a cluster:
     ray job submit --working-dir . -- python jobs/lf_dlm_recipe.py \
-        --data s3://BUCKET/flair2/shards --storage-path s3://BUCKET/rsray-results
+        --data s3://BUCKET/flair2/shards --out s3://BUCKET/rsray-results
 Smoke test (tiny LF-DLM, 2 epochs per branch, 48 synthetic FLAIR #2 patches when --data is
 absent):
     python jobs/lf_dlm_recipe.py --smoke-test
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     add_tune_args(parser)
     parser.add_argument("--out", default=None,
                         help="folder (local or s3://) for recipe.json, weights.png and the "
-                             "fused checkpoint (default <storage-path>/<name>-recipe)")
+                             "fused checkpoint (default <out>/<name>-recipe)")
     parser.add_argument("--weights", default=",".join(f"{w:.1f}" for w in WEIGHT_GRID),
                         help="aerial weights to score on validation, comma-separated")
     parser.add_argument("--test-splits", default="test",

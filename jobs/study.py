@@ -5,21 +5,23 @@ Submit to a cluster (stage-2 retrainings run as concurrent Tune trials sized to 
         --data s3://BUCKET/sen12ms/shards --out /mnt/studies/sen12ms
 Smoke test (tiny models, 1 search trial and 2 seeds per arm, the spec's synthetic twin):
     python jobs/study.py studies/vit_bigearthnet.yaml --smoke-test
+Check the spec against its data and print the plan and its estimated cost, starting nothing:
+    python jobs/study.py sen12ms_resnet --data s3://BUCKET/sen12ms/shards --check
 Continue a killed study without re-running finished cells: the same command with --resume.
+A spec is a file or a preset's name (`rsray presets study`).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from rsray.cliargs import HelpFormatter, Parser
 from rsray.errors import RsrayError
 from rsray.study.cli import add_study_args, cmd_study
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="study", description=__doc__, formatter_class=HelpFormatter)
     add_study_args(parser)
     args = parser.parse_args(argv)
     try:

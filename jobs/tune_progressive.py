@@ -2,7 +2,7 @@
 
 Submit to a cluster:
     ray job submit --working-dir . -- python jobs/tune_progressive.py \
-        --data s3://BUCKET/bigearthnet-mm/shards --storage-path s3://BUCKET/rsray-results
+        --data s3://BUCKET/bigearthnet-mm/shards --out s3://BUCKET/rsray-results
 Smoke test (tiny model, 3 trials, 2 epochs, tiny synthetic data when --data is absent):
     python jobs/tune_progressive.py --smoke-test
 Resume an interrupted experiment: the same command with --resume.

@@ -2,7 +2,7 @@
 
 Submit to a cluster:
     ray job submit --working-dir . -- python jobs/tune_segmentation.py \
-        --data s3://BUCKET/flair2/shards --storage-path s3://BUCKET/rsray-results
+        --data s3://BUCKET/flair2/shards --out s3://BUCKET/rsray-results
 Smoke test (tiny LF-DLM, 3 trials, 2 epochs, 48 synthetic FLAIR #2 patches of 64 px when
 --data is absent):
     python jobs/tune_segmentation.py --smoke-test

@@ -2,7 +2,7 @@
 
 Submit to a cluster (configs/bigearthnet_vit.yaml is the default config):
     ray job submit --working-dir . -- python jobs/tune_vit_fusion.py \
-        --data s3://BUCKET/bigearthnet-mm/shards --storage-path s3://BUCKET/rsray-results
+        --data s3://BUCKET/bigearthnet-mm/shards --out s3://BUCKET/rsray-results
 Another fusion method: --set model.name=vit_early_fusion (see `rsray models 'vit_*'`).
 Smoke test (tiny SCT model, 3 trials, 2 epochs, tiny synthetic data when --data is absent):
     python jobs/tune_vit_fusion.py --smoke-test

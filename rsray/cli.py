@@ -114,6 +114,7 @@ def tune_job_main(doc: str, argv: list[str] | None = None, *, prog: str,
     try:
         cfg = tune_config_from_args(args, default_config, smoke=smoke,
                                     smoke_dataset=smoke_dataset, smoke_samples=smoke_samples)
+        check_metrics(cfg)
         start_ray()
         tune_fusion(cfg, resume=args.resume)
     except RsrayError as exc:
@@ -193,7 +194,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = load_config(args.config)
     cfg = cfg.with_overrides({**run_flags(args, "train.name"), **parse_overrides(args.overrides)})
     check_reachable(cfg.data.uri)
-    read_manifest(cfg.data.uri)  # a bad --data is named before the run folder is looked at
+    manifest = read_manifest(cfg.data.uri)  # a bad --data is named before the run folder
+    check_metrics(cfg, manifest)
     check_fresh_run(cfg, args.resume)
     result = fit(cfg)  # checks the shard set, then starts Ray (quiet unless -v)
     # per-class values (``val_ap_class/<name>``, ``val_iou/<name>``...) stay in the run's files
@@ -203,11 +205,25 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"last checkpoint: {result.checkpoint.path}")
 
 
+def check_metrics(cfg: Config, manifest: Any = None) -> None:
+    """A misspelled ``train.metric`` ends here, in one line, not after an epoch in Ray."""
+    from rsray.train.metric_names import check_config_metrics
+
+    if manifest is None:
+        from rsray.data.shards import read_manifest
+        from rsray.storage import check_reachable
+
+        check_reachable(cfg.data.uri)
+        manifest = read_manifest(cfg.data.uri)
+    check_config_metrics(cfg, manifest.task, manifest.classes)
+
+
 def cmd_tune(args: argparse.Namespace) -> None:
     """``rsray tune``."""
     from rsray.tune.run import tune_fusion
 
     cfg = tune_config_from_args(args)
+    check_metrics(cfg)
     tune_fusion(cfg, resume=args.resume)  # checks the shard set, then starts Ray
 
 
@@ -381,11 +397,58 @@ def add_study_commands(sub: Any, full: bool = True) -> None:
     add_commands(sub)
 
 
-def add_evaluate_commands(sub: Any, full: bool = True) -> None:
-    """``rsray evaluate`` and ``rsray predict``."""
-    from rsray.evaluate.cli import add_commands
+def _evaluate_command(name: str) -> Callable[[argparse.Namespace], None]:
+    """``rsray.evaluate.cli.<name>``, imported when the command runs (it imports torch)."""
 
-    add_commands(sub)
+    def run(args: argparse.Namespace) -> None:
+        import importlib
+
+        getattr(importlib.import_module("rsray.evaluate.cli"), name)(args)
+
+    return run
+
+
+def add_evaluate_commands(sub: Any, full: bool = True) -> None:
+    """``rsray evaluate`` and ``rsray predict``.
+
+    Their flags are defined here: importing the package ``rsray.evaluate`` imports torch.
+    """
+    p = add_command(
+        sub, "evaluate",
+        help="a checkpoint's metrics on named splits (and with modalities dropped)",
+        description="Stream the named splits through the training pipeline and write the "
+                    "task's metrics (per class too; confusion matrix for segmentation) as JSON.",
+        examples=["rsray evaluate rsray_results/rsray-train --splits test,ood",
+                  "rsray evaluate s3://b/runs/first/checkpoint_000009 --data s3://b/s12/shards "
+                  "--drop-modality s1 --out s3://b/eval/first"])
+    p.add_argument("checkpoint", help="checkpoint directory (local or s3://), or a run folder "
+                                      "(its latest epoch_* checkpoint)")
+    p.add_argument("--data", help="shard set URI (default: the one the checkpoint trained on)")
+    p.add_argument("--splits", default="test", help="comma-separated splits, e.g. test,ood")
+    p.add_argument("--drop-modality", action="append", default=[], metavar="M",
+                   help="also evaluate with modality M zeroed after normalisation, as "
+                        "training-time modality dropping does (repeatable; a+b drops both)")
+    p.add_argument("--out", help="folder for metrics.json (local or s3://)")
+    p.add_argument("--batch-size", type=int, help="evaluation batch size")
+    p.set_defaults(fn=_evaluate_command("cmd_evaluate"))
+
+    p = add_command(
+        sub, "predict",
+        help="per-sample predictions of a checkpoint on one split, as Parquet",
+        description="Score a split with the model in Ray Data actors (one per GPU) and write "
+                    "patch id, target and probabilities (class maps for segmentation).",
+        examples=["rsray predict rsray_results/rsray-train --split test --out preds/test",
+                  "rsray predict s3://b/runs/first --data s3://b/s12/shards --out s3://b/pred"])
+    p.add_argument("checkpoint", help="checkpoint directory (local or s3://), or a run folder")
+    p.add_argument("--data", help="shard set URI (default: the one the checkpoint trained on)")
+    p.add_argument("--split", default="test", help="split to score")
+    p.add_argument("--out", required=True, help="output folder (local or s3://)")
+    p.add_argument("--drop-modality", action="append", default=[], metavar="M",
+                   help="zero modality M for every sample (repeatable)")
+    p.add_argument("--concurrency", type=int, help="model actors (default: one per GPU, else "
+                                                   "up to 4 CPU actors; 0: in this process)")
+    p.add_argument("--batch-size", type=int, help="rows per model call")
+    p.set_defaults(fn=_evaluate_command("cmd_predict"))
 
 
 def add_submit_command(sub: Any, full: bool = True) -> None:

@@ -165,3 +165,24 @@ def test_bench_job_runs_from_any_folder(tmp_path, argv, expected):
     line = _one_error_line(proc.stderr, "bench_train: error:")
     assert expected in line
     assert not (tmp_path / "ray").exists()
+
+
+def test_train_metric_typo_is_one_line_before_ray(tmp_path, capsys):
+    """`rsray train/tune --set train.metric=val_acc_mirco` stops before Ray, with a suggestion."""
+    import json as _json
+
+    from rsray.data.shards import Manifest, write_manifest
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_manifest(str(shards), Manifest(
+        dataset="bigearthnet", task="multilabel", classes=["a", "b"],
+        modalities={"s2": {"bands": ["B02"], "groups": {}}}, shards=[], band_stats={}))
+    assert _json.loads((shards / "manifest.json").read_text())["task"] == "multilabel"
+    for command in ("train", "tune"):
+        rc = main([command, "--data", str(shards), "--out", str(tmp_path / "runs"),
+                   "--set", "train.metric=val_acc_mirco"])
+        assert rc == 2
+        line = _one_error_line(capsys.readouterr().err, "rsray: error:")
+        assert "train.metric: 'val_acc_mirco'" in line and "val_acc_micro" in line
+    assert not (tmp_path / "runs").exists()

@@ -11,13 +11,18 @@ from rsray.config import load_config
 from rsray.errors import ConfigError
 from rsray.study.runner import pack_jobs, run_jobs, seed_job
 from rsray.study.spec import Evaluation, spec_from_dict
+from rsray.study.store import STUDY_JSON, StudyStore
 
 
-def _job(cfg, root: Path, cell: str, seed: int) -> dict:
-    run = f"{cell}__seed{seed}"
-    return seed_job(cfg.with_overrides({"train.seed": seed, "train.name": run}), run=run,
-                    out=root / cell / f"seed_{seed}", experiment="pack", storage=root / "runs",
-                    splits=["test"],
+def _store(root: Path) -> StudyStore:
+    store = StudyStore(root)
+    store.write_json(STUDY_JSON, {})
+    return store
+
+
+def _job(cfg, store: StudyStore, cell: str, seed: int) -> dict:
+    return seed_job(cfg.with_overrides({"train.seed": seed}), store=store, cell=cell, seed=seed,
+                    experiment="pack", splits=["test"],
                     evaluation=Evaluation(splits=["test"], drop_modalities=False,
                                           predictions=False),
                     headline="ap_macro", keys={"cell": cell, "seed": seed},
@@ -50,10 +55,11 @@ def test_packed_seed_equals_its_separate_run(synthetic_shards: str, tmp_path: Pa
         f"data.uri={synthetic_shards}", "data.batch_size=16", "data.eval_splits=[val]",
         "model.name=test_progressive_fusion", "scaling.num_workers=1",
         "scaling.cpus_per_worker=0.5", "train.max_epochs=2", "train.log_every_n_steps=1000"])
-    packed = [_job(cfg, tmp_path / "packed", "c", s) for s in (0, 1)]
-    alone = [_job(cfg, tmp_path / "alone", "c", 1)]
-    run_jobs(packed, tmp_path / "packed", concurrency=1, pack=2)
-    run_jobs(alone, tmp_path / "alone", concurrency=1, pack=1)
+    packed_store, alone_store = _store(tmp_path / "packed"), _store(tmp_path / "alone")
+    packed = [_job(cfg, packed_store, "c", s) for s in (0, 1)]
+    alone = [_job(cfg, alone_store, "c", 1)]
+    run_jobs(packed, packed_store, concurrency=1, pack=2)
+    run_jobs(alone, alone_store, concurrency=1, pack=1)
 
     def rows(job: dict) -> dict[str, float]:
         doc = json.loads((Path(job["dir"]) / "result.json").read_text())

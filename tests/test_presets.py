@@ -239,3 +239,81 @@ def test_arm_identity_is_fixed(specs) -> None:
             if key.endswith("refine_steps"):
                 assert min(dom.categories) >= 1, space  # progressive always backprojects
             assert not key.endswith(("fusion_stage", "merge")) or space == "middle"
+
+
+def test_missing_weights_and_recipe_arms_are_refused_in_one_line(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    from rsray.errors import ConfigError
+    from rsray.study.spec import check_runnable
+
+    monkeypatch.chdir(tmp_path)  # relative weight files are read from the working directory
+    spec = load_spec(ROOT / "studies/globe_progressive.yaml", variant="paper")
+    with pytest.raises(ConfigError) as info:
+        check_runnable(spec)
+    line = str(info.value)
+    assert "\n" not in line and "arms.early" in line
+    assert "timm.create_model('resnet50.tv_in1k', pretrained=True)" in line
+    assert str(tmp_path / "weights" / "resnet50.tv_in1k.pth") in line
+    (tmp_path / "weights").mkdir()
+    for name in ("resnet50.tv_in1k.pth", "mobilenetv2_100.ra_in1k.pth"):
+        (tmp_path / "weights" / name).write_bytes(b"")
+    check_runnable(spec)  # every file is there
+    check_runnable(load_spec(ROOT / "studies/globe_progressive.yaml", smoke=True))
+    lfdlm = load_spec(ROOT / "studies/flair2_lfdlm.yaml", variant="paper")
+    with pytest.raises(ConfigError, match=r"arms.lf_dlm: .* use `python jobs/lf_dlm_recipe.py`"):
+        check_runnable(lfdlm)
+
+
+def _write(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+TINY = {
+    "name": "tiny", "data": {"dataset": "bigearthnet", "synthetic_n": 64},
+    "base_config": "cfg.yaml", "base": {"train.max_epochs": 3},
+    "arms": [{"name": "s2_only", "model": "test_early_fusion_cnn", "modalities": ["s2"]},
+             {"name": "early", "model": "test_early_fusion_cnn", "modalities": ["s2", "s1"]},
+             {"name": "late", "model": "test_late_fusion_cnn", "modalities": ["s2", "s1"]}],
+    "baseline": "s2_only", "metrics": ["ap_macro"],
+    "paper_results": {"early": {"ap_macro": 0.8}, "late": {"ap_macro": 0.7}},
+    "default_variant": "paper",
+    "variants": {"paper": {"base": {"optim.lr": 0.01}},
+                 "tuned": {"exclude_arms": ["late"], "arms": {"early": {"space": "cnn_fair"}}}},
+}
+
+
+def test_base_config_then_base_then_variant_then_arm(tmp_path: Path) -> None:
+    from rsray.errors import ConfigError
+
+    (tmp_path / "cfg.yaml").write_text(
+        "data: {batch_size: 7}\noptim: {lr: 0.5, name: adam}\ntrain: {max_epochs: 9}\n"
+        "model: {name: vit_sct_fusion}\ntune: {grace_period: 5}\n")  # tune: not used
+    path = _write(tmp_path, TINY)
+    paper = load_spec(path)
+    cfg = paper.arm_config(paper.arm("early"))
+    assert (cfg.data.batch_size, cfg.optim.name, cfg.optim.lr, cfg.train.max_epochs) == (
+        7, "adam", 0.01, 3)
+    assert cfg.model.name == "test_early_fusion_cnn"  # the config's model is not used
+    assert paper.name == "tiny-paper" and paper.variant == "paper"
+    tuned = load_spec(path, variant="tuned")
+    assert [a.name for a in tuned.arms] == ["s2_only", "early"]
+    assert tuned.paper_results == {"early": {"ap_macro": 0.8}}
+    assert tuned.arm("early").space == "cnn_fair"
+    assert tuned.arm_config(tuned.arm("early")).optim.lr == 0.5
+    with pytest.raises(ConfigError, match="no nope variant"):
+        load_spec(path, variant="nope")
+    bad = {**TINY, "paper_results": {"early": {"ap_micro": 0.8}}}
+    with pytest.raises(ConfigError, match=r"paper_results.early.ap_micro: not one of"):
+        load_spec(_write(tmp_path, bad))
+    bad = {**TINY, "paper_results": {"mid": {"ap_macro": 0.8}}}
+    with pytest.raises(ConfigError, match=r"paper_results.mid: not an arm"):
+        load_spec(_write(tmp_path, bad))
+    with pytest.raises(ConfigError, match=r"base_config: .*nope.yaml not found"):
+        load_spec(_write(tmp_path, {**TINY, "base_config": "nope.yaml"}))
+    no_default = {k: v for k, v in TINY.items() if k != "default_variant"}
+    with pytest.raises(ConfigError, match="name one with --variant"):
+        load_spec(_write(tmp_path, no_default))

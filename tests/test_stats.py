@@ -272,3 +272,16 @@ def test_coverage_grouped_near_nominal_per_sample_below() -> None:
     assert r.grouped >= 0.85, r
     assert r.per_sample <= r.grouped - 0.1, r
     assert r.per_sample_width < r.grouped_width
+
+
+def test_prob_improvement_hand_computed_and_scipy() -> None:
+    from rsray.study.stats import prob_improvement
+
+    # pairs (3, 1) > , (3, 3) tie = 1/2, (4, 1) >, (4, 3) >: 3.5 / 4; 2 seeds: no interval
+    two = prob_improvement([3.0, 4.0], [1.0, 3.0])
+    assert two.p == 0.875 and math.isnan(two.ci_low)
+    a, b = [0.8, 0.82, 0.85, 0.79, 0.81], [0.75, 0.80, 0.81, 0.78, 0.77]
+    r = prob_improvement(a, b, n_boot=1000)
+    assert r.p == pytest.approx(st.mannwhitneyu(a, b).statistic / 25)  # U / (n_a n_b)
+    assert 0.0 <= r.ci_low < r.p <= r.ci_high <= 1.0 and (r.n_a, r.n_b) == (5, 5)
+    assert prob_improvement(b, a).p == pytest.approx(1 - r.p)

@@ -37,7 +37,26 @@ def _predictions(root: Path, arm: str, seed: int, quality: float) -> str:
     return str(folder)
 
 
-def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3, paper=None) -> Path:
+CHANNELS = {"s2": 4, "s1": 2}
+
+
+def _checkpoint(out: Path, modalities: list[str]) -> str:
+    """A checkpoint folder as training writes it (meta.json; the weights are not read)."""
+    from rsray.config import Config
+
+    ckpt = out / "checkpoint"
+    ckpt.mkdir()
+    (ckpt / "state.pt").write_bytes(b"")
+    cfg = Config().with_overrides({"model.name": "test_early_fusion_cnn", "train.max_epochs": 7,
+                                   "data.modalities": modalities})
+    (ckpt / "meta.json").write_text(json.dumps({
+        "config": cfg.to_dict(), "channels": {m: CHANNELS[m] for m in modalities},
+        "classes": CLASSES, "task": "multilabel", "epoch": 0}))
+    return str(ckpt)
+
+
+def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3, paper=None,
+           checkpoints=False) -> Path:
     rng = np.random.default_rng(0)
     rows = []
     for f in fractions:
@@ -79,8 +98,10 @@ def _study(tmp_path: Path, fractions=(0.25, 1.0), seeds=3, paper=None) -> Path:
             out.mkdir(parents=True)
             keys = {"study": "t", "arm": arm, "model": "m", "fraction": 1.0,
                     "holdout": "tile-X", "seed": seed}
+            ckpt = _checkpoint(out, ARMS[arm]) if seed == 0 and checkpoints else \
+                str(out / "missing_checkpoint")
             (out / "result.json").write_text(json.dumps({
-                "keys": keys, "checkpoint": str(out / "missing_checkpoint"), "rows": [],
+                "keys": keys, "checkpoint": ckpt, "rows": [],
                 "predictions": {"test": _predictions(out, arm, seed, mean)},
                 "task": "multilabel", "classes": CLASSES, "seconds": 90.0}))
     cell = tmp_path / "cells" / "early__f1__tile-X"
@@ -135,13 +156,22 @@ def test_report_stands_on_its_own(tmp_path: Path) -> None:
     from rsray.report.study_report import write_report
 
     paper = {"early": {"ap_macro": 82.53}, "s2_only": {"ap_macro": 0.61}}
-    root = _study(tmp_path, fractions=(1.0,), paper=paper)
+    root = _study(tmp_path, fractions=(1.0,), paper=paper, checkpoints=True)
     md = Path(write_report(root)[0]).read_text()
     assert "Which fusion of S2 and S1 classifies tiles best?" in md
     arms = md.split("## Arms")[1].split("## ")[0]
     assert "| early fusion" not in arms and "| early (`early`)" in arms
     assert "`test_early_fusion_cnn`" in arms and "width=8" in arms and "| cnn |" in arms
     assert "3 |" in arms and "4.5 min" in arms  # seeds run and 3 x 90 s of compute
+    from rsray.models import create_model
+    from rsray.report.definition import _count
+
+    for arm, mods in ARMS.items():  # the parameter count of the model each arm trained
+        model = create_model("test_early_fusion_cnn", modalities={m: CHANNELS[m] for m in mods},
+                             num_classes=len(CLASSES))
+        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert re.search(rf"^\| [^|]*`{arm}`[^\n]*\| {re.escape(_count(n))} \|", arms, re.M), (
+            arm, _count(n), arms)
     budget = md.split("## Budget and selection")[1].split("## ")[0]
     assert "6 trials per cell" in budget and "3 seed(s)" in budget and "7 epochs" in budget
     assert "selection metric" in budget and "val_" in budget
@@ -158,7 +188,9 @@ def test_report_stands_on_its_own(tmp_path: Path) -> None:
     assert re.search(r"\| test AP macro \| early \|.*\| agree: better \|", tests), tests
     per_class = md.split("## Per-class intervals")[1].split("## ")[0]
     assert all(c in per_class for c in CLASSES) and "[" in per_class
-    for name in ("arms", "comparison", "paper", "tests", "per_class", "provenance"):
+    assert re.search(r"^\| early \| 1\.00 \| \[1\.00, 1\.00\] \| 3 vs 3 \|$", tests, re.M), tests
+    for name in ("arms", "comparison", "paper", "tests", "improvement", "per_class",
+                 "provenance"):
         tex = (root / "tables" / f"{name}.tex").read_text()
         assert "\\toprule" in tex and "\\bottomrule" in tex, name
         assert pd.read_csv(root / "tables" / f"{name}.csv").shape[0] >= 1, name
@@ -191,3 +223,24 @@ def test_class_gain_is_against_best_single_arm(tmp_path: Path) -> None:
     per_arm, _ = class_metric_matrix(df, read_meta(root))
     assert list(per_arm.index) == list(ARMS) and list(per_arm.columns) == CLASSES
     assert np.allclose(per_arm.loc["early"] - per_arm.loc["s2_only"], gain.loc["early"])
+
+
+def test_resampling_is_chunked_grouped_and_repeatable(monkeypatch) -> None:
+    """Chunks of resamples (bounded memory on a real test split) with the same draws for
+    every arm; a group's samples always move together; too few groups fall back."""
+    from rsray.report import significance
+
+    monkeypatch.setattr(significance, "CHUNK_ELEMENTS", 1000)
+    groups = np.array([f"t{i // 5}" for i in range(60)])
+    rs = significance.resampling(groups, 300, seed=0, what="tile")
+    chunks = list(rs.chunks())
+    assert rs.grouped and rs.units == 12 and len(chunks) > 1
+    counts = np.vstack(chunks)
+    assert counts.shape == (300, 60) and (counts.sum(axis=1) % 5 == 0).all()
+    assert (counts.reshape(300, 12, 5).std(axis=2) == 0).all()
+    assert (np.vstack(list(rs.chunks())) == counts).all()
+    assert "12 tiles" in rs.why
+    few = significance.resampling(groups[:20], 10, what="tile")
+    assert not few.grouped and "only 4 tile(s)" in few.why and few.units == 20
+    none = significance.resampling(np.array([""] * 20), 10)
+    assert not none.grouped and "records no spatial group" in none.why

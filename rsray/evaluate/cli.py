@@ -1,12 +1,13 @@
-"""``rsray evaluate`` and ``rsray predict``."""
+"""``rsray evaluate`` and ``rsray predict``: what the commands do.
+
+Their flags are in :mod:`rsray.cli`, which builds them without importing this package.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
 from typing import Any
-
-from rsray.cliargs import add_command
 
 
 def _split_list(text: str) -> list[str]:
@@ -45,41 +46,4 @@ def cmd_predict(args: argparse.Namespace) -> None:
             batch_size=args.batch_size)
 
 
-def add_commands(subparsers: Any) -> None:
-    """Register ``evaluate`` and ``predict`` on the ``rsray`` command's subparsers."""
-    p = add_command(
-        subparsers, "evaluate",
-        help="a checkpoint's metrics on named splits (and with modalities dropped)",
-        description="Stream the named splits through the training pipeline and write the "
-                    "task's metrics (per class too; confusion matrix for segmentation) as JSON.",
-        examples=["rsray evaluate rsray_results/rsray-train --splits test,ood",
-                  "rsray evaluate s3://b/runs/first/checkpoint_000009 --data s3://b/s12/shards "
-                  "--drop-modality s1 --out s3://b/eval/first"])
-    p.add_argument("checkpoint", help="checkpoint directory (local or s3://), or a run folder "
-                                      "(its latest epoch_* checkpoint)")
-    p.add_argument("--data", help="shard set URI (default: the one the checkpoint trained on)")
-    p.add_argument("--splits", default="test", help="comma-separated splits, e.g. test,ood")
-    p.add_argument("--drop-modality", action="append", default=[], metavar="M",
-                   help="also evaluate with modality M zeroed after normalisation, as "
-                        "training-time modality dropping does (repeatable; a+b drops both)")
-    p.add_argument("--out", help="folder for metrics.json (local or s3://)")
-    p.add_argument("--batch-size", type=int, help="evaluation batch size")
-    p.set_defaults(fn=cmd_evaluate)
-
-    p = add_command(
-        subparsers, "predict",
-        help="per-sample predictions of a checkpoint on one split, as Parquet",
-        description="Score a split with the model in Ray Data actors (one per GPU) and write "
-                    "patch id, target and probabilities (class maps for segmentation).",
-        examples=["rsray predict rsray_results/rsray-train --split test --out preds/test",
-                  "rsray predict s3://b/runs/first --data s3://b/s12/shards --out s3://b/pred"])
-    p.add_argument("checkpoint", help="checkpoint directory (local or s3://), or a run folder")
-    p.add_argument("--data", help="shard set URI (default: the one the checkpoint trained on)")
-    p.add_argument("--split", default="test", help="split to score")
-    p.add_argument("--out", required=True, help="output folder (local or s3://)")
-    p.add_argument("--drop-modality", action="append", default=[], metavar="M",
-                   help="zero modality M for every sample (repeatable)")
-    p.add_argument("--concurrency", type=int, help="model actors (default: one per GPU, else "
-                                                   "up to 4 CPU actors; 0: in this process)")
-    p.add_argument("--batch-size", type=int, help="rows per model call")
-    p.set_defaults(fn=cmd_predict)
+__all__ = ["cmd_evaluate", "cmd_predict", "format_results"]

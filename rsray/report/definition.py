@@ -46,12 +46,15 @@ def seed_records(root: Path) -> list[dict[str, Any]]:
 def parameter_count(checkpoint: str, data_uri: str | None) -> int | None:
     """Trainable parameters of a seed's model, rebuilt on CPU from its checkpoint's config.
 
-    ``None`` when the checkpoint (or its shard set) can no longer be read.
+    With the shard set (``data_uri``) the model is built exactly as evaluation builds it;
+    without (or when the set has moved) from the checkpoint's own channels and classes.
+    ``None`` when the checkpoint can no longer be read.
     """
     if _gone(checkpoint):
         return None
+    model = None
     try:
-        from rsray.evaluate.checkpoint import build_model, open_checkpoint, read_checkpoint_meta
+        from rsray.evaluate.checkpoint import build_model, open_checkpoint
 
         if data_uri:
             from rsray.data.shards import read_manifest
@@ -59,16 +62,20 @@ def parameter_count(checkpoint: str, data_uri: str | None) -> int | None:
             loaded = open_checkpoint(checkpoint, read_manifest(data_uri), with_weights=False)
             assert loaded.plan is not None
             model = build_model(loaded.config, loaded.channels, loaded.classes, loaded.plan)
-        else:
+    except Exception:  # a moved shard set: build from the checkpoint alone
+        model = None
+    if model is None:
+        try:
             from rsray.config import Config
+            from rsray.evaluate.checkpoint import read_checkpoint_meta
             from rsray.models import create_model
 
             meta, _, _ = read_checkpoint_meta(checkpoint)
             cfg = Config.from_dict(meta["config"])
             model = create_model(cfg.model.name, modalities=dict(meta["channels"]),
                                  num_classes=len(meta["classes"]), **dict(cfg.model.params))
-    except Exception:  # a moved or foreign checkpoint must not stop the report
-        return None
+        except Exception:  # a foreign checkpoint must not stop the report
+            return None
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 

@@ -15,6 +15,7 @@ Intervals are bootstrap percentiles of the metric itself, so they never leave it
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsray.study.resampled import (
-    group_resample_counts,
-    metric_for,
-    per_class_metric,
-    resample_counts,
-)
+from rsray.study.resampled import WeightedMetric, metric_for, per_class_metric
 from rsray.study.results import StudyMeta, default_setting
 from rsray.study.stats import PairedResult, bootstrap_difference, holm
 
@@ -37,17 +33,43 @@ N_BOOT = 2000
 """Bootstrap resamples of the report."""
 
 
+CHUNK_ELEMENTS = 1 << 24
+"""Resample counts held at once (``resamples x samples``): a real test split of 120,000
+patches is scored 140 resamples at a time (64 MB of counts) instead of 2,000 (1 GB)."""
+
+
 @dataclass
 class Resampling:
-    """The shared resample counts of a test split and what they resample."""
+    """How a test split is resampled: by groups or by samples, in chunks of resamples.
 
-    counts: np.ndarray
-    """``(B, n)``: how often each test sample is in each resample."""
+    The draws depend only on ``seed`` and the chunk, so every arm scored with the same
+    :class:`Resampling` sees the same resamples (the comparison stays paired).
+    """
+
+    n_boot: int
     units: int
     """Resampled units: groups, or samples."""
+    inverse: np.ndarray
+    """Unit of each sample (``arange(n)`` when samples are resampled)."""
     grouped: bool
     why: str
     """One sentence: what is resampled and why."""
+    seed: int = 0
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """``(b, n)`` int32 count matrices, ``n_boot`` rows in all."""
+        n = self.inverse.size
+        step = max(1, CHUNK_ELEMENTS // max(n, self.units))
+        for k, b0 in enumerate(range(0, self.n_boot, step)):
+            b = min(step, self.n_boot - b0)
+            draws = np.random.default_rng([self.seed, k]).integers(0, self.units, (b, self.units))
+            flat = (draws + np.arange(b)[:, None] * self.units).ravel()
+            per_unit = np.bincount(flat, minlength=b * self.units).reshape(b, self.units)
+            yield per_unit.astype(np.int32)[:, self.inverse]
+
+    def score(self, fn: WeightedMetric, probs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """``fn`` on every resample: ``(n_boot,)`` (or ``(n_boot, C)`` per class)."""
+        return np.concatenate([fn(probs, target, c) for c in self.chunks()], axis=0)
 
 
 def load_predictions(study_dir: Path, arm: str, fraction: float,
@@ -79,14 +101,15 @@ def load_predictions(study_dir: Path, arm: str, fraction: float,
 
 def resampling(groups: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
                what: str = "group") -> Resampling:
-    """Group bootstrap counts when there are enough groups, else per-sample counts."""
+    """Resample groups when every sample has one and there are enough, else samples."""
     n = len(groups)
     named = [g for g in groups if g]
     distinct = len(set(named))
     if len(named) == n and distinct >= MIN_GROUPS:
-        counts, units = group_resample_counts(groups, n_boot, seed)
-        return Resampling(counts, units, True, f"resamples the {units} {what}s of the test "
-                          f"split ({n} samples): neighbouring samples are correlated")
+        _, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        return Resampling(n_boot, distinct, inverse, True,
+                          f"resamples the {distinct} {what}s of the test split ({n} samples): "
+                          "neighbouring samples are correlated", seed)
     if not named:
         why = ("resamples single samples: the shard set records no spatial group, so the "
                "interval ignores spatial correlation and is likely too narrow")
@@ -97,7 +120,7 @@ def resampling(groups: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
         why = (f"resamples single samples: the test split has only {distinct} {what}(s), "
                f"too few (< {MIN_GROUPS}) for a group bootstrap; the interval ignores "
                "spatial correlation and is likely too narrow")
-    return Resampling(resample_counts(n, n_boot, seed), n, False, why)
+    return Resampling(n_boot, n, np.arange(n), False, why, seed)
 
 
 def bootstrap_rows(study_dir: Path, meta: StudyMeta, df: pd.DataFrame, metric: str,
@@ -120,7 +143,7 @@ def bootstrap_rows(study_dir: Path, meta: StudyMeta, df: pd.DataFrame, metric: s
     n = len(target)
     ones = np.ones((1, n), dtype=np.int32)
     base_probs = np.stack(base["probs"].to_numpy())
-    base_full, base_dist = fn(base_probs, target, ones)[0], fn(base_probs, target, rs.counts)
+    base_full, base_dist = fn(base_probs, target, ones)[0], rs.score(fn, base_probs, target)
     out = []
     for arm in meta.arms:
         if arm == meta.baseline:
@@ -130,7 +153,7 @@ def bootstrap_rows(study_dir: Path, meta: StudyMeta, df: pd.DataFrame, metric: s
             continue
         probs = np.stack(other["probs"].to_numpy())
         res = bootstrap_difference(fn(probs, target, ones)[0] - base_full,
-                                   fn(probs, target, rs.counts) - base_dist, rs.units)
+                                   rs.score(fn, probs, target) - base_dist, rs.units)
         out.append({"arm": arm, "res": res})
     for row, p in zip(out, holm([r["res"].p_value for r in out]), strict=True):
         row["holm_p"] = p
@@ -165,7 +188,7 @@ def per_class_intervals(study_dir: Path, meta: StudyMeta, df: pd.DataFrame,
         if pred is None or list(pred["patch_id"]) != list(base["patch_id"]):
             continue
         probs = np.stack(pred["probs"].to_numpy())
-        scored[arm] = (fn(probs, target, ones)[0], fn(probs, target, rs.counts))
+        scored[arm] = (fn(probs, target, ones)[0], rs.score(fn, probs, target))
     rows = []
     b_full, b_dist = scored[meta.baseline]
     for arm, (full, dist) in scored.items():
@@ -189,5 +212,5 @@ def paired_cell(res: PairedResult) -> list[str]:
     return [f"{res.mean_diff:+.4f}", f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}]"]
 
 
-__all__ = ["MIN_GROUPS", "N_BOOT", "Resampling", "bootstrap_rows", "load_predictions",
-           "paired_cell", "per_class_intervals", "resampling"]
+__all__ = ["CHUNK_ELEMENTS", "MIN_GROUPS", "N_BOOT", "Resampling", "bootstrap_rows",
+           "load_predictions", "paired_cell", "per_class_intervals", "resampling"]

@@ -58,7 +58,7 @@ from rsray.study.results import (
     per_seed,
     read_meta,
 )
-from rsray.study.stats import MIN_SEEDS, metric_range, summarize, verdict
+from rsray.study.stats import MIN_SEEDS, metric_range, prob_improvement, summarize, verdict
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -223,9 +223,9 @@ def tests_lines(root: Path, meta: StudyMeta, df: pd.DataFrame, cmp: Comparison,
             t = cmp.tests.get((arm, metric))
             b = by_arm.get(arm)
             lower = metric.endswith(("loss", "rmse_mean", "mae_mean"))
-            tcells = ([*paired_cell(t), f"{cmp.holm_p.get((arm, metric), math.nan):.3g}"]
+            tcells = ([*paired_cell(t), _p(cmp.holm_p.get((arm, metric), math.nan))]
                       if t is not None else ["-", "no test", "-"])
-            bcells = ([*paired_cell(b["res"]), f"{b['holm_p']:.3g}"] if b is not None
+            bcells = ([*paired_cell(b["res"]), _p(b["holm_p"])] if b is not None
                       else ["-", "not available", "-"])
             v = verdict(_holm(t, cmp.holm_p.get((arm, metric))),
                         _holm(b["res"], b["holm_p"]) if b else None)
@@ -235,6 +235,7 @@ def tests_lines(root: Path, meta: StudyMeta, df: pd.DataFrame, cmp: Comparison,
             rows.append([metric_label(metric), arm_label(arm), *tcells, *bcells,
                          f"**{v}**" if v.startswith("DISAGREE") else v])
     lines += write_table(tables, "tests", header, rows, "Seed-level and test-set tests")
+    lines += improvement_lines(df, meta, cmp, tables)
     notes = sorted({w for w in whys.values() if w})
     lines += ["", *[f"Bootstrap ({N_BOOT} resamples): {w}." for w in notes], ""]
     if any(r[-1].startswith("**DISAGREE") for r in rows):
@@ -242,6 +243,38 @@ def tests_lines(root: Path, meta: StudyMeta, df: pd.DataFrame, cmp: Comparison,
                   "difference as unresolved, or add seeds (training variance) or test "
                   f"{what}s (test-set sampling), whichever side is uncertain.", ""]
     return lines
+
+
+def improvement_lines(df: pd.DataFrame, meta: StudyMeta, cmp: Comparison,
+                      tables: Path) -> list[str]:
+    """P(a seed of the arm beats a seed of the baseline) on the headline metric."""
+    if not cmp.metrics:
+        return []
+    metric = cmp.metrics[0]
+    sign = -1.0 if metric.endswith(("loss", "rmse_mean", "mae_mean")) else 1.0
+    base = per_seed(df, meta.baseline, metric).to_numpy()
+    rows = []
+    for arm in meta.arms:
+        v = per_seed(df, arm, metric).to_numpy()
+        if arm == meta.baseline or not len(v) or not len(base):
+            continue
+        r = prob_improvement(sign * v, sign * base)
+        ci = f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if math.isfinite(r.ci_low) else (
+            f"none (fewer than {MIN_SEEDS} seeds)")
+        rows.append([arm_label(arm), f"{r.p:.2f}", ci, f"{r.n_a} vs {r.n_b}"])
+    if not rows:
+        return []
+    return ["", f"Probability of improvement on {metric_label(metric)}: the chance that a "
+            f"training run of the arm scores better than a run of `{meta.baseline}` (over "
+            "every pair of seeds; 0.5: no better than a coin flip), with a bootstrap "
+            "interval over seeds.", "",
+            *write_table(tables, "improvement", ["arm", "P(arm better than baseline)",
+                                                 "95 % CI", "seeds"], rows,
+                         "Probability of improvement over the baseline")]
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}" if math.isfinite(p) else "-"
 
 
 def _holm(res: Any, p: float | None) -> Any:

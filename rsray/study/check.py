@@ -14,7 +14,6 @@ typo costs seconds, not a Ray start and an epoch. Every problem is one
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -26,8 +25,9 @@ from rsray.config import Config
 from rsray.data.shards import Manifest
 from rsray.errors import ConfigError
 from rsray.study.spec import Arm, StudySpec
+from rsray.study.store import StudyStore
 from rsray.study.twin import TWIN_TRAIN_SHARE, twin_manifest
-from rsray.train.metric_names import check_metric, check_run_metric, suggest
+from rsray.train.metric_names import check_config_metrics, check_metric, suggest
 
 RUN_STARTUP_SECONDS = 25.0
 """Start-up of one training run when the study has no finished run to measure from: a Tune
@@ -114,10 +114,13 @@ class CheckReport:
                f"assumed, no finished run to measure: {RUN_STARTUP_SECONDS:.0f} s start-up + "
                f"{1000 * SAMPLE_EPOCH_SECONDS:g} ms per training sample and epoch (tiny test_* "
                "models on 2 CPU cores; full-size models on CPU are far slower)")
+        at_once = Config().with_overrides(s.base).tune.max_concurrent_trials
+        wall = (f"about {_duration(p.total_seconds / at_once)} at {at_once} at a time "
+                "(tune.max_concurrent_trials)" if at_once else
+                "divided by the runs the cluster holds at once")
         out.append(f"[check] estimated cost: ~{p.run_seconds:.0f} s a run, "
                    f"~{p.trial_seconds:.0f} s a search trial; {_duration(p.total_seconds)} "
-                   f"of run time in all, divided by the runs the cluster holds at once "
-                   f"(an estimate; {how})")
+                   f"of run time in all, {wall} (an estimate; {how})")
         out += [f"[check] warning: {w}" for w in self.warnings]
         return out
 
@@ -129,7 +132,7 @@ def _duration(seconds: float) -> str:
 # --------------------------------------------------------------------------------- data
 
 
-def _data_of(spec: StudySpec, data: str | None, study_dir: Path | None
+def _data_of(spec: StudySpec, data: str | None, study_dir: StudyStore | None
              ) -> dict[str, tuple[Manifest, list[str], str]]:
     """Hold-out rule -> (manifest, splits, description), read without verifying shards."""
     from rsray.data.shards import MANIFEST_NAME, read_manifest
@@ -150,8 +153,8 @@ def _data_of(spec: StudySpec, data: str | None, study_dir: Path | None
             out[rule] = (m, sorted(m.splits), f"{target} ({sum(m.splits.values())} samples"
                          + (", SYNTHETIC" if m.synthetic else "") + ")")
             continue
-        prepared = (study_dir / "data" / holdout_slug(rule) / "shards" / MANIFEST_NAME
-                    if study_dir else None)
+        prepared = (Path(study_dir.path) / "data" / holdout_slug(rule) / "shards"
+                    / MANIFEST_NAME if study_dir and not study_dir.is_remote else None)
         if prepared is not None and prepared.is_file():
             m = read_manifest(str(prepared.parent))
             out[rule] = (m, sorted(m.splits), f"the study's twin {prepared.parent} "
@@ -237,11 +240,7 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
         plan = make_plan(manifest, cfg.data, for_training=True)
     except ConfigError as exc:
         raise ConfigError(f"{w} (with base and --set): {exc}") from None
-    for key in ("metric", "early_stopping_metric"):
-        value = getattr(cfg.train, key)
-        if value:
-            check_run_metric(value, f"{w}: train.{key}", manifest.task, cfg.data.eval_splits,
-                             manifest.classes)
+    check_config_metrics(cfg, manifest.task, manifest.classes, w)
     params = dict(cfg.model.params)
     try:
         check_model_arguments(cfg.model.name, plan.channels, len(manifest.classes),
@@ -267,31 +266,35 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
 # --------------------------------------------------------------------------------- cost
 
 
-def _measured_run_seconds(spec: StudySpec, study_dir: Path | None) -> tuple[float, str, int]:
+def _measured_run_seconds(spec: StudySpec, study_dir: StudyStore | None
+                          ) -> tuple[float, str, int]:
     """Mean seconds of this study's finished stage-2 runs, where they came from, how many."""
-    if study_dir is None or not study_dir.is_dir():
+    if study_dir is None:
         return 0.0, "", 0
     seconds = []
     for record in study_dir.glob("cells/*/seed_*/result.json"):
         try:
-            seconds.append(float(json.loads(record.read_text())["seconds"]))
+            seconds.append(float(study_dir.read_json(record)["seconds"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     if not seconds:
         return 0.0, "", 0
     mean = sum(seconds) / len(seconds)
-    return mean, f"{len(seconds)} finished run(s) in {study_dir}, {mean:.0f} s each", len(seconds)
+    return (mean, f"{len(seconds)} finished run(s) in {study_dir.uri}, {mean:.0f} s each",
+            len(seconds))
 
 
 def _plan(spec: StudySpec, data: dict[str, tuple[Manifest, list[str], str]],
-          study_dir: Path | None) -> StudyPlan:
+          study_dir: StudyStore | None) -> StudyPlan:
     from rsray.study.runner import cells_of, seed_dir
 
     cells = cells_of(spec)
-    searched = [c for c in cells if c.arm.space is not None and not (
-        study_dir and (study_dir / "cells" / c.id / "search.json").is_file())]
+    records = set(study_dir.glob("cells/*/*.json") + study_dir.glob("cells/*/seed_*/result.json")
+                  ) if study_dir else set()
+    searched = [c for c in cells if c.arm.space is not None
+                and f"cells/{c.id}/search.json" not in records]
     finished = sum(1 for c in cells for s in range(spec.factors.seeds)
-                   if study_dir and (seed_dir(study_dir, c.id, s) / "result.json").is_file())
+                   if f"{seed_dir(c.id, s)}/result.json" in records)
     evaluations = 0
     for c in cells:
         _, splits, _ = data[c.holdout]
@@ -333,7 +336,11 @@ def check_study(spec: StudySpec, *, data: str | None = None,
     Raises:
         ConfigError: the first problem found, in one line naming the spec, arm and field.
     """
-    folder = Path(study_dir) if study_dir is not None else None
+    folder = StudyStore(str(study_dir)) if study_dir is not None else None
+    if folder is not None and folder.is_remote:
+        from rsray.storage import check_reachable
+
+        check_reachable(folder.uri)  # an unreachable study folder is found before Ray starts
     views = _data_of(spec, data, folder)
     tasks = {m.task for m, _, _ in views.values()}
     if len(tasks) > 1:

@@ -36,7 +36,10 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true",
                    help="check the spec against its data (or its synthetic twin) and print "
                         "the plan and an estimated cost; start nothing")
-    add_run_args(p, out="study folder (default rsray_results/studies/<name>)",
+    add_run_args(p, out="study folder: a local path or a URI such as s3://bucket/studies/x "
+                 "(default rsray_results/studies/<name>); on a cluster whose nodes share no "
+                 "disk use an object-store URI: every record (searches, seeds, predictions, "
+                 "checkpoints, tables, report) lands there and --resume needs only that URI",
                  name="study name (default: the spec's name; the default folder follows it)",
                  resume="continue a killed study in the same folder; finished cells and "
                         "seeds are not re-run",
@@ -122,7 +125,7 @@ def run_study_request(request: StudyRequest) -> Any:
 
     spec = load_request_spec(request)
     check_runnable(spec)
-    folder = Path(request.out) if request.out else default_study_dir(spec)
+    folder = request.out or str(default_study_dir(spec))
     report = check_study(spec, data=request.data, study_dir=folder)
     for line in report.lines():
         print(line, flush=True)
@@ -135,9 +138,7 @@ def run_study_request(request: StudyRequest) -> Any:
     print(f"[study] results: {outcome.results_path} ({outcome.n_rows} rows) in "
           f"{outcome.seconds:.0f} s", flush=True)
     if request.report:
-        from rsray.report.study_report import write_report
-
-        md, html = write_report(outcome.study_dir)
+        md, html = write_study_report(outcome.study_dir)
         print(f"[study] report: {html}\n                {md}", flush=True)
     if outcome.missing:  # a job runner (ray job submit, CI) must see an incomplete study
         from rsray.errors import RsrayError
@@ -157,15 +158,43 @@ def cmd_study(args: argparse.Namespace) -> None:
     run_study_request(StudyRequest.from_args(args))
 
 
+def write_study_report(study_dir: str) -> tuple[str, str]:
+    """Write a study folder's ``report.md`` / ``report.html`` (+ figures); their URIs.
+
+    A local folder gets them in place. A study in an object store is rendered in a local
+    temporary folder (its records and test predictions copied there) and the report with its
+    figures and tables is uploaded next to the records.
+    """
+    from rsray.report.study_report import REPORT_HTML, REPORT_MD, write_report
+    from rsray.study.store import StudyStore
+
+    store = StudyStore(study_dir)
+    if not store.is_remote:
+        return write_report(store.path)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rsray_report_") as tmp:
+        local = store.mirror(tmp)
+        inputs = {p for p in local.rglob("*") if p.is_file()}
+        write_report(local)
+        # what the report wrote (figures, tables, ...), the pages last
+        made = sorted(p for p in local.rglob("*") if p.is_file() and p not in inputs
+                      and p.name not in (REPORT_MD, REPORT_HTML))
+        for path in made:
+            store.upload(path, path.relative_to(local).as_posix())
+        return store.upload(local / REPORT_MD, REPORT_MD), \
+            store.upload(local / REPORT_HTML, REPORT_HTML)
+
+
 def _report_dispatch(previous: Any) -> Any:
     """``rsray report DIR``: the study report for a study folder, else the old behaviour."""
 
     def cmd(args: argparse.Namespace) -> None:
-        folder = Path(str(args.experiment))
-        if (folder / "study.json").is_file():
-            from rsray.report.study_report import write_report
+        from rsray.study.store import STUDY_JSON, StudyStore
 
-            md, html = write_report(folder)
+        folder = str(args.experiment)
+        if StudyStore(folder).exists(STUDY_JSON):
+            md, html = write_study_report(folder)
             print(f"report: {md}\n        {html}")
             return
         previous(args)
@@ -193,4 +222,4 @@ def add_commands(subparsers: Any) -> None:
 
 
 __all__ = ["StudyRequest", "add_commands", "add_study_args", "cmd_study", "load_request_spec",
-           "run_study_request"]
+           "run_study_request", "write_study_report"]

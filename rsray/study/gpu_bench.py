@@ -201,25 +201,24 @@ def pipeline_rates(cfg: Config, manifest: Any, device: torch.device,
 
 def packing(cfg: Config, root: Path, seeds: int) -> dict[str, float]:
     """``seeds`` seeds as one trial each, then packed into one trial: wall and seeds/hour."""
-    from rsray.study.runner import run_jobs, seed_job
+    from rsray.study.runner import run_jobs, seed_dir, seed_job
     from rsray.study.spec import Evaluation
+    from rsray.study.store import STUDY_JSON, StudyStore
 
     out: dict[str, float] = {}
     for pack in (1, seeds):
-        where = root / f"pack{pack}"
-        jobs = []
-        for s in range(seeds):
-            run = f"cell__seed{s}"
-            jobs.append(seed_job(
-                cfg.with_overrides({"train.seed": s, "train.name": run}), run=run,
-                out=where / f"seed_{s}", experiment="bench-pack", storage=where / "runs",
-                splits=["test"], evaluation=Evaluation(splits=["test"], drop_modalities=False,
-                                                       predictions=False),
-                headline="ap_macro", keys={"seed": s}, label=f"seed {s + 1}/{seeds}"))
+        store = StudyStore(root / f"pack{pack}")
+        store.write_json(STUDY_JSON, {})
+        jobs = [seed_job(cfg.with_overrides({"train.seed": s}), store=store, cell="cell",
+                         seed=s, experiment="bench-pack", splits=["test"],
+                         evaluation=Evaluation(splits=["test"], drop_modalities=False,
+                                               predictions=False),
+                         headline="ap_macro", keys={"seed": s}, label=f"seed {s + 1}/{seeds}")
+                for s in range(seeds)]
         t0 = time.perf_counter()
-        run_jobs(jobs, where, concurrency=1, pack=pack)
+        run_jobs(jobs, store, concurrency=1, pack=pack)
         wall = time.perf_counter() - t0
-        done = sum((Path(j["dir"]) / "result.json").is_file() for j in jobs)
+        done = sum(store.exists(f"{seed_dir('cell', s)}/result.json") for s in range(seeds))
         out[f"pack{pack}_seconds"] = wall
         out[f"pack{pack}_seeds_per_hour"] = done * 3600.0 / wall
     return out

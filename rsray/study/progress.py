@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from ray.tune.progress_reporter import TrialProgressCallback
 
 from rsray.console import say
+from rsray.storage import join, read_bytes
 
 
 class Stage2Progress(TrialProgressCallback):
@@ -54,11 +54,10 @@ class Stage2Progress(TrialProgressCallback):
 
 
 def _headline(job: dict[str, Any]) -> str:
-    path = Path(job.get("dir", "")) / "result.json"
-    if not job or not path.is_file():
+    if not job or not job.get("dir"):
         return ""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
+    try:  # the seed's folder: a local path or a URI
+        rows = json.loads(read_bytes(join(job["dir"], "result.json"))).get("rows", [])
     except (OSError, ValueError):
         return ""
     metric = job.get("headline", "")

@@ -191,9 +191,15 @@ _MULTILABEL: dict[str, WeightedMetric] = {
 
 def multilabel_ap_per_class(probs: np.ndarray, target: np.ndarray,
                             counts: np.ndarray) -> np.ndarray:
-    """``(B, C)``: AP of every class on every resample (0 for a class without positives)."""
+    """``(B, C)``: AP of every class on every resample.
+
+    NaN for a class without a positive in the resample, as ``ap_class/<name>`` in
+    :mod:`rsray.train.metrics` (torchmetrics would score it 0).
+    """
     p, t = np.asarray(probs, dtype=np.float64), np.asarray(target)
-    return np.stack([binary_ap(p[:, c], t[:, c], counts) for c in range(p.shape[1])], axis=1)
+    ap = np.stack([binary_ap(p[:, c], t[:, c], counts) for c in range(p.shape[1])], axis=1)
+    positives = counts.astype(np.float64) @ (t > 0).astype(np.float64)
+    return np.where(positives > 0, ap, np.nan)
 
 
 def multiclass_accuracy_per_class(probs: np.ndarray, target: np.ndarray,

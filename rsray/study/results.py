@@ -11,6 +11,7 @@ of bounded metrics are clipped to their range; with fewer than
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from rsray.study.stats import MIN_SEEDS, Summary, holm, metric_range, paired_ttest, summarize
+from rsray.study.store import STUDY_JSON, StudyStore
 
 COLUMNS = ["study", "arm", "model", "fraction", "holdout", "seed", "split", "dropped", "metric",
            "value"]
@@ -78,39 +80,45 @@ class StudyTable:
 
 
 def read_meta(study_dir: str | Path) -> StudyMeta:
-    """The :class:`StudyMeta` of a study folder."""
-    return StudyMeta.from_state(json.loads((Path(study_dir) / "study.json").read_text()))
+    """The :class:`StudyMeta` of a study folder (local path or URI)."""
+    return StudyMeta.from_state(StudyStore(study_dir).read_json(STUDY_JSON))
 
 
 def collect(study_dir: str | Path, write: bool = True) -> StudyTable:
-    """Gather every finished seed's rows and every cell's search; write the tables."""
-    root = Path(study_dir)
+    """Gather every finished seed's rows and every cell's search; write the tables.
+
+    ``study_dir`` is a local path or a URI (``s3://...``); the tables are written there.
+    """
+    root = StudyStore(study_dir)
     rows: list[dict[str, Any]] = []
-    for path in sorted(root.glob("cells/*/seed_*/result.json")):
-        rows.extend(json.loads(path.read_text())["rows"])
+    for rel in root.glob("cells/*/seed_*/result.json"):
+        rows.extend(root.read_json(rel)["rows"])
     df = pd.DataFrame(rows, columns=COLUMNS)
     if len(df):
         df = df.sort_values(["holdout", "fraction", "arm", "seed", "split", "dropped"],
                             kind="stable").reset_index(drop=True)  # metrics in class order
     hparams = []
-    for path in sorted(root.glob("cells/*/search.json")):
-        doc = json.loads(path.read_text())
+    for rel in root.glob("cells/*/search.json"):
+        doc = root.read_json(rel)
         hparams.append({k: doc.get(k) for k in ("cell", "arm", "fraction", "holdout", "metric",
                                                  "value", "params")}
                        | {"trials": len(doc.get("trials", []))})
     if write:
-        df.to_parquet(root / "results.parquet", index=False)
-        df.to_csv(root / "results.csv", index=False)
-        (root / "hparams.json").write_text(json.dumps(hparams, indent=2, default=str) + "\n")
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        root.write_bytes("results.parquet", buf.getvalue())
+        root.write_bytes("results.csv", df.to_csv(index=False).encode())
+        root.write_bytes("hparams.json",
+                         (json.dumps(hparams, indent=2, default=str) + "\n").encode())
         flat = [{k: v for k, v in h.items() if k != "params"}
                 | {f"param:{k}": v for k, v in (h["params"] or {}).items()} for h in hparams]
-        pd.DataFrame(flat).to_csv(root / "hparams.csv", index=False)
+        root.write_bytes("hparams.csv", pd.DataFrame(flat).to_csv(index=False).encode())
     return StudyTable(df, hparams)
 
 
 def read_results(study_dir: str | Path) -> pd.DataFrame:
-    """``results.parquet`` of a study folder."""
-    return pd.read_parquet(Path(study_dir) / "results.parquet")
+    """``results.parquet`` of a study folder (local path or URI)."""
+    return pd.read_parquet(io.BytesIO(StudyStore(study_dir).read_bytes("results.parquet")))
 
 
 def default_setting(df: pd.DataFrame) -> tuple[float, str]:

@@ -8,14 +8,18 @@ epoch budget, as Tune trials with fixed configurations (all cells x seeds in one
 as many at once as the cluster holds), then scores the best checkpoint on the test (and
 ``ood``) split and once per dropped modality, and saves the test predictions.
 
-Everything lands in the study folder (local disk)::
+Everything lands in the study folder, a local path or any fsspec URI (``s3://bucket/x``),
+read and written through :class:`rsray.study.store.StudyStore`; the trials write their
+records there themselves, so nodes need not share a disk::
 
     study.json                    the resolved spec, the data of each hold-out
     cells/<cell>/search.json      stage 1 finished: best parameters and the trials
     cells/<cell>/seed_<k>/result.json   stage 2 finished for that seed: the tidy rows
     results.parquet|csv, hparams.json|csv   the tables (rebuilt from the files above)
+    runs/                         Tune and Ray Train storage (checkpoints of every run)
 
-Each record is written atomically (temporary file + rename) after its work finished, so a
+Each record is written atomically (temporary file + rename, or one PUT) after its work
+finished, so a
 study killed at any point and restarted with ``--resume`` redoes only unfinished work: the
 searches of cells without ``search.json`` (from scratch, in a new experiment), and the seeds
 without ``result.json`` (an interrupted seed's training resumes from its last checkpoint,
@@ -32,11 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsray import storage
 from rsray.config import Config
 from rsray.errors import ConfigError
 from rsray.study.spec import Arm, Evaluation, StudySpec
-
-STUDY_JSON = "study.json"
+from rsray.study.store import STUDY_JSON, StudyStore
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,20 @@ def _covariate_twin(spec: StudySpec, root: Path, holdout: str) -> str:
     return str(shards.resolve())
 
 
-def resolve_data(spec: StudySpec, study_dir: Path, data: str | None) -> dict[str, str]:
+def twin_root(spec: StudySpec, store: StudyStore) -> Path:
+    """Local folder of the synthetic twins.
+
+    ``<study>/data`` for a local study; for a study in an object store a temporary folder of
+    this machine (a twin is regenerated, identically, on resume).
+    """
+    if not store.is_remote:
+        return Path(store.path) / "data"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "rsray_twins" / spec.name
+
+
+def resolve_data(spec: StudySpec, store: StudyStore, data: str | None) -> dict[str, str]:
     """Shard set URI per hold-out rule: ``--data``/``data.uri``, ``holdout_uris``, or a twin."""
     from rsray.data.registry import synthetic_shards
 
@@ -127,7 +144,11 @@ def resolve_data(spec: StudySpec, study_dir: Path, data: str | None) -> dict[str
                                   "(factors.holdout_uris), not one --data")
             out[rule] = uri
         else:
-            root = study_dir / "data" / holdout_slug(rule)
+            root = twin_root(spec, store) / holdout_slug(rule)
+            root.mkdir(parents=True, exist_ok=True)
+            check_shared(str(root), "the synthetic twin's folder", "prepare the shard set "
+                         "into object storage (rsray prepare ... --out s3://...) and pass "
+                         "--data s3://...")
             if spec.data.covariates:
                 out[rule] = _covariate_twin(spec, root, rule)
             else:
@@ -146,18 +167,18 @@ def concurrency_of(cfg: Config) -> int:
     return cfg.tune.max_concurrent_trials or auto_concurrency(cfg)
 
 
-def _fixed_cell(cell: Cell, record: Path, n_cells: int) -> dict[str, Any]:
+def _fixed_cell(cell: Cell, store: StudyStore, record: str, n_cells: int) -> dict[str, Any]:
     """The stage-1 record of a cell without a search space (its fixed parameters)."""
     print(f"[study] stage 1 cell {cell.index + 1}/{n_cells} {cell.arm.name}: no search space, "
           "fixed parameters", flush=True)
     doc: dict[str, Any] = {"cell": cell.id, "params": {}, "metric": None, "value": None,
                            "trials": []}
-    write_json_atomic(record, doc)
+    store.write_json(record, doc)
     return doc
 
 
 def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
-                 study_dir: Path) -> dict[str, dict[str, Any]]:
+                 store: StudyStore) -> dict[str, dict[str, Any]]:
     """Stage 1 of every cell: finished records are read, the rest searched in one experiment.
 
     The cells to search run as trials of one Tune experiment
@@ -171,18 +192,18 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
     todo: list[CellSearch] = []
     manifests: dict[str, Any] = {}
     for cell in cells:
-        record = study_dir / "cells" / cell.id / "search.json"
-        if record.is_file():
-            out[cell.id] = read_json(record)
+        record = f"cells/{cell.id}/search.json"
+        if store.exists(record):
+            out[cell.id] = store.read_json(record)
             continue
         if cell.arm.space is None:
-            out[cell.id] = _fixed_cell(cell, record, len(cells))
+            out[cell.id] = _fixed_cell(cell, store, record, len(cells))
             continue
         cfg = spec.arm_config(cell.arm, {
             "data.uri": uris[cell.holdout], "data.train_fraction": cell.fraction,
             "data.eval_splits": ["val"], "train.max_epochs": spec.search.max_epochs,
             "tune.space": cell.arm.space, "tune.num_samples": spec.search.num_samples,
-            "train.storage_path": str(study_dir / "runs"),
+            "train.storage_path": store.join("runs"),
         })
         if cfg.data.uri not in manifests:
             manifests[cfg.data.uri] = check_data(cfg)
@@ -203,22 +224,22 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
           f"{concurrency} at a time", flush=True)
 
     def write(cell: CellSearch, doc: dict[str, Any]) -> None:
-        write_json_atomic(cell.record, doc)
+        store.write_json(cell.record, doc)
         params = ", ".join(f"{k}={v}" for k, v in (doc["params"] or {}).items())
         print(f"[study] stage 1 {cell.label}: best {doc['metric']} = {doc['value']:.4f}"
               f" with {params}", flush=True)
 
     t0 = time.perf_counter()
     done = run_stage1(
-        todo, runs_dir=study_dir / "runs", grace_period=spec.search.grace_period,
+        todo, store=store, grace_period=spec.search.grace_period,
         reduction_factor=spec.search.reduction_factor, concurrency=concurrency,
         columns=lambda c: table_metrics(c.manifest.task, ["val"]), write=write)
     print(f"[study] stage 1: {len(done)} cell(s) searched in {time.perf_counter() - t0:.0f} s",
           flush=True)
-    failed = [c.id for c in todo if not c.record.is_file()]
+    failed = [c.id for c in todo if not store.exists(c.record)]
     if failed:
         raise ConfigError(f"stage 1 of cell(s) {', '.join(failed)}: every trial failed or "
-                          f"none ended; see {study_dir / 'runs'}")
+                          f"none ended; see {store.join('runs')}")
     out.update(done)
     return out
 
@@ -226,21 +247,47 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
 # ------------------------------------------------------------------------------- stage 2
 
 
-def seed_dir(study_dir: Path, cell_id: str, seed: int) -> Path:
-    """Folder of one cell's seed."""
-    return study_dir / "cells" / cell_id / f"seed_{seed}"
+def seed_dir(cell_id: str, seed: int) -> str:
+    """Folder of one cell's seed, relative to the study folder."""
+    return f"cells/{cell_id}/seed_{seed}"
 
 
-def seed_job(cfg: Config, *, run: str, out: Path, experiment: str, storage: Path,
+def checkpoint_uri(ckpt: Any, storage_uri: str) -> str:
+    """The URI of a Ray Train checkpoint kept under ``storage_uri`` (``s3://b/...``)."""
+    fs, _ = storage.get_fs(storage_uri)
+    return storage.to_uri(fs, ckpt.path)
+
+
+def check_shared(folder: str, what: str, instead: str) -> None:
+    """Stop at once when a node of the Ray cluster cannot see the local ``folder``.
+
+    Raises:
+        ConfigError: one line naming the folder, the nodes and what to do ``instead``.
+    """
+    if storage.parse(folder).is_remote:
+        return
+    from rsray.study.store import unseen_by
+
+    blind = unseen_by(folder)
+    if blind:
+        raise ConfigError(f"{folder}: {what} is on this machine's disk, which Ray node(s) "
+                          f"{', '.join(blind)} cannot see (no shared filesystem): their "
+                          f"results would be lost; {instead}")
+
+
+def seed_job(cfg: Config, *, store: StudyStore, cell: str, seed: int, experiment: str,
              splits: list[str], evaluation: Evaluation, headline: str, keys: dict[str, Any],
              label: str) -> dict[str, Any]:
-    """One stage-2 job: train ``cfg`` as run ``run`` under ``storage``, evaluate into ``out``.
+    """One stage-2 job: train ``cfg`` (seed ``seed`` of cell ``cell``), evaluate, record.
 
-    ``keys`` tag its result rows (``keys["seed"]`` is the seed); ``run`` is
-    ``<cell id>__seed<seed>`` (what :func:`pack_jobs` groups by).
+    Its run is ``<cell>__seed<seed>`` under the study's ``runs/stage2`` (what
+    :func:`pack_jobs` groups by); its rows, tagged with ``keys``, go to
+    ``cells/<cell>/seed_<seed>/result.json`` of ``store``.
     """
-    return {"id": run, "dir": str(out), "run": run, "experiment": experiment,
-            "storage": str(storage), "config": cfg.to_dict(),
+    run = f"{cell}__seed{seed}"
+    return {"id": run, "root": store.uri, "dir": store.join(seed_dir(cell, seed)),
+            "cell": cell, "seed": seed, "run": run, "experiment": experiment,
+            "storage": store.join("runs", "stage2"), "config": cfg.to_dict(),
             "splits": list(dict.fromkeys(splits)), "drop": evaluation.drop_modalities,
             "predictions": evaluation.predictions, "headline": headline, "keys": keys,
             "label": label}
@@ -260,7 +307,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from rsray.train.trial import run_in_trial, warm_training_data
 
     t0 = time.perf_counter()
-    out = Path(job["dir"])
+    store = StudyStore(job["root"])
+    if not store.is_remote and not os.path.exists(os.path.join(store.path, STUDY_JSON)):
+        raise ConfigError(f"{store.uri}: this node cannot see the study folder (no shared "
+                          "filesystem); use an object-store folder: --out s3://bucket/prefix")
+    out = job["dir"]
     cfg = Config.from_dict(job["config"])
     manifest = load_shard_set(cfg.data)
     cfg = resolve_for_task(cfg, manifest.task)
@@ -270,29 +321,29 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     result = run_in_trial(cfg, manifest=manifest, data=data, name=job["run"],
                           storage_path=job["storage"], experiment=job["experiment"],
                           to_tune=False)
-    ckpt = best_checkpoint(result, cfg, job["run"])
+    ckpt = checkpoint_uri(best_checkpoint(result, cfg, job["run"]), job["storage"])
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []
-    evals = evaluate_checkpoint(ckpt.path, cfg.data.uri, splits, drop_modalities=drops,
-                                out_dir=str(out))
+    evals = evaluate_checkpoint(ckpt, cfg.data.uri, splits, drop_modalities=drops,
+                                out_dir=out)
     preds = {}
     if job["predictions"] and manifest.task != "segmentation":
         for split in splits:
             # in the trial's own process: an actor's start-up (30-60 s on 2 cores) cost more
             # than scoring a test split
-            preds[split] = predict(ckpt.path, cfg.data.uri, split,
-                                   str(out / f"pred_{split}.parquet"), concurrency=0)
+            preds[split] = predict(ckpt, cfg.data.uri, split,
+                                   storage.join(out, f"pred_{split}.parquet"), concurrency=0)
     rows = []
     for name, metrics in evals.items():
         split, drop = _split_drop(name)
         for metric, value in metrics.items():
             rows.append({**job["keys"], "split": split, "dropped": drop, "metric": metric,
                          "value": float(value) if value is not None else float("nan")})
-    doc = {"keys": job["keys"], "checkpoint": ckpt.path, "rows": rows, "predictions": preds,
+    doc = {"keys": job["keys"], "checkpoint": ckpt, "rows": rows, "predictions": preds,
            "task": manifest.task, "classes": list(manifest.classes),
            "seconds": time.perf_counter() - t0}
-    write_json_atomic(out / "result.json", doc)
+    store.write_json(f"{seed_dir(job['cell'], job['seed'])}/result.json", doc)  # last: done
     return doc
 
 
@@ -312,7 +363,7 @@ def _pack_summary(pack: list[dict[str, Any]]) -> dict[str, Any]:
     """What the progress lines show of a pack: its seeds' labels, the last seed's result."""
     if len(pack) == 1:
         return pack[0]
-    seeds = ", ".join(str(j["keys"]["seed"] + 1) for j in pack)
+    seeds = ", ".join(str(j["seed"] + 1) for j in pack)
     return {**pack[-1], "label": f"{pack[0]['label'].rsplit(' seed ', 1)[0]} seeds {seeds} "
                                  f"(packed)"}
 
@@ -320,12 +371,12 @@ def _pack_summary(pack: list[dict[str, Any]]) -> dict[str, Any]:
 def run_pack(pack: list[dict[str, Any]]) -> None:
     """Train the seeds of one pack one after another (a seed already done is skipped)."""
     for job in pack:
-        if not (Path(job["dir"]) / "result.json").is_file():
+        if not StudyStore(job["root"]).exists(f"{seed_dir(job['cell'], job['seed'])}/result.json"):
             run_job(job)
 
 
-def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int,
-             pack: int = 1) -> None:
+def run_jobs(jobs: list[dict[str, Any]], store: StudyStore, concurrency: int,
+             max_failures: int = 0, pack: int = 1) -> None:
     """Stage-2 jobs as Tune trials with fixed configurations, ``concurrency`` at a time.
 
     ``pack`` (``factors.pack_seeds``): up to this many seeds of one cell per trial
@@ -341,7 +392,7 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int,
     by_id = {k: _pack_summary(p) for k, p in packs.items()}
     configs = {k: Config.from_dict(p[0]["config"]) for k, p in packs.items()}
     use_gpu = {k: resolve_use_gpu(c) for k, c in configs.items()}
-    failure, reuse = tune_trial_settings(list(configs.values()))
+    _, reuse = tune_trial_settings(list(configs.values()))
 
     def resources(params: dict[str, Any]) -> dict[str, float]:
         return trial_resources(configs[params["job"]], use_gpu[params["job"]])
@@ -352,14 +403,18 @@ def run_jobs(jobs: list[dict[str, Any]], study_dir: Path, concurrency: int,
         quiet_data_context()
         run_pack(packs[params["job"]])
 
-    attempt = len(list((study_dir / "runs").glob("stage2-r*")))
+    attempt = len([d for d in store.subdirs("runs") if d.startswith("stage2-r")])
+    path, fs = store.ray_storage("runs")
     tuner = tune.Tuner(
         tune.with_resources(stage2_trial, resources),
         param_space={"job": tune.grid_search(list(by_id))},
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=reuse),
-        run_config=tune.RunConfig(name=f"stage2-r{attempt}",
-                                  storage_path=str((study_dir / "runs").resolve()), verbose=0,
-                                  callbacks=[Stage2Progress(by_id)], failure_config=failure),
+        run_config=tune.RunConfig(name=f"stage2-r{attempt}", storage_path=path,
+                                  storage_filesystem=fs, verbose=0,
+                                  # a trial whose node is lost starts again on another; its
+                                  # training resumes from the run's last checkpoint
+                                  failure_config=tune.FailureConfig(max_failures=max_failures),
+                                  callbacks=[Stage2Progress(by_id)]),
     )
     results = tuner.fit()
     errors = [r for r in results if r.error]
@@ -401,14 +456,14 @@ def default_study_dir(spec: StudySpec) -> Path:
     return Path("rsray_results") / "studies" / spec.name
 
 
-def _check_state(spec: StudySpec, study_dir: Path, resume: bool, smoke: bool) -> None:
-    state = study_dir / STUDY_JSON
-    if not state.is_file():
+def _check_state(spec: StudySpec, store: StudyStore, resume: bool, smoke: bool) -> None:
+    study_dir = store.uri
+    if not store.exists(STUDY_JSON):
         return
     if not resume:
         raise ConfigError(f"{study_dir}: a study is already there; pass --resume to continue "
                           "it, or --out another folder")
-    old = read_json(state)["spec"]
+    old = store.read_json(STUDY_JSON)["spec"]
     new = json.loads(json.dumps(spec.to_dict(), default=str))
     for key in ("arms", "factors", "search", "base", "data"):
         if old.get(key) != new.get(key):
@@ -423,39 +478,42 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
     from rsray.runtime import ensure_ray
     from rsray.study.results import collect, comparison_text
     t0 = time.perf_counter()
-    root = Path(study_dir) if study_dir else default_study_dir(spec)
-    root = root.resolve()
-    _check_state(spec, root, resume, smoke)
-    root.mkdir(parents=True, exist_ok=True)
+    store = StudyStore(str(study_dir) if study_dir else str(default_study_dir(spec)))
+    storage.check_reachable(store.uri)
+    _check_state(spec, store, resume, smoke)
+    if not store.is_remote:
+        os.makedirs(store.path, exist_ok=True)
     ensure_ray()
     keep_credentials_out_of_runtime_envs()
-    uris = resolve_data(spec, root, data)
+    check_shared(store.uri, "the study folder",
+                 "use an object-store folder every node reaches, e.g. --out "
+                 f"s3://BUCKET/studies/{spec.name}")
+    uris = resolve_data(spec, store, data)
     from rsray.study.provenance import environment
 
-    write_json_atomic(root / STUDY_JSON, {"spec": spec.to_dict(), "smoke": smoke,
-                                          "data": uris, "started": time.time(),
-                                          "provenance": environment()})
+    store.write_json(STUDY_JSON, {"spec": spec.to_dict(), "smoke": smoke, "data": uris,
+                                  "started": time.time(), "provenance": environment()})
     cells = cells_of(spec)
     print(f"[study] {spec.name}: {len(spec.arms)} arm(s) x {len(spec.factors.fractions)} "
           f"fraction(s) x {len(spec.factors.holdouts)} hold-out(s) = {len(cells)} cell(s), "
-          f"{spec.factors.seeds} seed(s) each; folder {root}", flush=True)
-    searches = search_cells(spec, cells, uris, root)
+          f"{spec.factors.seeds} seed(s) each; folder {store.uri}", flush=True)
+    searches = search_cells(spec, cells, uris, store)
     jobs: list[dict[str, Any]] = []
     headline = spec.metrics[0] if spec.metrics else ""
     for cell in cells:
         for seed in range(spec.factors.seeds):
-            out = seed_dir(root, cell.id, seed)
-            if (out / "result.json").is_file():
+            out = seed_dir(cell.id, seed)
+            if store.exists(f"{out}/result.json"):
                 continue
             run = f"{cell.id}__seed{seed}"
             cfg = spec.arm_config(cell.arm, {
                 **searches[cell.id]["params"], "data.uri": uris[cell.holdout],
                 "data.train_fraction": cell.fraction, "data.eval_splits": ["val"],
                 "train.seed": seed, "train.name": run,
-                "train.storage_path": str(root / "runs" / "stage2"),
+                "train.storage_path": store.join("runs", "stage2"),
             })
             jobs.append(seed_job(
-                cfg, run=run, out=out, experiment=spec.name, storage=root / "runs" / "stage2",
+                cfg, store=store, cell=cell.id, seed=seed, experiment=spec.name,
                 splits=[*spec.evaluation.splits, "ood"], evaluation=spec.evaluation,
                 headline=headline,
                 keys={"study": spec.name, "arm": cell.arm.name, "model": cfg.model.name,
@@ -468,15 +526,18 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
         concurrency = min(concurrency_of(Config.from_dict(j["config"])) for j in jobs)
         print(f"[study] stage 2: {len(jobs)} training run(s) to go ({done} finished before), "
               f"{concurrency} at a time", flush=True)
-        run_jobs(jobs, root, concurrency, pack=spec.factors.pack_seeds)
-    table = collect(root)
+        run_jobs(jobs, store, concurrency, max_failures=max(
+            Config.from_dict(j["config"]).train.max_failures for j in jobs),
+            pack=spec.factors.pack_seeds)
+    table = collect(store.uri)
+    done_now = set(store.glob("cells/*/seed_*/result.json"))
     missing = [f"{c.id} seed {s}" for c in cells for s in range(spec.factors.seeds)
-               if not (seed_dir(root, c.id, s) / "result.json").is_file()]
+               if f"{seed_dir(c.id, s)}/result.json" not in done_now]
     print(comparison_text(table, spec), flush=True)
     if missing:
         print(f"[study] {len(missing)} run(s) did not finish: {', '.join(missing)}; "
               "run again with --resume", flush=True)
-    return StudyOutcome(str(root), str(root / "results.parquet"), len(table.rows), missing,
+    return StudyOutcome(store.uri, store.join("results.parquet"), len(table.rows), missing,
                         time.perf_counter() - t0)
 
 

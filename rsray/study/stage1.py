@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -32,6 +31,7 @@ from ray.tune.search.sample import Domain
 from rsray.config import Config
 from rsray.data.shards import Manifest
 from rsray.report.leaderboard import TrialRow, sort_rows
+from rsray.study.store import StudyStore
 
 CELL_KEY = "study.cell"
 """The trial config key naming the trial's cell (not a config field; removed before use)."""
@@ -50,7 +50,8 @@ class CellSearch:
     metric: str
     mode: str
     max_epochs: int
-    record: Path
+    record: str
+    """The cell's ``search.json``, relative to the study folder."""
     keys: dict[str, Any] = field(default_factory=dict)
 
 
@@ -284,36 +285,42 @@ def cell_resources(cells: list[CellSearch]) -> Any:
 
 
 
-def run_stage1(cells: list[CellSearch], *, runs_dir: Path, grace_period: int,
+def run_stage1(cells: list[CellSearch], *, store: StudyStore, grace_period: int,
                reduction_factor: float, concurrency: int,
                columns: Callable[[CellSearch], list[str]],
                write: Callable[[CellSearch, dict[str, Any]], None]) -> dict[str, dict[str, Any]]:
     """Search every cell of ``cells`` in one Tune experiment; the documents of those that ended.
 
     ``write(cell, doc)`` is called (driver side) as soon as a cell's last trial ended and one
-    of its trials reported the metric.
+    of its trials reported the metric. Tune's experiment and the trials' Ray Train runs live
+    under the study folder's ``runs/`` (a local path or a URI every node reaches).
     """
     from rsray.console import TuneProgress
 
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    attempt = len(list(runs_dir.glob("stage1-r*")))
+    attempt = len([d for d in store.subdirs("runs") if d.startswith("stage1-r")])
     name = f"stage1-r{attempt}"
+    storage_path, storage_fs = store.ray_storage("runs")
     recorder = CellRecorder(cells, columns, write)
     metric0, epochs0 = cells[0].metric, max(c.max_epochs for c in cells)
     from rsray.train.local import tune_trial_settings
 
-    failure, reuse = tune_trial_settings([Config.from_dict(c.config) for c in cells])
+    _, reuse = tune_trial_settings([Config.from_dict(c.config) for c in cells])
     tuner = tune.Tuner(
-        make_cell_trainable(cells, str(runs_dir.resolve() / name / "trials"), name),
+        make_cell_trainable(cells, store.join("runs", name, "trials"), name),
         tune_config=tune.TuneConfig(
             search_alg=CellSearcher(cells),
             scheduler=CellScheduler(cells, grace_period, reduction_factor),
             num_samples=sum(c.num_samples for c in cells),
             max_concurrent_trials=concurrency, reuse_actors=reuse,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=str(runs_dir.resolve()), verbose=0,
-                                  callbacks=[TuneProgress(metric0, epochs0), recorder],
-                                  failure_config=failure),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path,
+                                  storage_filesystem=storage_fs, verbose=0,
+                                  # a trial whose node is lost starts again elsewhere; its
+                                  # Ray Train run resumes from its last checkpoint
+                                  failure_config=tune.FailureConfig(max_failures=max(
+                                      Config.from_dict(c.config).train.max_failures
+                                      for c in cells)),
+                                  callbacks=[TuneProgress(metric0, epochs0), recorder]),
     )
     tuner.fit()  # a cell whose trials did not all end gets no record: the next run redoes it
     return recorder.done

@@ -19,6 +19,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 from functools import cache
 
+from rsray.config import Config
 from rsray.errors import ConfigError
 
 TASKS = ("multilabel", "multiclass", "binary", "segmentation", "regression")
@@ -29,7 +30,6 @@ def _reported(task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(scalar names, per-class families) the task's evaluation reports, ``loss`` included."""
     import torch
 
-    from rsray.config import Config
     from rsray.train.tasks import build_task
 
     k, n, side = 2, 4, 4
@@ -128,5 +128,23 @@ def check_run_metric(name: str, where: str, task: str, eval_splits: Sequence[str
         f"{eval_splits[0] if eval_splits else 'val'}_<metric>/<class>)")
 
 
-__all__ = ["TASKS", "all_scalar_metrics", "check_metric", "check_run_metric",
+def check_config_metrics(cfg: Config, task: str, classes: Sequence[str] = (),
+                         where: str = "") -> None:
+    """Check ``train.metric`` and ``train.early_stopping_metric`` before anything starts.
+
+    Each (unless empty or ``auto``) must be a metric a run of ``task`` reports on the
+    config's ``data.eval_splits``.
+
+    Raises:
+        ConfigError: naming the field, the closest name and what the run reports.
+    """
+    prefix = f"{where}: " if where else ""
+    for key in ("metric", "early_stopping_metric"):
+        value = getattr(cfg.train, key)
+        if value and value != "auto":
+            check_run_metric(value, f"{prefix}train.{key}", task, cfg.data.eval_splits, classes)
+
+
+__all__ = ["TASKS", "all_scalar_metrics", "check_config_metrics", "check_metric",
+           "check_run_metric",
            "per_class_families", "run_metric_names", "scalar_metrics", "suggest"]

@@ -165,10 +165,13 @@ class FilesSource:
                 self._tables[m.name] = {}
                 for sid, r in rows.items():
                     try:
-                        self._tables[m.name][sid] = [float(r[c]) for c in m.columns]
+                        values = [float(r[c]) for c in m.columns]
+                        if not all(math.isfinite(v) for v in values):
+                            raise ValueError("not finite")
+                        self._tables[m.name][sid] = values
                     except (TypeError, ValueError):
                         rejects.append({"path": f"{m.file}#{m.id_column}={sid}", "reason":
-                                        f"modality {m.name}: a column is not a number "
+                                        f"modality {m.name}: a column is not a finite number "
                                         f"({ {c: r[c] for c in m.columns} })"})
         for m in rasters:
             if m.id_json is not None:
@@ -207,7 +210,8 @@ class FilesSource:
                 rejects.append({"path": first_url(next(iter(entries.values()))),
                                 "reason": split[1:]})
                 continue
-            items.append({"patch_id": sid, "split": split, "files": entries,
+            tables = {m: t[sid] for m, t in self._tables.items() if sid in t}
+            items.append({"patch_id": sid, "split": split, "files": entries, "tables": tables,
                           "label": labels.values[sid], "present": present, "groups": groups})
         for sid in sorted(set(labels.values) - set(ids)):
             rejects.append({"path": labels.where.get(sid, sid), "reason": f"label row without "
@@ -225,6 +229,7 @@ class FilesSource:
             "missing_modalities": dict(Counter(m.name for it in items for m in cfg.modalities
                                                if m.name not in it["present"])),
         }
+        self._tables = {}  # now in the items: read() tasks need not carry whole tables
         if cfg.means or cfg.stds:
             info["given_stats"] = {"means": cfg.means, "stds": cfg.stds}
         return Discovery(items=items, rejects=sorted(rejects, key=lambda r: r["path"]), info=info)
@@ -412,7 +417,7 @@ class FilesSource:
                         arrays[f"{g.name}_dates"] = np.zeros(1, dtype=np.int32)
                 continue
             if m.kind == "table":
-                arrays[groups[0][0].name] = np.asarray(self._tables[m.name][item["patch_id"]],
+                arrays[groups[0][0].name] = np.asarray(item["tables"][m.name],
                                                        dtype=np.float32)
                 continue
             entry = item["files"][m.name]
