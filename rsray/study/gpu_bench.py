@@ -62,9 +62,9 @@ class Sizes:
 FULL = Sizes(
     models=[("vit_sct_fusion", 256), ("progressive_fusion_base", 256),
             ("early_fusion_resnet50", 256)],
-    pipeline_model="progressive_fusion_base", image_size=120, samples=1536, steps=20,
+    pipeline_model="progressive_fusion_base", image_size=120, samples=1024, steps=20,
     trial_model="progressive_fusion_small", trials={"local": 4, "trainer": 3}, seeds=3,
-    budgets={"data": 90, "models": 90, "pipeline": 60, "trials": 150, "packing": 110})
+    budgets={"data": 150, "models": 90, "pipeline": 60, "trials": 150, "packing": 120})
 SMOKE = Sizes(
     models=[("test_vit_sct_fusion", 4), ("test_progressive_fusion", 4),
             ("test_early_fusion_cnn", 4)],
