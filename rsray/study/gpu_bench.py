@@ -294,7 +294,8 @@ def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float 
     def trials() -> None:
         from rsray.tune.bench import format_tune_benchmark, run_tune_benchmark
 
-        res = run_tune_benchmark(state["cfg"], trials=1, epochs=1, paths=sizes.trials)
+        res = run_tune_benchmark(state["cfg"], trials=1, epochs=1, paths=sizes.trials,
+                                 storage=str(root / "tune"))
         out.trials = {m: {"fixed_median_s": r.fixed_median, "wall_over_train": r.wall_over_train,
                           "trials": r.trials} for m, r in res.items()}
         say(format_tune_benchmark(res, 1))

@@ -105,12 +105,12 @@ def bench_path(cfg: Config, mode: str, *, trials: int, epochs: int, name: str,
                      clock.fixed_costs())
 
 
-def run_tune_benchmark(cfg: Config, *, trials: int, epochs: int,
-                       paths: dict[str, int]) -> dict[str, PathBench]:
+def run_tune_benchmark(cfg: Config, *, trials: int, epochs: int, paths: dict[str, int],
+                       storage: str = "rsray_results/bench") -> dict[str, PathBench]:
     """Each of ``paths`` (trial mode -> trials; ``trials`` when 0) side by side, one run."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return {mode: bench_path(cfg, mode, trials=n or trials, epochs=epochs,
-                             name=f"bench-tune-{mode}-{stamp}")
+                             name=f"bench-tune-{mode}-{stamp}", storage=storage)
             for mode, n in paths.items()}
 
 
