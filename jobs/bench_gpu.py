@@ -3,7 +3,7 @@
     python jobs/bench_gpu.py                 # on a GPU machine: < 8 min in all
     python jobs/bench_gpu.py --smoke-test    # tiny sizes, runs on a CPU (the test suite's)
 
-Prints every figure as it is measured (sections in rsray.study.gpu_bench); each section has
+Prints every figure as it is measured (sections in rsray.bench.gpu); each section has
 its own time limit inside --budget-s, and one that runs out or fails is reported and skipped.
 """
 
@@ -14,7 +14,8 @@ import json
 import os
 import time
 
-from rsray.study.gpu_bench import run_gpu_benchmark
+from rsray.bench.gpu import run_gpu_benchmark
+from rsray.study.packing import time_packing
 
 SECTIONS = ("models", "pipeline", "trials", "packing")
 
@@ -35,7 +36,8 @@ def main() -> None:
     if unknown:
         p.error(f"--sections: unknown {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     r = run_gpu_benchmark(args.out, smoke=args.smoke_test, budget_s=args.budget_s,
-                          sections=sections, say=lambda line: print(line, flush=True))
+                          sections=sections, say=lambda line: print(line, flush=True),
+                          packing=time_packing)
     print(f"[bench] done in {time.monotonic() - t0:.0f} s; sections without figures: "
           f"{r.errors or 'none'}", flush=True)
     if args.json:

@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from rsray.bench.ingest import format_report, run_ingest_benchmark
 from rsray.cli import ensure_synthetic_shards
 from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
-from rsray.data.bench import format_report, run_ingest_benchmark
 
 
 def main(argv: list[str] | None = None) -> int:

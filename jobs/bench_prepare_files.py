@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rsray.data.sources.files.bench import format_report, run_prepare_benchmark
+from rsray.bench.prepare_files import format_report, run_prepare_benchmark
 
 
 def main() -> None:

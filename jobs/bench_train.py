@@ -7,7 +7,7 @@
 Targets: pipeline tax >= 0.9; second-and-later epochs reach their first batch in <= 0.5 s;
 median fixed cost per one-worker trial <= 3 s and Tune wall <= 1.3x the trials' training
 loops, measured for one-worker trials in the trial's process (``local``) and through a
-``TorchTrainer`` (``trainer``) side by side in one run (rsray.tune.bench).
+``TorchTrainer`` (``trainer``) side by side in one run (rsray.bench.trials).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import argparse
 import sys
 from typing import Any
 
+from rsray.bench.training import run_train_benchmark
+from rsray.bench.trials import format_tune_benchmark, run_tune_benchmark
 from rsray.cli import ensure_synthetic_shards
 from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
 from rsray.config import load_config
 from rsray.data.datasets import load_shard_set
-from rsray.train.bench import run_train_benchmark
-from rsray.tune.bench import format_tune_benchmark, run_tune_benchmark
 
 VARIANTS: dict[str, dict[str, object]] = {
     # every epoch checkpointed, so the upload mode shows in the report time and epoch wall

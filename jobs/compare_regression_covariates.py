@@ -6,11 +6,12 @@ README section "Regression with covariates"::
         --seeds 0,1,2
 
 Writes (or reuses) the twin and its shards under ``--root``, then trains ``test_early_fusion_cnn``
-per seed on ``[s2]`` and on ``[s2, temperature, dem]`` with rsray's own pieces (``decode_raw`` /
-``finalize_batch``, ``create_model``, ``build_optimizer``, ``build_task``: MSE on standardised
-targets, ``RegressionMetrics``) in one process, without Ray Train (the comparison was measured
-on a 2-core machine where starting the Ray Train workers timed out under load), and prints the
-test split's per-target R2 / RMSE per run and their mean +- 95 % CI (Student t over seeds).
+per seed on ``[s2]`` and on ``[s2, temperature, dem]`` with rsray's own pieces (the resolved
+run's ``build_model`` / ``build_task``: MSE on standardised targets, ``RegressionMetrics``;
+``decode_raw`` / ``finalize_batch``, ``build_optimizer``) in one process, without Ray Train (the
+comparison was measured on a 2-core machine where starting the Ray Train workers timed out
+under load), and prints the test split's per-target R2 / RMSE per run and their mean +- 95 % CI
+(Student t over seeds).
 """
 
 from __future__ import annotations
@@ -28,22 +29,21 @@ from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
 from rsray.config import Config
 from rsray.data.decode import decode_raw
 from rsray.data.finalize import finalize_batch
-from rsray.data.plan import make_plan
-from rsray.data.registry import synthetic_shards
+from rsray.data.plan import DecodePlan
+from rsray.data.prepare import synthetic_shards
 from rsray.data.shards import Manifest, read_manifest
-from rsray.models import create_model
 from rsray.study.stats import summarize
 from rsray.train.optim import build_optimizer
-from rsray.train.tasks import build_task
+from rsray.train.run_plan import RunPlan
+from rsray.train.step import model_inputs
 
 ARMS = {"s2": ["s2"], "s2cov": ["s2", "temperature", "dem"]}
 
 
-def _split(m: Manifest, cfg: Config, split: str, training: bool) -> tuple[object, dict]:
-    plan = make_plan(m, cfg.data, for_training=training)
+def _split(m: Manifest, plan: DecodePlan, split: str) -> dict:
     table = pa.concat_tables([pq.read_table(p, columns=plan.columns)
                               for p in m.shard_paths(split)])
-    return plan, finalize_batch(decode_raw(table, plan), plan)
+    return finalize_batch(decode_raw(table, plan), plan)
 
 
 def run(m: Manifest, uri: str, arm: str, seed: int, epochs: int) -> dict[str, float]:
@@ -53,28 +53,27 @@ def run(m: Manifest, uri: str, arm: str, seed: int, epochs: int) -> dict[str, fl
         "data.image_size": 32, "model.name": "test_early_fusion_cnn", "model.params": {},
         "optim.lr": 3e-3, "optim.scheduler": "none", "optim.weight_decay": 0.0,
         "train.seed": seed})
+    plan = RunPlan.build(cfg, m)
     torch.manual_seed(seed)
-    plan, train = _split(m, cfg, "train", True)
-    _, test = _split(m, cfg, "test", False)
-    mods = list(plan.channels)  # type: ignore[attr-defined]
-    model = create_model(cfg.model.name, modalities=plan.channels,  # type: ignore[attr-defined]
-                         num_classes=len(m.classes))
+    train, test = _split(m, plan.train_plan, "train"), _split(m, plan.eval_plan, "test")
+    model = plan.build_model()
+    mods = tuple(plan.channels)
     opt = build_optimizer(model, cfg.optim)
-    task = build_task(cfg, "regression", m.classes, (), m.info["label"])
+    task = plan.build_task()
     n = len(train["label"])
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         model.train()
         for idx in torch.randperm(n, generator=g).split(cfg.data.batch_size):
             b = {k: v[idx] for k, v in train.items() if isinstance(v, torch.Tensor)}
-            loss = task.loss(model({k: b[k] for k in mods}), task.target(b))
+            loss = task.loss(model(model_inputs(b, mods)), task.target(b))
             opt.zero_grad()
             loss.backward()
             opt.step()
     model.eval()
     task.metrics.reset()
     with torch.no_grad():
-        task.metrics.update(model({k: test[k] for k in mods}), task.target(test))
+        task.metrics.update(model(model_inputs(test, mods)), task.target(test))
     return {**task.metrics.compute(), "n_train": n, "n_test": len(test["label"])}
 
 

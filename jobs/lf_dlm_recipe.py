@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show Ray's own output (worker logs, warnings)")
     add_tune_args(parser)
-    parser.add_argument("--out", default=None,
+    parser.add_argument("--recipe-out", default=None,
                         help="folder (local or s3://) for recipe.json, weights.png and the "
-                             "fused checkpoint (default <out>/<name>-recipe)")
+                             "fused checkpoint (default <--out>/<name>-recipe)")
     parser.add_argument("--weights", default=",".join(f"{w:.1f}" for w in WEIGHT_GRID),
                         help="aerial weights to score on validation, comma-separated")
     parser.add_argument("--test-splits", default="test",
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = tune_config_from_args(args, DEFAULT_CONFIG, smoke=SMOKE, smoke_dataset="flair2",
                                     smoke_samples=48)
         cfg = cfg.with_overrides({"train.name": cfg.tune.name})
-        out = args.out or join(cfg.train.storage_path, f"{cfg.train.name}-recipe")
+        out = args.recipe_out or join(cfg.train.storage_path, f"{cfg.train.name}-recipe")
         start_ray()
         run_recipe(cfg, out_dir=out, weights=weights,
                    test_splits=[s for s in args.test_splits.split(",") if s])

@@ -126,7 +126,7 @@ def tune_job_main(doc: str, argv: list[str] | None = None, *, prog: str,
 def ensure_synthetic_shards(root: str, n: int, seed: int = 0,
                             dataset: str = "bigearthnet") -> str:
     """Synthetic raw data + shards of ``dataset`` under ``root`` (reused when present)."""
-    from rsray.data.registry import synthetic_shards
+    from rsray.data.prepare import synthetic_shards
 
     return synthetic_shards(dataset, root, n, seed=seed)
 
@@ -160,7 +160,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     """``rsray prepare <dataset>``."""
-    from rsray.data.registry import prepare_from_args
+    from rsray.data.prepare import prepare_from_args
 
     prepare_from_args(args)
 
@@ -281,8 +281,8 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """``rsray report EXPERIMENT``: print a finished experiment's leaderboard and best config."""
-    from rsray.report.leaderboard import BEST_JSON, LEADERBOARD_CSV
     from rsray.storage import get_fs, join
+    from rsray.tune.leaderboard import BEST_JSON, LEADERBOARD_CSV
 
     fs, root = get_fs(args.experiment)
     for name in (LEADERBOARD_CSV, BEST_JSON):

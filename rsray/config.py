@@ -32,6 +32,19 @@ def _choice(section: str, name: str, value: Any, allowed: typing.Iterable[Any]) 
         )
 
 
+def check_choice(section: str, name: str, value: Any, allowed: typing.Iterable[Any]) -> None:
+    """Raise a one-line :class:`ConfigError` naming ``section.name`` unless ``value`` is allowed.
+
+    The layers above the config check the names their registries hold (``model.name``,
+    ``tune.space``) with it, so every such error reads the same.
+    """
+    _choice(section, name, value, allowed)
+
+
+AUGMENT_OPS = ("hflip", "rot90", "crop")
+"""Augmentation operations a modality can get (``data.augment_ops``); all by default."""
+
+
 def _range(
     section: str,
     name: str,
@@ -143,12 +156,10 @@ class DataConfig:
         if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale: {self.crop_scale} must be [lo, hi] with "
                               "0 < lo <= hi <= 1")
-        from rsray.data.augment import OPS
-
         for name, ops in self.augment_ops.items():
-            if not isinstance(ops, list) or not set(ops) <= set(OPS):
+            if not isinstance(ops, list) or not set(ops) <= set(AUGMENT_OPS):
                 raise ConfigError(f"data.augment_ops.{name}: {ops!r} must be a list drawn from "
-                                  + ", ".join(OPS))
+                                  + ", ".join(AUGMENT_OPS))
         for name, bands in self.bands.items():
             if not isinstance(bands, list) or not bands or len(set(bands)) != len(bands):
                 raise ConfigError(f"data.bands.{name}: {bands!r} must be a non-empty list of "
@@ -167,10 +178,11 @@ class ModelConfig:
     """Keyword arguments for the model constructor (depth, width, reduction, dropout, ...)."""
 
     def validate(self) -> None:
-        """Check the name against the registry."""
-        from rsray.models import list_models
+        """Nothing to check here: the model registry checks ``name`` when the run is resolved.
 
-        _choice("model", "name", self.name, list_models())
+        (:meth:`rsray.train.run_plan.RunPlan.build`, before Ray starts; the config sits below
+        the models and does not import them.)
+        """
 
 
 @dataclass
@@ -361,9 +373,8 @@ class TuneConfig:
 
     def validate(self) -> None:
         """Check values and ranges."""
-        from rsray.tune.spaces import list_spaces
-
-        _choice("tune", "space", self.space, [*list_spaces(), "conditional"])
+        # ``space`` names a search space of rsray.tune.spaces: the tuner checks it before Ray
+        # starts (rsray.tune.spaces.check_space); the config does not import the layers above
         if self.space == "conditional" and not self.families:
             raise ConfigError("tune.families: tune.space=conditional needs the model families "
                               "to search, e.g. tune.families=[vit_early_fusion_small,"

@@ -2,9 +2,11 @@
 
 :func:`setup` is called once by every entry point (``rsray ...``, ``jobs/*.py``). Quiet (the
 default): Ray, Ray Tune, Ray Data and Optuna log only errors to the terminal, Tune's own
-tables are off, and workers' output stays in Ray's session logs (``log_to_driver=False``;
-``<ray temp dir>/session_latest/logs/``). rsray prints progress itself, once per line, from the
-driver: :class:`TuneProgress` (per trial and epoch) and :class:`TrainProgress` (``rsray train``).
+tables are off, and workers' output stays in Ray's session logs
+(``<ray temp dir>/session_latest/logs/``). rsray prints progress itself, once per line:
+:class:`TuneProgress` from the driver (per trial and epoch) and :class:`TrainProgress`
+(``rsray train``) from Ray Train's controller, whose ``[rsray]`` lines alone are let through to
+the terminal (:func:`_filter_worker_output`).
 ``-v/--verbose`` restores Ray's own output. :class:`Progress` is the progress bar (rate, ETA)
 for long loops (prepare, evaluate).
 """
@@ -38,12 +40,15 @@ def setup(verbose: bool = False) -> None:
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune config boxes / result tables
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    # MLflow configures its loggers (and alembic's, which sets up a SQLite store) at import,
+    # at INFO unless told otherwise: "Creating initial MLflow database tables..."
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _quiet_raylet_messages()
+    _filter_worker_output()
     for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
     try:
@@ -54,14 +59,20 @@ def setup(verbose: bool = False) -> None:
         pass
 
 
-def _quiet_raylet_messages() -> None:
-    """Keep the raylet's pushed warnings off the driver's terminal.
+TRAIN_CONTROLLER = "TrainController"
+"""Ray Train's controller actor: where :class:`TrainProgress` runs (Ray Train V2)."""
 
-    E.g. "N PYTHON worker processes have been started"; the raylet writes them to its own log
-    (``raylet.out``) anyway.
 
-    Ray prints them from a driver thread through ``ray._private.worker.print_to_stdstream``
-    whatever ``log_to_driver`` says; there is no public switch, so that one function is wrapped.
+def _filter_worker_output() -> None:
+    """Show only rsray's own lines of Ray's processes on a quiet terminal.
+
+    The driver subscribes to its workers' output (``log_to_driver=True``) and Ray prints it from
+    a driver thread through ``ray._private.worker.print_to_stdstream``; there is no public
+    filter, so that one function is wrapped. Quiet, it prints only the ``[rsray] ...`` lines of
+    Ray Train's controller actor (the epoch lines of :class:`TrainProgress`, which runs there),
+    without Ray's ``(pid=...)`` prefix, and drops everything else: workers' output (in Ray's
+    session logs), the raylet's warnings ("N PYTHON worker processes have been started", also in
+    ``raylet.out``) and autoscaler events. Verbose, Ray prints everything as usual.
     """
     import ray._private.worker as ray_worker
 
@@ -70,9 +81,15 @@ def _quiet_raylet_messages() -> None:
         return
 
     def print_to_stdstream(data: dict[str, Any], ignore_prefix: bool) -> None:
-        if data.get("pid") == "raylet" and not _VERBOSE:
+        if _VERBOSE:
+            original(data, ignore_prefix)
             return
-        original(data, ignore_prefix)
+        if data.get("actor_name") != TRAIN_CONTROLLER:
+            return
+        sink = sys.stderr if data.get("is_err") else sys.stdout
+        for line in data.get("lines") or ():
+            if line.startswith("[rsray] "):
+                print(line, file=sink, flush=True)
 
     print_to_stdstream._rsray_quiet = True  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = print_to_stdstream
@@ -84,8 +101,14 @@ def verbose() -> bool:
 
 
 def ray_init_kwargs() -> dict[str, Any]:
-    """Extra ``ray.init`` arguments: workers' output reaches the terminal only when verbose."""
-    return {"log_to_driver": _VERBOSE}
+    """Extra ``ray.init`` arguments: the driver receives its workers' output.
+
+    What of it reaches the terminal is filtered (:func:`_filter_worker_output`, installed here
+    too for library callers that never called :func:`setup`): everything when verbose, only
+    rsray's epoch lines of ``rsray train`` otherwise.
+    """
+    _filter_worker_output()
+    return {"log_to_driver": True}
 
 
 def say(text: str) -> None:

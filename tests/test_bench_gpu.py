@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rsray.study.gpu_bench import SectionTimeoutError, run_gpu_benchmark, time_limit
+from rsray.bench.gpu import SectionTimeoutError, run_gpu_benchmark, time_limit
 
 
 def test_a_section_over_its_limit_is_stopped() -> None:
@@ -37,8 +37,10 @@ def test_smoke_models_and_pipeline_on_cpu(tmp_path: Path, synthetic_shards: str,
 @pytest.mark.slow
 def test_smoke_trials_and_packing_on_cpu(tmp_path: Path, synthetic_shards: str,
                                          ray_session) -> None:
+    from rsray.study.packing import time_packing
+
     r = run_gpu_benchmark(tmp_path, smoke=True, sections=("trials", "packing"),
-                          shards=synthetic_shards, say=print)
+                          shards=synthetic_shards, say=print, packing=time_packing)
     assert not r.errors, r.errors
     assert set(r.trials) == {"local", "trainer"}
     assert all(t["trials"] == 1 for t in r.trials.values())

@@ -486,7 +486,7 @@ def test_prepare_with_covariate_flags_streams_into_a_model(ben_with_layers, tmp_
     from rsray.data.datasets import build_datasets
     from rsray.data.finalize import finalize_batch
     from rsray.data.plan import make_plan
-    from rsray.data.registry import prepare_from_args
+    from rsray.data.prepare import prepare_from_args
     from rsray.data.shards import read_manifest
     from rsray.models import create_model
 

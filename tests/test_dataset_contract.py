@@ -10,7 +10,7 @@ For each entry of :func:`rsray.data.registry.list_datasets`:
   class, missing companion file, ...) is rejected with a path inside the raw folder and a
   reason, while every other patch is kept (:data:`BAD_RAW_INPUTS` maps issue 12's cases to
   each twin's kinds);
-* ``rsray synth``'s path (:func:`~rsray.data.registry.synthetic_shards`) prepares shards whose
+* ``rsray synth``'s path (:func:`~rsray.data.prepare.synthetic_shards`) prepares shards whose
   manifest is consistent, one batch streams through the pipeline, and the entry's ``test_*``
   model does a forward and backward pass on the default modalities (one shared Ray session).
 """
@@ -191,7 +191,7 @@ def test_prepare_stream_and_forward(name: str, tmp_path_factory: pytest.TempPath
     from rsray.data.datasets import build_datasets
     from rsray.data.finalize import finalize_batch
     from rsray.data.plan import make_plan
-    from rsray.data.registry import synthetic_shards
+    from rsray.data.prepare import synthetic_shards
     from rsray.data.shards import read_manifest
     from rsray.models import create_model
     from rsray.train.tasks import build_task

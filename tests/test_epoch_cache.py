@@ -78,7 +78,7 @@ def test_cached_split_is_read_once(synthetic_shards, tmp_path, ray_session):
 
     from rsray.config import DataConfig
     from rsray.data.datasets import load_shard_set, training_datasets
-    from rsray.data.plan import make_plan
+    from rsray.data.plan import DataPlan
     from rsray.train.batches import model_batches
 
     shards = tmp_path / "shards"
@@ -86,18 +86,18 @@ def test_cached_split_is_read_once(synthetic_shards, tmp_path, ray_session):
     cfg = DataConfig(uri=str(shards), batch_size=16, cache="memory", modality_dropout=0.5,
                      verify_checksums=False)
     manifest = load_shard_set(cfg)
-    data = training_datasets(cfg, manifest)
+    plan = DataPlan.build(manifest, cfg)
+    data = training_datasets(plan, manifest)
     assert set(data.cached) == {"train", "val"} and data.augment is not None
     for split in ("train", "val"):
         assert data.datasets[split] is data.cached[split].dataset
     for f in shards.rglob("*.parquet"):
         f.unlink()
-    plan = make_plan(manifest, cfg, for_training=True)
     it = data.datasets["train"].streaming_split(1)[0]  # what a Ray Train worker gets
     rng = np.random.default_rng(0)
     epochs = []
     for _ in range(2):
-        batches = list(model_batches(it, plan, batch_size=16, device=torch.device("cpu"),
+        batches = list(model_batches(it, plan.train, batch_size=16, device=torch.device("cpu"),
                                      augment=data.augment, rng=rng))
         assert sum(b.data["label"].shape[0] for b in batches) == manifest.splits["train"]
         epochs.append(torch.cat([b.data["s2"] for b in batches]))
@@ -110,10 +110,12 @@ def test_cached_split_is_read_once(synthetic_shards, tmp_path, ray_session):
 def test_cache_auto_streams_what_does_not_fit(synthetic_shards, ray_session):
     from rsray.config import DataConfig
     from rsray.data.datasets import load_shard_set, training_datasets
+    from rsray.data.plan import DataPlan
 
     cfg = DataConfig(uri=synthetic_shards, cache="auto", cache_fraction=1e-9,
                      verify_checksums=False)
-    data = training_datasets(cfg, load_shard_set(cfg))
+    manifest = load_shard_set(cfg)
+    data = training_datasets(DataPlan.build(manifest, cfg), manifest)
     assert data.cached == {} and data.augment is None  # Ray Data augments the stream
 
 
@@ -121,7 +123,8 @@ def test_early_stopping_watches_its_own_metric_and_survives_a_resume() -> None:
     """LF-DLM stops on the validation loss while its best model is ranked by val mIoU."""
     from rsray.config import Config
     from rsray.errors import ConfigError
-    from rsray.train.loop import _State, early_stopping_metric, update_early_stopping
+    from rsray.train.loop import _State, update_early_stopping
+    from rsray.train.tasks import early_stopping_metric
 
     cfg = Config().with_overrides({"train.metric": "val_miou", "train.mode": "max",
                                    "train.early_stopping_patience": 2,

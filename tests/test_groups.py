@@ -1,4 +1,4 @@
-"""The spatial group of each sample, per dataset, from the shard rows' ``meta_*`` columns."""
+"""The spatial group of each sample per dataset, and the provenance a study records."""
 
 from __future__ import annotations
 
@@ -39,3 +39,20 @@ def test_group_from_arrow_and_fallbacks(tmp_path) -> None:
     assert group_rule("sen12ms", ["patch_id", "meta_season"]) is None
     assert group_rule("bigearthnet", ["patch_id"]) is None
     assert shard_columns([]) == []
+
+
+def test_provenance_records_versions_and_this_checkout() -> None:
+    import subprocess
+    from pathlib import Path
+
+    from rsray.study.provenance import environment, git_commit
+
+    env = environment()
+    assert {"rsray", "torch", "ray", "timm", "scipy"} <= set(env["packages"])
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / ".git").exists():
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        assert env["git_commit"].removesuffix("+dirty") == head
+    # a folder that is not rsray's checkout (a wheel's site-packages) has no commit of ours
+    assert git_commit(repo / "tests") is None

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rsray.ops.security import CREDENTIAL_ENV_VARS
+from rsray.security import CREDENTIAL_ENV_VARS
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "k8s" / "rayjob-study.yaml"

@@ -79,7 +79,7 @@ def test_branches_trained_apart_load_into_the_fusion_exactly() -> None:
 def test_recipe_trains_branches_apart_and_picks_the_weight_on_validation(
         tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, ray_session: Any) -> None:
     from rsray.config import Config
-    from rsray.data.registry import synthetic_shards
+    from rsray.data.prepare import synthetic_shards
     from rsray.data.shards import read_manifest
     from rsray.evaluate import evaluate_checkpoint
     from rsray.recipes.lf_dlm import run_recipe

@@ -48,7 +48,7 @@ def test_predict_writes_parquet_matching_validation(synthetic_shards, trained_ch
     assert float(ap_micro) == pytest.approx(trained["val_ap_micro"], rel=1e-5)
     info = json.loads((out / PREDICTIONS_META).read_text())
     assert info["split"] == "val" and info["task"] == "multilabel" and info["synthetic"]
-    assert info["group"] == "MGRS tile (from the S1 patch name)"
+    assert info["group"] == "MGRS tile"
     # in this process (concurrency 0, what a study trial uses): the same rows and numbers
     here = tmp_path / "pred_here"
     predict(ckpt, synthetic_shards, "val", str(here), concurrency=0)

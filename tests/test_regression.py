@@ -77,8 +77,7 @@ def test_loss_choice_values_and_misfits():
 
 
 def test_headline_metric_and_its_direction():
-    from rsray.train.loop import early_stopping_metric
-    from rsray.train.tasks import metric_mode, resolve_for_task
+    from rsray.train.tasks import early_stopping_metric, metric_mode, resolve_for_task
 
     cfg = resolve_for_task(Config(), "regression")
     assert (cfg.train.metric, cfg.train.mode) == ("val_r2_mean", "max")
@@ -206,6 +205,7 @@ def test_shards_hold_float_targets_stats_and_predict_writes_values(twin: Path,
     from rsray.data.sources.covariates.regression import regression_source
     from rsray.evaluate.predict import Predictor
     from rsray.models import create_model
+    from rsray.train.run_plan import RunPlan
     from rsray.train.tasks import build_task
 
     uri = str(tmp_path / "shards")
@@ -236,9 +236,9 @@ def test_shards_hold_float_targets_stats_and_predict_writes_values(twin: Path,
     conf = Config().with_overrides({"data.uri": uri, "data.modalities": cfg.modalities,
                                     "data.image_size": 32, "model.name": "test_early_fusion_cnn",
                                     "model.params": {}})
-    spec = {"plan": plan, "task": "regression", "drop": [], "amp": "no",
-            "config": conf.to_dict(), "channels": plan.channels, "classes": m.classes,
-            "label_info": m.info["label"]}
+    run = RunPlan.build(conf, m)  # what predict() hands its actors
+    assert run.model_kwargs() == {"modalities": plan.channels, "num_classes": 2}
+    spec = {"run": run, "drop": []}
     pred = Predictor(spec, [ray_session.put(model.state_dict())])(table)
     with torch.no_grad():
         want = model(batch).numpy() * np.array([stats[c]["std"] for c in m.classes]) + np.array(

@@ -231,7 +231,7 @@ def test_auto_codec_depends_on_where_the_set_goes():
 
 
 def test_bench_raw_limit_recodes_the_same_rows_per_codec(tmp_path):
-    from rsray.data.bench import raw_limits
+    from rsray.bench.ingest import raw_limits
 
     path = _write(tmp_path / "set", CLS, n=6, codec="lz4", rows=4)
     rel = "train/" + path.rsplit("/", 1)[-1]

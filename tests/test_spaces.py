@@ -17,7 +17,7 @@ from rsray.models.gated_fusion import AttentionFusionCNN, GatedFusionCNN
 from rsray.models.middle_fusion import MiddleFusionCNN
 from rsray.models.progressive import ProgressiveFusion
 from rsray.models.vit_fusion import MiddleFusionViT, ViTFusionBase
-from rsray.tune.spaces import VIT_PATCH_SIZES, get_space, list_spaces
+from rsray.tune.spaces import VIT_PATCH_SIZES, check_space, get_space, list_spaces
 
 MODALITIES = {"s2": 10, "s1": 2}
 
@@ -86,3 +86,13 @@ def test_sampled_configs_build_and_run(space: str, model: str) -> None:
             params["img_size"] = 120
         net = create_model(model, modalities=MODALITIES, num_classes=3, **params)
         assert net(x).shape == (2, 3)
+
+
+def test_tune_space_names_are_checked_by_the_tuner() -> None:
+    """The config sits below the spaces; the tuner checks ``tune.space`` before Ray starts."""
+    from rsray.errors import ConfigError
+
+    for name in ("cnn", "conditional", *list_spaces()):
+        check_space(name)
+    with pytest.raises(ConfigError, match=r"tune\.space: 'random' is not allowed"):
+        check_space("random")

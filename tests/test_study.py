@@ -116,9 +116,17 @@ def test_cells_cross_arms_fractions_holdouts() -> None:
 
 
 def _cell_search(cell_id: str, config: dict, samples: int) -> CellSearch:
-    return CellSearch(id=cell_id, label=cell_id, config=config, manifest=None,  # type: ignore[arg-type]
-                      space=config["tune"]["space"], num_samples=samples,
-                      metric="val_ap_macro", mode="max", max_epochs=2, record=Path("x"))
+    from rsray.config import Config
+    from rsray.train.run_plan import RunPlan
+
+    cfg = Config.from_dict(config).with_overrides({"train.metric": "val_ap_macro",
+                                                   "train.mode": "max"})
+    # the searcher reads the run's config, metric and mode only (no shard set needed)
+    run = RunPlan(config=cfg, data=None, task="multilabel", classes=(),  # type: ignore[arg-type]
+                  loss="bce")
+    return CellSearch(id=cell_id, label=cell_id, run=run, manifest=None,  # type: ignore[arg-type]
+                      space=config["tune"]["space"], num_samples=samples, max_epochs=2,
+                      record=Path("x"))
 
 
 def test_one_experiment_routes_each_cell_to_its_own_searcher_and_asha() -> None:

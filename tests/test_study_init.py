@@ -9,7 +9,8 @@ import pytest
 
 from rsray.data.shards import Manifest, ShardInfo, write_manifest
 from rsray.errors import ConfigError
-from rsray.study.init import check_against, render, study_for
+from rsray.study.check import check_study
+from rsray.study.init import render, study_for
 from rsray.study.spec import spec_from_dict
 
 
@@ -20,7 +21,9 @@ def _manifest(root: Path, task: str, mods: dict[str, tuple[str, int]], train: in
                                                           "dtype": "float32", "kind": kind}}}
                   for m, (kind, size) in mods.items()}
     write_manifest(str(root), Manifest(dataset="mine", task=task, classes=["x", "y", "z"],
-                                       modalities=modalities, shards=shards, band_stats={}))
+                                       modalities=modalities, shards=shards,
+                                       band_stats={m: {b: {"mean": 0.0, "std": 1.0}
+                                                       for b in ("a", "b")} for m in mods}))
     return str(root)
 
 
@@ -39,7 +42,7 @@ def test_two_image_modalities_get_every_family_and_the_vit_fusions(tmp_path: Pat
     loaded = spec_from_dict(spec, "generated")  # valid as written, smoke variant too
     assert loaded.baseline == "s2_only" and "baseline" in " ".join(notes)
     assert render(spec, notes).startswith("# Written by `rsray study init`")
-    assert "valid (11 arms" in check_against(loaded, uri)
+    assert len(check_study(loaded, data=uri).arms) == 11
 
 
 def test_three_modalities_no_vit_and_sizes_follow_the_set(tmp_path: Path) -> None:
@@ -63,7 +66,9 @@ def test_unsupported_sets_are_named(tmp_path: Path) -> None:
     uri = _manifest(tmp_path / "b", "multiclass", {"ts": ("series", 32)})
     with pytest.raises(ConfigError, match="no image modality"):
         study_for(uri)
+    spec, _ = study_for(_manifest(tmp_path / "c", "multiclass", {"s2": ("image", 32)}))
+    assert [a["name"] for a in spec["arms"]] == ["s2_only"]  # one modality: its own arm only
     spec = spec_from_dict(study_for(_manifest(tmp_path / "c", "multiclass",
                                               {"s2": ("image", 32)}))[0], "g")
     with pytest.raises(ConfigError, match="not in"):
-        check_against(spec, _manifest(tmp_path / "d", "multiclass", {"s1": ("image", 32)}))
+        check_study(spec, data=_manifest(tmp_path / "d", "multiclass", {"s1": ("image", 32)}))

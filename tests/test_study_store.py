@@ -112,3 +112,33 @@ def test_mirror_points_predictions_at_local_copies(tmp_path: Path) -> None:
     assert doc["predictions"]["test"] == str(local / "cells/a__f1__all/seed_0/pred_test.parquet")
     assert pd.read_parquet(doc["predictions"]["test"])["patch_id"].tolist() == ["p1", "p2"]
     assert len(list(local.glob("cells/*/search.json"))) == 2
+
+
+def test_report_of_a_study_in_an_object_store(tmp_path: Path) -> None:
+    """Rendered locally from the records at the URI; the pages, figures and tables uploaded
+    next to them; the bootstrap reads the test predictions from the URI."""
+    from test_study_report import _study
+
+    from rsray.study.cli import write_study_report
+
+    (tmp_path / "local").mkdir()
+    local = _study(tmp_path / "local", fractions=(1.0,))
+    uri = f"memory://report-{uuid.uuid4().hex}"
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        rel = path.relative_to(local).as_posix()
+        data = path.read_bytes()
+        if path.name == "result.json":  # the predictions live at the URI too
+            doc = json.loads(data)
+            doc["predictions"] = {k: f"{uri}/{Path(v).relative_to(local).as_posix()}"
+                                  for k, v in doc["predictions"].items()}
+            data = json.dumps(doc).encode()
+        storage.write_bytes(f"{uri}/{rel}", data)
+    md_uri, html_uri = write_study_report(uri)
+    assert (md_uri, html_uri) == (f"{uri}/report.md", f"{uri}/report.html")
+    store = StudyStore(uri)
+    md = store.read_bytes("report.md").decode()
+    assert "bootstrap" in md.lower() and "no test predictions" not in md.lower()
+    assert store.read_bytes("report.html").count(b"data:image/png;base64,") >= 5
+    figures = store.glob("figures/*.png")
+    assert len(figures) >= 5 and all(f"]({f})" in md for f in figures)
+    assert store.glob("tables/*.csv") and store.glob("tables/*.tex")

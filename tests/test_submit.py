@@ -10,7 +10,7 @@ import pytest
 
 from rsray.cli import main
 from rsray.ops import submit as sm
-from rsray.ops.security import CREDENTIAL_ENV_VARS, keep_credentials_out_of_runtime_envs
+from rsray.security import CREDENTIAL_ENV_VARS, keep_credentials_out_of_runtime_envs
 
 
 def test_runtime_env_has_working_dir_and_excludes(tmp_path):

@@ -32,7 +32,7 @@ CASES: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("task", list(CASES))
 def test_training_loss_falls(task: str, ray_session: Any, tmp_path_factory: pytest.TempPathFactory,
                              tmp_path: Path) -> None:
-    from rsray.data.registry import synthetic_shards
+    from rsray.data.prepare import synthetic_shards
     from rsray.data.shards import read_manifest
     from rsray.train.driver import fit
 

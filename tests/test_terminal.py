@@ -96,3 +96,28 @@ def test_progress_shows_count_rate_and_eta(capsys):
             bar.update(1)
     err = capsys.readouterr().err
     assert "writing shards" in err and "3/3" in err and "patch/s" in err
+
+
+def test_quiet_terminal_shows_only_the_train_controllers_rsray_lines(capsys, monkeypatch):
+    """``rsray train``'s epoch lines come from Ray Train's controller actor; nothing else does."""
+    import ray._private.worker as ray_worker
+
+    from rsray import console
+
+    forwarded: list[dict] = []
+    monkeypatch.setattr(ray_worker, "print_to_stdstream",
+                        lambda data, ignore_prefix: forwarded.append(data))
+    console._filter_worker_output()
+    show = ray_worker.print_to_stdstream
+    monkeypatch.setattr(console, "_VERBOSE", False)
+    show({"actor_name": "TrainController", "pid": 11, "is_err": False,
+          "lines": ["[rsray] epoch 1/2 val_ap_macro 0.5123", "a line of Ray's"]}, False)
+    show({"actor_name": "RayTrainWorker", "pid": 12, "is_err": False,
+          "lines": ["[rsray] epoch 1 step 10 loss 0.3"]}, False)
+    show({"pid": "raylet", "is_err": True, "lines": ["2 PYTHON worker processes started"]},
+         False)
+    assert capsys.readouterr().out == "[rsray] epoch 1/2 val_ap_macro 0.5123\n"
+    assert forwarded == []
+    monkeypatch.setattr(console, "_VERBOSE", True)  # -v: Ray prints everything itself
+    show({"actor_name": "RayTrainWorker", "pid": 12, "is_err": False, "lines": ["x"]}, False)
+    assert len(forwarded) == 1 and capsys.readouterr().out == ""

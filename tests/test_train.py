@@ -1,10 +1,27 @@
 """Ray Train integration: a two-worker run, then a resumed run with the same name."""
 
+import re
+import time
+
 from rsray.config import load_config
 from rsray.train.driver import fit
 
 
-def test_two_workers_then_resume(synthetic_shards, tmp_path, ray_session):
+def _epoch_line(capfd, pattern: str, wait_s: float = 30.0) -> str:
+    """The terminal line matching ``pattern`` (Ray forwards the controller's output shortly)."""
+    seen = ""
+    deadline = time.monotonic() + wait_s
+    while True:
+        out, err = capfd.readouterr()
+        seen += out + err
+        found = re.search(pattern, seen)
+        if found or time.monotonic() > deadline:
+            assert found, f"no line matching {pattern!r} in:\n{seen[-3000:]}"
+            return found.group(0)
+        time.sleep(0.5)
+
+
+def test_two_workers_then_resume(synthetic_shards, tmp_path, ray_session, capfd):
     cfg = load_config(None, [
         f"data.uri={synthetic_shards}",
         "data.batch_size=8",
@@ -20,6 +37,10 @@ def test_two_workers_then_resume(synthetic_shards, tmp_path, ray_session):
     first = fit(cfg)
     assert first.error is None
     assert first.metrics["epoch"] == 1
+    # train.metric=auto (the default) is resolved before the epoch line is built: the line
+    # `rsray train` prints names the headline metric and its value
+    line = _epoch_line(capfd, r"\[rsray\] epoch 1/1 val_ap_macro ([0-9.]+)[^\n]*")
+    assert line.split()[4] == f"{first.metrics['val_ap_macro']:.4f}"
     assert first.metrics["resumed_from_epoch"] == 0
     for key in ("val_ap_micro", "val_ap_macro", "val_f2_micro", "val_hamming_loss", "val_loss"):
         assert key in first.metrics

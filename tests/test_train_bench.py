@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rsray.train.bench import wall_split
+from rsray.bench.training import wall_split
 
 
 def test_wall_split_sums_the_trials_parts_and_names_the_rest() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rsray.tune.bench import PathBench, TrialClock, format_tune_benchmark
+from rsray.bench.trials import PathBench, TrialClock, format_tune_benchmark
 
 
 class _Trial:
@@ -15,7 +15,7 @@ class _Trial:
 def test_fixed_cost_is_each_trials_share_of_the_wall_minus_its_reported_work(
         monkeypatch: pytest.MonkeyPatch) -> None:
     now = iter([100.0, 110.0, 125.0])  # a starts, a ends, b ends
-    monkeypatch.setattr("rsray.tune.bench.time.monotonic", lambda: next(now))
+    monkeypatch.setattr("rsray.bench.trials.time.monotonic", lambda: next(now))
     clock, a, b = TrialClock(), _Trial("a"), _Trial("b")
     clock.on_trial_start(0, [], a)
     clock.on_trial_result(0, [], a, {"train_seconds": 4.0, "eval_seconds": 1.0})

@@ -34,14 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rsray.config import DataConfig
+from rsray.config import AUGMENT_OPS, DataConfig
 from rsray.errors import ConfigError
 
 if TYPE_CHECKING:
     from rsray.data.plan import DecodePlan
 
-OPS = ("hflip", "rot90", "crop")
-"""Operations a modality can get; all by default."""
+OPS = AUGMENT_OPS
+"""Operations a modality can get; all by default (``data.augment_ops`` checks them)."""
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from rsray.config import DataConfig
-from rsray.data.augment import augment_kwargs, augment_raw, check_augment
+from rsray.data.augment import augment_raw
 from rsray.data.decode import decode_raw
-from rsray.data.plan import DecodePlan, decode_key, make_plan, row_nbytes
+from rsray.data.plan import DataPlan, DecodePlan, decode_key, default_splits, row_nbytes
 from rsray.data.shards import Manifest, read_manifest, verify_shards
 from rsray.errors import ShardIntegrityError
 from rsray.storage import pyarrow_fs
@@ -36,8 +36,7 @@ def transform(batch: dict[str, Any], plan: DecodePlan, augment_with: dict[str, A
               seed: int | None = None) -> dict[str, np.ndarray]:
     """What every Ray Data task runs on a batch of shard rows: decode, then augment if asked.
 
-    ``augment_with`` is :func:`augment_kwargs` of the config (``None``: evaluation, no
-    augmentation).
+    ``augment_with`` is :attr:`DataPlan.augment` (``None``: evaluation, no augmentation).
     """
     out = decode_raw(batch, plan)
     if augment_with is not None:
@@ -46,16 +45,19 @@ def transform(batch: dict[str, Any], plan: DecodePlan, augment_with: dict[str, A
     return out
 
 
-def build_split(manifest: Manifest, split: str, cfg: DataConfig, *, augment: bool) -> Any:
-    """A Ray Dataset streaming one split, decoded (and augmented if ``augment``)."""
+def build_split(manifest: Manifest, split: str, plan: DecodePlan, *,
+                augment_with: dict[str, Any] | None = None) -> Any:
+    """A Ray Dataset streaming one split, decoded with ``plan``.
+
+    ``augment_with`` (:attr:`DataPlan.augment`) augments it in the Ray Data tasks.
+    """
     import ray
 
     paths = manifest.shard_paths(split)
     if not paths:
         raise ShardIntegrityError(f"{manifest.uri}: the shard set has no '{split}' split "
                                   f"(it has {', '.join(sorted(manifest.splits))})")
-    plan = make_plan(manifest, cfg, for_training=(split == "train"))
-    if split == "train" and plan.train_fraction < 1.0:
+    if plan.train_fraction < 1.0:
         print(f"[rsray] training on a nested {plan.train_fraction:.0%} subset of the training "
               f"split (data.fraction_seed={plan.fraction_seed})", flush=True)
     # Several read tasks per shard (by row group): a 128 MiB shard is otherwise one block,
@@ -67,19 +69,12 @@ def build_split(manifest: Manifest, split: str, cfg: DataConfig, *, augment: boo
         ds = ray.data.read_parquet(paths, filesystem=pyarrow_fs(manifest.uri),
                                    columns=plan.columns,
                                    override_num_blocks=READ_BLOCKS_PER_SHARD * len(paths))
-    if augment:
-        check_augment(plan, cfg)
     return ds.map_batches(
         transform,
-        fn_kwargs={"plan": plan, "augment_with": augment_kwargs(cfg) if augment else None},
+        fn_kwargs={"plan": plan, "augment_with": augment_with},
         batch_size=DECODE_BATCH_ROWS,
         batch_format="pyarrow",  # band columns decode as views on Arrow buffers (no copy)
     )
-
-
-def default_splits(cfg: DataConfig) -> tuple[str, ...]:
-    """``train`` plus the evaluation splits of ``cfg`` (``data.eval_splits``)."""
-    return ("train", *[s for s in cfg.eval_splits if s != "train"])
 
 
 def load_shard_set(cfg: DataConfig, splits: tuple[str, ...] | None = None) -> Manifest:
@@ -94,15 +89,17 @@ def load_shard_set(cfg: DataConfig, splits: tuple[str, ...] | None = None) -> Ma
 def build_datasets(
     cfg: DataConfig, splits: tuple[str, ...] | None = None, manifest: Manifest | None = None
 ) -> tuple[Manifest, dict[str, Any]]:
-    """Manifest and one Ray Dataset per split (default: train + ``data.eval_splits``).
+    """Manifest and one streamed Ray Dataset per split (default: train + ``data.eval_splits``).
 
-    Only ``train`` is augmented (and subsampled by ``data.train_fraction``).
+    Only ``train`` is augmented (in the Ray Data tasks) and subsampled by
+    ``data.train_fraction``.
     """
     splits = splits or default_splits(cfg)
     manifest = manifest or load_shard_set(cfg, splits)
-    datasets = {
-        s: build_split(manifest, s, cfg, augment=(s == "train" and cfg.augment)) for s in splits
-    }
+    data = DataPlan.build(manifest, cfg)
+    datasets = {s: build_split(manifest, s, data.decode(s),
+                               augment_with=data.augment if s == "train" else None)
+                for s in splits}
     return manifest, datasets
 
 
@@ -138,9 +135,10 @@ class CachedSplit:
 class TrainingData:
     """The datasets of one run and how its training split is augmented.
 
-    ``augment`` holds :func:`augment_kwargs` when the training workers augment each batch
-    themselves (the training split is cached, so it must be augmented anew every epoch);
-    ``None`` when Ray Data augments (a streamed split) or augmentation is off.
+    ``augment`` holds :attr:`DataPlan.augment` when the training workers augment each batch
+    themselves (the training split is cached, so it must be augmented anew every epoch, or
+    ``data.augment_on=device``); ``None`` when Ray Data augments (a streamed split) or
+    augmentation is off.
     """
 
     datasets: dict[str, Any]
@@ -148,7 +146,7 @@ class TrainingData:
     cached: dict[str, CachedSplit] = field(default_factory=dict)
 
 
-def cache_splits(cfg: DataConfig, manifest: Manifest, splits: Sequence[str] | None = None,
+def cache_splits(data: DataPlan, manifest: Manifest, splits: Sequence[str] | None = None,
                  *, have: Mapping[str, CachedSplit] | None = None) -> dict[str, CachedSplit]:
     """Read and decode ``splits`` once into the object store, if ``data.cache`` allows.
 
@@ -162,11 +160,11 @@ def cache_splits(cfg: DataConfig, manifest: Manifest, splits: Sequence[str] | No
     import ray
 
     out = dict(have or {})
-    if cfg.cache == "off":
+    if data.cache == "off":
         return out
     todo = {}
-    for s in splits or default_splits(cfg):
-        plan = make_plan(manifest, cfg, for_training=(s == "train"))
+    for s in splits or data.splits:
+        plan = data.decode(s)
         if s in out and out[s].key == decode_key(plan):
             continue
         rows = manifest.splits.get(s, 0)
@@ -176,15 +174,15 @@ def cache_splits(cfg: DataConfig, manifest: Manifest, splits: Sequence[str] | No
     if not todo:
         return out
     need = sum(n for _, _, n in todo.values())
-    budget = cfg.cache_fraction * ray.cluster_resources().get("object_store_memory", 0.0)
-    if cfg.cache == "auto" and need > budget:
+    budget = data.cache_fraction * ray.cluster_resources().get("object_store_memory", 0.0)
+    if data.cache == "auto" and need > budget:
         print(f"[rsray] streaming {', '.join(todo)}: {need / 2**20:.0f} MiB decoded exceeds "
-              f"data.cache_fraction={cfg.cache_fraction} of the object store "
+              f"data.cache_fraction={data.cache_fraction} of the object store "
               f"({budget / 2**20:.0f} MiB)", flush=True)
         return out
     for s, (plan, rows, nbytes) in todo.items():
         t0 = time.perf_counter()
-        ds = build_split(manifest, s, cfg, augment=False)
+        ds = build_split(manifest, s, plan)
         # rows in shard order: a run repeated with its seed sees the same batches
         options = ds.context.execution_options
         before, options.preserve_order = options.preserve_order, True
@@ -198,30 +196,23 @@ def cache_splits(cfg: DataConfig, manifest: Manifest, splits: Sequence[str] | No
     return out
 
 
-def training_datasets(cfg: DataConfig, manifest: Manifest,
+def training_datasets(data: DataPlan, manifest: Manifest,
                       shared: Mapping[str, CachedSplit] | None = None) -> TrainingData:
     """The datasets a training run needs: cached splits where they fit, streams elsewhere.
 
     ``shared`` are splits another process cached (the tune driver caches them once for all
-    trials); a split whose :func:`decode_key` differs for this ``cfg`` is not taken from it.
+    trials); a split whose :func:`~rsray.data.plan.decode_key` differs for this run is not
+    taken from it.
     """
-    splits = default_splits(cfg)
-    cached = cache_splits(cfg, manifest, splits, have=shared)
+    cached = cache_splits(data, manifest, data.splits, have=shared)
     datasets: dict[str, Any] = {}
-    # A stream is augmented by Ray Data (on the CPUs of the data tasks) unless the workers are
-    # asked to augment on their device (``data.augment_on=device``).
-    ray_augments = cfg.augment and cfg.augment_on != "device"
-    for s in splits:
+    for s in data.splits:
         c = cached.get(s)
-        if c is not None and c.key == decode_key(make_plan(manifest, cfg,
-                                                            for_training=(s == "train"))):
+        if c is not None and c.key == decode_key(data.decode(s)):
             datasets[s] = c.dataset
-        else:
-            datasets[s] = build_split(manifest, s, cfg, augment=(s == "train" and ray_augments))
-    augment = None
+        else:  # a stream: Ray Data augments it unless the workers do (augment_on=device)
+            augment = data.augment if s == "train" and data.streams_augmented else None
+            datasets[s] = build_split(manifest, s, data.decode(s), augment_with=augment)
     in_memory = "train" in cached and datasets["train"] is cached["train"].dataset
-    if cfg.augment and (in_memory or not ray_augments):
-        check_augment(make_plan(manifest, cfg, for_training=True), cfg)
-        augment = augment_kwargs(cfg)
-    return TrainingData(datasets, augment, cached)
-
+    workers_augment = data.augment is not None and (in_memory or not data.streams_augmented)
+    return TrainingData(datasets, data.augment if workers_augment else None, cached)

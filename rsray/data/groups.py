@@ -19,7 +19,8 @@ globe          ``meta_site_id``      the observation site
 ============== ===================== ================================================
 
 A covariate-extended shard set keeps its dataset's name and columns, so the same rule
-applies. A shard set of another dataset uses the first present of ``meta_tile``,
+applies. A shard set of another dataset uses the first present of ``meta_group`` (the first
+group a dataset described in YAML declares, ``rsray prepare files``), ``meta_tile``,
 ``meta_scene``, ``meta_zone``, ``meta_region``, ``meta_site_id``; with none, samples have
 no group and the bootstrap falls back to single samples (and says so).
 """
@@ -54,7 +55,7 @@ class GroupRule:
     columns: tuple[str, ...]
     """Shard columns the group is built from."""
     what: str
-    """What the group is, in words (for reports)."""
+    """What a group is, one noun (for reports: "12 MGRS tiles")."""
     build: Callable[[list[list[str]]], list[str]] | None = None
     """Columns' values -> group per row; default: the first column as is."""
 
@@ -66,16 +67,17 @@ class GroupRule:
 
 
 GROUP_RULES: dict[str, GroupRule] = {
-    "sen12ms": GroupRule(("meta_scene",), "scene (season and scene number)"),
-    "bigearthnet": GroupRule(("meta_s1_patch",), "MGRS tile (from the S1 patch name)",
+    "sen12ms": GroupRule(("meta_scene",), "scene"),
+    "bigearthnet": GroupRule(("meta_s1_patch",), "MGRS tile",
                              lambda c: [_tile_of_s1(s) for s in c[0]]),
     "bigearthnet_v2": GroupRule(("meta_tile",), "MGRS tile"),
-    "flair2": GroupRule(("meta_domain", "meta_zone"), "zone within its domain",
+    "flair2": GroupRule(("meta_domain", "meta_zone"), "zone",
                         lambda c: [f"{d}/{z}" if z else "" for d, z in zip(*c, strict=True)]),
-    "globe": GroupRule(("meta_site_id",), "observation site"),
+    "globe": GroupRule(("meta_site_id",), "site"),
 }
 """Dataset name (the manifest's ``dataset``) -> its group rule."""
-FALLBACK_COLUMNS = ("meta_tile", "meta_scene", "meta_zone", "meta_region", "meta_site_id")
+FALLBACK_COLUMNS = ("meta_group", "meta_tile", "meta_scene", "meta_zone", "meta_region",
+                    "meta_site_id")
 """Columns tried, in order, for a dataset without a rule."""
 
 

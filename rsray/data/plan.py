@@ -203,3 +203,79 @@ def row_nbytes(plan: DecodePlan) -> int:
                 total += g.shape[0] * 5  # mask (uint8) + dates (int32)
     return int(total)
 
+
+
+def default_splits(cfg: DataConfig) -> tuple[str, ...]:
+    """``train`` plus the evaluation splits of ``cfg`` (``data.eval_splits``)."""
+    return ("train", *[s for s in cfg.eval_splits if s != "train"])
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What a run reads and where its data work happens, decided once from ``data.*``.
+
+    Built by :meth:`build` from a :class:`~rsray.config.DataConfig` and the shard set's
+    manifest: the decode plans of the training split (``data.train_fraction`` applied) and of
+    the evaluation splits, the cache policy (``data.cache``) and the augmentation placement
+    (``data.augment``, ``data.augment_on``, with the augmentation settings checked against the
+    shard set). :mod:`rsray.data.datasets` turns it into Ray Datasets; the training workers
+    read the placement from it.
+    """
+
+    uri: str
+    """The shard set (its manifest's URI)."""
+    splits: tuple[str, ...]
+    """``train`` and the evaluation splits, in order."""
+    train: DecodePlan
+    """Decode plan of the training split."""
+    eval: DecodePlan
+    """Decode plan of every evaluation split (never subsampled)."""
+    cache: str
+    """``data.cache``: ``auto``, ``memory``, ``device`` or ``off``."""
+    cache_fraction: float
+    """Share of the object store ``cache=auto`` may fill."""
+    augment: dict[str, Any] | None
+    """Keyword arguments of :func:`~rsray.data.augment.augment_raw` /
+    :func:`~rsray.data.augment.augment_device` for the training split; ``None``: no
+    augmentation."""
+    augment_on: str
+    """``data.augment_on``: ``auto``, ``host`` or ``device`` (``auto`` is resolved by the worker,
+    which knows its device: :func:`rsray.train.batches.resolve_augment_on`)."""
+
+    @classmethod
+    def build(cls, manifest: Manifest, cfg: DataConfig) -> DataPlan:
+        """Decide everything ``cfg`` asks of ``manifest`` (one-line errors for bad settings)."""
+        from rsray.data.augment import augment_kwargs, check_augment
+
+        train = make_plan(manifest, cfg, for_training=True)
+        augment = None
+        if cfg.augment:
+            check_augment(train, cfg)
+            augment = augment_kwargs(cfg)
+        return cls(uri=manifest.uri, splits=default_splits(cfg), train=train,
+                   eval=make_plan(manifest, cfg), cache=cfg.cache,
+                   cache_fraction=cfg.cache_fraction, augment=augment,
+                   augment_on=cfg.augment_on)
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        """The evaluation splits (``data.eval_splits``)."""
+        return self.splits[1:]
+
+    def decode(self, split: str) -> DecodePlan:
+        """The decode plan of ``split``."""
+        return self.train if split == "train" else self.eval
+
+    @property
+    def streams_augmented(self) -> bool:
+        """Whether Ray Data augments a *streamed* training split (in its CPU tasks).
+
+        ``False`` with augmentation off, or with ``data.augment_on=device`` (the workers then
+        augment on their device). A *cached* training split is always augmented by the workers.
+        """
+        return self.augment is not None and self.augment_on != "device"
+
+    @property
+    def resident(self) -> bool:
+        """``data.cache=device``: each worker keeps its share of the training split on device."""
+        return self.cache == "device"

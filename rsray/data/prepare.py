@@ -11,17 +11,23 @@
    per split).
 3. The driver merges statistics of the training split (Chan's parallel mean/variance) and
    writes ``manifest.json`` last: without it, readers refuse the folder.
+
+:func:`prepare_from_args` (``rsray prepare <dataset>``) and :func:`synthetic_shards` (a
+dataset's synthetic twin, written and prepared) reach the dataset through its registry entry.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rsray.console import Progress
+from rsray.data.registry import get_dataset, require_twin
 from rsray.data.schema import (
     BandGroup,
     DatasetSpec,
@@ -482,3 +489,33 @@ def prepare(
           flush=True)
     print(summarise_rejects(rejects), flush=True)
     return PrepareResult(uri=out_uri, manifest=manifest, seconds=seconds, rejects=rejects)
+
+
+def prepare_from_args(args: argparse.Namespace) -> Any:
+    """Run ``prepare`` for ``args.dataset`` with the parsed flags."""
+    from rsray.data.sources.covariates import wrap_from_args
+
+    entry = get_dataset(args.dataset)
+    source = wrap_from_args(entry.source_from_args(args), args)
+    return prepare(source, args.out, target_shard_mb=args.shard_mb, overwrite=args.overwrite,
+                   holdout=list(args.holdout) or None, codec=getattr(args, "codec", "auto"))
+
+
+def synthetic_shards(dataset: str, root: str | Path, n: int, seed: int = 0,
+                     holdout: Sequence[str] = ()) -> str:
+    """Synthetic raw data + shards of ``dataset`` under ``root`` (reused when already there)."""
+    entry = get_dataset(dataset)
+    write_synthetic, synthetic_source = require_twin(entry)
+    raw, shards = Path(root) / "raw", Path(root) / "shards"
+    stamp = raw / "rsray_synth.json"
+    want = {"dataset": dataset, "n": n, "seed": seed, "holdout": list(holdout)}
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
+        print(f"[rsray] writing {n} SYNTHETIC {dataset} samples to {raw}", flush=True)
+        write_synthetic(raw, n, seed)
+        stamp.write_text(json.dumps(want))
+        if (shards / MANIFEST_NAME).is_file():
+            (shards / MANIFEST_NAME).unlink()
+    if not (shards / MANIFEST_NAME).is_file():
+        prepare(synthetic_source(raw), str(shards), overwrite=True,
+                holdout=list(holdout) or None)
+    return str(shards.resolve())

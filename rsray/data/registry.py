@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,17 +133,6 @@ def add_common_prepare_args(p: argparse.ArgumentParser) -> None:
     add_covariate_args(p)  # --covariate NAME=PATH[:RESAMPLING], --indices ndvi,ndwi, ...
 
 
-def prepare_from_args(args: argparse.Namespace) -> Any:
-    """Run ``prepare`` for ``args.dataset`` with the parsed flags."""
-    from rsray.data.prepare import prepare
-    from rsray.data.sources.covariates import wrap_from_args
-
-    entry = get_dataset(args.dataset)
-    source = wrap_from_args(entry.source_from_args(args), args)
-    return prepare(source, args.out, target_shard_mb=args.shard_mb, overwrite=args.overwrite,
-                   holdout=list(args.holdout) or None, codec=getattr(args, "codec", "auto"))
-
-
 def require_twin(entry: DatasetEntry) -> tuple[Callable[[str | Path, int, int], Any],
                                                 Callable[[Path], Source]]:
     """The entry's synthetic writer and source (ConfigError when it registered none)."""
@@ -153,31 +142,5 @@ def require_twin(entry: DatasetEntry) -> tuple[Callable[[str | Path, int, int], 
     return entry.write_synthetic, entry.synthetic_source
 
 
-def synthetic_shards(dataset: str, root: str | Path, n: int, seed: int = 0,
-                     holdout: Sequence[str] = ()) -> str:
-    """Synthetic raw data + shards of ``dataset`` under ``root`` (reused when already there)."""
-    import json
-
-    from rsray.data.prepare import prepare
-    from rsray.data.shards import MANIFEST_NAME
-
-    entry = get_dataset(dataset)
-    write_synthetic, synthetic_source = require_twin(entry)
-    raw, shards = Path(root) / "raw", Path(root) / "shards"
-    stamp = raw / "rsray_synth.json"
-    want = {"dataset": dataset, "n": n, "seed": seed, "holdout": list(holdout)}
-    if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
-        print(f"[rsray] writing {n} SYNTHETIC {dataset} samples to {raw}", flush=True)
-        write_synthetic(raw, n, seed)
-        stamp.write_text(json.dumps(want))
-        if (shards / MANIFEST_NAME).is_file():
-            (shards / MANIFEST_NAME).unlink()
-    if not (shards / MANIFEST_NAME).is_file():
-        prepare(synthetic_source(raw), str(shards), overwrite=True,
-                holdout=list(holdout) or None)
-    return str(shards.resolve())
-
-
 __all__ = ["DATASET_MODULES", "DatasetEntry", "add_common_prepare_args", "get_dataset",
-           "list_datasets", "prepare_from_args", "register_dataset", "require_twin",
-           "synthetic_shards"]
+           "list_datasets", "register_dataset", "require_twin"]

@@ -4,8 +4,9 @@ A checkpoint directory written by the training loop (:mod:`rsray.train.checkpoin
 ``state.pt`` (weights) and ``meta.json`` (the run's config, the data's channels and classes,
 the task and the metrics reported for that epoch). A run or trial folder holding several
 ``epoch_NNNN`` / ``checkpoint_*`` directories is accepted too: its latest checkpoint is used.
-The model is rebuilt from the saved config and the decode plan of the shard set it is
-evaluated on, which must have the same classes, task and channels as the training data.
+The model is rebuilt from the saved config resolved against the shard set it is evaluated on
+(:class:`~rsray.train.run_plan.RunPlan`), which must have the same classes, task and channels
+as the training data.
 """
 
 from __future__ import annotations
@@ -20,31 +21,54 @@ import torch
 from torch import nn
 
 from rsray.config import Config
-from rsray.data.plan import DecodePlan, make_plan
+from rsray.data.plan import DecodePlan
 from rsray.data.shards import Manifest
 from rsray.errors import RsrayError
 from rsray.storage import get_fs, is_local, join
 from rsray.train.checkpoint import META_FILE, STATE_FILE, load_checkpoint
+from rsray.train.run_plan import RunPlan
 
 _CHECKPOINT_PREFIXES = ("epoch_", "checkpoint_")
 
 
 @dataclass
 class LoadedCheckpoint:
-    """A checkpoint's model (in eval mode) with what it was trained on."""
+    """A checkpoint's model (in eval mode) with the resolved run it belongs to."""
 
     uri: str
     """The checkpoint directory actually opened."""
-    config: Config
-    channels: dict[str, int]
-    classes: list[str]
-    task: str
+    run: RunPlan
+    """The checkpoint's run resolved for the shard set it is opened on."""
     epoch: int
     """Epochs trained (1-based, as in the training report)."""
     metrics: dict[str, float] = field(default_factory=dict)
     """The training-time report of that epoch (``val_ap_macro``, ``train_loss``...)."""
     model: nn.Module | None = None
-    plan: DecodePlan | None = None
+
+    @property
+    def config(self) -> Config:
+        """The run's config (``data.uri``: the shard set it is opened on)."""
+        return self.run.config
+
+    @property
+    def channels(self) -> dict[str, int]:
+        """Raster modality -> channels, in the order the model reads them."""
+        return self.run.channels
+
+    @property
+    def classes(self) -> list[str]:
+        """Class (or regression target) names."""
+        return list(self.run.classes)
+
+    @property
+    def task(self) -> str:
+        """The task the model was trained for."""
+        return self.run.task
+
+    @property
+    def plan(self) -> DecodePlan:
+        """The decode plan of evaluation (no training subset, no augmentation)."""
+        return self.run.eval_plan
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -97,33 +121,24 @@ def read_checkpoint_meta(uri: str) -> tuple[dict[str, Any], str, str]:
     return meta, local, uri
 
 
-def _check_data(meta: dict[str, Any], manifest: Manifest, plan: DecodePlan, uri: str) -> None:
+def _check_data(meta: dict[str, Any], manifest: Manifest, run: RunPlan, uri: str) -> None:
     if list(manifest.classes) != list(meta["classes"]):
         raise RsrayError(f"{manifest.uri}: classes {list(manifest.classes)} differ from the "
                          f"checkpoint's {meta['classes']} ({uri})")
     if manifest.task != meta["task"]:
         raise RsrayError(f"{manifest.uri}: task {manifest.task!r}, the checkpoint {uri} was "
                          f"trained for {meta['task']!r}")
-    if plan.channels != dict(meta["channels"]):
-        raise RsrayError(f"{manifest.uri}: channels {plan.channels} differ from the "
+    if run.channels != dict(meta["channels"]):
+        raise RsrayError(f"{manifest.uri}: channels {run.channels} differ from the "
                          f"checkpoint's {meta['channels']} ({uri})")
-
-
-def build_model(config: Config, channels: dict[str, int], classes: list[str],
-                plan: DecodePlan) -> nn.Module:
-    """The model of ``config`` for these channels and classes (untrained)."""
-    from rsray.models import create_model
-
-    params = dict(config.model.params)
-    if plan.metadata_dim:
-        params["metadata_dim"] = plan.metadata_dim
-    return create_model(config.model.name, modalities=channels, num_classes=len(classes),
-                        **params)
 
 
 def open_checkpoint(uri: str, manifest: Manifest, *, device: str | torch.device = "cpu",
                     with_weights: bool = True) -> LoadedCheckpoint:
     """Rebuild the checkpoint's model for ``manifest`` and load its weights.
+
+    The checkpoint's config is resolved against ``manifest`` (:class:`RunPlan`), and the model
+    built by :meth:`RunPlan.build_model`, as training built it.
 
     Args:
         uri: checkpoint directory (or a run folder holding ``epoch_*`` checkpoints).
@@ -137,20 +152,19 @@ def open_checkpoint(uri: str, manifest: Manifest, *, device: str | torch.device 
     """
     meta, local, uri = read_checkpoint_meta(uri)
     config = Config.from_dict(meta["config"]).with_overrides({"data.uri": manifest.uri})
-    plan = make_plan(manifest, config.data)
-    _check_data(meta, manifest, plan, uri)
+    # the plan's channel order, not meta.json's (written with sorted keys): early fusion
+    # concatenates modalities in this order, so a sorted order would mix up the inputs
+    run = RunPlan.build(config, manifest)
+    _check_data(meta, manifest, run, uri)
     loaded = LoadedCheckpoint(
-        # the plan's order, not meta.json's (written with sorted keys): early fusion
-        # concatenates modalities in this order, so a sorted order would mix up the inputs
-        uri=uri, config=config, channels=dict(plan.channels), classes=list(meta["classes"]),
-        task=str(meta["task"]), epoch=int(meta["epoch"]) + 1,
-        metrics={k: v for k, v in (meta.get("metrics") or {}).items()}, plan=plan,
+        uri=uri, run=run, epoch=int(meta["epoch"]) + 1,
+        metrics={k: v for k, v in (meta.get("metrics") or {}).items()},
     )
     if with_weights:
-        model = build_model(config, loaded.channels, loaded.classes, plan)
+        model = run.build_model()
         load_checkpoint(Path(local), model=model, restore_rng=False)
         loaded.model = model.to(device).eval()
     return loaded
 
 
-__all__ = ["LoadedCheckpoint", "build_model", "open_checkpoint", "read_checkpoint_meta"]
+__all__ = ["LoadedCheckpoint", "open_checkpoint", "read_checkpoint_meta"]

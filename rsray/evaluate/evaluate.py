@@ -94,20 +94,17 @@ def score_split(loaded: LoadedCheckpoint, manifest: Manifest, split: str,
                 device: torch.device | None = None) -> tuple[dict[str, Any], Any]:
     """``(metrics + n_samples, confusion matrix or None)`` of one split, one drop setting."""
     from rsray.train.step import evaluate_split
-    from rsray.train.tasks import build_task
 
     cfg: Config = loaded.config
     device = device or _device()
-    label = manifest.info.get("label", {})
-    task = build_task(cfg, loaded.task, loaded.classes,
-                      label.get("exclude_from_mean", ()), label).to(device)
-    stream = _Stream(build_split(manifest, split, cfg.data, augment=False),
+    task = loaded.run.build_task().to(device)
+    stream = _Stream(build_split(manifest, split, loaded.plan),
                      evaluation_name(split, drop), drop, total=manifest.splits.get(split))
-    assert loaded.model is not None and loaded.plan is not None
+    assert loaded.model is not None
     metrics, confusion = evaluate_split(loaded.model, stream, task,
-                                   torchmetrics.MeanMetric().to(device), loaded.plan,
-                                   batch_size or cfg.data.batch_size, device, cfg.train.amp,
-                                   loaded.modalities)
+                                        torchmetrics.MeanMetric().to(device), loaded.plan,
+                                        batch_size or cfg.data.batch_size, device,
+                                        cfg.train.amp, loaded.modalities)
     if stream.samples == 0:
         raise RsrayError(f"{manifest.uri}: split {split!r} has no samples")
     return {**{k: float(v) for k, v in metrics.items()}, "n_samples": stream.samples}, confusion
@@ -131,6 +128,8 @@ def evaluate_checkpoint(
     drop_modalities: Sequence[str] = (),
     out_dir: str | None = None,
     batch_size: int | None = None,
+    *,
+    manifest: Manifest | None = None,
 ) -> dict[str, dict[str, Any]]:
     """A checkpoint's task metrics on ``splits``, each also once per dropped modality.
 
@@ -143,6 +142,8 @@ def evaluate_checkpoint(
             drops two together.
         out_dir: folder (local or ``s3://``) to write ``metrics.json`` to.
         batch_size: evaluation batch size (default: the checkpoint's ``data.batch_size``).
+        manifest: the shard set, already read and verified (``data_uri`` is then not read
+            again).
 
     Returns:
         ``{"test": {...}, "test@drop=s1": {...}, ...}``: the training-time metric names
@@ -153,20 +154,20 @@ def evaluate_checkpoint(
 
     if not splits:
         raise RsrayError("--splits: name at least one split, e.g. test")
-    meta, _, _ = read_checkpoint_meta(checkpoint)
-    cfg = Config.from_dict(meta["config"])
-    if data_uri:
-        cfg = cfg.with_overrides({"data.uri": data_uri})
+    if manifest is None:
+        meta, _, _ = read_checkpoint_meta(checkpoint)
+        cfg = Config.from_dict(meta["config"])
+        if data_uri:
+            cfg = cfg.with_overrides({"data.uri": data_uri})
+        manifest = load_shard_set(cfg.data, tuple(splits))
     ensure_ray()
     quiet_data_context()
-    manifest = load_shard_set(cfg.data, tuple(splits))
     missing = [s for s in splits if s not in manifest.splits]
     if missing:
         raise RsrayError(f"{manifest.uri}: no split {', '.join(map(repr, missing))} (it has "
                          f"{', '.join(sorted(manifest.splits))})")
     device = _device()
     loaded = open_checkpoint(checkpoint, manifest, device=device)
-    assert loaded.plan is not None
     drops = parse_drops(drop_modalities, [m.name for m in loaded.plan.modalities])
     if manifest.synthetic:
         print(f"[rsray] evaluating on SYNTHETIC data from {manifest.uri}", flush=True)

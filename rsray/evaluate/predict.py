@@ -39,8 +39,10 @@ from rsray.config import Config
 from rsray.data.datasets import READ_BLOCKS_PER_SHARD
 from rsray.data.groups import GROUP_COLUMN, group_rule, shard_columns
 from rsray.data.plan import DecodePlan
+from rsray.data.shards import Manifest
 from rsray.errors import RsrayError
 from rsray.storage import get_fs, join, pyarrow_fs
+from rsray.train.run_plan import RunPlan
 
 PREDICTIONS_META = "_predictions.json"
 CPU_ACTORS_MAX = 4
@@ -53,22 +55,20 @@ class Predictor:
         import ray
         import torch
 
-        from rsray.evaluate.checkpoint import build_model
-
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.plan: DecodePlan = spec["plan"]
-        self.task: str = spec["task"]
+        run: RunPlan = spec["run"]
+        self.plan: DecodePlan = run.eval_plan
+        self.task: str = run.task
         self.drop: tuple[str, ...] = tuple(spec["drop"])
-        self.classes: list[str] = list(spec["classes"])
-        self.label_info: dict[str, Any] = dict(spec.get("label_info") or {})
-        self.amp: str = spec["amp"]
+        self.classes: list[str] = list(run.classes)
+        self.label_info: dict[str, Any] = dict(run.label_info)
+        self.amp: str = run.config.train.amp
+        model = run.build_model()
         dataset, group_columns = spec.get("group") or ("", ())
         self.group = group_rule(dataset, group_columns) if group_columns else None
-        config = Config.from_dict(spec["config"])
-        model = build_model(config, spec["channels"], spec["classes"], self.plan)
         model.load_state_dict(ray.get(state_ref[0]))
         self.model = model.to(self.device).eval()
-        self.modalities = tuple(getattr(model, "modalities", tuple(spec["channels"])))
+        self.modalities = tuple(getattr(model, "modalities", tuple(run.channels)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """Shard rows -> ``patch_id``, ``target`` and ``probs`` / ``pred`` columns."""
@@ -161,6 +161,8 @@ def predict(
     drop_modalities: Sequence[str] = (),
     concurrency: int | None = None,
     batch_size: int | None = None,
+    *,
+    manifest: Manifest | None = None,
 ) -> str:
     """Write a checkpoint's per-sample predictions on ``split`` to ``out_uri`` (Parquet).
 
@@ -174,6 +176,8 @@ def predict(
             ``0`` scores in this process, without actors (a small split inside a Tune trial,
             where starting an actor costs more than the scoring).
         batch_size: rows per model call (default: the checkpoint's ``data.batch_size``).
+        manifest: the shard set, already read and verified (``data_uri`` is then not read
+            again).
 
     Returns:
         ``out_uri``.
@@ -185,26 +189,24 @@ def predict(
     from rsray.evaluate.evaluate import parse_drops
     from rsray.runtime import ensure_ray, quiet_data_context
 
-    meta, _, _ = read_checkpoint_meta(checkpoint)
-    cfg = Config.from_dict(meta["config"])
-    if data_uri:
-        cfg = cfg.with_overrides({"data.uri": data_uri})
+    if manifest is None:
+        meta, _, _ = read_checkpoint_meta(checkpoint)
+        cfg = Config.from_dict(meta["config"])
+        if data_uri:
+            cfg = cfg.with_overrides({"data.uri": data_uri})
+        manifest = load_shard_set(cfg.data, (split,))
     ensure_ray()
     quiet_data_context()
-    manifest = load_shard_set(cfg.data, (split,))
     paths = manifest.shard_paths(split)
     if not paths:
         raise RsrayError(f"{manifest.uri}: no split {split!r} (it has "
                          f"{', '.join(sorted(manifest.splits))})")
     loaded = open_checkpoint(checkpoint, manifest)
-    assert loaded.plan is not None and loaded.model is not None
+    assert loaded.model is not None
     drops = parse_drops(drop_modalities, [m.name for m in loaded.plan.modalities])
     drop = tuple(m for group in drops for m in group)
     rule = group_rule(manifest.dataset, shard_columns(paths, pyarrow_fs(manifest.uri)))
-    spec = {"plan": loaded.plan, "task": loaded.task, "drop": drop,
-            "amp": loaded.config.train.amp, "config": loaded.config.to_dict(),
-            "channels": loaded.channels, "classes": loaded.classes,
-            "label_info": manifest.info.get("label", {}),
+    spec = {"run": loaded.run, "drop": drop,
             "group": (manifest.dataset, rule.columns) if rule else None}
     state_ref = ray.put({k: v.cpu() for k, v in loaded.model.state_dict().items()})
     local = concurrency == 0

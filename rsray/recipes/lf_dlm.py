@@ -37,8 +37,10 @@ import torch
 import torch.nn.functional as F
 
 from rsray.config import Config
+from rsray.data.shards import Manifest
 from rsray.errors import ConfigError, RsrayError
 from rsray.storage import get_fs, is_remote_url, join
+from rsray.train.run_plan import RunPlan
 
 WEIGHT_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 """Aerial weights scored on validation (the series gets ``1 - w``); the paper's 0.7 is in it."""
@@ -96,49 +98,45 @@ def check_recipe_config(cfg: Config) -> None:
         raise ConfigError("model.params.branch: the recipe sets it per branch; leave it unset")
 
 
-def _best_checkpoint(cfg: Config) -> str:
-    from rsray.data.shards import read_manifest
-    from rsray.train.driver import best_checkpoint, fit
-    from rsray.train.tasks import resolve_for_task
+def _best_checkpoint(cfg: Config, manifest: Manifest) -> str:
+    """Train ``cfg`` on ``manifest``; the path of its best checkpoint."""
+    from rsray.train.driver import best_checkpoint, fit_run
 
-    cfg = resolve_for_task(cfg, read_manifest(cfg.data.uri).task)
-    return best_checkpoint(fit(cfg), cfg, f"run {cfg.train.name}").path
+    run = RunPlan.build(cfg, manifest)
+    return best_checkpoint(fit_run(run, manifest), run, f"run {cfg.train.name}").path
 
 
 def fuse(cfg: Config, aerial: Sequence[str], series: str,
-         manifest: Any) -> tuple[Config, Any, Any]:
-    """The ``branch=both`` model of ``cfg`` holding the trained branches' weights, and its plan."""
-    from rsray.data.plan import make_plan
-    from rsray.evaluate.checkpoint import build_model, open_checkpoint
+         manifest: Manifest) -> tuple[RunPlan, Any]:
+    """The ``branch=both`` run of ``cfg`` and its model holding the trained branches' weights."""
+    from rsray.evaluate.checkpoint import open_checkpoint
 
     fused_cfg = cfg.with_overrides({"model.params": {**cfg.model.params, "branch": "both",
                                                      "n_aerial": len(aerial)}})
-    plan = make_plan(manifest, fused_cfg.data)
-    model = build_model(fused_cfg, dict(plan.channels), list(manifest.classes), plan)
+    run = RunPlan.build(fused_cfg, manifest)
+    model = run.build_model()
     for k, path in enumerate(aerial):
         branch = open_checkpoint(path, manifest).model
         model.aerial[k].load_state_dict(branch.aerial[0].state_dict())
     model.series.load_state_dict(open_checkpoint(series, manifest).model.series.state_dict())
-    return fused_cfg, model.eval(), plan
+    return run, model.eval()
 
 
-def score_weights(cfg: Config, model: Any, plan: Any, manifest: Any, split: str,
-                  weights: Sequence[float], metric: str) -> list[dict[str, float]]:
+def score_weights(run: RunPlan, model: Any, manifest: Manifest, split: str,
+                  weights: Sequence[float]) -> list[dict[str, float]]:
     """Validation loss and metrics of every aerial weight, in one pass over ``split``."""
     from rsray.data.datasets import build_split
     from rsray.data.finalize import finalize_batch
     from rsray.train.step import model_inputs
-    from rsray.train.tasks import build_task
 
-    label = manifest.info.get("label", {})
-    tasks = [build_task(cfg, "segmentation", manifest.classes,
-                        label.get("exclude_from_mean", ())) for _ in weights]
+    plan, metric = run.eval_plan, run.metric
+    tasks = [run.build_task() for _ in weights]
     losses = [0.0 for _ in weights]
     n = 0
     modalities = tuple(m.name for m in plan.modalities)
     with torch.no_grad():
-        for raw in build_split(manifest, split, cfg.data, augment=False).iter_torch_batches(
-                batch_size=cfg.data.batch_size):
+        for raw in build_split(manifest, split, plan).iter_torch_batches(
+                batch_size=run.config.data.batch_size):
             batch = finalize_batch(raw, plan)
             target = batch["label"]
             log_pa, log_ps = model.branch_log_probs(model_inputs(batch, modalities))
@@ -171,18 +169,17 @@ def _pick(rows: list[dict[str, float]], metric: str, mode: str) -> float:
     return max(rows, key=key)["aerial_weight"]
 
 
-def _save_fused(model: Any, fused_cfg: Config, weight: float, plan: Any, manifest: Any,
+def _save_fused(model: Any, run: RunPlan, weight: float, manifest: Manifest,
                 metrics: dict[str, float], directory: Path) -> str:
     from rsray.train.checkpoint import save_checkpoint
 
-    cfg = fused_cfg.with_overrides({"model.params": {**fused_cfg.model.params,
-                                                     "aerial_weight": weight,
-                                                     "series_weight": None}})
+    cfg = run.config.with_overrides({"model.params": {**run.config.model.params,
+                                                      "aerial_weight": weight,
+                                                      "series_weight": None}})
     model.fusion_weights.copy_(torch.tensor([weight, 1.0 - weight]))
-    extra = {"config": cfg.to_dict(), "channels": dict(plan.channels),
-             "classes": list(manifest.classes), "task": manifest.task, "metrics": metrics}
+    extra = {**RunPlan.build(cfg, manifest).checkpoint_meta(), "metrics": metrics}
     save_checkpoint(directory, model=model, optimizer=None, scheduler=None, epoch=0,
-                    best_metric=metrics.get(fused_cfg.train.metric), extra=extra)
+                    best_metric=metrics.get(run.metric), extra=extra)
     return str(directory)
 
 
@@ -221,25 +218,23 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
         n_aerial: aerial branches (default the model's ``n_aerial``: 2 for the ensemble).
     """
     from rsray.data.datasets import load_shard_set
+    from rsray.data.plan import default_splits
     from rsray.evaluate import evaluate_checkpoint
     from rsray.evaluate.evaluate import json_safe
-    from rsray.models import create_model
-    from rsray.train.tasks import resolve_for_task
 
     check_recipe_config(cfg)
     bad = [w for w in weights if not 0.0 <= float(w) <= 1.0]
     if not weights or bad:
         raise ConfigError(f"--weights: aerial weights must be in [0, 1], got {list(weights)}")
-    manifest = load_shard_set(cfg.data)
+    manifest = load_shard_set(cfg.data, tuple(dict.fromkeys(  # read and verified once
+        [*default_splits(cfg.data), *test_splits])))
     if manifest.task != "segmentation":
         raise RsrayError(f"{manifest.uri}: the LF-DLM recipe needs a segmentation shard set, "
                          f"this one is {manifest.task!r}")
-    cfg = resolve_for_task(cfg, manifest.task)
+    run = RunPlan.build(cfg, manifest)
+    cfg = run.config
     if n_aerial is None:  # the variant's own number of aerial branches
-        probe = create_model(cfg.model.name, modalities={"aerial": 1, "s2": 1}, num_classes=2,
-                             **{k: v for k, v in cfg.model.params.items()
-                                if k not in ("modalities",)})
-        n_aerial = len(probe.aerial)
+        n_aerial = len(run.build_model().aerial)
     remote = is_remote_url(str(out_dir))
     out = Path(tempfile.mkdtemp(prefix="rsray-lfdlm-")) if remote else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -248,27 +243,27 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
     aerial = []
     for k in range(n_aerial):
         print(f"[rsray] LF-DLM recipe: training aerial branch {k + 1}/{n_aerial}", flush=True)
-        aerial.append(_best_checkpoint(branch_config(cfg, "aerial", k)))
+        aerial.append(_best_checkpoint(branch_config(cfg, "aerial", k), manifest))
     print("[rsray] LF-DLM recipe: training the series branch", flush=True)
-    series = _best_checkpoint(branch_config(cfg, "series"))
+    series = _best_checkpoint(branch_config(cfg, "series"), manifest)
     result = RecipeResult(aerial_checkpoints=aerial, series_checkpoint=series,
                           metric=cfg.train.metric)
-    fused_cfg, model, plan = fuse(cfg, aerial, series, manifest)
+    fused, model = fuse(cfg, aerial, series, manifest)
     split = cfg.data.eval_splits[0]
-    result.grid = score_weights(fused_cfg, model, plan, manifest, split, weights,
-                                cfg.train.metric)
-    result.best_weight = _pick(result.grid, cfg.train.metric, cfg.train.mode)
+    result.grid = score_weights(fused, model, manifest, split, weights)
+    result.best_weight = _pick(result.grid, run.metric, run.mode)
     chosen = next(r for r in result.grid if r["aerial_weight"] == result.best_weight)
     for row in result.grid:
         print(f"[rsray]   aerial weight {row['aerial_weight']:.1f}: "
               f"{cfg.train.metric} {row[cfg.train.metric]:.4f}", flush=True)
     print(f"[rsray] LF-DLM recipe: chosen aerial weight {result.best_weight:.1f} "
           f"({cfg.train.metric} {chosen[cfg.train.metric]:.4f}; paper: 0.7)", flush=True)
-    result.fused_checkpoint = _save_fused(model, fused_cfg, result.best_weight, plan, manifest,
-                                          chosen, out / "fused_checkpoint")
+    result.fused_checkpoint = _save_fused(model, fused, result.best_weight, manifest, chosen,
+                                          out / "fused_checkpoint")
     splits = [s for s in test_splits if s in manifest.splits]
     if splits:
-        result.test = evaluate_checkpoint(result.fused_checkpoint, cfg.data.uri, splits)
+        result.test = evaluate_checkpoint(result.fused_checkpoint, cfg.data.uri, splits,
+                                          manifest=manifest)
     plot_weights(result.grid, cfg.train.metric, result.best_weight, out / "weights.png")
     doc = {**asdict(result), "synthetic": manifest.synthetic, "data": manifest.uri,
            "model": cfg.model.name}

@@ -54,14 +54,13 @@ def parameter_count(checkpoint: str, data_uri: str | None) -> int | None:
         return None
     model = None
     try:
-        from rsray.evaluate.checkpoint import build_model, open_checkpoint
+        from rsray.evaluate.checkpoint import open_checkpoint
 
         if data_uri:
             from rsray.data.shards import read_manifest
 
             loaded = open_checkpoint(checkpoint, read_manifest(data_uri), with_weights=False)
-            assert loaded.plan is not None
-            model = build_model(loaded.config, loaded.channels, loaded.classes, loaded.plan)
+            model = loaded.run.build_model()
     except Exception:  # a moved shard set: build from the checkpoint alone
         model = None
     if model is None:

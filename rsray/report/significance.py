@@ -15,6 +15,7 @@ Intervals are bootstrap percentiles of the metric itself, so they never leave it
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,8 @@ def resampling(groups: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
         why = (f"resamples single samples: {n - len(named)} test samples have no group, so "
                "the interval ignores spatial correlation and is likely too narrow")
     else:
-        why = (f"resamples single samples: the test split has only {distinct} {what}(s), "
+        why = (f"resamples single samples: the test split has only {distinct} "
+               f"{what}{'' if distinct == 1 else 's'}, "
                f"too few (< {MIN_GROUPS}) for a group bootstrap; the interval ignores "
                "spatial correlation and is likely too narrow")
     return Resampling(n_boot, n, np.arange(n), False, why, seed)
@@ -192,7 +194,8 @@ def per_class_intervals(study_dir: Path, meta: StudyMeta, df: pd.DataFrame,
     rows = []
     b_full, b_dist = scored[meta.baseline]
     for arm, (full, dist) in scored.items():
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a class never present: NaN
             lo, hi = np.nanpercentile(dist, [a, 100 - a], axis=0)
             d = dist - b_dist
             dlo, dhi = np.nanpercentile(d, [a, 100 - a], axis=0)

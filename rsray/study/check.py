@@ -225,8 +225,7 @@ def _space_sample(space: str) -> dict[str, Any]:
 
 def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
                where: str) -> ArmCheck:
-    from rsray.data.plan import make_plan
-    from rsray.train.tasks import resolve_for_task
+    from rsray.train.run_plan import RunPlan
 
     w = f"{spec.source}: arms.{arm.name}"
     for m in arm.modalities:
@@ -236,8 +235,8 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
                               + ", ".join(manifest.modalities))
     cfg = spec.arm_config(arm, {"data.eval_splits": ["val"]})
     try:
-        cfg = resolve_for_task(cfg, manifest.task)
-        plan = make_plan(manifest, cfg.data, for_training=True)
+        run = RunPlan.build(cfg, manifest)
+        cfg, plan = run.config, run.train_plan
     except ConfigError as exc:
         raise ConfigError(f"{w} (with base and --set): {exc}") from None
     check_config_metrics(cfg, manifest.task, manifest.classes, w)

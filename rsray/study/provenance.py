@@ -35,6 +35,12 @@ def git_commit(where: str | Path | None = None) -> str | None:
     """
     root = Path(where) if where else Path(__file__).resolve().parents[2]
     try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        # a wheel inside a virtualenv inside some repository is not that repository's code
+        mine = Path("rsray") / "study" / "provenance.py"
+        if (Path(top) / mine).resolve() != (root / mine).resolve():
+            return None
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",

@@ -130,7 +130,7 @@ def twin_root(spec: StudySpec, store: StudyStore) -> Path:
 
 def resolve_data(spec: StudySpec, store: StudyStore, data: str | None) -> dict[str, str]:
     """Shard set URI per hold-out rule: ``--data``/``data.uri``, ``holdout_uris``, or a twin."""
-    from rsray.data.registry import synthetic_shards
+    from rsray.data.prepare import synthetic_shards
 
     out: dict[str, str] = {}
     uri = data or spec.data.uri
@@ -187,7 +187,9 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
     """
     from rsray.study.stage1 import CellSearch, run_stage1
     from rsray.train.driver import check_data
-    from rsray.train.tasks import resolve_for_task, table_metrics
+    from rsray.train.run_plan import RunPlan
+    from rsray.train.tasks import table_metrics
+
     out: dict[str, dict[str, Any]] = {}
     todo: list[CellSearch] = []
     manifests: dict[str, Any] = {}
@@ -208,17 +210,16 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
         if cfg.data.uri not in manifests:
             manifests[cfg.data.uri] = check_data(cfg)
         manifest = manifests[cfg.data.uri]
-        cfg = resolve_for_task(cfg, manifest.task)
         todo.append(CellSearch(
             id=cell.id, label=f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} (fraction "
             f"{cell.fraction:g}{', holdout ' + cell.holdout if cell.holdout else ''})",
-            config=cfg.to_dict(), manifest=manifest, space=cell.arm.space,
-            num_samples=spec.search.num_samples, metric=cfg.train.metric,
-            mode=cfg.train.mode, max_epochs=spec.search.max_epochs, record=record,
+            run=RunPlan.build(cfg, manifest), manifest=manifest, space=cell.arm.space,
+            num_samples=spec.search.num_samples, max_epochs=spec.search.max_epochs,
+            record=record,
             keys={"arm": cell.arm.name, "fraction": cell.fraction, "holdout": cell.holdout}))
     if not todo:
         return out
-    concurrency = min(concurrency_of(Config.from_dict(c.config)) for c in todo)
+    concurrency = min(concurrency_of(c.run.config) for c in todo)
     print(f"[study] stage 1: {len(todo)} cell(s) to search ({len(cells) - len(todo)} "
           f"finished or fixed), {sum(c.num_samples for c in todo)} trial(s) in one experiment, "
           f"{concurrency} at a time", flush=True)
@@ -233,7 +234,7 @@ def search_cells(spec: StudySpec, cells: list[Cell], uris: dict[str, str],
     done = run_stage1(
         todo, store=store, grace_period=spec.search.grace_period,
         reduction_factor=spec.search.reduction_factor, concurrency=concurrency,
-        columns=lambda c: table_metrics(c.manifest.task, ["val"]), write=write)
+        columns=lambda c: table_metrics(c.run.task, c.run.data.eval_splits), write=write)
     print(f"[study] stage 1: {len(done)} cell(s) searched in {time.perf_counter() - t0:.0f} s",
           flush=True)
     failed = [c.id for c in todo if not store.exists(c.record)]
@@ -303,7 +304,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from rsray.data.datasets import load_shard_set
     from rsray.evaluate import evaluate_checkpoint, predict
     from rsray.train.driver import best_checkpoint
-    from rsray.train.tasks import resolve_for_task
+    from rsray.train.run_plan import RunPlan
     from rsray.train.trial import run_in_trial, warm_training_data
 
     t0 = time.perf_counter()
@@ -313,27 +314,29 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                           "filesystem); use an object-store folder: --out s3://bucket/prefix")
     out = job["dir"]
     cfg = Config.from_dict(job["config"])
-    manifest = load_shard_set(cfg.data)
-    cfg = resolve_for_task(cfg, manifest.task)
+    # read and verified once: training, evaluation and predictions all use this manifest
+    manifest = load_shard_set(cfg.data, tuple(dict.fromkeys([
+        "train", *cfg.data.eval_splits, *(s for s in job["splits"] if s != "train")])))
+    run = RunPlan.build(cfg, manifest, experiment=job["experiment"], trial=job["run"])
     # the splits that fit in memory are decoded once for all epochs, and once for the seeds
     # of a cell that this (reused) trial process trains one after another
-    data = warm_training_data(cfg, manifest)
-    result = run_in_trial(cfg, manifest=manifest, data=data, name=job["run"],
-                          storage_path=job["storage"], experiment=job["experiment"],
-                          to_tune=False)
-    ckpt = checkpoint_uri(best_checkpoint(result, cfg, job["run"]), job["storage"])
+    data = warm_training_data(run.data, manifest)
+    result = run_in_trial(run, manifest, data=data, name=job["run"],
+                          storage_path=job["storage"], to_tune=False)
+    ckpt = checkpoint_uri(best_checkpoint(result, run, job["run"]), job["storage"])
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []
     evals = evaluate_checkpoint(ckpt, cfg.data.uri, splits, drop_modalities=drops,
-                                out_dir=out)
+                                out_dir=out, manifest=manifest)
     preds = {}
     if job["predictions"] and manifest.task != "segmentation":
         for split in splits:
             # in the trial's own process: an actor's start-up (30-60 s on 2 cores) cost more
             # than scoring a test split
             preds[split] = predict(ckpt, cfg.data.uri, split,
-                                   storage.join(out, f"pred_{split}.parquet"), concurrency=0)
+                                   storage.join(out, f"pred_{split}.parquet"), concurrency=0,
+                                   manifest=manifest)
     rows = []
     for name, metrics in evals.items():
         split, drop = _split_drop(name)
@@ -474,8 +477,8 @@ def _check_state(spec: StudySpec, store: StudyStore, resume: bool, smoke: bool) 
 def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: bool = False,
               data: str | None = None, smoke: bool = False) -> StudyOutcome:
     """Run (or ``resume``) ``spec``: stage 1 per cell, stage 2 per seed, tables, report."""
-    from rsray.ops.security import keep_credentials_out_of_runtime_envs
     from rsray.runtime import ensure_ray
+    from rsray.security import keep_credentials_out_of_runtime_envs
     from rsray.study.results import collect, comparison_text
     t0 = time.perf_counter()
     store = StudyStore(str(study_dir) if study_dir else str(default_study_dir(spec)))

@@ -12,7 +12,7 @@ training fraction) with the trial's parameters.
 :class:`CellRecorder` writes ``cells/<cell>/search.json`` the moment a cell's last trial
 ends (atomic), so a study killed during stage 1 re-runs only the cells without that record,
 in a new experiment (``runs/stage1-r<k>``). The best trial of a cell is chosen as
-``rsray tune`` chooses it (:func:`rsray.report.leaderboard.sort_rows` on the last reported
+``rsray tune`` chooses it (:func:`rsray.tune.leaderboard.sort_rows` on the last reported
 value of the metric).
 """
 
@@ -30,8 +30,9 @@ from ray.tune.search.sample import Domain
 
 from rsray.config import Config
 from rsray.data.shards import Manifest
-from rsray.report.leaderboard import TrialRow, sort_rows
 from rsray.study.store import StudyStore
+from rsray.train.run_plan import RunPlan
+from rsray.tune.leaderboard import TrialRow, sort_rows
 
 CELL_KEY = "study.cell"
 """The trial config key naming the trial's cell (not a config field; removed before use)."""
@@ -43,16 +44,25 @@ class CellSearch:
 
     id: str
     label: str
-    config: dict[str, Any]
+    run: RunPlan
+    """The cell's resolved run (before the trial's parameters): config, metric, mode."""
     manifest: Manifest
     space: str
     num_samples: int
-    metric: str
-    mode: str
     max_epochs: int
     record: str
     """The cell's ``search.json``, relative to the study folder."""
     keys: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> str:
+        """The metric the cell's search ranks trials by."""
+        return self.run.metric
+
+    @property
+    def mode(self) -> str:
+        """``max`` or ``min``: which way :attr:`metric` is better."""
+        return self.run.mode
 
 
 def trial_cell(config: dict[str, Any] | None) -> str:
@@ -81,8 +91,7 @@ class CellSearcher(Searcher):
         self.left: dict[str, int] = {}
         self.owner: dict[str, str] = {}
         for cell in cells:
-            cfg = Config.from_dict(cell.config)
-            searcher, space = make_searcher(cfg, cell.metric, cell.mode)
+            searcher, space = make_searcher(cell.run.config, cell.metric, cell.mode)
             if space:
                 searcher.set_search_properties(cell.metric, cell.mode, dict(space))
             self.searchers[cell.id] = searcher
@@ -245,7 +254,7 @@ class CellRecorder(tune.Callback):
 def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
                         experiment: str) -> Any:
     """The trial driver: the trial's cell's config with the trial's parameters, trained."""
-    by_id = {c.id: (c.config, c.manifest) for c in cells}
+    by_id = {c.id: (c.run.config.to_dict(), c.manifest) for c in cells}
 
     def stage1_trial(params: dict[str, Any]) -> None:
         from rsray.data.datasets import training_datasets
@@ -257,10 +266,11 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
         base, manifest = by_id[trial_cell(params)]
         cfg = Config.from_dict(base).with_overrides(trial_params(params))
         trial_id = tune.get_context().get_trial_id()
+        name = f"trial_{trial_id}"
+        run = RunPlan.build(cfg, manifest, experiment=experiment, trial=name)
         wait_for_trial_resources(cfg, f"trial {trial_id}", DATA_CPUS_PER_TRIAL)
-        data = training_datasets(cfg.data, manifest)  # in memory for all epochs when it fits
-        run_in_trial(cfg, manifest=manifest, data=data, name=f"trial_{trial_id}",
-                     storage_path=trials_storage, experiment=experiment)
+        data = training_datasets(run.data, manifest)  # in memory for all epochs when it fits
+        run_in_trial(run, manifest, data=data, name=name, storage_path=trials_storage)
 
     return tune.with_resources(stage1_trial, cell_resources(cells))
 

@@ -150,8 +150,9 @@ def unseen_by(folder: str, timeout_s: float = 120.0) -> list[str]:
     """The Ray nodes (``ip (node id prefix)``) that cannot see the local ``folder``.
 
     Writes a marker file into ``folder`` and runs a zero-CPU probe task pinned to every
-    alive node; a node whose probe does not find the marker does not share this disk. On a
-    cluster of only this driver's node nothing is probed. Call with Ray initialised.
+    alive node; a node whose probe does not find the marker does not share this disk (a node
+    that does not answer within ``timeout_s`` is not counted). On a cluster of only this
+    driver's node nothing is probed. Call with Ray initialised.
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -164,13 +165,21 @@ def unseen_by(folder: str, timeout_s: float = 120.0) -> list[str]:
     Path(marker).write_text("probe\n")
     try:
         sees = ray.remote(num_cpus=0, max_retries=0)(_sees)
-        refs = {f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})": sees.options(
+        refs = {sees.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(marker) for n in nodes}
-        answers = ray.get(list(refs.values()), timeout=timeout_s)
+        ).remote(marker): f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})" for n in nodes}
+        # a node leaving meanwhile (or too busy to answer in time) is not a verdict
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        blind = []
+        for ref in done:
+            try:
+                if not ray.get(ref):
+                    blind.append(refs[ref])
+            except ray.exceptions.RayError:
+                continue
     finally:
         os.remove(marker)
-    return [name for name, seen in zip(refs, answers, strict=True) if not seen]
+    return sorted(blind)
 
 
 __all__ = ["MIRRORED", "STUDY_JSON", "StudyStore", "unseen_by"]

@@ -1,8 +1,9 @@
 """The driver layer: from a :class:`~rsray.config.Config` to a running ``TorchTrainer``.
 
-``fit(cfg)`` feeds the shard set named in ``cfg.data.uri`` to ``cfg.scaling.num_workers``
-workers: splits that fit ``data.cache_fraction`` of the object store are decoded once and read
-from memory by every epoch, larger ones are streamed.
+``fit(cfg)`` resolves the run (:class:`~rsray.train.run_plan.RunPlan`) and feeds the shard
+set named in ``cfg.data.uri`` to ``cfg.scaling.num_workers`` workers: splits that fit
+``data.cache_fraction`` of the object store are decoded once and read from memory by every
+epoch, larger ones are streamed.
 The run lives at ``<train.storage_path>/<train.name>``; running again with the same
 name resumes from the run's latest checkpoint (Ray Train V2 restores a run from its storage).
 """
@@ -19,12 +20,11 @@ from ray.train.torch import TorchTrainer
 
 from rsray.config import Config
 from rsray.data.datasets import TrainingData, load_shard_set, training_datasets
-from rsray.data.plan import make_plan
 from rsray.data.shards import Manifest
 from rsray.errors import ResourceWaitError, RsrayError
 from rsray.storage import ray_storage
 from rsray.train.loop import train_fn_per_worker
-from rsray.train.tasks import resolve_for_task
+from rsray.train.run_plan import RunPlan, WorkerInput
 
 
 def resolve_use_gpu(cfg: Config) -> bool:
@@ -141,67 +141,38 @@ def run_config(cfg: Config, name: str | None = None, storage_path: str | None = 
     )
 
 
-def loop_config(cfg: Config, manifest: Manifest, *, experiment: str | None = None,
-                trial: str | None = None,
-                augment: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the workers receive: the config and what the shard set says about the data.
-
-    ``experiment``/``trial`` tag the run's metrics (default: ``train.name`` for both).
-    ``augment``: the workers augment the (cached) training split with these arguments
-    (:attr:`rsray.data.datasets.TrainingData.augment`).
-    """
-    plan = make_plan(manifest, cfg.data, for_training=True)
-    label = manifest.info.get("label", {})
-    return {
-        "config": cfg.to_dict(),
-        "channels": plan.channels,
-        "classes": list(manifest.classes),
-        "plan": plan,
-        "eval_plan": make_plan(manifest, cfg.data),
-        "task": manifest.task,
-        "exclude_from_mean": list(label.get("exclude_from_mean", [])),
-        "label_info": dict(label),
-        "synthetic": manifest.synthetic,
-        "tags": {"experiment": experiment or cfg.train.name, "trial": trial or cfg.train.name},
-        "augment": augment,
-        "timing": {"trainer_built": time.time()},
-    }
-
-
 def build_trainer(
-    cfg: Config,
+    run: RunPlan,
+    manifest: Manifest,
     *,
-    manifest: Manifest | None = None,
+    data: TrainingData | None = None,
     datasets: dict[str, Any] | None = None,
     name: str | None = None,
     storage_path: str | None = None,
     callbacks: list[Any] | None = None,
-    experiment: str | None = None,
-    data: TrainingData | None = None,
 ) -> TorchTrainer:
-    """A ``TorchTrainer`` for ``cfg``.
+    """A ``TorchTrainer`` for the resolved run ``run`` on the shard set ``manifest``.
 
     Its datasets: ``data`` (:func:`~rsray.data.datasets.training_datasets`: cached splits
     where they fit, the workers augmenting a cached training split), else ``datasets`` as
     given (streams that Ray Data augments, :func:`~rsray.data.datasets.build_datasets`), else
-    :func:`~rsray.data.datasets.training_datasets` of ``cfg.data``.
+    :func:`~rsray.data.datasets.training_datasets` of ``run.data``. ``name`` names the run in
+    its storage (default ``train.name``); its workers receive ``run`` (:class:`WorkerInput`).
     """
-    if manifest is None:
-        manifest = load_shard_set(cfg.data)
     if data is None and datasets is None:
-        data = training_datasets(cfg.data, manifest)
+        data = training_datasets(run.data, manifest)
     augment = None
     if data is not None:
         datasets, augment = data.datasets, data.augment
-    cfg = resolve_for_task(cfg, manifest.task)
     # read by the controller, which Ray Train starts with the variables set here
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
+    given = WorkerInput(run=run, augment=augment, trainer_built=time.time())
     return TorchTrainer(
         train_fn_per_worker,
-        train_loop_config=loop_config(cfg, manifest, experiment=experiment, trial=name,
-                                      augment=augment),
-        scaling_config=scaling_config(cfg),
-        run_config=run_config(cfg, name=name, storage_path=storage_path, callbacks=callbacks),
+        train_loop_config={"input": given},
+        scaling_config=scaling_config(run.config),
+        run_config=run_config(run.config, name=name, storage_path=storage_path,
+                              callbacks=callbacks),
         datasets=datasets,
     )
 
@@ -228,24 +199,33 @@ def check_data(cfg: Config) -> Manifest:
 
 
 def fit(cfg: Config) -> ray.train.Result:
-    """Train one configuration; returns Ray Train's ``Result`` (metrics, best checkpoints)."""
+    """Train one configuration; returns Ray Train's ``Result`` (metrics, best checkpoints).
+
+    The shard set is read and verified and the run resolved (:class:`RunPlan`) before Ray
+    starts, so a bad ``--data`` or a setting that does not fit the data costs no start-up.
+    """
+    manifest = check_data(cfg)
+    return fit_run(RunPlan.build(cfg, manifest), manifest)
+
+
+def fit_run(run: RunPlan, manifest: Manifest) -> ray.train.Result:
+    """Train the resolved run ``run`` on ``manifest`` (see :func:`fit`)."""
+    from rsray.console import TrainProgress
     from rsray.runtime import ensure_ray
 
-    manifest = check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
     ensure_ray()
-    if manifest.synthetic:
+    if run.synthetic:
         print(f"[rsray] training on SYNTHETIC data from {manifest.uri}", flush=True)
+    cfg = run.config
     wait_for_resources(cfg, f"run {cfg.train.name}", extra_cpus=DATA_CPUS)
-    data = training_datasets(cfg.data, manifest)  # decoded once here when they fit in memory
-    from rsray.console import TrainProgress
-
-    trainer = build_trainer(cfg, manifest=manifest, data=data,
-                            callbacks=[TrainProgress(cfg.train.metric, cfg.train.max_epochs)])
+    data = training_datasets(run.data, manifest)  # decoded once here when they fit in memory
+    trainer = build_trainer(run, manifest, data=data,
+                            callbacks=[TrainProgress(run.metric, cfg.train.max_epochs)])
     return trainer.fit()
 
 
-def best_checkpoint(result: ray.train.Result, cfg: Config, what: str) -> ray.train.Checkpoint:
-    """The run's best checkpoint by ``train.metric`` (else its latest).
+def best_checkpoint(result: ray.train.Result, run: RunPlan, what: str) -> ray.train.Checkpoint:
+    """The run's best checkpoint by its headline metric (else its latest).
 
     Raises:
         RsrayError: the run failed or kept no checkpoint, naming ``what`` (the run).
@@ -253,11 +233,10 @@ def best_checkpoint(result: ray.train.Result, cfg: Config, what: str) -> ray.tra
     if result.error is not None:
         raise RsrayError(f"{what} failed: {result.error}")
     try:
-        ckpt = result.get_best_checkpoint(metric=cfg.train.metric, mode=cfg.train.mode)
+        ckpt = result.get_best_checkpoint(metric=run.metric, mode=run.mode)
     except (AttributeError, RuntimeError, ValueError):
         ckpt = None
     ckpt = ckpt or result.checkpoint
     if ckpt is None:
         raise RsrayError(f"{what}: training produced no checkpoint")
     return ckpt
-

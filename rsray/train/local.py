@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,7 +258,6 @@ def run_local(cfg: Config, *, train_fn: Callable[[dict[str, Any]], None],
 
     run = LocalRun(run_uri, cfg.train.num_to_keep, cfg.train.metric, cfg.train.mode, remember)
     config = {**loop_config, "local_run": run}
-    config.setdefault("timing", {})["trainer_built"] = time.time()
     trainer = TorchTrainer(
         train_fn, train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=0),

@@ -37,15 +37,14 @@ import torchmetrics
 
 from rsray.config import Config
 from rsray.data.passes import EpochStream
-from rsray.data.plan import DecodePlan
 from rsray.errors import ConfigError
-from rsray.models import create_model
 from rsray.train.batches import ResidentSplit, device_generator
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
 from rsray.train.local import LocalRun
 from rsray.train.optim import build_optimizer, build_scheduler
+from rsray.train.run_plan import WorkerInput
 from rsray.train.step import evaluate_splits, train_one_epoch
-from rsray.train.tasks import build_task, metric_mode
+from rsray.train.tasks import early_stopping_metric
 from rsray.train.telemetry import Telemetry
 
 
@@ -55,18 +54,6 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     if best is None:
         return True
     return value > best if mode == "max" else value < best
-
-
-def early_stopping_metric(cfg: Config) -> tuple[str, str]:
-    """``(metric, mode)`` that early stopping watches.
-
-    ``train.early_stopping_metric``, or ``train.metric`` when it is empty; another metric
-    than ``train.metric`` is minimised when it is a loss, else maximised.
-    """
-    metric = cfg.train.early_stopping_metric or cfg.train.metric
-    if metric == cfg.train.metric:
-        return metric, cfg.train.mode
-    return metric, metric_mode(metric)
 
 
 @dataclass
@@ -182,7 +169,7 @@ def _all_workers(count: int, device: torch.device, world: int) -> int:
     return int(t.item())
 
 
-def _startup(timing: dict[str, float], t_start: float) -> dict[str, float]:
+def _startup(trainer_built: float, t_start: float) -> dict[str, float]:
     """The run's fixed cost before its first epoch, in seconds.
 
     ``startup_seconds``: from the driver building the trainer to this function starting
@@ -190,28 +177,23 @@ def _startup(timing: dict[str, float], t_start: float) -> dict[str, float]:
     ``setup_seconds``: this function until its first epoch (model, optimiser, restore).
     """
     out = {"setup_seconds": time.time() - t_start}
-    built = timing.get("trainer_built")
-    if built:
-        out["startup_seconds"] = t_start - built
+    if trainer_built:
+        out["startup_seconds"] = t_start - trainer_built
     return out
 
 
-def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
     """Ray Train worker entry point: restore, then per epoch train, evaluate, report.
 
     Args:
-        loop_config: ``{"config": Config.to_dict(), "channels": {modality: C},
-            "classes": [...], "plan": DecodePlan, "task": str, "exclude_from_mean": [...],
-            "synthetic": bool, "tags": {"experiment", "trial"}}`` built by
-            :func:`rsray.train.driver.loop_config`.
+        loop_config: ``{"input": WorkerInput}``: the run's :class:`RunPlan`, how the workers
+            augment, when the trainer was built (:func:`rsray.train.driver.build_trainer`).
     """
     t_start = time.time()
-    cfg = Config.from_dict(loop_config["config"])
-    classes: list[str] = list(loop_config["classes"])
-    channels: dict[str, int] = dict(loop_config["channels"])
-    plan: DecodePlan = loop_config["plan"]
-    eval_plan: DecodePlan = loop_config.get("eval_plan", plan)
-    local: LocalRun | None = loop_config.get("local_run")
+    given = loop_config["input"]
+    run = given.run
+    cfg = run.config
+    local: LocalRun | None = loop_config.get("local_run")  # type: ignore[assignment]
     if local is None:
         ctx = ray.train.get_context()
         rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -220,11 +202,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed + rank)
 
-    params = dict(cfg.model.params)
-    if plan.metadata_dim:
-        params["metadata_dim"] = plan.metadata_dim
-    model = create_model(cfg.model.name, modalities=channels, num_classes=len(classes), **params)
-    modalities = tuple(getattr(model, "modalities", tuple(channels)))
+    model = run.build_model()
+    modalities = tuple(getattr(model, "modalities", tuple(run.channels)))
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.max_epochs)
     state = restore(model, optimizer, scheduler, rank, local)
@@ -235,21 +214,16 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         device = ray.train.torch.get_device()
     else:
         model, device = local.place(model)
-    task = build_task(cfg, loop_config.get("task", "multilabel"), classes,
-                      loop_config.get("exclude_from_mean", ()),
-                      loop_config.get("label_info")).to(device)
+    task = run.build_task().to(device)
     train_loss = torchmetrics.MeanMetric().to(device)
     eval_loss = torchmetrics.MeanMetric().to(device)
-    tags = loop_config.get("tags", {})
-    telemetry = Telemetry(tags.get("experiment", cfg.train.name),
-                          tags.get("trial", cfg.train.name), rank)
+    telemetry = Telemetry(run.experiment, run.trial, rank)
     train_shard = ray.train.get_dataset_shard("train")
-    eval_shards = {s: ray.train.get_dataset_shard(s) for s in cfg.data.eval_splits}
-    augment = loop_config.get("augment")
+    eval_shards = {s: ray.train.get_dataset_shard(s) for s in run.data.eval_splits}
     rng = np.random.default_rng([cfg.train.seed, rank, resumed_from])
     generator = device_generator(device, [cfg.train.seed, rank, resumed_from])
     resident = None
-    if cfg.data.cache == "device":  # this worker's share of the training split, on its device
+    if run.data.resident:  # this worker's share of the training split, on its device
         t_res = time.perf_counter()
         resident = ResidentSplit.load(train_shard, device)
         if rank == 0:
@@ -260,18 +234,19 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         train_shard = EpochStream(train_shard, passes=cfg.train.max_epochs - state.start_epoch)
     # Fixed cost of this run before its first epoch (see _startup): seconds since the
     # trainer was built (controller, worker group, imports) and this function's own set-up.
-    startup = _startup(loop_config.get("timing", {}), t_start)
+    startup = _startup(given.trainer_built, t_start)
     last_report = 0.0
+    meta = run.checkpoint_meta()
 
     for epoch in range(state.start_epoch, cfg.train.max_epochs):
         t0 = time.perf_counter()
-        stats = train_one_epoch(model, optimizer, train_shard, task, train_loss, plan, cfg,
-                                device, modalities, telemetry, epoch=epoch, rank=rank,
-                                world=world, augment=augment, rng=rng, resident=resident,
+        stats = train_one_epoch(model, optimizer, train_shard, task, train_loss, run, device,
+                                modalities, telemetry, epoch=epoch, rank=rank, world=world,
+                                augment=given.augment, rng=rng, resident=resident,
                                 generator=generator)
         t_eval = time.perf_counter()
-        evaluated, confusion = evaluate_splits(model, eval_shards, task, eval_loss, eval_plan,
-                                               cfg, device, modalities)
+        evaluated, confusion = evaluate_splits(model, eval_shards, task, eval_loss, run, device,
+                                               modalities)
         eval_seconds = time.perf_counter() - t_eval
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
@@ -295,13 +270,13 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         }
         telemetry.epoch({"epoch": epoch + 1, **{k: v for k, v in report.items()
                                                  if k.split("_")[0] in evaluated}})
-        value = report.get(cfg.train.metric, float("nan"))
-        improved = _improved(value, state.best, cfg.train.mode)
+        value = report.get(run.metric, float("nan"))
+        improved = _improved(value, state.best, run.mode)
         if improved:
             state.best, state.stale = value, 0
         else:
             state.stale += 1
-        report["best_" + cfg.train.metric] = state.best if state.best is not None else math.nan
+        report["best_" + run.metric] = state.best if state.best is not None else math.nan
         stop = update_early_stopping(state, report, cfg)
         report["early_stopped"] = stop
         keep = should_checkpoint(epoch, improved=improved,
@@ -312,14 +287,12 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         t_report = time.perf_counter()
         report_and_checkpoint(report, epoch=epoch, rank=rank, model=model, optimizer=optimizer,
                               scheduler=scheduler, state=state, checkpoint=keep,
-                              extra={"config": loop_config["config"], "channels": channels,
-                                     "classes": classes, "task": task.name,
-                                     "confusion_matrix": confusion},
+                              extra={**meta, "confusion_matrix": confusion},
                               upload=cfg.train.checkpoint_upload, local=local)
         last_report = time.perf_counter() - t_report
         if stop:
             if rank == 0:
-                watched = early_stopping_metric(cfg)[0]
+                watched = run.early_stopping[0]
                 print(f"[rsray] early stopping: no {watched} improvement for "
                       f"{state.stop_stale} epoch(s)", flush=True)
             break

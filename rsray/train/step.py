@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsray.config import Config
 from rsray.data.plan import DecodePlan
 from rsray.train.batches import ResidentSplit, model_batches, resolve_augment_on
+from rsray.train.run_plan import RunPlan
 from rsray.train.tasks import Task
 from rsray.train.telemetry import Telemetry
 
@@ -103,7 +103,7 @@ class EpochStats:
 
 
 def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Task,
-                    loss_meter: Any, plan: DecodePlan, cfg: Config, device: torch.device,
+                    loss_meter: Any, run: RunPlan, device: torch.device,
                     modalities: tuple[str, ...], telemetry: Telemetry, *, epoch: int,
                     rank: int, world: int, augment: dict[str, Any] | None = None,
                     rng: np.random.Generator | None = None,
@@ -111,11 +111,12 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
                     generator: torch.Generator | None = None) -> EpochStats:
     """Stream this worker's part of the training split once, stepping the optimiser.
 
-    ``augment``: :func:`~rsray.data.augment.augment_kwargs` when this worker augments (a
+    ``augment``: :attr:`~rsray.data.plan.DataPlan.augment` when this worker augments (a
     cached training split, or ``data.augment_on=device``), ``None`` when Ray Data did.
     ``resident``: the worker's device-resident share (``data.cache=device``) replaces
     ``shard``; ``generator`` draws on-device augmentations and permutations.
     """
+    cfg, plan = run.config, run.train_plan
     model.train()
     loss_meter.reset()
     t0 = time.perf_counter()
@@ -123,7 +124,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
     t_wait = time.perf_counter()
     window = _Window()
     loss = torch.zeros(())
-    augment_on = resolve_augment_on(cfg.data.augment_on, device, resident=resident is not None)
+    augment_on = resolve_augment_on(run.data.augment_on, device, resident=resident is not None)
     batches = model_batches(shard, plan, batch_size=cfg.data.batch_size, device=device,
                             shuffle=cfg.data.shuffle_buffer, augment=augment, rng=rng,
                             augment_on=augment_on, resident=resident, generator=generator)
@@ -163,15 +164,17 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
 
 
 def evaluate_splits(model: torch.nn.Module, shards: dict[str, Any], task: Task, loss_meter: Any,
-                    plan: DecodePlan, cfg: Config, device: torch.device,
+                    run: RunPlan, device: torch.device,
                     modalities: tuple[str, ...]) -> tuple[dict[str, dict[str, float]],
                                                           dict[str, Any]]:
     """Metrics of every evaluation split, and the segmentation confusion matrices."""
+    cfg = run.config
     model.eval()
     evaluated, confusion = {}, {}
     for split, shard in shards.items():
-        evaluated[split], cm = evaluate_split(model, shard, task, loss_meter, plan,
-                                         cfg.data.batch_size, device, cfg.train.amp, modalities)
+        evaluated[split], cm = evaluate_split(model, shard, task, loss_meter, run.eval_plan,
+                                              cfg.data.batch_size, device, cfg.train.amp,
+                                              modalities)
         if cm is not None:
             confusion[split] = cm
     return evaluated, confusion

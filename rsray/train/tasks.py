@@ -201,5 +201,18 @@ def resolve_for_task(cfg: Config, task: str, eval_split: str | None = None) -> C
     return cfg.with_overrides({"train.metric": metric, "train.mode": mode})
 
 
+def early_stopping_metric(cfg: Config) -> tuple[str, str]:
+    """``(metric, mode)`` that early stopping watches.
+
+    ``train.early_stopping_metric``, or ``train.metric`` when it is empty; another metric
+    than ``train.metric`` is minimised when it is a loss, else maximised.
+    """
+    metric = cfg.train.early_stopping_metric or cfg.train.metric
+    if metric == cfg.train.metric:
+        return metric, cfg.train.mode
+    return metric, metric_mode(metric)
+
+
 __all__ = ["DEFAULT_METRIC", "LOWER_IS_BETTER", "TABLE_METRICS", "Task", "build_task",
-           "metric_mode", "resolve_for_task", "table_metrics", "target_standardisation"]
+           "early_stopping_metric", "metric_mode", "resolve_for_task", "table_metrics",
+           "target_standardisation"]

@@ -14,34 +14,36 @@ under ``<storage_path>/<name>``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray.train
 
 from rsray.config import Config
 from rsray.data.datasets import CachedSplit, TrainingData, training_datasets
+from rsray.data.plan import DataPlan
 from rsray.data.shards import Manifest
 from rsray.storage import join
-from rsray.train.driver import build_trainer, loop_config, wait_for_resources
+from rsray.train.driver import build_trainer, wait_for_resources
 from rsray.train.local import run_local, trial_mode
 from rsray.train.loop import train_fn_per_worker
-from rsray.train.tasks import resolve_for_task
+from rsray.train.run_plan import RunPlan, WorkerInput
 
 _WARM: dict[str, dict[str, CachedSplit]] = {}
 """Splits this process decoded for its last run, by shard set (at most one shard set kept)."""
 
 
-def warm_training_data(cfg: Config, manifest: Manifest) -> TrainingData:
+def warm_training_data(data: DataPlan, manifest: Manifest) -> TrainingData:
     """:func:`~rsray.data.datasets.training_datasets`, reusing what this process decoded last.
 
     A reused trial process (``reuse_actors``) trains one cell's seeds one after another: the
     splits they share (same rows, same decode) are decoded once, not once per seed. Only the
     last shard set's splits are kept, so a process holds one set of blocks at a time.
     """
-    data = training_datasets(cfg.data, manifest, shared=_WARM.get(manifest.uri))
+    out = training_datasets(data, manifest, shared=_WARM.get(manifest.uri))
     _WARM.clear()
-    _WARM[manifest.uri] = dict(data.cached)
-    return data
+    _WARM[manifest.uri] = dict(out.cached)
+    return out
 
 
 def wait_for_trial_resources(cfg: Config, what: str, extra_cpus: float) -> None:
@@ -54,19 +56,18 @@ def wait_for_trial_resources(cfg: Config, what: str, extra_cpus: float) -> None:
                        workers=trial_mode(cfg) == "trainer")
 
 
-def run_in_trial(cfg: Config, *, manifest: Manifest, data: TrainingData, name: str,
-                 storage_path: str, experiment: str, to_tune: bool = True) -> ray.train.Result:
-    """Train ``cfg`` as run ``name`` under ``storage_path``; returns its result.
+def run_in_trial(run: RunPlan, manifest: Manifest, *, data: TrainingData, name: str,
+                 storage_path: str, to_tune: bool = True) -> ray.train.Result:
+    """Train the resolved ``run`` as run ``name`` under ``storage_path``; returns its result.
 
     ``to_tune``: report every epoch to the Tune trial this runs in (ASHA, the leaderboard).
     A run with checkpoints in its folder resumes from the newest (a retried or restored
     trial).
     """
-    if trial_mode(cfg) == "trainer":
+    if trial_mode(run.config) == "trainer":
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        trainer = build_trainer(cfg, manifest=manifest, data=data, name=name,
-                                storage_path=storage_path, experiment=experiment,
+        trainer = build_trainer(run, manifest, data=data, name=name, storage_path=storage_path,
                                 callbacks=[TuneReportCallback()] if to_tune else None)
         return trainer.fit()
     on_report = None
@@ -76,8 +77,7 @@ def run_in_trial(cfg: Config, *, manifest: Manifest, data: TrainingData, name: s
         def on_report(metrics: dict[str, Any]) -> None:
             tune.report(metrics)
 
-    cfg = resolve_for_task(cfg, manifest.task)
-    config = loop_config(cfg, manifest, experiment=experiment, trial=name, augment=data.augment)
-    return run_local(cfg, train_fn=train_fn_per_worker, loop_config=config,
+    given = WorkerInput(run=run, augment=data.augment, trainer_built=time.time())
+    return run_local(run.config, train_fn=train_fn_per_worker, loop_config={"input": given},
                      datasets=data.datasets, run_uri=join(storage_path, name),
                      on_report=on_report)

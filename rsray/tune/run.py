@@ -26,12 +26,14 @@ from ray.tune.schedulers import ASHAScheduler
 from rsray.config import Config
 from rsray.data.datasets import CachedSplit, cache_splits, training_datasets
 from rsray.data.shards import Manifest
-from rsray.report.leaderboard import TrialRow, format_table, sort_rows, write_results
 from rsray.storage import join, parse, ray_storage
 from rsray.train.driver import check_data, resolve_use_gpu
 from rsray.train.local import trial_resources, tune_trial_settings
-from rsray.train.tasks import resolve_for_task, table_metrics
+from rsray.train.run_plan import RunPlan
+from rsray.train.tasks import table_metrics
 from rsray.tune.conditional import make_searcher
+from rsray.tune.leaderboard import TrialRow, format_table, sort_rows, write_results
+from rsray.tune.spaces import check_space
 
 
 @dataclass
@@ -76,17 +78,20 @@ def auto_concurrency(cfg: Config) -> int:
     return max(1, int(res.get("CPU", 1) // per_trial))
 
 
-def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str,
+def make_trainable(run: RunPlan, manifest: Manifest, trials_storage: str,
                    shared: dict[str, CachedSplit] | None = None) -> Any:
     """The per-trial driver function Tune runs.
 
-    ``shared``: splits the experiment's driver decoded into the object store once
+    Each trial resolves its own run (:class:`~rsray.train.run_plan.RunPlan`) from the
+    experiment's resolved config with the trial's parameters. ``shared``: splits the
+    experiment's driver decoded into the object store once
     (:func:`~rsray.data.datasets.cache_splits`); every trial whose data settings decode the
     same rows reads them from there instead of reading the shards again. They reach the
     trials through ``tune.with_parameters`` (the object store, so the block references are
     tracked and stay alive while the experiment runs).
     """
-    base = cfg.to_dict()
+    base = run.config.to_dict()
+    experiment = run.config.tune.name
 
     def trial_driver(params: dict[str, Any], shared: dict[str, CachedSplit] | None = None,
                      ) -> None:
@@ -106,12 +111,12 @@ def make_trainable(cfg: Config, manifest: Manifest, trials_storage: str,
             return
         from rsray.train.trial import run_in_trial, wait_for_trial_resources
 
+        trial_run = RunPlan.build(trial_cfg, manifest, experiment=experiment, trial=name)
         wait_for_trial_resources(trial_cfg, f"trial {trial_id}", DATA_CPUS_PER_TRIAL)
-        data = training_datasets(trial_cfg.data, manifest, shared=shared)
-        run_in_trial(trial_cfg, manifest=manifest, data=data, name=name,
-                     storage_path=trials_storage, experiment=cfg.tune.name)
+        data = training_datasets(trial_run.data, manifest, shared=shared)
+        run_in_trial(trial_run, manifest, data=data, name=name, storage_path=trials_storage)
 
-    use_gpu = resolve_use_gpu(cfg)
+    use_gpu = resolve_use_gpu(run.config)
 
     def resources(params: dict[str, Any]) -> dict[str, float]:
         # A local trial trains in its own process: it reserves the worker's share. A trainer
@@ -241,22 +246,24 @@ def tune_fusion(cfg: Config, *, resume: bool = False,
 
     ``callbacks``: more Tune callbacks (a benchmark's clock) beside :func:`run_callbacks`.
     """
-    from rsray.ops.security import keep_credentials_out_of_runtime_envs
     from rsray.runtime import ensure_ray
+    from rsray.security import keep_credentials_out_of_runtime_envs
 
     t0 = time.perf_counter()
+    check_space(cfg.tune.space)
     manifest = check_data(cfg)  # a bad or unreachable shard URI is reported before Ray starts
+    run = RunPlan.build(cfg, manifest, experiment=cfg.tune.name)  # and a misfit setting too
+    cfg = run.config
     ensure_ray()
     keep_credentials_out_of_runtime_envs()  # Tune would copy AWS keys into trials' runtime_env
-    cfg = resolve_for_task(cfg, manifest.task)
     if manifest.synthetic:
         print(f"[rsray] tuning on SYNTHETIC data from {manifest.uri}", flush=True)
     storage, storage_fs = _storage(cfg)
     exp_uri = experiment_uri(cfg)
     # Decoded once for every trial (when they fit data.cache_fraction of the object store).
-    shared = cache_splits(cfg.data, manifest)
-    trainable = make_trainable(cfg, manifest, join(exp_uri, "trials"), shared)
-    metric, mode = cfg.train.metric, cfg.train.mode
+    shared = cache_splits(run.data, manifest)
+    trainable = make_trainable(run, manifest, join(exp_uri, "trials"), shared)
+    metric, mode = run.metric, run.mode
     exp_path = join(storage, cfg.tune.name)
     if resume and tune.Tuner.can_restore(exp_path, storage_filesystem=storage_fs):
         print(f"[rsray] resuming experiment {exp_uri}", flush=True)
@@ -292,7 +299,7 @@ def tune_fusion(cfg: Config, *, resume: bool = False,
             ),
         )
     results = tuner.fit()
-    columns = table_metrics(manifest.task, cfg.data.eval_splits)
+    columns = table_metrics(run.task, run.data.eval_splits)
     rows = sort_rows(_rows(results, metric, mode, cfg.train.max_epochs, columns), metric, mode)
     metric_keys = [*columns, f"best_{metric}"]
     best_row = next((r for r in rows if not math.isnan(r.metrics.get(metric, math.nan))), None)

@@ -289,3 +289,10 @@ def list_spaces() -> list[str]:
 def get_space(name: str) -> dict[str, Any]:
     """The search space called ``name``."""
     return SPACES[name]()
+
+
+def check_space(name: str) -> None:
+    """One-line ConfigError unless ``name`` is a ``tune.space`` (a space or ``conditional``)."""
+    from rsray.config import check_choice
+
+    check_choice("tune", "space", name, [*list_spaces(), "conditional"])

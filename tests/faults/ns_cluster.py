@@ -77,6 +77,8 @@ class NsCluster:
                f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={grpc}",
                f"--runtime-env-agent-port={rte}", f"--metrics-export-port={metrics}",
                "--object-store-memory=150000000", "--disable-usage-stats",
+               # its own Ray folder (inside its private tmpfs): nothing of the head's
+               f"--temp-dir={self.ray_tmp}/{name}",
                f"--resources={{\"nsnode_{name}\": 1}}"]
         shell = f"{script} && exec " + " ".join(f"'{c}'" for c in cmd)
         log = (self.logs or self.ray_tmp) / f"worker_{name}.log"
@@ -98,7 +100,7 @@ class NsCluster:
             for name, p in list(self.workers.items()):
                 # a raylet gets 30 s to register (Ray's fixed limit); on a loaded machine it
                 # may not: start that node again
-                if p.poll() is not None and restarts < 3:
+                if p.poll() is not None and restarts < 5:
                     restarts += 1
                     self.add_worker(name, *self.specs[name])
             time.sleep(1)
@@ -162,6 +164,12 @@ def start_head(env: dict[str, str], logs: Path) -> NsCluster:
            "RAY_AUTH_MODE": "disabled",
            # rsray's local Ray exports "0" (single-machine mode), which refuses worker nodes
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+           # a raylet waits 15 s for its dashboard agent by default; a loaded 2-core machine
+           # may need longer to start that Python process
+           "RAY_agent_register_timeout_ms": "120000",
+           # Ray's memory monitor judges the whole machine: on a shared machine it kills this
+           # cluster's trials for memory other processes use
+           "RAY_memory_monitor_refresh_ms": "0",
            "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}",
            "RAY_ADDRESS": f"127.0.0.1:{port}"}
     head = subprocess.Popen(

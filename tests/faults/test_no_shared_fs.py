@@ -24,6 +24,7 @@ Promised:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,6 +38,9 @@ import yaml
 
 from .conftest import REPO
 from .ns_cluster import NsCluster, start_head, why_unavailable
+
+SEED_RECORD = re.compile(r"cells/[^/]+/seed_\d+/result\.json")
+"""A finished seed's record (Tune and Ray Train write ``result.json`` files of their own)."""
 
 SECRET_ID, SECRET_KEY = "AKIARSRAYNEVERINRECORDS", "rsray-secret-value-never-in-records"
 
@@ -116,8 +120,8 @@ def test_local_study_folder_stops_at_once_when_a_worker_cannot_see_it(cluster, t
     assert run.returncode == 2, (run.stdout + run.stderr)[-3000:]
     assert len(errors) == 1, run.stderr[-3000:]
     assert str(out) in errors[0] and "cannot see" in errors[0] and "s3://" in errors[0]
-    assert "127.0.0.1" in errors[0]  # names the node
-    assert "stage 1" not in run.stdout and "run started" not in run.stdout
+    assert re.search(r"\d+\.\d+\.\d+\.\d+ \([0-9a-f]{8}\)", errors[0])  # names the node(s)
+    assert "[study]" not in run.stdout  # nothing started (the [check] plan lines come first)
     assert seconds < 120, seconds
 
 
@@ -140,10 +144,10 @@ def test_study_in_s3_survives_a_driver_kill_on_a_worker_without_shared_disk(clus
     proc = subprocess.Popen(_study(c, spec, study, f"{bucket}/shards", first_cwd, "--no-report"),
                             env=c.env, cwd=first_cwd, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    deadline, finished = time.monotonic() + 900, {}
+    deadline, finished = time.monotonic() + 1800, {}
     while time.monotonic() < deadline and proc.poll() is None:
         finished = {k: v for k, v in _objects(fs, root).items()
-                    if k.endswith("/result.json")} if fs.exists(root) else {}
+                    if SEED_RECORD.fullmatch(k)} if fs.exists(root) else {}
         if finished:
             break
         time.sleep(0.5)
@@ -160,7 +164,7 @@ def test_study_in_s3_survives_a_driver_kill_on_a_worker_without_shared_disk(clus
     second_cwd = tmp_path / "second"
     done = subprocess.run(_study(c, spec, study, f"{bucket}/shards", second_cwd, "--resume"),
                           env=c.env, cwd=second_cwd, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=1800)
     out = done.stdout + done.stderr
     assert done.returncode == 0, first[-2000:] + out[-3000:]
     assert f"{len(finished)} finished before" in out, out[-3000:]
@@ -168,7 +172,7 @@ def test_study_in_s3_survives_a_driver_kill_on_a_worker_without_shared_disk(clus
     for key, info in finished.items():  # a finished seed was not re-run
         assert after[key]["ETag"] == info["ETag"] and \
             after[key]["LastModified"] == info["LastModified"], key
-    seeds = sorted(k for k in after if k.endswith("/result.json"))
+    seeds = sorted(k for k in after if SEED_RECORD.fullmatch(k))
     assert len(seeds) == 4, seeds
     df = pd.read_parquet(fs.open(f"{root}/results.parquet"))
     test = df[(df.split == "test") & (df.dropped == "") & (df.metric == "ap_macro")]
@@ -236,7 +240,7 @@ def test_study_survives_losing_the_node_of_a_training_seed(cluster, tmp_path):
                             stderr=subprocess.STDOUT, start_new_session=True)
     killed, finished0 = None, None
     try:
-        deadline = time.monotonic() + 1200
+        deadline = time.monotonic() + 1800
         while time.monotonic() < deadline and proc.poll() is None and killed is None:
             fs.invalidate_cache()
             snapshot = f"{run1}/checkpoint_manager_snapshot.json"

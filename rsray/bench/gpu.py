@@ -13,7 +13,7 @@ out is reported as timed out and the next one starts):
    ``progressive_fusion_base`` (pipeline/GPU >= 1: the GPU is the bottleneck);
 3. **trials**: the per-trial fixed cost (CUDA start-up included) of one-worker Tune trials in
    the trial's process (``local``) and through a ``TorchTrainer`` (``trainer``)
-   (:mod:`rsray.tune.bench`);
+   (:mod:`rsray.bench.trials`);
 4. **packing**: the same seeds of one configuration as one trial each against packed into
    one trial (``factors.pack_seeds``): wall time and seeds per hour.
 
@@ -115,13 +115,13 @@ def model_rate(cfg: Config, manifest: Any, name: str, batch_size: int, device: t
 
     from rsray.data.datasets import build_split
     from rsray.data.finalize import finalize_batch
-    from rsray.data.plan import make_plan
     from rsray.models import create_model
     from rsray.train.batches import to_device
+    from rsray.train.run_plan import RunPlan
     from rsray.train.step import autocast, model_inputs
 
-    plan = make_plan(manifest, cfg.data, for_training=True)
-    raw = build_split(manifest, "train", cfg.data, augment=False).take_batch(
+    plan = RunPlan.build(cfg, manifest).train_plan
+    raw = build_split(manifest, "train", plan).take_batch(
         min(batch_size, manifest.splits.get("train", batch_size)), batch_format="numpy")
     batch = finalize_batch(to_device({k: np.array(v) for k, v in raw.items()}, device), plan)
     reps = -(-batch_size // len(batch["label"]))
@@ -166,13 +166,13 @@ def pipeline_rates(cfg: Config, manifest: Any, device: torch.device,
     """Samples/s of the input path into ``device``, per route, last pass; its first batch."""
     from rsray.data.augment import augment_kwargs
     from rsray.data.datasets import build_split, cache_splits
-    from rsray.data.plan import make_plan
     from rsray.train.batches import ResidentSplit, device_generator, model_batches
+    from rsray.train.run_plan import RunPlan
 
-    plan = make_plan(manifest, cfg.data, for_training=True)
-    stream = build_split(manifest, "train", cfg.data, augment=True)
-    cached = cache_splits(cfg.with_overrides({"data.cache": "memory"}).data, manifest,
-                          ["train"])["train"].dataset
+    run = RunPlan.build(cfg.with_overrides({"data.cache": "memory"}), manifest)
+    plan = run.train_plan
+    stream = build_split(manifest, "train", plan, augment_with=augment_kwargs(cfg.data))
+    cached = cache_splits(run.data, manifest, ["train"])["train"].dataset
     resident = ResidentSplit.load(cached, device)
     kwargs = augment_kwargs(cfg.data)
     routes: dict[str, Callable[[], Iterator[Any]]] = {
@@ -199,31 +199,6 @@ def pipeline_rates(cfg: Config, manifest: Any, device: torch.device,
     return out
 
 
-def packing(cfg: Config, root: Path, seeds: int) -> dict[str, float]:
-    """``seeds`` seeds as one trial each, then packed into one trial: wall and seeds/hour."""
-    from rsray.study.runner import run_jobs, seed_dir, seed_job
-    from rsray.study.spec import Evaluation
-    from rsray.study.store import STUDY_JSON, StudyStore
-
-    out: dict[str, float] = {}
-    for pack in (1, seeds):
-        store = StudyStore(root / f"pack{pack}")
-        store.write_json(STUDY_JSON, {})
-        jobs = [seed_job(cfg.with_overrides({"train.seed": s}), store=store, cell="cell",
-                         seed=s, experiment="bench-pack", splits=["test"],
-                         evaluation=Evaluation(splits=["test"], drop_modalities=False,
-                                               predictions=False),
-                         headline="ap_macro", keys={"seed": s}, label=f"seed {s + 1}/{seeds}")
-                for s in range(seeds)]
-        t0 = time.perf_counter()
-        run_jobs(jobs, store, concurrency=1, pack=pack)
-        wall = time.perf_counter() - t0
-        done = sum(store.exists(f"{seed_dir('cell', s)}/result.json") for s in range(seeds))
-        out[f"pack{pack}_seconds"] = wall
-        out[f"pack{pack}_seeds_per_hour"] = done * 3600.0 / wall
-    return out
-
-
 @dataclass
 class GpuBench:
     """What :func:`run_gpu_benchmark` measured; ``errors``: section -> why it has no figures."""
@@ -239,14 +214,18 @@ class GpuBench:
 
 def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float = 450.0,
                       sections: tuple[str, ...] = ("models", "pipeline", "trials", "packing"),
-                      say: Callable[[str], None] = print, shards: str | None = None) -> GpuBench:
+                      say: Callable[[str], None] = print, shards: str | None = None,
+                      packing: Callable[[Config, Path, int], dict[str, float]] | None = None,
+                      ) -> GpuBench:
     """Run the sections (see the module doc) within ``budget_s`` seconds in all.
 
     ``shards``: a BigEarthNet-MM shard set to use (default: synthetic ones made under
-    ``root``).
+    ``root``). ``packing``: what measures packed against separate seeds
+    (:func:`rsray.study.packing.time_packing`; the study layer sits above this one, so the
+    caller hands it in); without it the packing section is reported as not run.
     """
-    from rsray.cli import ensure_synthetic_shards
     from rsray.data.datasets import load_shard_set
+    from rsray.data.prepare import synthetic_shards
     from rsray.runtime import ensure_ray
 
     sizes = SMOKE if smoke else FULL
@@ -264,8 +243,8 @@ def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float 
 
         ensure_ray()
         quiet_data_context()
-        uri = shards or ensure_synthetic_shards(str(root / f"shards{sizes.samples}"),
-                                                sizes.samples)
+        uri = shards or synthetic_shards("bigearthnet", str(root / f"shards{sizes.samples}"),
+                                         sizes.samples, seed=0)
         cfg = load_config(None, [
             f"data.uri={uri}", f"data.image_size={sizes.image_size}",
             "data.batch_size=32" if not smoke else "data.batch_size=8",
@@ -292,7 +271,7 @@ def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float 
                 f"training on {device} = {r['samples_per_s'] / gpu:.2f}")
 
     def trials() -> None:
-        from rsray.tune.bench import format_tune_benchmark, run_tune_benchmark
+        from rsray.bench.trials import format_tune_benchmark, run_tune_benchmark
 
         res = run_tune_benchmark(state["cfg"], trials=1, epochs=1, paths=sizes.trials,
                                  storage=str(root / "tune"))
@@ -301,6 +280,8 @@ def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float 
         say(format_tune_benchmark(res, 1))
 
     def pack() -> None:
+        if packing is None:
+            raise RuntimeError("no packing measurement given (rsray.study.packing.time_packing)")
         out.packing = packing(state["cfg"], root / "pack", sizes.seeds)
         p = out.packing
         say(f"[bench] {sizes.seeds} seeds one trial each: {p['pack1_seconds']:.0f} s "

@@ -272,7 +272,7 @@ def run_ingest_benchmark(
     def loader(ds: Any, **kw: Any) -> Callable[[], Any]:
         return lambda: DataLoader(ds, num_workers=num_workers, **kw)
 
-    ds = build_split(manifest, split, cfg, augment=False)
+    ds = build_split(manifest, split, plan)
     native = {
         "ray": _time("(ii) Ray Data, native arrays",
                      lambda: ds.iter_torch_batches(batch_size=batch_size), passes),

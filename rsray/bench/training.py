@@ -33,8 +33,8 @@ from rsray.config import Config
 from rsray.data.augment import augment_device, augment_kwargs, augment_raw
 from rsray.data.datasets import build_split
 from rsray.data.finalize import finalize_batch
-from rsray.data.plan import make_plan
 from rsray.data.shards import Manifest
+from rsray.train.run_plan import RunPlan
 
 
 @dataclass
@@ -58,34 +58,31 @@ class TrainBench:
         return self.rsray / self.ceiling
 
 
-def compute_ceiling(cfg: Config, manifest: Manifest, *, steps: int = 8,
+def _train_batch(run: RunPlan, manifest: Manifest) -> dict[str, np.ndarray]:
+    """One decoded, un-augmented training batch (native dtypes), in memory."""
+    raw = build_split(manifest, "train", run.train_plan).take_batch(
+        run.config.data.batch_size, batch_format="numpy")
+    return {k: np.array(v) for k, v in raw.items()}
+
+
+def compute_ceiling(run: RunPlan, manifest: Manifest, *, steps: int = 8,
                     threads: int = 1) -> float:
     """Samples/s of forward + backward + step on in-memory batches (the model's own ceiling)."""
-    from rsray.models import create_model
     from rsray.train.optim import build_optimizer
-    from rsray.train.tasks import build_task, resolve_for_task
+    from rsray.train.step import model_inputs
 
-    cfg = resolve_for_task(cfg, manifest.task)
-    plan = make_plan(manifest, cfg.data, for_training=True)
-    raw = build_split(manifest, "train", cfg.data, augment=False).take_batch(
-        cfg.data.batch_size, batch_format="numpy")
-    raw = {k: np.array(v) for k, v in raw.items()}
-    if cfg.data.augment:
-        raw = augment_raw(raw, plan, rng=np.random.default_rng(0), **augment_kwargs(cfg.data))
+    plan = run.train_plan
+    raw = _train_batch(run, manifest)
+    if run.data.augment is not None:
+        raw = augment_raw(raw, plan, rng=np.random.default_rng(0), **run.data.augment)
     batch = finalize_batch(raw, plan)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        params = dict(cfg.model.params)
-        if plan.metadata_dim:
-            params["metadata_dim"] = plan.metadata_dim
-        model = create_model(cfg.model.name, modalities=plan.channels,
-                             num_classes=len(manifest.classes), **params)
-        modalities = tuple(getattr(model, "modalities", tuple(plan.channels)))
-        optimizer = build_optimizer(model, cfg.optim)
-        task = build_task(cfg, manifest.task, list(manifest.classes))
-        from rsray.train.step import model_inputs
-
+        model = run.build_model()
+        modalities = tuple(getattr(model, "modalities", tuple(run.channels)))
+        optimizer = build_optimizer(model, run.config.optim)
+        task = run.build_task()
         model.train()
         inputs, target = model_inputs(batch, modalities), task.target(batch)
 
@@ -104,22 +101,21 @@ def compute_ceiling(cfg: Config, manifest: Manifest, *, steps: int = 8,
         torch.set_num_threads(before)
 
 
-def time_augment(cfg: Config, manifest: Manifest, device: torch.device, *,
+def time_augment(run: RunPlan, manifest: Manifest, device: torch.device, *,
                  repeats: int = 5, threads: int = 1) -> dict[str, float]:
     """Samples/s of augmentation + :func:`finalize_batch` of one training batch, two ways.
 
     ``host``: :func:`augment_raw` in NumPy, copy to ``device``, finalize there (what a CPU
     worker does on a cached split). ``device``: copy the native batch to ``device``, then
     :func:`augment_device` and finalize there (``data.augment_on=device``). Both include the
-    copy, so on a GPU the figure is the whole host-to-model-input path.
+    copy, so on a GPU the figure is the whole host-to-model-input path. The augmentation is the
+    run's (its ``data.*`` settings even when ``data.augment`` is off).
     """
     from rsray.train.batches import device_generator, to_device
 
-    plan = make_plan(manifest, cfg.data, for_training=True)
-    raw = build_split(manifest, "train", cfg.data, augment=False).take_batch(
-        cfg.data.batch_size, batch_format="numpy")
-    raw = {k: np.array(v) for k, v in raw.items()}
-    kwargs = augment_kwargs(cfg.data)
+    plan = run.train_plan
+    raw = _train_batch(run, manifest)
+    kwargs = run.data.augment or augment_kwargs(run.config.data)
     rng, gen = np.random.default_rng(0), device_generator(device, 0)
     n = len(raw["label"])
 
@@ -149,11 +145,11 @@ def time_augment(cfg: Config, manifest: Manifest, device: torch.device, *,
     return out
 
 
-def _fit(cfg: Config) -> dict[str, float]:
-    from rsray.train.driver import fit
+def _fit(cfg: Config, manifest: Manifest) -> dict[str, float]:
+    from rsray.train.driver import fit_run
 
     t0 = time.perf_counter()
-    result = fit(cfg)
+    result = fit_run(RunPlan.build(cfg, manifest), manifest)
     if result.error is not None:
         raise RuntimeError(f"bench fit failed: {result.error}")
     m = result.metrics
@@ -212,22 +208,24 @@ def run_train_benchmark(cfg: Config, manifest: Manifest, *, epochs: int = 2, tri
     """
     from rsray.runtime import ensure_ray
 
+    run = RunPlan.build(cfg, manifest)
     ensure_ray()
     threads = max(1, int(cfg.scaling.cpus_per_worker))
-    ceiling = compute_ceiling(cfg, manifest, steps=steps, threads=threads)
+    ceiling = compute_ceiling(run, manifest, steps=steps, threads=threads)
     out = TrainBench(cfg.model.name, cfg.data.batch_size, threads, ceiling)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     fit_cfg = cfg.with_overrides({"train.max_epochs": epochs, "train.storage_path": storage,
                                   "train.name": f"bench-fit-{stamp}"})
-    out.fit = _fit(fit_cfg)
+    out.fit = _fit(fit_cfg, manifest)
     out.rsray = out.fit.get("train_samples_per_second", math.nan)
     if variants:
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available()
                                            else [])
-        out.augment = {str(d): time_augment(cfg, manifest, d, threads=threads) for d in devices}
+        out.augment = {str(d): time_augment(run, manifest, d, threads=threads)
+                       for d in devices}
         for i, (name, overrides) in enumerate(variants.items()):
             out.variants[name] = _fit(fit_cfg.with_overrides(
-                {**overrides, "train.name": f"bench-fit-{stamp}-v{i}"}))
+                {**overrides, "train.name": f"bench-fit-{stamp}-v{i}"}), manifest)
     if not skip_tune:
         tune_cfg = cfg.with_overrides({
             "train.max_epochs": epochs, "train.storage_path": storage,
