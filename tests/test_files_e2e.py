@@ -87,6 +87,8 @@ def test_yaml_to_prepare_to_study_init_to_report(tmp_path: Path, ray_session, ca
 
     df = pd.read_parquet(out / "results.parquet")
     assert set(df["arm"]) == set(keep)
-    assert np.isfinite(df.filter(like="oa").select_dtypes("number").to_numpy()).any()
+    oa = df[(df["metric"] == "oa") & (df["split"] == "test")]  # tidy: one row per value
+    assert oa.groupby("arm")["seed"].nunique().to_dict() == dict.fromkeys(keep, 2)
+    assert np.isfinite(oa["value"].astype(float)).all()
     report = (out / "report.md").read_text()
     assert "gated" in report and "s2_only" in report
