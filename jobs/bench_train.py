@@ -1,11 +1,13 @@
-"""Training benchmark: model ceiling vs rsray's training rate, and Tune wall time vs training.
+"""Training benchmark: model ceiling vs rsray's training rate, and what a Tune trial costs.
 
-    python jobs/bench_train.py                          # demo model, synthetic BigEarthNet-MM
+    python jobs/bench_train.py --trials 8 --epochs 2    # demo model, synthetic BigEarthNet-MM
     python jobs/bench_train.py --shards URI --model progressive_fusion_base --trials 4
     python jobs/bench_train.py --compare --trials 0     # GPU path / async upload side by side
 
-Targets (issue 11): pipeline tax >= 0.9; Tune wall <= 1.3x the trials' training time;
-second-and-later epochs reach their first batch in <= 0.5 s.
+Targets: pipeline tax >= 0.9; second-and-later epochs reach their first batch in <= 0.5 s;
+median fixed cost per one-worker trial <= 3 s and Tune wall <= 1.3x the trials' training
+loops, measured for one-worker trials in the trial's process (``local``) and through a
+``TorchTrainer`` (``trainer``) side by side in one run (rsray.bench.trials).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from typing import Any
 
 from rsray.bench.training import run_train_benchmark
+from rsray.bench.trials import format_tune_benchmark, run_tune_benchmark
 from rsray.cli import ensure_synthetic_shards
 from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
 from rsray.config import load_config
@@ -29,6 +32,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "augment_on=host (cached)": {"data.cache": "memory", "data.augment_on": "host"},
     "augment_on=device (cached)": {"data.cache": "memory", "data.augment_on": "device"},
     "cache=device": {"data.cache": "device"},
+    "streamed (data.cache=off)": {"data.cache": "off"},
 }
 """What ``--compare`` trains, each beside the others on the same shards."""
 
@@ -39,12 +43,14 @@ def _print_compare(r: Any) -> None:
         print(f"  augment + finalize_batch on {dev}: host {a['host']:.0f} samples/s, "
               f"device {a['device']:.0f} samples/s, device/host = "
               f"{a['device'] / a['host']:.2f}")
-    print(f"  {'variant':32s} {'samples/s':>9s} {'wait':>5s} {'epoch s':>8s} {'report s':>8s}")
+    print(f"  {'variant':32s} {'samples/s':>9s} {'wait':>5s} {'epoch s':>8s} {'report s':>8s} "
+          f"{'1st batch s':>11s}")
     for name, f in r.variants.items():
         print(f"  {name:32s} {f.get('train_samples_per_second', float('nan')):9.1f} "
               f"{f.get('data_wait_share', float('nan')):5.0%} "
               f"{f.get('epoch_seconds', float('nan')):8.1f} "
-              f"{f.get('report_seconds', float('nan')):8.2f}")
+              f"{f.get('report_seconds', float('nan')):8.2f} "
+              f"{f.get('train_first_batch_seconds', float('nan')):11.2f}")
     v = r.variants
 
     def ratio(a: str, b: str, key: str) -> float:
@@ -68,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="synthetic patch pairs (without --shards)")
     p.add_argument("--shards", help="a prepared shard set instead of synthetic data")
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--trials", type=int, default=8, help="trials of the local path (0: none)")
+    p.add_argument("--trainer-trials", type=int, default=4,
+                   help="trials of the TorchTrainer path (0: not run)")
     p.add_argument("--steps", type=int, default=8, help="timed steps of the ceiling")
     p.add_argument("--smoke-test", action="store_true", help="2 trials of 1 epoch")
     p.add_argument("--compare", action="store_true",
@@ -83,13 +91,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> None:
     """The benchmark itself, on the parsed flags."""
     if args.smoke_test:
-        args.epochs, args.trials, args.steps = 1, 2, 2
+        args.epochs, args.trials, args.trainer_trials, args.steps = 1, 2, 2, 2
     shards = args.shards or ensure_synthetic_shards("rsray_data/bench_train", args.n)
     cfg = load_config(args.config, [f"data.uri={shards}", f"model.name={args.model}", *args.set])
     r = run_train_benchmark(cfg, load_shard_set(cfg.data), epochs=args.epochs,
-                            trials=args.trials, steps=args.steps, skip_tune=args.trials == 0,
+                            trials=args.trials, steps=args.steps, skip_tune=True,
                             variants=VARIANTS if args.compare else None)
-    f, t = r.fit, r.tune
+    f = r.fit
     print(f"\ntraining benchmark: {r.model}, batch {r.batch_size}, {r.threads} torch thread(s)")
     print(f"  model ceiling (in-memory batches)  {r.ceiling:8.1f} samples/s")
     print(f"  rsray training (last epoch)        {r.rsray:8.1f} samples/s  "
@@ -99,23 +107,13 @@ def _run(args: argparse.Namespace) -> None:
           "   (target <= 0.5)")
     print(f"  run start-up {f.get('startup_seconds', 0):.1f} s, worker set-up "
           f"{f.get('setup_seconds', 0):.1f} s, eval {f.get('eval_seconds', 0):.1f} s/epoch")
-    if t:
-        print(f"  tune: {t['trials']:.0f} trials x {args.epochs} epochs in "
-              f"{t['wall_seconds']:.0f} s; training {t['train_seconds']:.0f} s, "
-              f"model compute {t['compute_seconds']:.0f} s")
-        print(f"  tune wall / training = {t['wall_over_train']:.2f}   (target <= 1.3); "
-              f"wall / compute = {t['wall_over_compute']:.2f}")
-        print(f"  per trial: start-up {t['startup_seconds']:.1f} s, later epochs' first batch "
-              f"{t['first_batch_later_epochs']:.2f} s")
-        if "split_rest" in t:
-            names = {"startup": "start-up", "setup": "set-up", "train": "training",
-                     "eval": "eval", "report": "report + checkpoint"}
-            parts = ", ".join(f"{label} {t[f'split_{k}_seconds'] / t['wall_seconds']:.0%}"
-                              for k, label in names.items())
-            print(f"  tune wall split: {parts}, rest (trial actors, scheduling, driver) "
-                  f"{t['split_rest'] / t['wall_seconds']:.0%}")
     if r.variants:
         _print_compare(r)
+    paths = {m: n for m, n in (("local", args.trials), ("trainer", args.trainer_trials)) if n}
+    if paths:
+        tuned = run_tune_benchmark(cfg, trials=args.trials, epochs=args.epochs, paths=paths)
+        print(f"\ntune benchmark: {args.epochs} epoch(s) per trial, one trial at a time")
+        print(format_tune_benchmark(tuned, args.epochs))
 
 
 if __name__ == "__main__":

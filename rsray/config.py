@@ -329,11 +329,22 @@ class ScalingConfig:
     there, so the trials ask for GPUs and the autoscaler adds GPU nodes."""
     cpus_per_worker: float = 1.0
     """CPUs reserved per worker; fractional values leave CPUs for Ray Data on small nodes."""
+    trial_mode: Literal["auto", "local", "trainer"] = "auto"
+    """How a Tune trial (``rsray tune``, a study's runs) trains: ``local`` runs the training
+    function in the trial's own process (Ray Train V2 local mode: no controller actor, no
+    worker group; the trial reserves the worker's CPUs/GPU, Tune retries it after a failure);
+    ``trainer`` starts a full ``TorchTrainer`` per trial; ``auto``: ``local`` when
+    ``num_workers`` is 1. ``rsray train`` always uses the ``TorchTrainer``."""
 
     def validate(self) -> None:
         """Check values and ranges."""
         _range("scaling", "num_workers", self.num_workers, 1)
         _choice("scaling", "use_gpu", self.use_gpu, ["auto", "yes", "no"])
+        _choice("scaling", "trial_mode", self.trial_mode, ["auto", "local", "trainer"])
+        if self.trial_mode == "local" and self.num_workers != 1:
+            raise ConfigError(f"scaling.trial_mode: 'local' runs one worker, but "
+                              f"scaling.num_workers is {self.num_workers}; use 'trainer' "
+                              "or 'auto'")
         _range("scaling", "cpus_per_worker", self.cpus_per_worker, 0.0, lo_open=True)
 
 

@@ -182,7 +182,14 @@ def cache_splits(data: DataPlan, manifest: Manifest, splits: Sequence[str] | Non
         return out
     for s, (plan, rows, nbytes) in todo.items():
         t0 = time.perf_counter()
-        ds = build_split(manifest, s, plan).materialize()
+        ds = build_split(manifest, s, plan)
+        # rows in shard order: a run repeated with its seed sees the same batches
+        options = ds.context.execution_options
+        before, options.preserve_order = options.preserve_order, True
+        try:
+            ds = ds.materialize()
+        finally:
+            options.preserve_order = before
         out[s] = CachedSplit(decode_key(plan), ds, rows, nbytes, time.perf_counter() - t0)
         print(f"[rsray] {s}: {rows} rows ({nbytes / 2**20:.0f} MiB) decoded into the object "
               f"store in {out[s].seconds:.1f} s; every epoch reads them from memory", flush=True)

@@ -39,7 +39,7 @@ from typing import Any
 from rsray import storage
 from rsray.config import Config
 from rsray.errors import ConfigError
-from rsray.study.spec import Arm, StudySpec
+from rsray.study.spec import Arm, Evaluation, StudySpec
 from rsray.study.store import STUDY_JSON, StudyStore
 
 
@@ -276,6 +276,24 @@ def check_shared(folder: str, what: str, instead: str) -> None:
                           f"results would be lost; {instead}")
 
 
+def seed_job(cfg: Config, *, store: StudyStore, cell: str, seed: int, experiment: str,
+             splits: list[str], evaluation: Evaluation, headline: str, keys: dict[str, Any],
+             label: str) -> dict[str, Any]:
+    """One stage-2 job: train ``cfg`` (seed ``seed`` of cell ``cell``), evaluate, record.
+
+    Its run is ``<cell>__seed<seed>`` under the study's ``runs/stage2`` (what
+    :func:`pack_jobs` groups by); its rows, tagged with ``keys``, go to
+    ``cells/<cell>/seed_<seed>/result.json`` of ``store``.
+    """
+    run = f"{cell}__seed{seed}"
+    return {"id": run, "root": store.uri, "dir": store.join(seed_dir(cell, seed)),
+            "cell": cell, "seed": seed, "run": run, "experiment": experiment,
+            "storage": store.join("runs", "stage2"), "config": cfg.to_dict(),
+            "splits": list(dict.fromkeys(splits)), "drop": evaluation.drop_modalities,
+            "predictions": evaluation.predictions, "headline": headline, "keys": keys,
+            "label": label}
+
+
 def _split_drop(name: str) -> tuple[str, str]:
     split, _, drop = name.partition("@drop=")
     return split, drop
@@ -285,8 +303,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one seed of one cell, evaluate its best checkpoint, save predictions and rows."""
     from rsray.data.datasets import load_shard_set
     from rsray.evaluate import evaluate_checkpoint, predict
-    from rsray.train.driver import best_checkpoint, build_trainer
+    from rsray.train.driver import best_checkpoint
     from rsray.train.run_plan import RunPlan
+    from rsray.train.trial import run_in_trial, warm_training_data
 
     t0 = time.perf_counter()
     store = StudyStore(job["root"])
@@ -299,9 +318,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     manifest = load_shard_set(cfg.data, tuple(dict.fromkeys([
         "train", *cfg.data.eval_splits, *(s for s in job["splits"] if s != "train")])))
     run = RunPlan.build(cfg, manifest, experiment=job["experiment"], trial=job["run"])
-    # no datasets given: the splits that fit in memory are decoded once for all epochs
-    trainer = build_trainer(run, manifest, name=job["run"], storage_path=job["storage"])
-    ckpt = checkpoint_uri(best_checkpoint(trainer.fit(), run, job["run"]), job["storage"])
+    # the splits that fit in memory are decoded once for all epochs, and once for the seeds
+    # of a cell that this (reused) trial process trains one after another
+    data = warm_training_data(run.data, manifest)
+    result = run_in_trial(run, manifest, data=data, name=job["run"],
+                          storage_path=job["storage"], to_tune=False)
+    ckpt = checkpoint_uri(best_checkpoint(result, run, job["run"]), job["storage"])
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []
@@ -328,27 +350,68 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def pack_jobs(jobs: list[dict[str, Any]], k: int) -> dict[str, list[dict[str, Any]]]:
+    """The jobs in packs of up to ``k`` seeds of one cell, keyed by the pack's first job id.
+
+    A cell's seeds are the jobs whose ids share the part before ``__seed``.
+    """
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_cell.setdefault(job["id"].split("__seed")[0], []).append(job)
+    return {chunk[0]["id"]: chunk for cell in by_cell.values()
+            for chunk in (cell[i:i + k] for i in range(0, len(cell), k))}
+
+
+def _pack_summary(pack: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the progress lines show of a pack: its seeds' labels, the last seed's result."""
+    if len(pack) == 1:
+        return pack[0]
+    seeds = ", ".join(str(j["seed"] + 1) for j in pack)
+    return {**pack[-1], "label": f"{pack[0]['label'].rsplit(' seed ', 1)[0]} seeds {seeds} "
+                                 f"(packed)"}
+
+
+def run_pack(pack: list[dict[str, Any]]) -> None:
+    """Train the seeds of one pack one after another (a seed already done is skipped)."""
+    for job in pack:
+        if not StudyStore(job["root"]).exists(f"{seed_dir(job['cell'], job['seed'])}/result.json"):
+            run_job(job)
+
+
 def run_jobs(jobs: list[dict[str, Any]], store: StudyStore, concurrency: int,
-             max_failures: int = 0) -> None:
-    """Stage-2 jobs as Tune trials with fixed configurations, ``concurrency`` at a time."""
+             max_failures: int = 0, pack: int = 1) -> None:
+    """Stage-2 jobs as Tune trials with fixed configurations, ``concurrency`` at a time.
+
+    ``pack`` (``factors.pack_seeds``): up to this many seeds of one cell per trial
+    (:func:`pack_jobs`), trained one after another in the trial's process.
+    """
     from ray import tune
 
     from rsray.study.progress import Stage2Progress
+    from rsray.train.driver import resolve_use_gpu
+    from rsray.train.local import trial_resources, tune_trial_settings
 
-    by_id = {j["id"]: j for j in jobs}
+    packs = pack_jobs(jobs, pack)
+    by_id = {k: _pack_summary(p) for k, p in packs.items()}
+    configs = {k: Config.from_dict(p[0]["config"]) for k, p in packs.items()}
+    use_gpu = {k: resolve_use_gpu(c) for k, c in configs.items()}
+    _, reuse = tune_trial_settings(list(configs.values()))
+
+    def resources(params: dict[str, Any]) -> dict[str, float]:
+        return trial_resources(configs[params["job"]], use_gpu[params["job"]])
 
     def stage2_trial(params: dict[str, Any]) -> None:
         from rsray.runtime import quiet_data_context
 
         quiet_data_context()
-        run_job(by_id[params["job"]])
+        run_pack(packs[params["job"]])
 
     attempt = len([d for d in store.subdirs("runs") if d.startswith("stage2-r")])
     path, fs = store.ray_storage("runs")
     tuner = tune.Tuner(
-        tune.with_resources(stage2_trial, {"CPU": 0.01}),
+        tune.with_resources(stage2_trial, resources),
         param_space={"job": tune.grid_search(list(by_id))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=reuse),
         run_config=tune.RunConfig(name=f"stage2-r{attempt}", storage_path=path,
                                   storage_filesystem=fs, verbose=0,
                                   # a trial whose node is lost starts again on another; its
@@ -452,26 +515,23 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
                 "train.seed": seed, "train.name": run,
                 "train.storage_path": store.join("runs", "stage2"),
             })
-            jobs.append({
-                "id": run, "root": store.uri, "dir": store.join(out), "cell": cell.id,
-                "seed": seed, "run": run, "experiment": spec.name,
-                "storage": store.join("runs", "stage2"), "config": cfg.to_dict(),
-                "splits": list(dict.fromkeys([*spec.evaluation.splits, "ood"])),
-                "drop": spec.evaluation.drop_modalities,
-                "predictions": spec.evaluation.predictions, "headline": headline,
-                "keys": {"study": spec.name, "arm": cell.arm.name, "model": cfg.model.name,
-                         "fraction": cell.fraction, "holdout": cell.holdout or "none",
-                         "seed": seed},
-                "label": f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} fraction "
-                         f"{cell.fraction:g} seed {seed + 1}/{spec.factors.seeds}",
-            })
+            jobs.append(seed_job(
+                cfg, store=store, cell=cell.id, seed=seed, experiment=spec.name,
+                splits=[*spec.evaluation.splits, "ood"], evaluation=spec.evaluation,
+                headline=headline,
+                keys={"study": spec.name, "arm": cell.arm.name, "model": cfg.model.name,
+                      "fraction": cell.fraction, "holdout": cell.holdout or "none",
+                      "seed": seed},
+                label=f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} fraction "
+                      f"{cell.fraction:g} seed {seed + 1}/{spec.factors.seeds}"))
     done = len(cells) * spec.factors.seeds - len(jobs)
     if jobs:
         concurrency = min(concurrency_of(Config.from_dict(j["config"])) for j in jobs)
         print(f"[study] stage 2: {len(jobs)} training run(s) to go ({done} finished before), "
               f"{concurrency} at a time", flush=True)
         run_jobs(jobs, store, concurrency, max_failures=max(
-            Config.from_dict(j["config"]).train.max_failures for j in jobs))
+            Config.from_dict(j["config"]).train.max_failures for j in jobs),
+            pack=spec.factors.pack_seeds)
     table = collect(store.uri)
     done_now = set(store.glob("cells/*/seed_*/result.json"))
     missing = [f"{c.id} seed {s}" for c in cells for s in range(spec.factors.seeds)

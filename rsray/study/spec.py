@@ -102,6 +102,10 @@ class Factors:
     """Real data: the shard set prepared with each hold-out rule (``--holdout RULE``)."""
     seeds: int = 5
     """Stage-2 retrainings of each cell's best configuration."""
+    pack_seeds: int = 1
+    """Stage-2 seeds of one cell trained one after another in one trial process (each with
+    its own seed, so each equals its separate run); ``1``: every seed is its own trial. Packs
+    pay one trial start-up and one split decode for up to this many seeds."""
 
 
 @dataclass
@@ -386,6 +390,9 @@ def spec_from_dict(raw: Any, where: str = "spec", *, root: Path | None = None,
                           f"search.max_epochs ({search.max_epochs})")
     factors = _build(Factors, raw.get("factors") or {}, p + "factors")
     _expect(p + "factors.seeds", factors.seeds, int, "an integer")
+    _expect(p + "factors.pack_seeds", factors.pack_seeds, int, "an integer")
+    if factors.pack_seeds < 1:
+        raise ConfigError(f"{p}factors.pack_seeds: {factors.pack_seeds} must be >= 1")
     if factors.seeds < 1:
         raise ConfigError(f"{p}factors.seeds: {factors.seeds} must be >= 1")
     fr = _expect(p + "factors.fractions", factors.fractions, list, "a list of fractions")

@@ -257,11 +257,9 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
     by_id = {c.id: (c.run.config.to_dict(), c.manifest) for c in cells}
 
     def stage1_trial(params: dict[str, Any]) -> None:
-        from ray.tune.integration.ray_train import TuneReportCallback
-
         from rsray.data.datasets import training_datasets
         from rsray.runtime import quiet_data_context
-        from rsray.train.driver import build_trainer, wait_for_resources
+        from rsray.train.trial import run_in_trial, wait_for_trial_resources
         from rsray.tune.run import DATA_CPUS_PER_TRIAL
 
         quiet_data_context()
@@ -270,14 +268,31 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
         trial_id = tune.get_context().get_trial_id()
         name = f"trial_{trial_id}"
         run = RunPlan.build(cfg, manifest, experiment=experiment, trial=name)
-        wait_for_resources(cfg, f"trial {trial_id}", extra_cpus=DATA_CPUS_PER_TRIAL)
+        wait_for_trial_resources(cfg, f"trial {trial_id}", DATA_CPUS_PER_TRIAL)
         data = training_datasets(run.data, manifest)  # in memory for all epochs when it fits
-        trainer = build_trainer(run, manifest, data=data, name=name,
-                                storage_path=trials_storage, callbacks=[TuneReportCallback()])
-        trainer.fit()
+        run_in_trial(run, manifest, data=data, name=name, storage_path=trials_storage)
 
-    # token CPU share for the driver; the slots go to the training workers (as rsray tune)
-    return tune.with_resources(stage1_trial, {"CPU": 0.01})
+    return tune.with_resources(stage1_trial, cell_resources(cells))
+
+
+def _cell_config(cells: list[CellSearch], params: dict[str, Any]) -> Config:
+    """The trial's configuration: its cell's config with the trial's parameters."""
+    base = next(c.config for c in cells if c.id == trial_cell(params))
+    return Config.from_dict(base).with_overrides(trial_params(params))
+
+
+def cell_resources(cells: list[CellSearch]) -> Any:
+    """What a stage-1 trial reserves (:func:`rsray.train.local.trial_resources`), per trial."""
+    from rsray.train.driver import resolve_use_gpu
+    from rsray.train.local import trial_resources
+
+    use_gpu = {c.id: resolve_use_gpu(Config.from_dict(c.config)) for c in cells}
+
+    def resources(params: dict[str, Any]) -> dict[str, float]:
+        return trial_resources(_cell_config(cells, params), use_gpu[trial_cell(params)])
+
+    return resources
+
 
 
 def run_stage1(cells: list[CellSearch], *, store: StudyStore, grace_period: int,
@@ -297,13 +312,16 @@ def run_stage1(cells: list[CellSearch], *, store: StudyStore, grace_period: int,
     storage_path, storage_fs = store.ray_storage("runs")
     recorder = CellRecorder(cells, columns, write)
     metric0, epochs0 = cells[0].metric, max(c.max_epochs for c in cells)
+    from rsray.train.local import tune_trial_settings
+
+    _, reuse = tune_trial_settings([Config.from_dict(c.config) for c in cells])
     tuner = tune.Tuner(
         make_cell_trainable(cells, store.join("runs", name, "trials"), name),
         tune_config=tune.TuneConfig(
             search_alg=CellSearcher(cells),
             scheduler=CellScheduler(cells, grace_period, reduction_factor),
             num_samples=sum(c.num_samples for c in cells),
-            max_concurrent_trials=concurrency,
+            max_concurrent_trials=concurrency, reuse_actors=reuse,
         ),
         run_config=tune.RunConfig(name=name, storage_path=storage_path,
                                   storage_filesystem=storage_fs, verbose=0,

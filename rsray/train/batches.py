@@ -178,7 +178,10 @@ def _raw_batches(shard: Any, *, batch_size: int, shuffle: int, device: torch.dev
             yield batch if augment is None else augment_device(batch, plan, generator=generator,
                                                                **augment)
         return
-    kwargs = {"batch_size": batch_size, "local_shuffle_buffer_size": shuffle or None}
+    kwargs: dict[str, Any] = {"batch_size": batch_size,
+                              "local_shuffle_buffer_size": shuffle or None}
+    if shuffle:  # the run's seed decides the order: a run repeated with its seed is the same run
+        kwargs["local_shuffle_seed"] = int(rng.integers(2**31))
     pin = device.type == "cuda"
     if augment is None or augment_on == "device":
         for batch in shard.iter_torch_batches(device=device, pin_memory=pin, **kwargs):

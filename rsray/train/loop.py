@@ -36,9 +36,11 @@ import torch
 import torchmetrics
 
 from rsray.config import Config
+from rsray.data.passes import EpochStream
 from rsray.errors import ConfigError
 from rsray.train.batches import ResidentSplit, device_generator
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
+from rsray.train.local import LocalRun
 from rsray.train.optim import build_optimizer, build_scheduler
 from rsray.train.run_plan import WorkerInput
 from rsray.train.step import evaluate_splits, train_one_epoch
@@ -80,9 +82,13 @@ def update_early_stopping(state: _State, report: dict[str, Any], cfg: Config) ->
     return 0 < cfg.train.early_stopping_patience <= state.stop_stale
 
 
-def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int) -> _State:
-    """Load ``ray.train.get_checkpoint()`` into model/optimiser/scheduler (if there is one)."""
-    checkpoint = ray.train.get_checkpoint()
+def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int,
+            local: LocalRun | None = None) -> _State:
+    """Load ``ray.train.get_checkpoint()`` into model/optimiser/scheduler (if there is one).
+
+    ``local``: a local-mode run reads its newest checkpoint from its own folder instead.
+    """
+    checkpoint = local.get_checkpoint() if local is not None else ray.train.get_checkpoint()
     if checkpoint is None:
         return _State()
     with checkpoint.as_directory() as ckpt_dir:
@@ -101,15 +107,23 @@ def restore(model: torch.nn.Module, optimizer: Any, scheduler: Any, rank: int) -
 def report_and_checkpoint(report: dict[str, Any], *, epoch: int, rank: int, model: Any,
                           optimizer: Any, scheduler: Any, state: _State,
                           extra: dict[str, Any], checkpoint: bool = True,
-                          upload: str = "sync") -> None:
+                          upload: str = "sync", local: LocalRun | None = None) -> None:
     """``ray.train.report`` the epoch; with ``checkpoint``, rank 0 attaches the whole state.
 
     The state is written to a local directory on this thread. ``upload="async"``
     (``train.checkpoint_upload``) hands its copy to the run's storage to Ray Train's upload
     thread (``CheckpointUploadMode.ASYNC``, which deletes the local directory afterwards and
     registers the checkpoint, and this epoch's metrics, once it is stored); ``sync`` copies it
-    before returning.
+    before returning. ``local``: a local-mode run stores the checkpoint itself and reports to
+    its own receiver (:meth:`rsray.train.local.LocalRun.report`).
     """
+    if local is not None:
+        def write(path: Path) -> None:
+            _save(path, report, epoch=epoch, model=model, optimizer=optimizer,
+                  scheduler=scheduler, state=state, extra=extra)
+
+        local.report(report, epoch, write if checkpoint else None)
+        return
     if not checkpoint:
         ray.train.report(report)
         return
@@ -179,8 +193,12 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
     given = loop_config["input"]
     run = given.run
     cfg = run.config
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    local: LocalRun | None = loop_config.get("local_run")  # type: ignore[assignment]
+    if local is None:
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    else:  # Train's context API is closed inside a Tune trial: a local run is rank 0 of 1
+        rank, world = 0, 1
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed + rank)
 
@@ -188,11 +206,14 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
     modalities = tuple(getattr(model, "modalities", tuple(run.channels)))
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.max_epochs)
-    state = restore(model, optimizer, scheduler, rank)
+    state = restore(model, optimizer, scheduler, rank, local)
     resumed_from = state.start_epoch
 
-    model = ray.train.torch.prepare_model(model)
-    device = ray.train.torch.get_device()
+    if local is None:
+        model = ray.train.torch.prepare_model(model)
+        device = ray.train.torch.get_device()
+    else:
+        model, device = local.place(model)
     task = run.build_task().to(device)
     train_loss = torchmetrics.MeanMetric().to(device)
     eval_loss = torchmetrics.MeanMetric().to(device)
@@ -209,6 +230,8 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
             print(f"[rsray] train: {resident.rows} rows ({resident.nbytes / 2**20:.0f} MiB) "
                   f"resident on {device} per worker in {time.perf_counter() - t_res:.1f} s; "
                   "epochs need no host work", flush=True)
+    else:  # each epoch's pass starts while the previous epoch is evaluated
+        train_shard = EpochStream(train_shard, passes=cfg.train.max_epochs - state.start_epoch)
     # Fixed cost of this run before its first epoch (see _startup): seconds since the
     # trainer was built (controller, worker group, imports) and this function's own set-up.
     startup = _startup(given.trainer_built, t_start)
@@ -265,7 +288,7 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
         report_and_checkpoint(report, epoch=epoch, rank=rank, model=model, optimizer=optimizer,
                               scheduler=scheduler, state=state, checkpoint=keep,
                               extra={**meta, "confusion_matrix": confusion},
-                              upload=cfg.train.checkpoint_upload)
+                              upload=cfg.train.checkpoint_upload, local=local)
         last_report = time.perf_counter() - t_report
         if stop:
             if rank == 0:

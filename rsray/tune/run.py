@@ -1,8 +1,11 @@
 """The Tuner: Optuna TPE proposes configurations, ASHA stops weak trials early.
 
-Each trial is a small driver function that builds a ``TorchTrainer`` (Ray Train V2) and passes
-its per-epoch reports to Tune through ``TuneReportCallback``. The splits are decoded into the
-object store once per experiment (when they fit) and every trial reads them from there.
+Each trial is a small driver function that trains its configuration
+(:func:`rsray.train.trial.run_in_trial`): a one-worker trial runs the training function in its
+own process (Ray Train V2 local mode, reporting each epoch to Tune itself), a multi-worker trial
+builds a ``TorchTrainer`` and passes its reports to Tune through ``TuneReportCallback``. The
+splits are decoded into the object store once per experiment (when they fit) and every trial
+reads them from there.
 Trials' runs are named after the trial id, so a restored experiment (``--resume``) continues
 each unfinished trial from its last checkpoint.
 The experiment lives at ``<train.storage_path>/<tune.name>``.
@@ -18,14 +21,14 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
 from rsray.config import Config
 from rsray.data.datasets import CachedSplit, cache_splits, training_datasets
 from rsray.data.shards import Manifest
 from rsray.storage import join, parse, ray_storage
-from rsray.train.driver import build_trainer, check_data, resolve_use_gpu, wait_for_resources
+from rsray.train.driver import check_data, resolve_use_gpu
+from rsray.train.local import trial_resources, tune_trial_settings
 from rsray.train.run_plan import RunPlan
 from rsray.train.tasks import table_metrics
 from rsray.tune.conditional import make_searcher
@@ -106,17 +109,23 @@ def make_trainable(run: RunPlan, manifest: Manifest, trials_storage: str,
                   "result", flush=True)
             tune.report(finished)
             return
-        trial_run = RunPlan.build(trial_cfg, manifest, experiment=experiment, trial=name)
-        wait_for_resources(trial_cfg, f"trial {trial_id}", extra_cpus=DATA_CPUS_PER_TRIAL)
-        data = training_datasets(trial_run.data, manifest, shared=shared)
-        trainer = build_trainer(trial_run, manifest, data=data, name=name,
-                                storage_path=trials_storage, callbacks=[TuneReportCallback()])
-        trainer.fit()
+        from rsray.train.trial import run_in_trial, wait_for_trial_resources
 
-    # The trial driver only waits on its TorchTrainer: it reserves a token share of one CPU
-    # (Tune refuses an empty resource request), leaving the slots to the training workers.
+        trial_run = RunPlan.build(trial_cfg, manifest, experiment=experiment, trial=name)
+        wait_for_trial_resources(trial_cfg, f"trial {trial_id}", DATA_CPUS_PER_TRIAL)
+        data = training_datasets(trial_run.data, manifest, shared=shared)
+        run_in_trial(trial_run, manifest, data=data, name=name, storage_path=trials_storage)
+
+    use_gpu = resolve_use_gpu(run.config)
+
+    def resources(params: dict[str, Any]) -> dict[str, float]:
+        # A local trial trains in its own process: it reserves the worker's share. A trainer
+        # trial only waits on its TorchTrainer: a token CPU share (Tune refuses an empty
+        # request), the slots going to the worker group.
+        return trial_resources(Config.from_dict(base).with_overrides(params), use_gpu)
+
     return tune.with_resources(tune.with_parameters(trial_driver, shared=shared or {}),
-                               {"CPU": 0.01})
+                               resources)
 
 
 def finished_result(trials_storage: str, name: str, max_epochs: int) -> dict[str, Any] | None:
@@ -231,8 +240,12 @@ def run_callbacks(cfg: Config) -> list[Any]:
     return [TuneProgress(cfg.train.metric, cfg.train.max_epochs), *tracking_callbacks(cfg)]
 
 
-def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
-    """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard."""
+def tune_fusion(cfg: Config, *, resume: bool = False,
+                callbacks: list[Any] | None = None) -> TuneOutcome:
+    """Run (or ``resume``) the experiment ``cfg.tune.name``; print and save the leaderboard.
+
+    ``callbacks``: more Tune callbacks (a benchmark's clock) beside :func:`run_callbacks`.
+    """
     from rsray.runtime import ensure_ray
     from rsray.security import keep_credentials_out_of_runtime_envs
 
@@ -266,6 +279,7 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             time_attr="epoch", max_t=cfg.train.max_epochs,
             grace_period=cfg.tune.grace_period, reduction_factor=cfg.tune.reduction_factor,
         )
+        failure, reuse = tune_trial_settings([cfg])
         models = " | ".join(cfg.tune.families) if not param_space else cfg.model.name
         print(f"[rsray] experiment {exp_uri}: {cfg.tune.num_samples} trial(s) of "
               f"{models}, up to {cfg.train.max_epochs} epoch(s), "
@@ -276,10 +290,12 @@ def tune_fusion(cfg: Config, *, resume: bool = False) -> TuneOutcome:
             tune_config=tune.TuneConfig(
                 metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
                 num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
+                reuse_actors=reuse,
             ),
             run_config=tune.RunConfig(
                 name=cfg.tune.name, storage_path=storage, storage_filesystem=storage_fs,
-                verbose=0, callbacks=run_callbacks(cfg),
+                verbose=0, callbacks=[*run_callbacks(cfg), *(callbacks or [])],
+                failure_config=failure,
             ),
         )
     results = tuner.fit()

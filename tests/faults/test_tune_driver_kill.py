@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 FINISHED = re.compile(r"\[rsray\] ([0-9a-f]{8}) finished")
 
 
-def _settings(shards: str, storage: Path) -> list[str]:
-    sets = [
+def _settings(shards: str, storage: Path, mode: str) -> list[str]:
+    sets = [f"scaling.trial_mode={mode}",
         "data.batch_size=16", "data.augment=false", "model.name=test_progressive_fusion",
         "tune.space=progressive_smoke", "tune.max_concurrent_trials=1", "tune.grace_period=1",
         "scaling.num_workers=1", "scaling.cpus_per_worker=0.5", "train.log_every_n_steps=1000",
@@ -40,13 +40,17 @@ def _settings(shards: str, storage: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["local", "trainer"])
 def test_tune_driver_killed_then_resumed(tmp_path: Path, ray_session,
-                                         synthetic_shards: str) -> None:
-    """SIGKILL after the first ``finished`` line; ``--resume`` completes the 3 trials."""
+                                         synthetic_shards: str, mode: str) -> None:
+    """SIGKILL after the first ``finished`` line; ``--resume`` completes the 3 trials.
+
+    Both trial paths: one-worker trials in the trial's process, and through a TorchTrainer.
+    """
     storage = tmp_path / "results"
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address,
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "rsray.cli", "tune", *_settings(synthetic_shards, storage)]
+    cmd = [sys.executable, "-m", "rsray.cli", "tune", *_settings(synthetic_shards, storage, mode)]
     log_path = tmp_path / "first.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
