@@ -209,14 +209,28 @@ then seed 1's node is lost after its first checkpoint."""
 
 
 def _node_of_training_worker(c: NsCluster) -> str | None:
-    """The name (``w1``/``w2``) of the worker node running a Ray Train worker, if any."""
+    """The name (``w1``/``w2``) of the worker node training: the node of a Ray Train worker,
+    else of the (only) running trial, which trains in its own process (one-worker runs)."""
     from ray.util.state import list_actors, list_nodes
 
     names = {n.node_id: next((k[7:] for k in n.resources_total if k.startswith("nsnode_")), None)
              for n in list_nodes(address=c.dashboard)}
-    workers = list_actors(address=c.dashboard, filters=[
-        ("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-    return next((names.get(w.node_id) for w in workers if names.get(w.node_id)), None)
+    alive = list_actors(address=c.dashboard, filters=[("state", "=", "ALIVE")])
+    for kind in ("RayTrainWorker", "ImplicitFunc"):
+        for actor in alive:
+            if kind in actor.class_name and names.get(actor.node_id):
+                return names[actor.node_id]
+    return None
+
+
+def _first_checkpoint_kept(fs, run: str) -> bool:
+    """Whether the run's first checkpoint is one a restart resumes from: registered in Ray
+    Train's snapshot (a Ray Train run), or whole, its ``meta.json`` written last (a one-worker
+    run checkpointing through rsray's storage layer, which keeps no snapshot)."""
+    snapshot = f"{run}/checkpoint_manager_snapshot.json"
+    if not fs.exists(f"{run}/epoch_0000/meta.json"):
+        return False
+    return not fs.exists(snapshot) or "epoch_0000" in fs.cat_file(snapshot).decode()
 
 
 @pytest.mark.slow
@@ -243,9 +257,7 @@ def test_study_survives_losing_the_node_of_a_training_seed(cluster, tmp_path):
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline and proc.poll() is None and killed is None:
             fs.invalidate_cache()
-            snapshot = f"{run1}/checkpoint_manager_snapshot.json"
-            if fs.exists(seed0) and fs.exists(snapshot) and \
-                    "epoch_0000" in fs.cat_file(snapshot).decode():
+            if fs.exists(seed0) and _first_checkpoint_kept(fs, run1):
                 finished0 = fs.info(seed0)
                 killed = _node_of_training_worker(c)
                 if killed:
