@@ -277,8 +277,8 @@ def make_cell_trainable(cells: list[CellSearch], trials_storage: str,
 
 def _cell_config(cells: list[CellSearch], params: dict[str, Any]) -> Config:
     """The trial's configuration: its cell's config with the trial's parameters."""
-    base = next(c.config for c in cells if c.id == trial_cell(params))
-    return Config.from_dict(base).with_overrides(trial_params(params))
+    base = next(c.run.config for c in cells if c.id == trial_cell(params))
+    return Config.from_dict(base.to_dict()).with_overrides(trial_params(params))
 
 
 def cell_resources(cells: list[CellSearch]) -> Any:
@@ -286,7 +286,7 @@ def cell_resources(cells: list[CellSearch]) -> Any:
     from rsray.train.driver import resolve_use_gpu
     from rsray.train.local import trial_resources
 
-    use_gpu = {c.id: resolve_use_gpu(Config.from_dict(c.config)) for c in cells}
+    use_gpu = {c.id: resolve_use_gpu(c.run.config) for c in cells}
 
     def resources(params: dict[str, Any]) -> dict[str, float]:
         return trial_resources(_cell_config(cells, params), use_gpu[trial_cell(params)])
@@ -314,7 +314,7 @@ def run_stage1(cells: list[CellSearch], *, store: StudyStore, grace_period: int,
     metric0, epochs0 = cells[0].metric, max(c.max_epochs for c in cells)
     from rsray.train.local import tune_trial_settings
 
-    _, reuse = tune_trial_settings([Config.from_dict(c.config) for c in cells])
+    _, reuse = tune_trial_settings([c.run.config for c in cells])
     tuner = tune.Tuner(
         make_cell_trainable(cells, store.join("runs", name, "trials"), name),
         tune_config=tune.TuneConfig(
