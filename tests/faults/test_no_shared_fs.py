@@ -197,15 +197,18 @@ def test_study_in_s3_survives_a_driver_kill_on_a_worker_without_shared_disk(clus
         assert SECRET_KEY.encode() not in blob and SECRET_ID.encode() not in blob, key
 
 
+NODE_LOSS_EPOCHS = 10
 NODE_LOSS = {**SPEC, "name": "nodeloss",
-             "base": {**SPEC["base"], "train.max_epochs": 3, "train.checkpoint_every": 1,
-                      "train.num_to_keep": 3, "train.max_failures": 2,
+             "base": {**SPEC["base"], "train.max_epochs": NODE_LOSS_EPOCHS,
+                      "data.batch_size": 4, "train.checkpoint_every": 1,
+                      "train.num_to_keep": NODE_LOSS_EPOCHS, "train.max_failures": 2,
                       "tune.max_concurrent_trials": 1},
              "arms": [SPEC["arms"][1]], "baseline": "early",
              "evaluation": {"splits": ["test"], "drop_modalities": False,
                             "predictions": False}}
-"""One arm, 2 seeds one after the other, 3 epochs with a checkpoint each: seed 0 finishes,
-then seed 1's node is lost after its first checkpoint."""
+"""One arm, 2 seeds one after the other, 10 short epochs with a checkpoint each (enough for
+the test to see seed 1's first checkpoint while it still trains): seed 0 finishes, then seed
+1's node is lost after its first checkpoint."""
 
 
 def _node_of_training_worker(c: NsCluster) -> str | None:
@@ -276,7 +279,8 @@ def test_study_survives_losing_the_node_of_a_training_seed(cluster, tmp_path):
     test = df[(df.split == "test") & (df.metric == "ap_macro")]
     assert sorted(test.seed) == [0, 1] and len(df) == 2 * len(df[df.seed == 0])
     epochs = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(run1) if "/epoch_" in p)
-    assert epochs == ["epoch_0000", "epoch_0001", "epoch_0002"], epochs
-    meta = json.loads(fs.cat_file(f"{run1}/epoch_0002/meta.json"))
-    assert meta["metrics"]["epoch"] == 3
+    assert epochs == [f"epoch_{i:04d}" for i in range(NODE_LOSS_EPOCHS)], epochs
+    last = NODE_LOSS_EPOCHS - 1
+    meta = json.loads(fs.cat_file(f"{run1}/epoch_{last:04d}/meta.json"))
+    assert meta["metrics"]["epoch"] == NODE_LOSS_EPOCHS
     assert meta["metrics"]["resumed_from_epoch"] >= 1  # from its checkpoint, not from scratch
