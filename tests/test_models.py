@@ -24,7 +24,7 @@ from rsray.models import (
     model_task,
     register_model,
 )
-from rsray.models.cnn_fusion import SingleModalityCNN, geometric_mean_logits
+from rsray.models.cnn_fusion import SingleModalityCNN
 from rsray.models.layers import (
     BackProjection,
     MetadataInjection,
@@ -32,6 +32,7 @@ from rsray.models.layers import (
     StageFusion,
     se_hidden_width,
 )
+from rsray.models.layers.late_fusion import geometric_mean_logits
 from rsray.models.progressive import ProgressiveFusion
 
 MODALITIES = {"s2": 10, "s1": 2}

@@ -14,9 +14,10 @@ from rsray.config import Config
 from rsray.models import create_model, model_entrypoint
 from rsray.models.cnn_fusion import EarlyFusionCNN, LateFusionCNN, SingleModalityCNN
 from rsray.models.gated_fusion import AttentionFusionCNN, GatedFusionCNN
+from rsray.models.layers.vit import ViTFusionBase
 from rsray.models.middle_fusion import MiddleFusionCNN
 from rsray.models.progressive import ProgressiveFusion
-from rsray.models.vit_fusion import MiddleFusionViT, ViTFusionBase
+from rsray.models.vit_fusion import MiddleFusionViT
 from rsray.tune.spaces import VIT_PATCH_SIZES, check_space, get_space, list_spaces
 
 MODALITIES = {"s2": 10, "s1": 2}

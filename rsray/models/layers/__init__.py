@@ -1,4 +1,4 @@
-"""Building blocks shared by the model families: encoders, fusion layers, SE, whole segmenters.
+"""Building blocks shared by the model families: encoders, fusion, ViT blocks, SE, segmenters.
 
 Families (``rsray.models.<family>``) import from here and from the registry only, never from
 each other: LF-DLM and U-Net + U-TAE reuse the UNetFormer and U-TAE networks of
