@@ -9,9 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rsray.data.registry import DatasetEntry, register_dataset
-from rsray.data.sources.bigearthnet.reader import (
-    S1_DTYPES,
-)
+from rsray.data.sources.bigearthnet.spec import S1_DTYPES
 from rsray.data.sources.bigearthnet_v2.reader import (
     CLC_UNLABELED_CODES,
     METADATA_COLUMNS,

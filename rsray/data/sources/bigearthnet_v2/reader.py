@@ -47,12 +47,12 @@ from rsray.data.sources._raster import (
     lat_lon,
     read_bands,
 )
-from rsray.data.sources.bigearthnet.reader import (
+from rsray.data.sources.bigearthnet.bands import read_band_groups
+from rsray.data.sources.bigearthnet.spec import (
     BIGEARTHNET_19_CLASSES,
     CLC43_CODES,
     S1_DTYPES,
     bigearthnet_spec,
-    read_band_groups,
 )
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
 from rsray.storage import (
@@ -62,9 +62,7 @@ from rsray.storage import (
     join_url,
     list_subdirs,
 )
-from rsray.storage import (
-    normalise as normalise_root,
-)
+from rsray.storage import normalise as normalise_root
 
 __all__ = [
     "CLC_UNLABELED_CODES",

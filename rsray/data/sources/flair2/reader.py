@@ -45,9 +45,7 @@ from rasterio.crs import CRS
 
 from rsray.data.schema import DatasetSpec, Discovery, Reject, Sample
 from rsray.data.sources._raster import crs_text, grid_of, lat_lon, read_rasters
-from rsray.data.sources.flair2.metadata import (
-    load_aerial_metadata,
-)
+from rsray.data.sources.flair2.metadata import load_aerial_metadata
 from rsray.data.sources.flair2.sentinel2 import (
     CLOUD_THRESHOLD,
     cloud_shares,
