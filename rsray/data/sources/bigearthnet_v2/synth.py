@@ -31,7 +31,7 @@ from rsray.data.sources.bigearthnet.synth import (
     describe_synthetic_rules,
     synth_patches,
 )
-from rsray.data.sources.bigearthnet_v2.reader import (
+from rsray.data.sources.bigearthnet_v2.metadata import (
     METADATA_NAME,
     REFERENCE_MAP_SIZE,
     SNOW_CLOUD_NAME,
