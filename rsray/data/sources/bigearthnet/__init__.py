@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from rsray.data.registry import DatasetEntry, register_dataset
-from rsray.data.sources.bigearthnet.reader import (
+from rsray.data.sources.bigearthnet.bands import read_band_groups
+from rsray.data.sources.bigearthnet.reader import BigEarthNetMM
+from rsray.data.sources.bigearthnet.spec import (
     BIGEARTHNET_19_CLASSES,
     CLC43_CLASSES,
     CLC43_CODES,
@@ -19,10 +21,8 @@ from rsray.data.sources.bigearthnet.reader import (
     S1_GROUPS,
     S2_GROUPS,
     SYNTHETIC_MARKER,
-    BigEarthNetMM,
     bigearthnet_spec,
     labels_to_multihot,
-    read_band_groups,
 )
 from rsray.data.sources.bigearthnet.synth import (
     CORRUPTIONS,

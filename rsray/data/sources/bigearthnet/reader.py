@@ -18,35 +18,42 @@ labels depend on S2 only, on S1 only, or on both (see :func:`describe_synthetic_
 
 from __future__ import annotations
 
-import bz2
 import dataclasses
-import importlib.metadata
-import importlib.util
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
-from pathlib import Path
 from typing import Any, Literal
-
-import numpy as np
 
 from rsray.data.schema import (
     BandGroup,
     DatasetSpec,
     Discovery,
-    ModalitySpec,
     Reject,
     Sample,
 )
 from rsray.data.sources._raster import (
-    Band,
     GeoPoint,
-    check_same_grid,
     grid_of,
     lat_lon,
-    read_bands,
+)
+from rsray.data.sources.bigearthnet.bands import read_band_groups
+from rsray.data.sources.bigearthnet.official import (
+    _EXCLUSION_FILES,
+    _SPLIT_FILES,
+    _bigearthnet_common_version,
+    _load_name_list,
+    _official_lists_available,
+)
+from rsray.data.sources.bigearthnet.spec import (
+    BIGEARTHNET_19_CLASSES,
+    CLC43_TO_19,
+    LABELS_SUFFIX,
+    S1_GROUPS,
+    S2_GROUPS,
+    SYNTHETIC_MARKER,
+    bigearthnet_spec,
+    labels_to_multihot,
 )
 from rsray.data.splits import SPLIT_NAMES, check_fractions, seeded_split
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError
@@ -56,225 +63,9 @@ from rsray.storage import (
     list_subdirs,
     read_bytes,
 )
-from rsray.storage import (
-    normalise as normalise_root,
-)
+from rsray.storage import normalise as normalise_root
 
-__all__ = [
-    "BIGEARTHNET_19_CLASSES",
-    "CLC43_CLASSES",
-    "CLC43_CODES",
-    "CLC43_TO_19",
-    "LABELS_SUFFIX",
-    "S1_DTYPES",
-    "S1_GROUPS",
-    "S2_GROUPS",
-    "SYNTHETIC_MARKER",
-    "BigEarthNetMM",
-    "bigearthnet_spec",
-    "labels_to_multihot",
-    "read_band_groups",
-]
-
-
-# --------------------------------------------------------------------------------------------
-# Classes
-# --------------------------------------------------------------------------------------------
-
-BIGEARTHNET_19_CLASSES: tuple[str, ...] = (
-    "Urban fabric",
-    "Industrial or commercial units",
-    "Arable land",
-    "Permanent crops",
-    "Pastures",
-    "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas",
-    "Broad-leaved forest",
-    "Coniferous forest",
-    "Mixed forest",
-    "Natural grassland and sparsely vegetated areas",
-    "Moors, heathland and sclerophyllous vegetation",
-    "Transitional woodland, shrub",
-    "Beaches, dunes, sands",
-    "Inland wetlands",
-    "Coastal wetlands",
-    "Inland waters",
-    "Marine waters",
-)
-"""The 19 BigEarthNet classes in their original order (index = position in the multi-hot)."""
-
-# (CLC level-3 code, name as written in the v1 jsons, 19-class index or None when dropped)
-_CLC43: tuple[tuple[int, str, int | None], ...] = (
-    (111, "Continuous urban fabric", 0),
-    (112, "Discontinuous urban fabric", 0),
-    (121, "Industrial or commercial units", 1),
-    (122, "Road and rail networks and associated land", None),
-    (123, "Port areas", None),
-    (124, "Airports", None),
-    (131, "Mineral extraction sites", None),
-    (132, "Dump sites", None),
-    (133, "Construction sites", None),
-    (141, "Green urban areas", None),
-    (142, "Sport and leisure facilities", None),
-    (211, "Non-irrigated arable land", 2),
-    (212, "Permanently irrigated land", 2),
-    (213, "Rice fields", 2),
-    (221, "Vineyards", 3),
-    (222, "Fruit trees and berry plantations", 3),
-    (223, "Olive groves", 3),
-    (231, "Pastures", 4),
-    (241, "Annual crops associated with permanent crops", 3),
-    (242, "Complex cultivation patterns", 5),
-    (243, "Land principally occupied by agriculture, with significant areas of natural "
-          "vegetation", 6),
-    (244, "Agro-forestry areas", 7),
-    (311, "Broad-leaved forest", 8),
-    (312, "Coniferous forest", 9),
-    (313, "Mixed forest", 10),
-    (321, "Natural grassland", 11),
-    (322, "Moors and heathland", 12),
-    (323, "Sclerophyllous vegetation", 12),
-    (324, "Transitional woodland/shrub", 13),
-    (331, "Beaches, dunes, sands", 14),
-    (332, "Bare rock", None),
-    (333, "Sparsely vegetated areas", 11),
-    (334, "Burnt areas", None),
-    (411, "Inland marshes", 15),
-    (412, "Peatbogs", 15),
-    (421, "Salt marshes", 16),
-    (422, "Salines", 16),
-    (423, "Intertidal flats", None),
-    (511, "Water courses", 17),
-    (512, "Water bodies", 17),
-    (521, "Coastal lagoons", 18),
-    (522, "Estuaries", 18),
-    (523, "Sea and ocean", 18),
-)
-
-CLC43_CLASSES: tuple[str, ...] = tuple(name for _, name, _ in _CLC43)
-"""The 43 CLC level-3 names used in v1 jsons, in the original BigEarthNet order."""
-CLC43_CODES: dict[str, int] = {name: code for code, name, _ in _CLC43}
-"""CLC level-3 name -> CLC code (needed for v2 reference maps)."""
-CLC43_TO_19: dict[str, int | None] = {name: idx for _, name, idx in _CLC43}
-"""CLC level-3 name -> index into :data:`BIGEARTHNET_19_CLASSES`; ``None`` for the 11 dropped
-classes (roads, ports, airports, mines, dumps, construction, green urban, sport, bare rock,
-burnt areas, intertidal flats)."""
-
-# --------------------------------------------------------------------------------------------
-# Bands and spec
-# --------------------------------------------------------------------------------------------
-
-S2_10M = BandGroup("s2_10m", ("B02", "B03", "B04", "B08"), 120, "uint16")
-S2_20M = BandGroup("s2_20m", ("B05", "B06", "B07", "B8A", "B11", "B12"), 60, "uint16")
-S2_60M = BandGroup("s2_60m", ("B01", "B09"), 20, "uint16", optional=True)
-S2_GROUPS: tuple[BandGroup, ...] = (S2_10M, S2_20M, S2_60M)
-"""Sentinel-2 band groups in channel order; the 60 m group is optional (``include_60m``)."""
-S1_GROUPS: tuple[BandGroup, ...] = (BandGroup("s1", ("VV", "VH"), 120, "float32"),)
-"""Sentinel-1 band group as stored in v1 (float32 dB); ``s1_dtype`` may store it as float16."""
-
-META_KEYS: tuple[str, ...] = ("s1_patch", "acquisition_date")
-SYNTHETIC_MARKER = "rsray_synthetic"
-"""Extra json key (value ``true``) that marks a patch written by the synthetic generator."""
-LABELS_SUFFIX = "_labels_metadata.json"
-S1_DTYPES = ("float32", "float16")
-
-
-def bigearthnet_spec(
-    include_60m: bool = False, s1_dtype: str = "float32", synthetic: bool = False
-) -> DatasetSpec:
-    """Build the :class:`DatasetSpec` of BigEarthNet-MM.
-
-    Args:
-        include_60m: add the ``s2_60m`` group (B01, B09, 20 x 20 px).
-        s1_dtype: stored dtype of the ``s1`` group, ``float32`` (as on disk) or ``float16``
-            (halves the S1 bytes in the shards; dB values fit with ~0.01 dB error).
-        synthetic: the data come from :func:`write_synthetic_bigearthnet`.
-
-    Returns:
-        Modality ``s2`` (B02, B03, B04, B08, B05, B06, B07, B8A, B11, B12 [, B01, B09]) and
-        modality ``s1`` (VV, VH); task ``multilabel`` over :data:`BIGEARTHNET_19_CLASSES`.
-
-    Raises:
-        ConfigError: ``s1_dtype`` is not one of ``float32``, ``float16``.
-    """
-    if s1_dtype not in S1_DTYPES:
-        raise ConfigError(f"s1_dtype: {s1_dtype!r} is not one of {', '.join(S1_DTYPES)}")
-    s2_groups = S2_GROUPS if include_60m else tuple(g for g in S2_GROUPS if g is not S2_60M)
-    s1_groups = tuple(dataclasses.replace(g, dtype=s1_dtype) for g in S1_GROUPS)
-    kwargs: dict[str, Any] = {}
-    if "meta_keys" in {f.name for f in dataclasses.fields(DatasetSpec)}:
-        kwargs["meta_keys"] = META_KEYS
-    return DatasetSpec(
-        name="bigearthnet",
-        task="multilabel",
-        classes=BIGEARTHNET_19_CLASSES,
-        modalities=(ModalitySpec("s2", s2_groups), ModalitySpec("s1", s1_groups)),
-        synthetic=synthetic,
-        **kwargs,
-    )
-
-
-def labels_to_multihot(labels: Iterable[str]) -> np.ndarray:
-    """Multi-hot ``uint8`` vector over the 19 classes from v1 CLC level-3 names.
-
-    Dropped classes (e.g. ``Airports``) contribute nothing; the result may be all zeros.
-
-    Raises:
-        KeyError: a name is not one of the 43 CLC level-3 names.
-    """
-    out = np.zeros(len(BIGEARTHNET_19_CLASSES), dtype=np.uint8)
-    for name in labels:
-        idx = CLC43_TO_19[name]
-        if idx is not None:
-            out[idx] = 1
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Official split lists (bundled in the bigearthnet-common wheel)
-# --------------------------------------------------------------------------------------------
-
-_SPLIT_FILES = {"train": "train.csv.bz2", "val": "val.csv.bz2", "test": "test.csv.bz2"}
-_EXCLUSION_FILES = {
-    "cloud_and_shadow": "patches_with_cloud_and_shadow.csv.bz2",
-    "seasonal_snow": "patches_with_seasonal_snow.csv.bz2",
-    "no_19_class_targets": "patches_with_no_19_class_targets.csv.bz2",
-}
-
-
-def _bigearthnet_common_dir() -> Path | None:
-    """Folder of the installed ``bigearthnet_common`` package (found without importing it)."""
-    try:
-        spec = importlib.util.find_spec("bigearthnet_common")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _bigearthnet_common_version() -> str:
-    try:
-        return importlib.metadata.version("bigearthnet-common")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-@cache
-def _load_name_list(filename: str) -> frozenset[str]:
-    """One S2 patch name per line (CRLF in the wheel), no header."""
-    folder = _bigearthnet_common_dir()
-    if folder is None or not (folder / filename).is_file():
-        raise FileNotFoundError(filename)
-    with bz2.open(folder / filename, "rt", encoding="utf-8") as f:
-        return frozenset(s for line in f if (s := line.strip()))
-
-
-def _official_lists_available() -> bool:
-    folder = _bigearthnet_common_dir()
-    return folder is not None and all(
-        (folder / f).is_file() for f in (*_SPLIT_FILES.values(), *_EXCLUSION_FILES.values()))
+__all__ = ["BigEarthNetMM"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -678,101 +469,6 @@ class BigEarthNetMM:
                      "acquisition_date": str(s2_meta.get("acquisition_date", ""))},
             "geo": grid_of(ref),
         }
-
-
-def read_band_groups(
-    groups: Sequence[tuple[BandGroup, str, str]],
-    storage_options: StorageOptions = None,
-    s1_dtype: str = "float32",
-) -> tuple[dict[str, np.ndarray], Band]:
-    """Read, validate and stack BigEarthNet's single-band files (v1 and v2 layouts).
-
-    Args:
-        groups: ``(band group, folder, file stem)``; band ``b`` is ``<folder>/<stem>_<b>.tif``
-            or, as some reBEN copies name them, ``.tiff`` (both are accepted, also mixed).
-            The group called ``s1`` holds float32 dB, the others uint16. The first band read
-            (S2 B02, or S1 VV without S2) is the reference grid of the patch.
-        storage_options: fsspec options for remote folders.
-        s1_dtype: dtype of the returned ``s1`` array (``float32`` or ``float16``).
-
-    Returns:
-        Group name -> ``(bands, size, size)`` array, and the reference band.
-
-    Raises:
-        PatchError: naming the file at fault: missing, unreadable or truncated, wrong dtype
-            or shape, NaN/inf in a float band, CRS or bounds (> 1 m) differing from the
-            reference band; S1 values that do not fit ``s1_dtype``.
-    """
-    urls = [join_url(d, f"{stem}_{b}") for g, d, stem in groups for b in g.bands]
-    bands = iter(_read_tif_or_tiff(urls, storage_options))
-    ref: Band | None = None
-    ref_name = ""
-    arrays: dict[str, np.ndarray] = {}
-    for g, folder, _ in groups:
-        is_s1 = g.name == "s1"
-        want_dtype = "float32" if is_s1 else "uint16"
-        layers = []
-        for band_name in g.bands:
-            band = next(bands)
-            if band.array.dtype != np.dtype(want_dtype):
-                raise PatchError(band.path, f"dtype {band.array.dtype}, expected "
-                                            f"{want_dtype} for band {band_name}")
-            if band.array.shape != (g.size, g.size):
-                raise PatchError(band.path, f"shape {band.array.shape}, expected "
-                                            f"({g.size}, {g.size}) for band {band_name}")
-            if band.array.dtype.kind == "f" and not np.isfinite(band.array).all():
-                bad = int((~np.isfinite(band.array)).sum())
-                raise PatchError(band.path, f"band {band_name} has {bad} NaN/inf pixels")
-            if ref is None:
-                ref, ref_name = band, f"{'S1' if is_s1 else 'S2'} {band_name}"
-            else:
-                check_same_grid(band, ref, ref_name)
-            layers.append(band.array)
-        arr = np.stack(layers)
-        if is_s1 and s1_dtype != "float32":
-            arr = arr.astype(s1_dtype)
-            if not np.isfinite(arr).all():
-                raise PatchError(folder, f"S1 values do not fit {s1_dtype}")
-        arrays[g.name] = arr
-    if ref is None:
-        raise ValueError("read_band_groups: no band to read")
-    return arrays, ref
-
-
-BAND_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
-"""File name endings of a band GeoTIFF, in the order they are looked for."""
-
-
-def _read_tif_or_tiff(stems: Sequence[str], storage_options: StorageOptions) -> list[Band]:
-    """Read ``<stem>.tif`` for every stem, falling back to ``<stem>.tiff`` where it is missing.
-
-    Once a folder's band is found as ``.tiff``, that folder's later bands are looked for as
-    ``.tiff`` first (a folder normally uses one ending), so a ``.tiff`` patch costs one retry.
-
-    Raises:
-        PatchError: naming the ``.tif`` path when a band exists under neither name, or the
-            first other fault :func:`read_bands` finds.
-    """
-    ext = [0] * len(stems)  # index into BAND_EXTENSIONS per stem
-    tried: list[set[int]] = [set() for _ in stems]
-    while True:
-        urls = [s + BAND_EXTENSIONS[e] for s, e in zip(stems, ext, strict=True)]
-        try:
-            return read_bands(urls, storage_options)
-        except PatchError as exc:
-            if exc.reason != "missing band file" or exc.path not in urls:
-                raise
-            i = urls.index(exc.path)
-            tried[i].add(ext[i])
-            left = [e for e in range(len(BAND_EXTENSIONS)) if e not in tried[i]]
-            if not left:
-                raise PatchError(stems[i] + BAND_EXTENSIONS[0], "missing band file (no "
-                                 + " or ".join(BAND_EXTENSIONS) + ")") from None
-            ext[i] = left[0]
-            folder = stems[i].rsplit("/", 1)[0]
-            for j in range(i + 1, len(stems)):
-                if not tried[j] and stems[j].rsplit("/", 1)[0] == folder:
-                    ext[j] = ext[i]
 
 
 def _tile_of(s1_name: str) -> str:

@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 
 from rsray.data.sources._raster import gdal_env, write_geotiff
 from rsray.data.sources._synth import plan_corruptions, truncate_file, utm_wkt
-from rsray.data.sources.bigearthnet.reader import (
+from rsray.data.sources.bigearthnet.spec import (
     CLC43_CLASSES,
     LABELS_SUFFIX,
     S2_GROUPS,

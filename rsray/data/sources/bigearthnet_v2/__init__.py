@@ -9,23 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from rsray.data.registry import DatasetEntry, register_dataset
-from rsray.data.sources.bigearthnet.reader import (
-    S1_DTYPES,
-)
-from rsray.data.sources.bigearthnet_v2.reader import (
+from rsray.data.sources.bigearthnet.spec import S1_DTYPES
+from rsray.data.sources.bigearthnet_v2.metadata import (
     CLC_UNLABELED_CODES,
     METADATA_COLUMNS,
     SYNTHETIC_METADATA_KEY,
-    BigEarthNetV2,
     MetadataRow,
     bigearthnet_v2_spec,
-    check_reference_map,
     metadata_items,
     read_metadata,
     s1_product,
     s2_product,
     tile_of,
 )
+from rsray.data.sources.bigearthnet_v2.reader import BigEarthNetV2, check_reference_map
 from rsray.data.sources.bigearthnet_v2.synth import (
     CORRUPTIONS,
     describe_synthetic_rules_v2,

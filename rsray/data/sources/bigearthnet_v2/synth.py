@@ -18,7 +18,7 @@ from rasterio.crs import CRS
 
 from rsray.data.sources._raster import gdal_env, write_geotiff
 from rsray.data.sources._synth import plan_corruptions, truncate_file, utm_wkt
-from rsray.data.sources.bigearthnet.reader import (
+from rsray.data.sources.bigearthnet.spec import (
     BIGEARTHNET_19_CLASSES,
     CLC43_CODES,
     CLC43_TO_19,
@@ -31,7 +31,7 @@ from rsray.data.sources.bigearthnet.synth import (
     describe_synthetic_rules,
     synth_patches,
 )
-from rsray.data.sources.bigearthnet_v2.reader import (
+from rsray.data.sources.bigearthnet_v2.metadata import (
     METADATA_NAME,
     REFERENCE_MAP_SIZE,
     SNOW_CLOUD_NAME,

@@ -10,20 +10,18 @@ targets from a CSV (``--targets TABLE.csv``), and :mod:`.regression` registers t
 
 from __future__ import annotations
 
-from rsray.data.sources.covariates.reader import (
+from rsray.data.sources.covariates.args import (
+    add_covariate_args,
+    layers_from_args,
+    wrap_from_args,
+)
+from rsray.data.sources.covariates.layer import (
     DEFAULT_INDEX_BANDS,
     FILLED_META_KEY,
     INDICES,
     CovariateLayer,
-    WithCovariates,
-    add_covariate_args,
-    bounds_in,
-    layers_from_args,
-    normalized_difference,
-    resize_bilinear,
-    warp_layer,
-    wrap_from_args,
 )
+from rsray.data.sources.covariates.reader import WithCovariates
 from rsray.data.sources.covariates.synth import (
     LANDCOVER_CODES,
     SIGNAL_LABELS,
@@ -38,6 +36,12 @@ from rsray.data.sources.covariates.synth import (
     write_synthetic_covariates,
 )
 from rsray.data.sources.covariates.targets import WithTargets, read_targets_table
+from rsray.data.sources.covariates.warp import (
+    bounds_in,
+    normalized_difference,
+    resize_bilinear,
+    warp_layer,
+)
 
 __all__ = [
     "DEFAULT_INDEX_BANDS",

@@ -42,7 +42,8 @@ from rasterio.warp import transform
 from rsray.data.registry import DatasetEntry, register_dataset
 from rsray.data.schema import Source
 from rsray.data.sources._synth import utm_wkt
-from rsray.data.sources.covariates.reader import CovariateLayer, WithCovariates
+from rsray.data.sources.covariates.layer import CovariateLayer
+from rsray.data.sources.covariates.reader import WithCovariates
 from rsray.data.sources.covariates.synth import SyntheticFields, write_synthetic_covariates
 from rsray.data.sources.covariates.targets import WithTargets
 from rsray.errors import DatasetNotFoundError

@@ -50,7 +50,7 @@ from rasterio.warp import transform
 from rasterio.windows import Window
 
 from rsray.data.sources._raster import gdal_env
-from rsray.data.sources.covariates.reader import bounds_in
+from rsray.data.sources.covariates.warp import bounds_in
 from rsray.errors import ConfigError, DatasetNotFoundError, RsrayError
 
 __all__ = [

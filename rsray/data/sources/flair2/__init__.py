@@ -9,24 +9,26 @@ from __future__ import annotations
 from typing import Any
 
 from rsray.data.registry import DatasetEntry, register_dataset
-from rsray.data.sources.flair2.reader import (
-    AERIAL_BANDS,
+from rsray.data.sources.flair2.metadata import load_aerial_metadata
+from rsray.data.sources.flair2.reader import FLAIR2
+from rsray.data.sources.flair2.sentinel2 import (
     BASELINE_CLOUD_THRESHOLD,
-    CENTROIDS_NAME,
     CLOUD_THRESHOLD,
-    CODE_NAMES,
-    FLAIR2,
-    FLAIR2_CLASSES,
-    S2_BANDS,
-    SYNTHETIC_STAMP,
     cloud_shares,
-    codes_to_classes,
-    flair2_spec,
-    load_aerial_metadata,
     monthly_average,
     open_npy,
     parse_products,
     select_dates,
+)
+from rsray.data.sources.flair2.spec import (
+    AERIAL_BANDS,
+    CENTROIDS_NAME,
+    CODE_NAMES,
+    FLAIR2_CLASSES,
+    S2_BANDS,
+    SYNTHETIC_STAMP,
+    codes_to_classes,
+    flair2_spec,
 )
 from rsray.data.sources.flair2.synth import (
     CORRUPTIONS,

@@ -34,279 +34,44 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from rasterio.crs import CRS
 
-from rsray.data.schema import BandGroup, DatasetSpec, Discovery, ModalitySpec, Reject, Sample
+from rsray.data.schema import DatasetSpec, Discovery, Reject, Sample
 from rsray.data.sources._raster import crs_text, grid_of, lat_lon, read_rasters
+from rsray.data.sources.flair2.metadata import load_aerial_metadata
+from rsray.data.sources.flair2.sentinel2 import (
+    CLOUD_THRESHOLD,
+    cloud_shares,
+    monthly_average,
+    open_npy,
+    parse_products,
+    select_dates,
+)
+from rsray.data.sources.flair2.spec import (
+    _FOLDERS,
+    _IMG_RE,
+    AERIAL_BANDS,
+    CENTROIDS_NAME,
+    DEFAULT_SAT_PATCH_SIZE,
+    FLAIR2_CLASSES,
+    MAX_SERIES_DATES,
+    METADATA_NAMES,
+    REAL_PATCH_SIZE,
+    S2_BANDS,
+    SYNTHETIC_STAMP,
+    codes_to_classes,
+    flair2_spec,
+)
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
 
-__all__ = [
-    "AERIAL_BANDS",
-    "BASELINE_CLOUD_THRESHOLD",
-    "CENTROIDS_NAME",
-    "CLOUD_THRESHOLD",
-    "CODE_NAMES",
-    "FLAIR2",
-    "FLAIR2_CLASSES",
-    "S2_BANDS",
-    "SYNTHETIC_STAMP",
-    "cloud_shares",
-    "codes_to_classes",
-    "flair2_spec",
-    "load_aerial_metadata",
-    "monthly_average",
-    "open_npy",
-    "parse_products",
-    "select_dates",
-]
-
-# --------------------------------------------------------------------------------------------
-# Classes, bands, file names
-# --------------------------------------------------------------------------------------------
-
-CODE_NAMES: dict[int, str] = {
-    1: "building", 2: "pervious surface", 3: "impervious surface", 4: "bare soil", 5: "water",
-    6: "coniferous", 7: "deciduous", 8: "brushwood", 9: "vineyard",
-    10: "herbaceous vegetation", 11: "agricultural land", 12: "plowed land",
-    13: "swimming pool", 14: "snow", 15: "clear cut", 16: "mixed", 17: "ligneous",
-    18: "greenhouse", 19: "other",
-}
-"""The 19 codes of ``MSK_*.tif`` files (FLAIR #2 nomenclature)."""
-
-FLAIR2_CLASSES: tuple[str, ...] = (*(CODE_NAMES[c] for c in range(1, 13)), "other")
-"""The 13 training classes: codes 1-12, then ``other`` (codes 13-19 merged)."""
-
-AERIAL_BANDS: tuple[str, ...] = ("R", "G", "B", "NIR", "elevation")
-S2_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11",
-                             "B12")
-"""Sentinel-2 bands of the super-area ``_data.npy`` files, in their channel order."""
-
-META_KEYS: tuple[str, ...] = ("domain", "zone", "all_cloudy", "s2_dates_raw",
-                              "s2_dates_cloudless", "s2_border_padded", "aerial_date",
-                              "aerial_time", "camera")
-CENTROIDS_NAME = "flair-2_centroids_sp_to_patch.json"
-METADATA_NAMES = ("flair-2_aerial_metadata.json", "flair_aerial_metadata.json")
-SYNTHETIC_STAMP = "rsray_flair2_synthetic.json"
-"""Written by :func:`write_synthetic_flair2` at the root: marks the data synthetic and records
-the tile and crop sizes it wrote."""
-REAL_PATCH_SIZE = 512
-DEFAULT_SAT_PATCH_SIZE = 40
-MAX_SERIES_DATES = 128
-"""Placeholder series length before :meth:`FLAIR2.discover` measures it (FLAIR: 20-110)."""
-
-# The folder names of the release (train), the challenge test set, and the toy set.
-_FOLDERS: dict[tuple[str, str], tuple[str, ...]] = {
-    (kind, split): (f"flair_{kind}_{split}", f"flair_2_{kind}_{split}",
-                    f"flair_2_toy_{kind}_{split}")
-    for kind in ("aerial", "labels", "sen") for split in ("train", "test")
-}
-_IMG_RE = re.compile(r"^IMG_(\d+)\.tif$")
-_PRODUCT_DATE_RE = re.compile(r"_(\d{8})T\d{6}")
-
-
-def codes_to_classes(codes: np.ndarray, path: str = "mask") -> np.ndarray:
-    """``MSK`` codes 1-19 -> class indices 0-12 (codes > 12 become ``other`` = 12).
-
-    Raises:
-        PatchError: naming ``path`` when a code is outside 1-19.
-    """
-    codes = np.asarray(codes)
-    bad = (codes < 1) | (codes > 19)
-    if bad.any():
-        found = np.unique(codes[bad])[:8].tolist()
-        raise PatchError(path, f"label codes outside 1-19: {found} ({int(bad.sum())} pixels)")
-    out = np.minimum(codes, 13).astype(np.uint8) - 1
-    return out.astype(np.uint8)
-
-
-def flair2_spec(
-    patch_size: int = REAL_PATCH_SIZE,
-    sat_patch_size: int = DEFAULT_SAT_PATCH_SIZE,
-    max_len: int = 12,
-    synthetic: bool = False,
-) -> DatasetSpec:
-    """The :class:`DatasetSpec` of FLAIR #2.
-
-    Modality ``aerial`` (one image group, R G B NIR elevation, uint8, ``patch_size`` px) and
-    modality ``s2`` (one series group, 10 bands, uint16, ``sat_patch_size`` px, at most
-    ``max_len`` dates); task ``segmentation`` over :data:`FLAIR2_CLASSES` with a
-    ``patch_size`` mask and ``other`` excluded from mIoU.
-    """
-    return DatasetSpec(
-        name="flair2",
-        task="segmentation",
-        classes=FLAIR2_CLASSES,
-        modalities=(
-            ModalitySpec("aerial", (BandGroup("aerial", AERIAL_BANDS, patch_size, "uint8"),)),
-            ModalitySpec("s2", (BandGroup("s2", S2_BANDS, sat_patch_size, "uint16",
-                                          kind="series", max_len=max_len),)),
-        ),
-        synthetic=synthetic,
-        meta_keys=META_KEYS,
-        label_size=patch_size,
-        exclude_from_mean=("other",),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Sentinel-2 helpers: dates, cloud filter, monthly means
-# --------------------------------------------------------------------------------------------
-
-
-def parse_products(path: str) -> list[dt.date]:
-    """Acquisition date of every line of a ``_products.txt`` (``..._YYYYMMDDThhmmss_...``).
-
-    Raises:
-        PatchError: the file is missing/unreadable, or a line holds no product date.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise PatchError(path, "Sentinel-2 products file missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PatchError(path, f"Sentinel-2 products file unreadable: {exc}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    dates = []
-    for i, line in enumerate(lines, 1):
-        m = _PRODUCT_DATE_RE.search(line)
-        try:
-            if m is None:
-                raise ValueError
-            s = m.group(1)
-            dates.append(dt.date(int(s[:4]), int(s[4:6]), int(s[6:])))
-        except ValueError:
-            raise PatchError(path, f"line {i} ({line.strip()[:70]!r}) is not a Sentinel-2 "
-                                   "product name with a _YYYYMMDDThhmmss date") from None
-    return dates
-
-
-CLOUD_THRESHOLD = 50
-"""Default snow/cloud probability (0-100) from which a pixel is cloudy: 0.5, as the LF-DLM
-paper states it ("a specific probability threshold (set to 0.5 in our experiments)")."""
-BASELINE_CLOUD_THRESHOLD = 60
-"""The FLAIR #2 baseline code's value (``--cloud-threshold 60`` reproduces the baseline)."""
-
-
-def cloud_shares(masks: np.ndarray, threshold: int = CLOUD_THRESHOLD) -> np.ndarray:
-    """Per date, the share of pixels whose snow *or* cloud probability is ``>= threshold``.
-
-    ``masks`` is ``(T, 2, h, w)`` (channel 0 snow, 1 cloud, 0-100). The FLAIR #2 baseline adds
-    the snow and cloud pixel counts (a pixel with both counts twice); the union used here
-    never exceeds 1.
-    """
-    covered = (masks >= threshold).any(axis=1)
-    return covered.reshape(covered.shape[0], -1).mean(axis=1)
-
-
-def select_dates(shares: np.ndarray, max_share: float = 0.5,
-                 fallback: int = 2) -> tuple[np.ndarray, bool]:
-    """Indices of the dates to keep (chronological) and whether the series was all cloudy.
-
-    A date is kept when its cloudy share is below ``max_share``. When none is, the
-    ``fallback`` least cloudy dates are kept (ties: earlier first) and the flag is ``True``.
-    """
-    keep = np.flatnonzero(shares < max_share)
-    if keep.size:
-        return keep, False
-    order = np.argsort(shares, kind="stable")[:max(1, fallback)]
-    return np.sort(order), True
-
-
-def monthly_average(series: np.ndarray, dates: Sequence[dt.date]) -> tuple[np.ndarray,
-                                                                            np.ndarray]:
-    """Mean image per calendar month present, chronologically.
-
-    Returns ``(M, C, h, w)`` float64 means and ``(M,)`` day of year of the 15th of each month
-    (the date the FLAIR #2 baseline gives a monthly mean).
-    """
-    months = sorted({(d.year, d.month) for d in dates})
-    out = np.empty((len(months), *series.shape[1:]), dtype=np.float64)
-    doys = np.empty(len(months), dtype=np.int32)
-    for i, (y, m) in enumerate(months):
-        idx = [j for j, d in enumerate(dates) if (d.year, d.month) == (y, m)]
-        out[i] = series[idx].astype(np.float64).mean(axis=0)
-        doys[i] = dt.date(y, m, 15).timetuple().tm_yday
-    return out, doys
-
-
-@lru_cache(maxsize=16)
-def _memmap(path: str, mtime_ns: int, size: int) -> np.ndarray:
-    del mtime_ns, size  # part of the cache key only: a rewritten file is mapped again
-    return np.load(path, mmap_mode="r", allow_pickle=False)
-
-
-def open_npy(path: str, what: str) -> np.ndarray:
-    """Memory-map a ``.npy`` file (cached per process; only touched pages are read).
-
-    Raises:
-        PatchError: missing, truncated or not a plain ``.npy`` array.
-    """
-    try:
-        st = os.stat(path)
-        return _memmap(path, st.st_mtime_ns, st.st_size)
-    except FileNotFoundError:
-        raise PatchError(path, f"Sentinel-2 {what} file missing") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise PatchError(path, f"Sentinel-2 {what} file unreadable or truncated: {exc}") from None
-
-
-# --------------------------------------------------------------------------------------------
-# Aerial metadata (optional)
-# --------------------------------------------------------------------------------------------
-
-_TIME_RE = re.compile(r"^(\d{1,2})h(\d{2})$")
-
-
-def load_aerial_metadata(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Parse ``flair-2_aerial_metadata.json`` (FLAIR-1 has the same schema).
-
-    Returns ``(entries, problems)``: ``"IMG_<id>"`` -> ``{domain, zone, x, y, z, date, time,
-    camera}`` for the valid entries, and key -> reason for the invalid ones.
-
-    Raises:
-        RsrayError: the file is not JSON or not an object of objects.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RsrayError(f"{path}: aerial metadata is not readable JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise RsrayError(f"{path}: aerial metadata must be a JSON object keyed by IMG_<id>")
-    entries: dict[str, dict[str, Any]] = {}
-    problems: dict[str, str] = {}
-    for key, v in raw.items():
-        try:
-            if not isinstance(v, dict):
-                raise ValueError("entry is not an object")
-            x, y = float(v["patch_centroid_x"]), float(v["patch_centroid_y"])
-            z = float(v.get("patch_centroid_z", float("nan")))
-            if not (math.isfinite(x) and math.isfinite(y)):
-                raise ValueError("centroid is not finite")
-            date = dt.date.fromisoformat(str(v["date"]))
-            time = str(v.get("time", ""))
-            if time and not _TIME_RE.match(time):
-                raise ValueError(f"time {time!r} is not like 08h06")
-            entries[str(key)] = {"domain": str(v["domain"]), "zone": str(v["zone"]),
-                                 "x": x, "y": y, "z": z, "date": date.isoformat(),
-                                 "time": time, "camera": str(v.get("camera", ""))}
-        except KeyError as exc:
-            problems[str(key)] = f"aerial metadata entry lacks {exc.args[0]!r}"
-        except (TypeError, ValueError) as exc:
-            problems[str(key)] = f"aerial metadata entry is invalid: {exc}"
-    return entries, problems
+__all__ = ["FLAIR2"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from rasterio.crs import CRS
 
 from rsray.data.sources._raster import write_geotiff
 from rsray.data.sources._synth import truncate_file
-from rsray.data.sources.flair2.reader import (
+from rsray.data.sources.flair2.spec import (
     CENTROIDS_NAME,
     DEFAULT_SAT_PATCH_SIZE,
     METADATA_NAMES,

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from rsray.data.registry import DatasetEntry, register_dataset
-from rsray.data.sources.globe.reader import (
+from rsray.data.sources.globe.reader import GlobeObserver, decode_photo
+from rsray.data.sources.globe.rows import winterness
+from rsray.data.sources.globe.spec import (
     CLASSES,
     DEFAULT_CACHE,
     DIRECTIONS,
@@ -17,11 +19,8 @@ from rsray.data.sources.globe.reader import (
     LAYOUTS,
     MUC_LEVEL1,
     SYNTHETIC_ORGANIZATION,
-    GlobeObserver,
-    decode_photo,
     globe_spec,
     photo_rel_path,
-    winterness,
 )
 from rsray.data.sources.globe.synth import (
     CORRUPTIONS,

@@ -51,319 +51,49 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import math
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from statistics import median
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 import numpy as np
 
-from rsray.data.schema import BandGroup, DatasetSpec, Discovery, ModalitySpec, Reject, Sample
+from rsray.data.schema import DatasetSpec, Discovery, Reject, Sample
 from rsray.data.sources._http import FetchError, HttpFetcher, UrlCache, is_http_url
+from rsray.data.sources.globe.rows import (
+    _bool,
+    _cover,
+    _day,
+    _features,
+    _from_cleaned,
+    _measured_at,
+    _muc,
+    _number,
+    _Record,
+    _RowError,
+)
+from rsray.data.sources.globe.spec import (
+    _DIR_COLUMN,
+    _NOT_A_PHOTO,
+    _REQUIRED,
+    CLASSES,
+    CONDITIONS,
+    DEFAULT_CACHE,
+    DIRECTIONS,
+    FEATURES,
+    LABEL_COLUMNS,
+    SYNTHETIC_ORGANIZATION,
+    globe_spec,
+    photo_rel_path,
+)
 from rsray.data.splits import seeded_split
 from rsray.errors import ConfigError, DatasetNotFoundError, PatchError, RsrayError
 from rsray.storage import is_remote_url, join_url, read_bytes
 from rsray.storage import normalise as normalise_root
 
-__all__ = [
-    "CLASSES",
-    "DIRECTIONS",
-    "FEATURES",
-    "LAYOUTS",
-    "MUC_LEVEL1",
-    "SYNTHETIC_ORGANIZATION",
-    "GlobeObserver",
-    "decode_photo",
-    "globe_spec",
-    "photo_rel_path",
-    "winterness",
-]
-
-# --------------------------------------------------------------------------------------------
-# Constants: directions, labels, features
-# --------------------------------------------------------------------------------------------
-
-DIRECTIONS: tuple[str, ...] = ("north", "south", "east", "west", "up", "down")
-"""Photo directions, in channel/modality order."""
-_DIR_COLUMN = {"north": "North", "south": "South", "east": "East", "west": "West",
-               "up": "Upward", "down": "Downward"}
-HORIZONTAL: tuple[str, ...] = ("north", "south", "east", "west")
-
-CLASSES: tuple[str, ...] = ("snow_ice", "leaves_on_trees")
-"""The two binary heads."""
-LABEL_COLUMNS: dict[str, str] = {"snow_ice": "landcoversSnowIce",
-                                 "leaves_on_trees": "landcoversLeavesOnTrees"}
-
-CONDITIONS: tuple[tuple[str, str], ...] = (
-    ("raining_snowing", "landcoversRainingSnowing"),
-    ("dry_ground", "landcoversDryGround"),
-    ("muddy", "landcoversMuddy"),
-    ("standing_water", "landcoversStandingWater"),
-)
-"""Boolean surface/weather conditions recorded with the observation (not the labels)."""
-
-MUC_LEVEL1: tuple[str, ...] = (
-    "forest", "woodland", "shrubland", "dwarf_shrubland", "herbaceous", "barren", "wetland",
-    "open_water", "cultivated", "urban",
-)
-"""GLOBE's Modified UNESCO Classification, first digit 0-9 (closed forest, woodland, ...)."""
-
-FEATURES: tuple[str, ...] = (
-    "latitude", "longitude", "abs_latitude", "latlon_missing",
-    "elevation_m", "elevation_missing",
-    "doy_sin", "doy_cos", "winterness",
-    "solar_hour_sin", "solar_hour_cos", "time_missing",
-    *(name for name, _ in CONDITIONS), *(f"{name}_missing" for name, _ in CONDITIONS),
-    *(f"muc_{c}" for c in MUC_LEVEL1), "muc_missing",
-    *(f"cover_{c}" for c in MUC_LEVEL1), "cover_missing",
-    *(f"photo_{d}" for d in DIRECTIONS),
-)
-"""The metadata vector, in order (every value finite; missing values imputed + indicator):
-
-* ``latitude``, ``longitude`` (site coordinates, degrees), ``abs_latitude``; ``latlon_missing``
-  (then all three are 0);
-* ``elevation_m`` (site elevation; missing -> training-split median, ``elevation_missing``);
-* ``doy_sin``, ``doy_cos``: day of year of ``measuredDate`` on the unit circle
-  (``2 pi (doy - 1) / 365.25``), so 31 December is next to 1 January;
-* ``winterness``: ``cos(2 pi (doy - 15) / 365.25) * sign(lat) * min(|lat| / 30, 1)``: +1 in
-  mid-January north / mid-July south of 30 degrees, -1 half a year later, 0 at the equator;
-* ``solar_hour_sin/cos``: local solar time of ``landcoversMeasuredAt`` (UTC + longitude / 15 h)
-  on the unit circle; ``time_missing``;
-* ``raining_snowing``, ``dry_ground``, ``muddy``, ``standing_water``: 0/1, missing -> 0 with
-  ``<name>_missing`` = 1;
-* ``muc_<class>``: one-hot of the first digit of ``landcoversMucCode``; ``muc_missing``;
-* ``cover_<class>``: share (0-1) of each MUC class in the North/South/East/West
-  classifications (``70% MUC 91 [...]`` entries, averaged over the directions that have
-  any; percentages need not sum to 100); ``cover_missing``;
-* ``photo_<dir>``: 1 when that direction's photo was read, 0 when it is a zero image.
-
-Left out: identifiers (``organizationId``, ``siteId``, ``pid``, ``landcoversUserid``,
-``landcoversLandCoverId``: arbitrary codes a model would memorise sites by), free text
-(captions, field notes, extra data), record bookkeeping dates, the GPS fix of the
-observation (within metres of the site coordinates) and, of course, the two labels.
-``raining_snowing`` is weather at observation time, not snow on the ground; drop it (or any
-feature) with ``exclude_features`` if a study needs to.
-"""
-
-LAYOUTS: tuple[str, ...] = ("directions", "stacked")
-SYNTHETIC_ORGANIZATION = "rsray SYNTHETIC twin"
-"""``organizationName`` of every synthetic record (the twin's marker)."""
-META_KEYS: tuple[str, ...] = ("site_id", "measured_date", "country_code", "missing_photos")
-DEFAULT_CACHE = "~/.cache/rsray/globe_photos"
-_PHOTO_PREFIX = "/system/photos/"
-_NOT_A_PHOTO = {"": "no photo", "rejected": "photo rejected by GLOBE review",
-                "pending": "photo pending GLOBE review", "null": "no photo",
-                "none": "no photo", "nan": "no photo"}
-_CLASSIFICATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*MUC\s+(\d+)\b")
-_MUC_CODE_RE = re.compile(r"^M(\d+)$")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_REQUIRED = ("measuredDate", "latitude", "longitude", *LABEL_COLUMNS.values(),
-             *(f"landcovers{c}PhotoUrl" for c in _DIR_COLUMN.values()))
-
-# GLOBE Observer's cleaned export (cleanup.py): lc_ prefix; these names change meaning.
-_CLEANED_RENAMES = {
-    "lc_MGRSLatitude": "latitude", "lc_MGRSLongitude": "longitude", "lc_elevation": "elevation",
-    "lc_Latitude": "landcoversMeasurementLatitude",
-    "lc_Longitude": "landcoversMeasurementLongitude",
-    "lc_MeasurementElevation": "landcoversMeasurementElevation",
-}
-_CLEANED_TOP = {"measuredDate", "createDate", "updateDate", "publishDate", "organizationId",
-                "organizationName", "siteId", "siteName", "countryName", "countryCode", "pid"}
-
-
-def photo_rel_path(url: str) -> str:
-    """Path of a photo inside a mirror folder: the URL path after ``/system/photos/``.
-
-    ``https://data.globe.gov/system/photos/2021/01/22/2095382/original.jpg`` ->
-    ``2021/01/22/2095382/original.jpg``; other URLs give their whole path without the
-    leading ``/``; a value that is not a URL is returned unchanged.
-    """
-    if not is_http_url(url) and not url.startswith("file://"):
-        return url
-    path = urlparse(url).path
-    i = path.find(_PHOTO_PREFIX)
-    return path[i + len(_PHOTO_PREFIX):] if i >= 0 else path.lstrip("/")
-
-
-def globe_spec(
-    photo_size: int = 128,
-    layout: Literal["directions", "stacked"] = "directions",
-    features: Sequence[str] = FEATURES,
-    synthetic: bool = False,
-) -> DatasetSpec:
-    """The :class:`DatasetSpec` of GLOBE Observer land cover.
-
-    Args:
-        photo_size: side of the stored square photos (pixels).
-        layout: ``directions`` (one modality per direction) or ``stacked`` (one ``photos``
-            modality of six groups); group names and bands (``north_R`` ...) are the same.
-        features: names of the metadata vector (a subset of :data:`FEATURES`, in order).
-        synthetic: the data come from :func:`write_synthetic_globe`.
-
-    Raises:
-        ConfigError: bad size, layout or feature list.
-    """
-    if not isinstance(photo_size, int) or photo_size < 8:
-        raise ConfigError(f"photo_size: {photo_size!r} must be an integer >= 8")
-    if layout not in LAYOUTS:
-        raise ConfigError(f"layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
-    if not features:
-        raise ConfigError("features: the metadata vector needs at least one feature")
-    groups = {d: BandGroup(d, (f"{d}_R", f"{d}_G", f"{d}_B"), photo_size, "uint8")
-              for d in DIRECTIONS}
-    if layout == "directions":
-        photos = tuple(ModalitySpec(d, (groups[d],)) for d in DIRECTIONS)
-    else:
-        photos = (ModalitySpec("photos", tuple(groups[d] for d in DIRECTIONS)),)
-    meta = ModalitySpec("metadata", (BandGroup("metadata", tuple(features), 1, "float32",
-                                               kind="vector"),))
-    return DatasetSpec(name="globe", task="binary", classes=CLASSES, modalities=(*photos, meta),
-                       synthetic=synthetic, meta_keys=META_KEYS)
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing one CSV row
-# --------------------------------------------------------------------------------------------
-
-
-class _RowError(Exception):
-    """A record is unusable; ``kind`` starts the reject reason."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.reason = f"{kind}: {detail}"
-
-
-@dataclass
-class _Record:
-    """One parsed, label-carrying observation (before splits and imputation)."""
-
-    patch_id: str
-    where: str
-    site_key: str
-    site_id: str
-    lat: float | None
-    lon: float | None
-    elevation: float | None
-    day: date
-    measured_at: datetime | None
-    conditions: dict[str, int | None]
-    muc: int | None
-    cover: list[float] | None
-    photos: dict[str, str]
-    """Direction -> photo location (URL or path) for the directions that have one."""
-    missing: dict[str, str]
-    """Direction -> why it has no photo."""
-    label: list[int]
-    country_code: str
-    country_name: str
-    synthetic: bool
-
-
-def _bool(row: Mapping[str, str], column: str) -> int | None:
-    text = row.get(column, "").strip()
-    if text == "":
-        return None
-    low = text.lower()
-    if low in ("true", "1", "1.0"):
-        return 1
-    if low in ("false", "0", "0.0"):
-        return 0
-    raise _RowError("bad value", f"{column} is {text!r}, expected True or False")
-
-
-def _number(row: Mapping[str, str], column: str, lo: float | None = None,
-            hi: float | None = None, *, cleaned: bool = False) -> float | None:
-    text = row.get(column, "").strip()
-    if text == "" or text.lower() in ("nan", "null", "none"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise _RowError("bad value", f"{column} is {text!r}, not a number") from None
-    if cleaned and value == -9999:
-        return None
-    if not math.isfinite(value):
-        raise _RowError("bad value", f"{column} is {text!r}, not a finite number")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise _RowError("bad value", f"{column} is {value:g}, outside {lo:g}..{hi:g}")
-    return value
-
-
-def _day(row: Mapping[str, str]) -> date:
-    text = row.get("measuredDate", "").strip()
-    try:
-        if not _DATE_RE.match(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise _RowError("bad date", f"measuredDate {text!r} is not a YYYY-MM-DD date") \
-            from None
-
-
-def _measured_at(row: Mapping[str, str]) -> datetime | None:
-    text = row.get("landcoversMeasuredAt", "").strip()
-    if text == "":
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _RowError("bad date", f"landcoversMeasuredAt {text!r} is not an ISO date "
-                                      "and time") from None
-
-
-def _muc(row: Mapping[str, str]) -> int | None:
-    text = row.get("landcoversMucCode", "").strip()
-    if text == "":
-        return None
-    m = _MUC_CODE_RE.match(text)
-    if not m:
-        raise _RowError("bad value", f"landcoversMucCode {text!r} is not M<digits>")
-    return int(m.group(1)[0])
-
-
-def _cover(row: Mapping[str, str]) -> list[float] | None:
-    """Mean share of each MUC class over the horizontal directions that have classifications."""
-    per_dir = []
-    for d in HORIZONTAL:
-        column = f"landcovers{_DIR_COLUMN[d]}Classifications"
-        text = row.get(column, "").strip()
-        if not text:
-            continue
-        shares = [0.0] * len(MUC_LEVEL1)
-        for entry in (e for e in text.split(";") if e.strip()):
-            m = _CLASSIFICATION_RE.match(entry)
-            if not m:
-                raise _RowError("bad value", f"{column} entry {entry.strip()!r} is not "
-                                               "'NN% MUC CC [...]'")
-            shares[int(m.group(2)[0])] += float(m.group(1)) / 100.0
-        per_dir.append(shares)
-    if not per_dir:
-        return None
-    return [sum(s[c] for s in per_dir) / len(per_dir) for c in range(len(MUC_LEVEL1))]
-
-
-def _from_cleaned(row: Mapping[str, str]) -> dict[str, str]:
-    """A row of GLOBE Observer's cleaned export with the raw export's column names."""
-    out: dict[str, str] = {}
-    for key, value in row.items():
-        if key in _CLEANED_RENAMES:
-            name = _CLEANED_RENAMES[key]
-        elif key.startswith("lc_") and key[3:] in _CLEANED_TOP:
-            name = key[3:]
-        elif key.startswith("lc_"):
-            name = "landcovers" + key[3:]
-        else:
-            name = key
-        out[name] = "" if value.strip() == "-9999" else value
-    return out
+__all__ = ["GlobeObserver", "decode_photo"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -812,46 +542,3 @@ class GlobeObserver:
                 "arrays": arrays, "meta": meta}
 
 
-def _features(r: _Record, fill_elev: float) -> dict[str, float]:
-    """Every feature of :data:`FEATURES` for one record."""
-    f: dict[str, float] = {}
-    if r.lat is None or r.lon is None:
-        f.update(latitude=0.0, longitude=0.0, abs_latitude=0.0, latlon_missing=1.0)
-    else:
-        f.update(latitude=r.lat, longitude=r.lon, abs_latitude=abs(r.lat), latlon_missing=0.0)
-    f["elevation_m"] = r.elevation if r.elevation is not None else fill_elev
-    f["elevation_missing"] = float(r.elevation is None)
-    doy = r.day.timetuple().tm_yday
-    angle = 2 * math.pi * (doy - 1) / 365.25
-    f["doy_sin"], f["doy_cos"] = math.sin(angle), math.cos(angle)
-    f["winterness"] = winterness(doy, r.lat)
-    if r.measured_at is not None and r.lon is not None:
-        t = r.measured_at
-        if t.utcoffset() is not None:
-            t = (t - t.utcoffset()).replace(tzinfo=None)  # type: ignore[operator]
-        hour = (t.hour + t.minute / 60 + t.second / 3600 + r.lon / 15.0) % 24.0
-        f["solar_hour_sin"] = math.sin(2 * math.pi * hour / 24)
-        f["solar_hour_cos"] = math.cos(2 * math.pi * hour / 24)
-        f["time_missing"] = 0.0
-    else:
-        f.update(solar_hour_sin=0.0, solar_hour_cos=0.0, time_missing=1.0)
-    for name, _ in CONDITIONS:
-        value = r.conditions[name]
-        f[name] = float(value or 0)
-        f[f"{name}_missing"] = float(value is None)
-    for c, cls in enumerate(MUC_LEVEL1):
-        f[f"muc_{cls}"] = float(r.muc == c)
-        f[f"cover_{cls}"] = r.cover[c] if r.cover is not None else 0.0
-    f["muc_missing"] = float(r.muc is None)
-    f["cover_missing"] = float(r.cover is None)
-    for d in DIRECTIONS:
-        f[f"photo_{d}"] = float(d in r.photos)
-    return f
-
-
-def winterness(doy: int, lat: float | None) -> float:
-    """``cos(2 pi (doy - 15) / 365.25) * sign(lat) * min(|lat| / 30, 1)`` (0 without lat)."""
-    if lat is None or lat == 0:
-        return 0.0
-    season = math.cos(2 * math.pi * (doy - 15) / 365.25)
-    return season * math.copysign(1.0, lat) * min(abs(lat) / 30.0, 1.0)

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from rsray.data.sources.globe.api import LC_COLUMNS, write_lc_csv
-from rsray.data.sources.globe.reader import (
+from rsray.data.sources.globe.rows import winterness
+from rsray.data.sources.globe.spec import (
     _DIR_COLUMN,
     DIRECTIONS,
     HORIZONTAL,
     SYNTHETIC_ORGANIZATION,
-    winterness,
 )
 
 __all__ = [
