@@ -87,7 +87,7 @@ BAD = {
     "modality": (lambda r: r["arms"][2].__setitem__("modalities", ["s2", "s1x"]),
                  "arms.early.modalities: 's1x' is not in", "did you mean 's1'?"),
     "params": (lambda r: r["arms"][2].__setitem__("params", {"model.params.drop_rat": 0.1}),
-               "arms.early: model.params: model 'early_fusion_resnet50': unexpected argument "
+               "arms.early: model.params: model 'early_fusion_resnet101': unexpected argument "
                "'drop_rat'", "did you mean 'drop_rate'?"),
     "space": (lambda r: r["arms"][2].__setitem__("space", "vit"),
               "arms.early.space 'vit'", "unexpected argument"),
