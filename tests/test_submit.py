@@ -16,7 +16,7 @@ from rsray.security import CREDENTIAL_ENV_VARS, keep_credentials_out_of_runtime_
 def test_runtime_env_has_working_dir_and_excludes(tmp_path):
     env = sm.build_runtime_env(tmp_path, excludes=["big/"], env_vars={"RSRAY_X": "1"})
     assert env["working_dir"] == str(tmp_path.resolve())
-    for pattern in (".venv/", "rsray_data/", "rsray_results/", ".git/", "big/"):
+    for pattern in (".venv/", "rsray_data", "rsray_results", ".git/", "big/"):
         assert pattern in env["excludes"]
     assert env["env_vars"] == {"RSRAY_X": "1"}
 

@@ -30,7 +30,9 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 """Where ``ray dashboard cluster.yaml`` forwards the head's dashboard (and its Jobs API)."""
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
-    ".venv/", "venv/", "rsray_data/", "rsray_results/", ".git/", "__pycache__/",
+    # no trailing slash on rsray's own output folders: Ray matches an (empty) folder's own path
+    # without the slash, so "rsray_results/" let an empty rsray_results folder through
+    ".venv/", "venv/", "rsray_data", "rsray_results", ".git/", "__pycache__/",
     "*.egg-info/", ".pytest_cache/", ".ruff_cache/", "build/", "dist/",
     ".env", ".aws/", "*.pem",
 )
