@@ -125,3 +125,28 @@ def test_unknown_shard_uri_fails_before_ray_starts(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="no shard set here"):
         fit(cfg)
     assert ray.is_initialized() == was_up
+
+
+def test_last_training_batch_of_one_is_left_out(synthetic_shards, tmp_path, ray_session):
+    """A split whose last batch holds one sample trains a BatchNorm model (BatchNorm cannot
+    normalise one sample): that sample sits out the epoch instead of crashing the run."""
+    rows = _train_rows(synthetic_shards)
+    assert rows > 2
+    cfg = load_config(None, [
+        f"data.uri={synthetic_shards}", f"data.batch_size={rows - 1}",
+        "model.name=test_early_fusion_cnn", "data.image_size=32", "scaling.num_workers=1",
+        "scaling.cpus_per_worker=1", "train.max_epochs=1",
+        f"train.storage_path={tmp_path}", "train.name=last-batch-of-one",
+    ])
+    result = fit(cfg)
+    assert result.error is None, result.error
+    assert result.metrics["train_samples"] == rows - 1
+
+
+def test_has_batch_norm():
+    import torch
+
+    from rsray.train.step import has_batch_norm
+
+    assert has_batch_norm(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)))
+    assert not has_batch_norm(torch.nn.Linear(2, 2))

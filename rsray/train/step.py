@@ -102,6 +102,11 @@ class EpochStats:
     """Seconds from the start of the epoch to its first batch (the per-pass start-up)."""
 
 
+def has_batch_norm(model: torch.nn.Module) -> bool:
+    """Whether ``model`` holds a BatchNorm layer (which refuses a training batch of one)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Task,
                     loss_meter: Any, run: RunPlan, device: torch.device,
                     modalities: tuple[str, ...], telemetry: Telemetry, *, epoch: int,
@@ -128,6 +133,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
     batches = model_batches(shard, plan, batch_size=cfg.data.batch_size, device=device,
                             shuffle=cfg.data.shuffle_buffer, augment=augment, rng=rng,
                             augment_on=augment_on, resident=resident, generator=generator)
+    batch_norm = has_batch_norm(model)
     for step, item in enumerate(batches):
         step_wait = time.perf_counter() - t_wait
         if step == 0:
@@ -137,6 +143,12 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
             telemetry.bytes_read(name, nbytes)
         batch = item.data  # resampled + normalised on the worker's device, one batch ahead
         target = task.target(batch)
+        if batch_norm and target.shape[0] == 1 and step > 0:
+            # the split's last batch holds one sample: BatchNorm cannot normalise a batch of
+            # one, so it is left out of this epoch (as drop_last would; the next epoch's
+            # shuffle puts another sample last)
+            t_wait = time.perf_counter()
+            continue
         with autocast(device, cfg.train.amp):
             logits = model(model_inputs(batch, modalities))
         if step == 0:
