@@ -38,7 +38,7 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 
 def _print_compare(r: Any) -> None:
-    """The variants side by side, with the ratios the README quotes."""
+    """The variants side by side, with the ratios docs/performance-trials.md quotes."""
     for dev, a in r.augment.items():
         print(f"  augment + finalize_batch on {dev}: host {a['host']:.0f} samples/s, "
               f"device {a['device']:.0f} samples/s, device/host = "

@@ -1,6 +1,6 @@
 """S2 only vs S2 + covariates on the ``covariates_regression`` twin.
 
-README section "Regression with covariates"::
+docs/datasets/covariates.md, "Regression with covariates"::
 
     python jobs/compare_regression_covariates.py --root data/reg_twin --n 400 --epochs 20 \
         --seeds 0,1,2

@@ -11,7 +11,7 @@ Two modes, never mixed:
   Ray Train's placement-group cleaner never pick "the latest cluster" by accident.
 
 A local Ray binds to 127.0.0.1 wherever Ray lets a local instance do so (see
-:data:`LOOPBACK_ENV` and the README's "Security defaults").
+:data:`LOOPBACK_ENV` and docs/security.md).
 """
 
 from __future__ import annotations

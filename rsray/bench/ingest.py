@@ -314,7 +314,7 @@ def run_ingest_benchmark(
 
 
 def format_report(out: dict[str, Any], batch_size: int) -> str:
-    """The benchmark's printed table (what the README quotes)."""
+    """The benchmark's printed table (what docs/performance.md quotes)."""
     lines = [f"ingest benchmark: {out['rows']} {('training')} patches, batch {batch_size}, "
              f"shards {out['codec']} / {out['layout']} layout, "
              f"{out['bytes_per_sample'] / 1000:.0f} KB/sample"]

@@ -65,7 +65,7 @@ from rsray.storage import atomic_write_bytes, get_fs, join
 DEFAULT_SHARD_MB = 128
 ROW_GROUP_MB = 8
 """Target Parquet row-group size: the unit a reader decodes at once. Measured single-process
-read + view on BigEarthNet-MM (README, ingest performance): 32-row (~9 MB) groups read fastest;
+read + view on BigEarthNet-MM (docs/performance.md, ingest): 32-row (~9 MB) groups read fastest;
 16 rows pay per-group overhead, 112-490 rows (31-134 MB) allocate large cold buffers per group
 and read 2-10x slower."""
 ROW_GROUP_ROWS_MIN, ROW_GROUP_ROWS_MAX = 16, 1024

@@ -51,7 +51,7 @@ LEGACY_STORAGE: dict[str, Any] = {"codec": "zstd", "layout": "binary", "row_grou
 def default_codec(uri: str) -> str:
     """The codec ``--codec auto`` picks for a shard set at ``uri``.
 
-    Measured (README, ingest performance): these bands compress 1.15-1.3x with zstd and not at
+    Measured (docs/performance.md, ingest): these bands compress 1.15-1.3x with zstd and not at
     all with lz4, while zstd decodes about 3x slower than no compression. On local disk (page
     cache, NVMe) bytes are nearly free, so ``none``; on object storage each byte is network
     time (and storage cost), so ``zstd``'s ~20 % fewer bytes win when the network is the limit.

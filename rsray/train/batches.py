@@ -83,7 +83,8 @@ def resolve_augment_on(setting: str, device: torch.device, *, resident: bool = F
 
     ``auto`` is ``device`` on a CUDA device and for a resident split (which never leaves the
     device), ``host`` on a CPU worker otherwise: there NumPy's flips and quarter turns (views,
-    one copy) measured 4x faster than torch's (README "GPU path"); crops cost the same.
+    one copy) measured 4x faster than torch's (docs/performance.md, "GPU path"); crops cost
+    the same.
     """
     if setting != "auto":
         return setting
