@@ -217,8 +217,9 @@ class CellRecorder(tune.Callback):
         if cell is None or cell.id in self.done:
             return
         m = dict(trial.last_result or {})
-        metrics = {k: float(m[k]) if m.get(k) is not None else math.nan
-                   for k in self.columns(cell)}
+        keys = list(dict.fromkeys([*self.columns(cell), cell.metric]))  # the selection metric
+        # is recorded even where the task's table columns do not list it (e.g. val_aa)
+        metrics = {k: float(m[k]) if m.get(k) is not None else math.nan for k in keys}
         metrics[f"best_{cell.metric}"] = self.best_seen.get(trial.trial_id, math.nan)
         self.rows[cell.id][trial.trial_id] = TrialRow(
             trial=trial.trial_id, status=trial_status(error, m, cell.max_epochs),
