@@ -15,13 +15,14 @@ from rsray.tune.tracking import mlflow_key, mlflow_uri, tracking_callbacks
 
 mlflow = pytest.importorskip("mlflow", reason="mlflow not installed (pip install 'rsray[mlflow]')")
 
-def test_tracking_is_off_by_default_and_stores_are_sqlite(tmp_path):
+def test_tracking_is_off_by_default_and_stores_are_sqlite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the s3 case below makes ./rsray_results
     assert tracking_callbacks(load_config(None)) == []
     assert mlflow_uri("", str(tmp_path / "results")) == f"sqlite:///{tmp_path}/results/mlflow.db"
     assert (tmp_path / "results").is_dir()
     assert mlflow_uri(str(tmp_path / "mlruns")) == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     assert mlflow_uri(str(tmp_path / "t.db")) == f"sqlite:///{tmp_path}/t.db"
-    assert mlflow_uri("", "s3://bucket/runs").endswith("/rsray_results/mlflow.db")
+    assert mlflow_uri("", "s3://bucket/runs") == f"sqlite:///{tmp_path}/rsray_results/mlflow.db"
     assert mlflow_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
     assert mlflow_uri("sqlite:///x.db") == "sqlite:///x.db"
     cbs = tracking_callbacks(load_config(None, ["tracking.mlflow=true",
