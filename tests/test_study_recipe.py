@@ -1,0 +1,116 @@
+"""A study arm trained with its paper's multi-run recipe: flair2_lfdlm's `paper` variant.
+
+The LF-DLM paper trains the aerial UNetFormer(s) and the Sentinel-2 U-TAE separately and picks
+the fusion weight on validation; the study runs that recipe once per seed of its LF-DLM arms,
+records the fused model's rows like any run's, and resumes a seed branch by branch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from rsray.errors import ConfigError
+from rsray.study.spec import load_spec, spec_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = ROOT / "studies" / "flair2_lfdlm.yaml"
+BRANCHES = {"lf_dlm": ["aerial0", "series"], "lf_dlm_ensemble": ["aerial0", "aerial1", "series"]}
+
+
+def test_recipe_arms_are_checked_when_the_spec_is_read() -> None:
+    raw = {"name": "r", "data": {"dataset": "flair2", "synthetic_n": 48},
+           "arms": [{"name": "lf", "model": "test_lf_dlm", "modalities": ["aerial", "s2"],
+                     "recipe": "lf_dlm"}],
+           "baseline": "lf"}
+    assert spec_from_dict(raw, "x.yaml").arm("lf").recipe == "lf_dlm"
+    for change, match in (
+            ({"recipe": "nope"}, r"x.yaml: arms.lf.recipe: 'nope' is not a recipe; choose one "
+                                 r"of lf_dlm"),
+            ({"space": "segmentation_fair"}, r"arms.lf: a recipe arm has fixed parameters"),
+            ({"model": "test_unet_utae"}, r"arms.lf \(recipe 'lf_dlm'\): model.name: the "
+                                          r"LF-DLM recipe needs an lf_dlm model")):
+        bad = {**raw, "arms": [{**raw["arms"][0], **change}]}
+        with pytest.raises(ConfigError, match=match) as info:
+            spec_from_dict(bad, "x.yaml")
+        assert "\n" not in str(info.value)
+
+
+def test_paper_is_the_default_and_runs_the_recipe() -> None:
+    from rsray.study.faithfulness import resolve
+    from rsray.study.spec import check_runnable
+
+    paper = load_spec(PRESET)
+    assert paper.variant == "paper" and paper.name == "flair2_lfdlm-paper"
+    assert {a.name: a.recipe for a in paper.arms if a.recipe} == {
+        "lf_dlm": "lf_dlm", "lf_dlm_ensemble": "lf_dlm"}
+    for arm, branches in BRANCHES.items():
+        runs = resolve(paper, paper.arm(arm), "recipe.runs.train.name")
+        assert [r.rsplit("-", 1)[1] for r in runs] == branches
+    tuned = load_spec(PRESET, variant="tuned")
+    assert not any(a.recipe for a in tuned.arms)  # tuned: LF-DLM trained end to end
+    check_runnable(load_spec(PRESET, smoke=True))  # the recipe arms are no longer refused
+
+
+def _study_spec() -> Any:
+    """The paper variant's smoke study, one seed (the recipe arms train 2 and 3 runs each)."""
+    spec = load_spec(PRESET, smoke=True)
+    spec.factors.seeds = 1
+    return spec
+
+
+@pytest.mark.slow
+def test_paper_smoke_study_trains_the_lfdlm_branches_apart(tmp_path: Path,
+                                                           ray_session: Any) -> None:
+    from rsray.evaluate.checkpoint import read_checkpoint_meta
+    from rsray.study.cli import write_study_report
+    from rsray.study.runner import run_study
+
+    spec = _study_spec()
+    out = tmp_path / "study"
+    outcome = run_study(spec, study_dir=out)
+    assert not outcome.missing
+    df = pd.read_parquet(out / "results.parquet")
+    test = df[(df.split == "test") & (df.dropped == "") & (df.metric == "miou")]
+    assert sorted(test.arm) == sorted(a.name for a in spec.arms)
+    assert test.value.between(0, 1).all()
+    for arm, branches in BRANCHES.items():
+        seed = out / "cells" / f"{arm}__f1__all" / "seed_0"
+        doc = json.loads((seed / "result.json").read_text())
+        recipe = doc["recipe"]
+        assert recipe["recipe"] == "lf_dlm"
+        assert [r["aerial_weight"] for r in recipe["grid"]] == [i / 10 for i in range(11)]
+        best = max(recipe["grid"], key=lambda r: (r["val_miou"], -abs(r["aerial_weight"] - .7)))
+        assert recipe["best_weight"] == best["aerial_weight"]
+        # the study evaluated the recipe's fused model, with the chosen weight
+        assert doc["checkpoint"] == str(seed / "recipe" / "fused_checkpoint")
+        fused = read_checkpoint_meta(doc["checkpoint"])[0]["config"]["model"]["params"]
+        assert fused["aerial_weight"] == recipe["best_weight"]
+        assert (fused["branch"], fused["n_aerial"]) == ("both", len(branches) - 1)
+        # each branch was its own run, on its own modality only
+        for name, ckpt in zip(branches, recipe["branches"], strict=True):
+            record = json.loads((seed / "recipe" / f"branch_{name}.json").read_text())
+            assert record["checkpoint"] == ckpt
+            assert record["run"] == f"{arm}__f1__all__seed0-{name}"
+            branch = read_checkpoint_meta(ckpt)[0]["config"]
+            assert branch["model"]["params"]["branch"] == name.rstrip("01")
+            assert branch["data"]["modalities"] == (["s2"] if name == "series" else ["aerial"])
+        assert set(df[df.arm == arm].dropped) == {"", "aerial", "s2"}
+        assert (seed / "recipe" / "weights.png").stat().st_size > 0
+    md, _ = write_study_report(str(out))
+    assert "lf_dlm_ensemble" in Path(md).read_text()
+
+    # resume: a recipe seed whose result was lost redoes the fusion, not its branches
+    seed = out / "cells" / "lf_dlm__f1__all" / "seed_0"
+    stamps = {p: p.stat().st_mtime_ns for p in seed.glob("recipe/branch_*.json")}
+    runs = sorted(p.name for p in (out / "runs" / "stage2").iterdir())
+    (seed / "result.json").unlink()
+    again = run_study(spec, study_dir=out, resume=True)
+    assert not again.missing and (seed / "result.json").is_file()
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert sorted(p.name for p in (out / "runs" / "stage2").iterdir()) == runs
+
