@@ -56,6 +56,15 @@ def test_paper_is_the_default_and_runs_the_recipe() -> None:
     check_runnable(load_spec(PRESET, smoke=True))  # the recipe arms are no longer refused
 
 
+def test_check_plans_the_recipe_runs() -> None:
+    from rsray.study.check import check_study
+
+    report = check_study(load_spec(PRESET, smoke=True))  # the twin's manifest; no Ray
+    # 2 seeds x (LF-DLM: 2 runs, the ensemble: 3 runs), one of each counted as the seed's run
+    assert report.plan.seeded_runs == 10 and report.plan.recipe_runs == 2 * (1 + 2)
+    assert "+ 6 branch run(s) of recipe arms" in "\n".join(report.lines())
+
+
 def _study_spec() -> Any:
     """The paper variant's smoke study, one seed (the recipe arms train 2 and 3 runs each)."""
     spec = load_spec(PRESET, smoke=True)
