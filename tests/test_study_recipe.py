@@ -87,6 +87,7 @@ def test_paper_smoke_study_trains_the_lfdlm_branches_apart(tmp_path: Path,
     test = df[(df.split == "test") & (df.dropped == "") & (df.metric == "miou")]
     assert sorted(test.arm) == sorted(a.name for a in spec.arms)
     assert test.value.between(0, 1).all()
+    chosen = {}
     for arm, branches in BRANCHES.items():
         seed = out / "cells" / f"{arm}__f1__all" / "seed_0"
         doc = json.loads((seed / "result.json").read_text())
@@ -95,6 +96,7 @@ def test_paper_smoke_study_trains_the_lfdlm_branches_apart(tmp_path: Path,
         assert [r["aerial_weight"] for r in recipe["grid"]] == [i / 10 for i in range(11)]
         best = max(recipe["grid"], key=lambda r: (r["val_miou"], -abs(r["aerial_weight"] - .7)))
         assert recipe["best_weight"] == best["aerial_weight"]
+        chosen[arm] = recipe["best_weight"]
         # the study evaluated the recipe's fused model, with the chosen weight
         assert doc["checkpoint"] == str(seed / "recipe" / "fused_checkpoint")
         fused = read_checkpoint_meta(doc["checkpoint"])[0]["config"]["model"]["params"]
@@ -111,7 +113,10 @@ def test_paper_smoke_study_trains_the_lfdlm_branches_apart(tmp_path: Path,
         assert set(df[df.arm == arm].dropped) == {"", "aerial", "s2"}
         assert (seed / "recipe" / "weights.png").stat().st_size > 0
     md, _ = write_study_report(str(out))
-    assert "lf_dlm_ensemble" in Path(md).read_text()
+    report = Path(md).read_text()
+    for arm, weight in chosen.items():  # the report's arm table shows what the recipe chose
+        row = next(ln for ln in report.splitlines() if ln.startswith("| ") and f"(`{arm}`)" in ln)
+        assert f"recipe `lf_dlm`; fusion weight per seed: {weight:g}" in row
 
     # resume: a recipe seed whose result was lost redoes the fusion, not its branches
     seed = out / "cells" / "lf_dlm__f1__all" / "seed_0"
