@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from rsray.config import Config
 from rsray.data.shards import Manifest
 from rsray.errors import ConfigError, RsrayError
-from rsray.storage import get_fs, is_remote_url, join
+from rsray.storage import get_fs, is_remote_url, join, to_uri
 from rsray.train.run_plan import RunPlan
 
 WEIGHT_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
@@ -147,11 +147,12 @@ def check_recipe_config(cfg: Config) -> None:
 
 
 def _best_checkpoint(cfg: Config, manifest: Manifest) -> str:
-    """Train ``cfg`` on ``manifest``; the path of its best checkpoint."""
+    """Train ``cfg`` on ``manifest``; the URI of its best checkpoint (``s3://...`` there)."""
     from rsray.train.driver import best_checkpoint, fit_run
 
     run = RunPlan.build(cfg, manifest)
-    return best_checkpoint(fit_run(run, manifest), run, f"run {cfg.train.name}").path
+    ckpt = best_checkpoint(fit_run(run, manifest), run, f"run {cfg.train.name}")
+    return to_uri(get_fs(cfg.train.storage_path)[0], ckpt.path)
 
 
 def fuse(cfg: Config, aerial: Sequence[str], series: str,
