@@ -65,6 +65,21 @@ def test_check_plans_the_recipe_runs() -> None:
     assert "+ 6 branch run(s) of recipe arms" in "\n".join(report.lines())
 
 
+def test_check_shares_a_recipe_seeds_time_among_its_runs(tmp_path: Path) -> None:
+    from rsray.study.check import check_study
+
+    spec = load_spec(PRESET, smoke=True)
+    seed = tmp_path / "cells" / "lf_dlm_ensemble__f1__all" / "seed_0"
+    seed.mkdir(parents=True)
+    (seed / "result.json").write_text(json.dumps(
+        {"rows": [], "seconds": 90.0, "recipe": {"branches": ["a0", "a1", "s"]}}))
+    plan = check_study(spec, study_dir=tmp_path).plan
+    assert plan.run_seconds == pytest.approx(30.0)  # 3 runs in 90 s
+    assert "3 finished run(s)" in plan.measured
+    # still to run: 2 lf_dlm seeds x 1 extra branch run, 1 ensemble seed x 2
+    assert plan.finished_runs == 1 and plan.recipe_runs == 2 * 1 + 1 * 2
+
+
 def _study_spec() -> Any:
     """The paper variant's smoke study, one seed (the recipe arms train 2 and 3 runs each)."""
     spec = load_spec(PRESET, smoke=True)

@@ -279,14 +279,19 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
 
 def _measured_run_seconds(spec: StudySpec, study_dir: StudyStore | None
                           ) -> tuple[float, str, int]:
-    """Mean seconds of this study's finished stage-2 runs, where they came from, how many."""
+    """Mean seconds of this study's finished stage-2 runs, where they came from, how many.
+
+    A recipe seed's time is shared among its training runs (its branches).
+    """
     if study_dir is None:
         return 0.0, "", 0
     seconds = []
     for record in study_dir.glob("cells/*/seed_*/result.json"):
         try:
-            seconds.append(float(study_dir.read_json(record)["seconds"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            doc = study_dir.read_json(record)
+            runs = len((doc.get("recipe") or {}).get("branches") or []) or 1
+            seconds += [float(doc["seconds"]) / runs] * runs
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     if not seconds:
         return 0.0, "", 0
