@@ -146,3 +146,28 @@ def test_paper_smoke_study_trains_the_lfdlm_branches_apart(tmp_path: Path,
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no branch trained again
     assert {p for run in branch_runs for p in run.rglob("*") if p.is_file()} <= set(stamps)
 
+
+
+@pytest.mark.slow
+def test_recipe_seed_in_an_object_store(s3_bucket: str, ray_session: Any) -> None:
+    """A study folder on S3: the branches, the recipe's files and the fused model go there."""
+    import s3fs
+
+    from rsray.study.runner import run_study
+
+    spec = _study_spec()
+    spec.arms = [spec.arm("lf_dlm")]
+    spec.baseline, spec.single_modality = "lf_dlm", []
+    spec.paper_results = {"lf_dlm": spec.paper_results["lf_dlm"]}
+    spec.evaluation.drop_modalities = False  # the dropped-modality rows are tested above
+    out = f"{s3_bucket}/lfdlm"
+    outcome = run_study(spec, study_dir=out)
+    assert not outcome.missing and outcome.n_rows > 0
+    fs = s3fs.S3FileSystem()
+    seed = f"{out.removeprefix('s3://')}/cells/lf_dlm__f1__all/seed_0"
+    doc = json.loads(fs.cat(f"{seed}/result.json"))
+    assert doc["checkpoint"] == f"s3://{seed}/recipe/fused_checkpoint"
+    assert all(c.startswith(f"{out}/runs/stage2/") for c in doc["recipe"]["branches"])
+    assert {p.rsplit("/", 1)[1] for p in fs.ls(f"{seed}/recipe")} >= {
+        "branch_aerial0.json", "branch_series.json", "recipe.json", "weights.png",
+        "fused_checkpoint"}
