@@ -68,7 +68,7 @@ BELOW: dict[str, tuple[str, ...]] = {
     "recipes": ("evaluate",),
     "tune": ("train",),
     "bench": ("tune",),
-    "study": ("tune", "evaluate"),
+    "study": ("tune", "evaluate", "recipes"),
     "report": ("study",),
     "ops": ("train",),
     "cli": ("report", "ops", "recipes", "bench"),

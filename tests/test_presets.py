@@ -241,8 +241,7 @@ def test_arm_identity_is_fixed(specs) -> None:
             assert not key.endswith(("fusion_stage", "merge")) or space == "middle"
 
 
-def test_missing_weights_and_recipe_arms_are_refused_in_one_line(tmp_path: Path,
-                                                                 monkeypatch) -> None:
+def test_missing_weights_are_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
     from rsray.errors import ConfigError
     from rsray.study.spec import check_runnable
 
@@ -260,8 +259,12 @@ def test_missing_weights_and_recipe_arms_are_refused_in_one_line(tmp_path: Path,
     check_runnable(spec)  # every file is there
     check_runnable(load_spec(ROOT / "studies/globe_progressive.yaml", smoke=True))
     lfdlm = load_spec(ROOT / "studies/flair2_lfdlm.yaml", variant="paper")
-    with pytest.raises(ConfigError, match=r"arms.lf_dlm: .* use `python jobs/lf_dlm_recipe.py`"):
+    with pytest.raises(ConfigError, match=r"arms.aerial_only: model.params.pretrained_file "
+                                          r".*maxvit_tiny_tf_512.in1k.pth not found"):
         check_runnable(lfdlm)
+    for name in ("maxvit_tiny_tf_512.in1k.pth", "resnet34.tv_in1k.pth"):
+        (tmp_path / "weights" / name).write_bytes(b"")
+    check_runnable(lfdlm)  # the recipe arms run in the study: nothing else is refused
 
 
 def _write(tmp_path: Path, raw: dict[str, Any]) -> Path:

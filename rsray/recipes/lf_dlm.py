@@ -7,7 +7,8 @@ AdamW 1e-4 with polynomial decay to 1e-7, CE + Dice) and keeps each one's best m
 This module does exactly that with rsray's own training and evaluation:
 
 1. train the aerial branch alone (``model.params.branch=aerial``, only the aerial modality is
-   read), ``n_aerial`` times with seeds ``seed, seed + 1, ...`` for the ensemble;
+   read), ``n_aerial`` times with seeds ``seed, seed + 1000, ...`` for the ensemble (the
+   stride keeps the members of seed ``s`` apart from those of seed ``s + 1`` in a study);
 2. train the series branch alone (``branch=series``, only the series is read);
 3. load the best checkpoint of each into one fused ``branch=both`` model and score every
    fusion weight of a grid on the validation split in a single pass (each batch's branch
@@ -28,7 +29,7 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from rsray.config import Config
 from rsray.data.shards import Manifest
 from rsray.errors import ConfigError, RsrayError
-from rsray.storage import get_fs, is_remote_url, join
+from rsray.storage import get_fs, is_remote_url, join, to_uri
 from rsray.train.run_plan import RunPlan
 
 WEIGHT_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
@@ -47,6 +48,12 @@ WEIGHT_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 
 PAPER_WEIGHT = 0.7
 """The aerial weight the paper reports as best."""
+
+SEED_STRIDE = 1000
+"""Seed distance between the aerial branches of one ensemble (``seed + k * SEED_STRIDE``)."""
+
+Fit = Callable[[Config, Manifest], str]
+"""Trains one branch config on a shard set and returns its best checkpoint's URI."""
 
 
 @dataclass
@@ -61,6 +68,11 @@ class RecipeResult:
     best_weight: float = math.nan
     fused_checkpoint: str = ""
     test: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """What the recipe chose, for a study's record: the weight, its grid, the branches."""
+        return {"best_weight": self.best_weight, "metric": self.metric, "grid": self.grid,
+                "branches": [*self.aerial_checkpoints, self.series_checkpoint]}
 
 
 def branch_config(cfg: Config, branch: str, seed_offset: int = 0) -> Config:
@@ -82,8 +94,44 @@ def branch_config(cfg: Config, branch: str, seed_offset: int = 0) -> Config:
         name = f"{cfg.train.name}-series"
     return cfg.with_overrides({
         "model.params": params, "data.modalities": modalities, "train.name": name,
-        "train.seed": cfg.train.seed + seed_offset,
+        "train.seed": cfg.train.seed + seed_offset * SEED_STRIDE,
     })
+
+
+def branch_configs(cfg: Config, n_aerial: int) -> list[Config]:
+    """Every training run of the recipe: ``n_aerial`` aerial branches, then the series one."""
+    return [*(branch_config(cfg, "aerial", k) for k in range(n_aerial)),
+            branch_config(cfg, "series")]
+
+
+def runs(cfg: Config) -> list[Config]:
+    """The configs of every training run the recipe makes for ``cfg`` (its branches).
+
+    The number of aerial branches is the model's ``n_aerial`` (registry default included:
+    two for ``lf_dlm_ensemble``), read from the model built on the meta device.
+    """
+    import torch
+
+    from rsray.models import create_model
+
+    params = dict(cfg.model.params)
+    params.pop("pretrained_file", None)
+    if isinstance(params.get("aerial"), dict):  # no weights are read for a model on meta
+        params["aerial"] = {k: v for k, v in params["aerial"].items() if k != "pretrained_file"}
+    image = params.get("image_modality", "aerial")
+    series = params.get("series_modality", "s2")
+    with torch.device("meta"):
+        model = create_model(cfg.model.name, modalities={image: 5, series: 10}, num_classes=2,
+                             **params)
+    return branch_configs(cfg, len(model.aerial))
+
+
+def weight_split(cfg: Config) -> str:
+    """The split the fusion weight is chosen on: the first of ``data.eval_splits``.
+
+    It is the split each branch's early stopping and best checkpoint were judged on (``val``).
+    """
+    return cfg.data.eval_splits[0]
 
 
 def check_recipe_config(cfg: Config) -> None:
@@ -99,11 +147,12 @@ def check_recipe_config(cfg: Config) -> None:
 
 
 def _best_checkpoint(cfg: Config, manifest: Manifest) -> str:
-    """Train ``cfg`` on ``manifest``; the path of its best checkpoint."""
+    """Train ``cfg`` on ``manifest``; the URI of its best checkpoint (``s3://...`` there)."""
     from rsray.train.driver import best_checkpoint, fit_run
 
     run = RunPlan.build(cfg, manifest)
-    return best_checkpoint(fit_run(run, manifest), run, f"run {cfg.train.name}").path
+    ckpt = best_checkpoint(fit_run(run, manifest), run, f"run {cfg.train.name}")
+    return to_uri(get_fs(cfg.train.storage_path)[0], ckpt.path)
 
 
 def fuse(cfg: Config, aerial: Sequence[str], series: str,
@@ -206,7 +255,7 @@ def plot_weights(rows: list[dict[str, float]], metric: str, best: float, path: P
 
 def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = WEIGHT_GRID,
                test_splits: Sequence[str] = ("test",), n_aerial: int | None = None,
-               ) -> RecipeResult:
+               fit: Fit | None = None, manifest: Manifest | None = None) -> RecipeResult:
     """Run the whole recipe (module docstring); returns and writes what it produced.
 
     Args:
@@ -216,6 +265,9 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
         weights: aerial weights to score on validation (each in [0, 1]).
         test_splits: splits the fused model is evaluated on (those the shard set has).
         n_aerial: aerial branches (default the model's ``n_aerial``: 2 for the ensemble).
+        fit: trains one branch and returns its best checkpoint (default: a ``TorchTrainer``
+            run of its own, ``rsray train``'s route; a study passes its trial's route).
+        manifest: the shard set, already read and verified (default: read ``cfg.data``'s).
     """
     from rsray.data.datasets import load_shard_set
     from rsray.data.plan import default_splits
@@ -226,8 +278,10 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
     bad = [w for w in weights if not 0.0 <= float(w) <= 1.0]
     if not weights or bad:
         raise ConfigError(f"--weights: aerial weights must be in [0, 1], got {list(weights)}")
-    manifest = load_shard_set(cfg.data, tuple(dict.fromkeys(  # read and verified once
-        [*default_splits(cfg.data), *test_splits])))
+    if manifest is None:  # read and verified once
+        manifest = load_shard_set(cfg.data, tuple(dict.fromkeys(
+            [*default_splits(cfg.data), *test_splits])))
+    fit = fit or _best_checkpoint
     if manifest.task != "segmentation":
         raise RsrayError(f"{manifest.uri}: the LF-DLM recipe needs a segmentation shard set, "
                          f"this one is {manifest.task!r}")
@@ -241,15 +295,16 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
     print(f"[rsray] LF-DLM recipe: {n_aerial} aerial branch(es) + the series branch, trained "
           f"separately; then {len(weights)} fusion weights scored on validation", flush=True)
     aerial = []
-    for k in range(n_aerial):
+    *aerial_cfgs, series_cfg = branch_configs(cfg, n_aerial)
+    for k, branch in enumerate(aerial_cfgs):
         print(f"[rsray] LF-DLM recipe: training aerial branch {k + 1}/{n_aerial}", flush=True)
-        aerial.append(_best_checkpoint(branch_config(cfg, "aerial", k), manifest))
+        aerial.append(fit(branch, manifest))
     print("[rsray] LF-DLM recipe: training the series branch", flush=True)
-    series = _best_checkpoint(branch_config(cfg, "series"), manifest)
+    series = fit(series_cfg, manifest)
     result = RecipeResult(aerial_checkpoints=aerial, series_checkpoint=series,
                           metric=cfg.train.metric)
     fused, model = fuse(cfg, aerial, series, manifest)
-    split = cfg.data.eval_splits[0]
+    split = weight_split(cfg)
     result.grid = score_weights(fused, model, manifest, split, weights)
     result.best_weight = _pick(result.grid, run.metric, run.mode)
     chosen = next(r for r in result.grid if r["aerial_weight"] == result.best_weight)
@@ -279,5 +334,6 @@ def run_recipe(cfg: Config, *, out_dir: str | Path, weights: Sequence[float] = W
     return result
 
 
-__all__ = ["PAPER_WEIGHT", "WEIGHT_GRID", "RecipeResult", "branch_config", "fuse",
-           "run_recipe", "score_weights"]
+__all__ = ["PAPER_WEIGHT", "SEED_STRIDE", "WEIGHT_GRID", "Fit", "RecipeResult",
+           "branch_config", "branch_configs", "check_recipe_config", "fuse", "run_recipe",
+           "runs", "score_weights", "weight_split"]

@@ -138,6 +138,11 @@ def arms_section(root: Path, meta: StudyMeta, tables: Path,
         n_params = parameter_count(first["checkpoint"], uri) if first else None
         search = searches.get(name) or {}
         chosen = _params_text(search.get("params") or {}) if arm.get("space") else "(no search)"
+        if arm.get("recipe"):  # what the recipe chose on validation, seed by seed
+            picks = [r["recipe"]["best_weight"] for r in sorted(
+                mine, key=lambda r: r["keys"]["seed"]) if "best_weight" in r.get("recipe", {})]
+            chosen = (f"recipe `{arm['recipe']}`; fusion weight per seed: "
+                      + (", ".join(f"{w:g}" for w in picks) or "-"))
         rows.append([f"{arm_label(name)} (`{name}`)"
                      + (" (baseline)" if name == meta.baseline else ""),
                      f"`{arm.get('model', '?')}`",
@@ -150,7 +155,9 @@ def arms_section(root: Path, meta: StudyMeta, tables: Path,
     lines = ["## Arms", "",
              "Every arm starts from the same base configuration (below) plus its own fixed "
              "parameters; an arm with a search space had its hyper-parameters chosen by the "
-             "stage-1 search on the validation split, then was retrained with each seed. "
+             "stage-1 search on the validation split, then was retrained with each seed; an "
+             "arm with a recipe ran its paper's multi-run recipe once per seed (the "
+             "recipe's choice on the validation split is shown). "
              "Parameters: trainable parameters of the model as trained (rebuilt on CPU from a "
              "seed's checkpoint). Stage-2 compute: wall time of training + evaluation summed "
              "over the arm's seeds (stage-1 search time is not recorded per arm).", ""]

@@ -71,11 +71,13 @@ class StudyPlan:
     """Estimated seconds of one stage-1 trial (at most ``search_epochs``)."""
     measured: str
     """Where the per-run time comes from: the records it was measured on, or ``""``."""
+    recipe_runs: int = 0
+    """Training runs the seeds of recipe arms make beyond one each (their extra branches)."""
 
     @property
     def total_seconds(self) -> float:
         """Run time of all remaining work, one run after another."""
-        todo = self.seeded_runs - self.finished_runs
+        todo = self.seeded_runs - self.finished_runs + self.recipe_runs
         return self.search_trials * self.trial_seconds + todo * self.run_seconds
 
 
@@ -109,6 +111,7 @@ class CheckReport:
             f"stage 1: {p.search_trials} search trial(s) of <= {p.search_epochs} epoch(s); "
             f"stage 2: {p.seeded_runs} seeded run(s) of {p.run_epochs} epoch(s)"
             + (f" ({p.finished_runs} finished)" if p.finished_runs else "")
+            + (f" + {p.recipe_runs} branch run(s) of recipe arms" if p.recipe_runs else "")
             + f", {p.evaluations} evaluation(s)")
         how = (f"measured: {p.measured}" if p.measured else
                f"assumed, no finished run to measure: {RUN_STARTUP_SECONDS:.0f} s start-up + "
@@ -240,6 +243,15 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
     except ConfigError as exc:
         raise ConfigError(f"{w} (with base and --set): {exc}") from None
     check_config_metrics(cfg, manifest.task, manifest.classes, w)
+    if arm.recipe:  # each training run of the recipe (its branches) fits the data too
+        from rsray.study.recipe_arm import recipe_runs
+
+        for branch in recipe_runs(arm.recipe, cfg):
+            try:
+                RunPlan.build(branch, manifest)
+            except ConfigError as exc:
+                raise ConfigError(f"{w} (recipe {arm.recipe!r}, run {branch.train.name}): "
+                                  f"{exc}") from None
     params = dict(cfg.model.params)
     try:
         check_model_arguments(cfg.model.name, plan.channels, len(manifest.classes),
@@ -267,14 +279,19 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
 
 def _measured_run_seconds(spec: StudySpec, study_dir: StudyStore | None
                           ) -> tuple[float, str, int]:
-    """Mean seconds of this study's finished stage-2 runs, where they came from, how many."""
+    """Mean seconds of this study's finished stage-2 runs, where they came from, how many.
+
+    A recipe seed's time is shared among its training runs (its branches).
+    """
     if study_dir is None:
         return 0.0, "", 0
     seconds = []
     for record in study_dir.glob("cells/*/seed_*/result.json"):
         try:
-            seconds.append(float(study_dir.read_json(record)["seconds"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            doc = study_dir.read_json(record)
+            runs = len((doc.get("recipe") or {}).get("branches") or []) or 1
+            seconds += [float(doc["seconds"]) / runs] * runs
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     if not seconds:
         return 0.0, "", 0
@@ -294,8 +311,14 @@ def _plan(spec: StudySpec, data: dict[str, tuple[Manifest, list[str], str]],
                 and f"cells/{c.id}/search.json" not in records]
     finished = sum(1 for c in cells for s in range(spec.factors.seeds)
                    if f"{seed_dir(c.id, s)}/result.json" in records)
-    evaluations = 0
+    evaluations = extra = 0
     for c in cells:
+        if c.arm.recipe:
+            from rsray.study.recipe_arm import recipe_runs
+
+            todo = sum(1 for s in range(spec.factors.seeds)
+                       if f"{seed_dir(c.id, s)}/result.json" not in records)
+            extra += todo * (len(recipe_runs(c.arm.recipe, spec.arm_config(c.arm))) - 1)
         _, splits, _ = data[c.holdout]
         scored = [s for s in dict.fromkeys([*spec.evaluation.splits, "ood"]) if s in splits]
         drops = len(c.arm.modalities) if (spec.evaluation.drop_modalities
@@ -316,7 +339,8 @@ def _plan(spec: StudySpec, data: dict[str, tuple[Manifest, list[str], str]],
         cells=len(cells), search_trials=len(searched) * spec.search.num_samples,
         search_epochs=spec.search.max_epochs, seeded_runs=len(cells) * spec.factors.seeds,
         run_epochs=epochs, evaluations=evaluations, finished_runs=finished,
-        train_samples=train_rows, run_seconds=run_s, trial_seconds=trial_s, measured=measured)
+        train_samples=train_rows, run_seconds=run_s, trial_seconds=trial_s, measured=measured,
+        recipe_runs=extra)
 
 
 # -------------------------------------------------------------------------------- check

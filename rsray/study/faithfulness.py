@@ -16,12 +16,16 @@ A row holds for every arm of every variant it names (default: every arm, ``paper
 Keys: a dotted config path (``optim.lr``), ``model.kwargs.<argument>`` (the model's resolved
 constructor argument, registry defaults included), ``weights`` (the file names of every
 ``pretrained_file``, ``none`` for random init), ``batch.global`` (batch size x workers),
-``arm.<field>`` (``init``, ``recipe``, ``space``, ``modalities``) and ``spec.<field>``
-(``metrics``, ``factors.fractions``).
+``arm.<field>`` (``init``, ``recipe``, ``space``, ``modalities``), ``spec.<field>``
+(``metrics``, ``factors.fractions``), and for an arm trained with a recipe
+``recipe.runs.<config path>`` (the value in each of the recipe's training runs, a list:
+``recipe.runs.model.params.branch``) or ``recipe.<name>`` (the recipe module's ``<name>(cfg)``
+or constant ``<NAME>``: ``recipe.weight_split``, ``recipe.weight_grid``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from functools import cache
@@ -131,6 +135,8 @@ def resolve(spec: StudySpec, arm: Arm, key: str) -> Any:
     if key.startswith("arm."):
         return getattr(arm, key.split(".", 1)[1])
     cfg = spec.arm_config(arm)
+    if key.startswith("recipe."):
+        return _recipe_value(arm, cfg, key.split(".", 1)[1])
     if key == "weights":
         files = sorted(Path(f).name for f in weight_files(cfg.model.params))
         return files or "none"
@@ -150,6 +156,38 @@ def resolve(spec: StudySpec, arm: Arm, key: str) -> Any:
     for part in key.split("."):
         node = node[part]
     return node
+
+
+@cache
+def _recipe_runs(recipe: str, cfg_json: str) -> list[dict[str, Any]]:
+    """The configs (as dicts) of every training run of ``recipe`` for one arm's config."""
+    from rsray.config import Config
+    from rsray.study.recipe_arm import recipe_runs
+
+    return [run.to_dict() for run in recipe_runs(recipe, Config.from_dict(json.loads(cfg_json)))]
+
+
+def _recipe_value(arm: Arm, cfg: Any, key: str) -> Any:
+    """``recipe.<key>`` of an arm trained with a recipe (see the module docstring)."""
+    from rsray.recipes import get_recipe
+
+    if not arm.recipe:
+        raise ConfigError(f"arm {arm.name} is not trained with a recipe")
+    if key.startswith("runs."):
+        out = []
+        for run in _recipe_runs(arm.recipe, json.dumps(cfg.to_dict(), sort_keys=True)):
+            node: Any = run
+            for part in key.split(".")[1:]:
+                node = node[part]
+            out.append(node)
+        return out
+    module = get_recipe(arm.recipe)
+    value = getattr(module, key, None)
+    if callable(value):
+        return value(cfg)
+    if value is None:
+        value = getattr(module, key.upper())
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _same(got: Any, want: Any) -> bool:

@@ -15,6 +15,7 @@ records there themselves, so nodes need not share a disk::
     study.json                    the resolved spec, the data of each hold-out
     cells/<cell>/search.json      stage 1 finished: best parameters and the trials
     cells/<cell>/seed_<k>/result.json   stage 2 finished for that seed: the tidy rows
+    cells/<cell>/seed_<k>/recipe/       a recipe arm's seed: its branches, chosen weight, model
     results.parquet|csv, hparams.json|csv   the tables (rebuilt from the files above)
     runs/                         Tune and Ray Train storage (checkpoints of every run)
 
@@ -278,16 +279,17 @@ def check_shared(folder: str, what: str, instead: str) -> None:
 
 def seed_job(cfg: Config, *, store: StudyStore, cell: str, seed: int, experiment: str,
              splits: list[str], evaluation: Evaluation, headline: str, keys: dict[str, Any],
-             label: str) -> dict[str, Any]:
+             label: str, recipe: str = "") -> dict[str, Any]:
     """One stage-2 job: train ``cfg`` (seed ``seed`` of cell ``cell``), evaluate, record.
 
     Its run is ``<cell>__seed<seed>`` under the study's ``runs/stage2`` (what
     :func:`pack_jobs` groups by); its rows, tagged with ``keys``, go to
-    ``cells/<cell>/seed_<seed>/result.json`` of ``store``.
+    ``cells/<cell>/seed_<seed>/result.json`` of ``store``. ``recipe``: the arm's multi-run
+    recipe (:mod:`rsray.study.recipe_arm`), whose final model is evaluated instead of one run's.
     """
     run = f"{cell}__seed{seed}"
     return {"id": run, "root": store.uri, "dir": store.join(seed_dir(cell, seed)),
-            "cell": cell, "seed": seed, "run": run, "experiment": experiment,
+            "cell": cell, "seed": seed, "run": run, "experiment": experiment, "recipe": recipe,
             "storage": store.join("runs", "stage2"), "config": cfg.to_dict(),
             "splits": list(dict.fromkeys(splits)), "drop": evaluation.drop_modalities,
             "predictions": evaluation.predictions, "headline": headline, "keys": keys,
@@ -317,13 +319,19 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     # read and verified once: training, evaluation and predictions all use this manifest
     manifest = load_shard_set(cfg.data, tuple(dict.fromkeys([
         "train", *cfg.data.eval_splits, *(s for s in job["splits"] if s != "train")])))
-    run = RunPlan.build(cfg, manifest, experiment=job["experiment"], trial=job["run"])
-    # the splits that fit in memory are decoded once for all epochs, and once for the seeds
-    # of a cell that this (reused) trial process trains one after another
-    data = warm_training_data(run.data, manifest)
-    result = run_in_trial(run, manifest, data=data, name=job["run"],
-                          storage_path=job["storage"], to_tune=False)
-    ckpt = checkpoint_uri(best_checkpoint(result, run, job["run"]), job["storage"])
+    recipe: dict[str, Any] = {}
+    if job.get("recipe"):  # the paper's multi-run recipe; its fused model is evaluated
+        from rsray.study.recipe_arm import train_recipe
+
+        ckpt, recipe = train_recipe(job, cfg, manifest, seed_dir(job["cell"], job["seed"]))
+    else:
+        run = RunPlan.build(cfg, manifest, experiment=job["experiment"], trial=job["run"])
+        # the splits that fit in memory are decoded once for all epochs, and once for the
+        # seeds of a cell that this (reused) trial process trains one after another
+        data = warm_training_data(run.data, manifest)
+        result = run_in_trial(run, manifest, data=data, name=job["run"],
+                              storage_path=job["storage"], to_tune=False)
+        ckpt = checkpoint_uri(best_checkpoint(result, run, job["run"]), job["storage"])
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []
@@ -345,7 +353,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                          "value": float(value) if value is not None else float("nan")})
     doc = {"keys": job["keys"], "checkpoint": ckpt, "rows": rows, "predictions": preds,
            "task": manifest.task, "classes": list(manifest.classes),
-           "seconds": time.perf_counter() - t0}
+           "seconds": time.perf_counter() - t0, **({"recipe": recipe} if recipe else {})}
     store.write_json(f"{seed_dir(job['cell'], job['seed'])}/result.json", doc)  # last: done
     return doc
 
@@ -523,7 +531,8 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
                       "fraction": cell.fraction, "holdout": cell.holdout or "none",
                       "seed": seed},
                 label=f"cell {cell.index + 1}/{len(cells)} {cell.arm.name} fraction "
-                      f"{cell.fraction:g} seed {seed + 1}/{spec.factors.seeds}"))
+                      f"{cell.fraction:g} seed {seed + 1}/{spec.factors.seeds}",
+                recipe=cell.arm.recipe))
     done = len(cells) * spec.factors.seeds - len(jobs)
     if jobs:
         concurrency = min(concurrency_of(Config.from_dict(j["config"])) for j in jobs)

@@ -71,8 +71,8 @@ class Arm:
     """The paper's initialisation: the timm name (with its pretrained tag) of the weights
     ``model.params.pretrained_file`` holds (``resnet50.tv_in1k``); empty: random init."""
     recipe: str = ""
-    """A multi-step recipe the paper trains this arm with and the study runner does not run
-    (``jobs/lf_dlm_recipe.py``); running such an arm is refused with that pointer."""
+    """The paper's multi-run recipe this arm is trained with (a name of
+    :data:`rsray.recipes.RECIPES`: ``lf_dlm``); each seed is one run of it. Empty: one run."""
 
 
 @dataclass
@@ -453,9 +453,13 @@ def spec_from_dict(raw: Any, where: str = "spec", *, root: Path | None = None,
     )
     for arm in arms:  # every arm's config must be a valid rsray config
         try:
-            spec.arm_config(arm)
+            cfg = spec.arm_config(arm)
         except ConfigError as exc:
             raise ConfigError(f"{p}arms.{arm.name} (with base): {exc}") from None
+        if arm.recipe:
+            from rsray.study.recipe_arm import check_recipe_arm
+
+            check_recipe_arm(f"{p}arms.{arm.name}", arm.recipe, arm.space, cfg)
     return spec
 
 
@@ -564,17 +568,10 @@ def _absolute_weights(value: Any, cwd: Path) -> Any:
 def check_runnable(spec: StudySpec) -> None:
     """Refuse, in one line, a spec the study runner cannot run as written.
 
-    That is an arm whose paper recipe is a separate job (``recipe``), or a
-    ``pretrained_file`` that is not on disk (the line says how to fetch it on a connected
-    machine). Call before starting Ray.
+    That is a ``pretrained_file`` that is not on disk (the line says how to fetch it on a
+    connected machine). Call before starting Ray.
     """
     where = spec.source or spec.name
-    for arm in spec.arms:
-        if arm.recipe:
-            raise ConfigError(
-                f"{where}: arms.{arm.name}: the paper trains this arm with a multi-step recipe "
-                f"the study runner does not run; use `python {arm.recipe}` for it (or "
-                "--variant tuned, which trains it end to end)")
     for arm in spec.arms:
         for f in weight_files(spec.arm_config(arm).model.params):
             if not Path(f).is_file():
