@@ -41,16 +41,11 @@ def _workers(dashboard: str) -> int:
                if not n.is_head_node)
 
 
-CLUSTER_STUDY_OPT_IN = pytest.mark.skipif(
-    os.environ.get("RSRAY_CLUSTER_STUDY_TESTS") != "1",
-    reason="opt-in (RSRAY_CLUSTER_STUDY_TESTS=1): multi-node study fault test, several minutes "
-           "and not yet stable on a loaded 2-core machine (node start-up and kill timing)")
-"""Gate of the multi-node study fault tests that have not yet passed reliably in CI."""
-
 @pytest.mark.slow
-@CLUSTER_STUDY_OPT_IN
-def test_study_job_scales_the_fake_cluster_and_lands_in_s3(tmp_path: Path, s3_server: str,
-                                                          synthetic_shards: str) -> None:
+@pytest.mark.own_ray_head
+def test_study_job_scales_the_fake_cluster_and_lands_in_s3(
+        tmp_path: Path, s3_server: str, synthetic_shards: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
     import s3fs
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -85,6 +80,10 @@ def test_study_job_scales_the_fake_cluster_and_lands_in_s3(tmp_path: Path, s3_se
         env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "head.log").open("w"),
         start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
+    # Ray's state and job clients prefer RAY_API_SERVER_ADDRESS / RAY_ADDRESS to the address
+    # they are given: the session's (stopped) Ray left both in this process's environment
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", address)
+    monkeypatch.setenv("RAY_ADDRESS", address)
     counts: list[int] = []
     stop = threading.Event()
 
