@@ -16,9 +16,10 @@ Promised:
 - no credential value reaches any object of the study;
 - the same study with a LOCAL ``--out`` stops at once, in one line naming the folder and the
   node that cannot see it and suggesting an ``s3://`` folder;
-- the worker node running a stage-2 seed is killed mid-training (every process on it, as a
-  spot reclaim): the seed's run starts again on the other node and resumes from its last
-  checkpoint in S3, the finished seed is not re-run, the study completes with every row.
+- the worker node running a stage-2 seed is lost mid-training (every process on it stopped
+  dead the moment the seed's first checkpoint is in S3, then killed, as a spot reclaim): the
+  seed's run starts again on the other node and resumes from its last checkpoint in S3, the
+  finished seed is not re-run, the study completes with every row.
 """
 
 from __future__ import annotations
@@ -108,12 +109,6 @@ def _study(c: NsCluster, spec: Path, out: str, data: str, cwd: Path,
             "--data", data, *extra]
 
 
-CLUSTER_STUDY_OPT_IN = pytest.mark.skipif(
-    os.environ.get("RSRAY_CLUSTER_STUDY_TESTS") != "1",
-    reason="opt-in (RSRAY_CLUSTER_STUDY_TESTS=1): multi-node study fault test, several minutes "
-           "and not yet stable on a loaded 2-core machine (node start-up and kill timing)")
-"""Gate of the multi-node study fault tests that have not yet passed reliably in CI."""
-
 @pytest.mark.slow
 def test_local_study_folder_stops_at_once_when_a_worker_cannot_see_it(cluster, tmp_path):
     c, bucket, spec = cluster
@@ -139,7 +134,6 @@ def _objects(fs, root: str) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-@CLUSTER_STUDY_OPT_IN
 def test_study_in_s3_survives_a_driver_kill_on_a_worker_without_shared_disk(cluster,
                                                                             tmp_path):
     import s3fs
@@ -240,7 +234,6 @@ def _first_checkpoint_kept(fs, run: str) -> bool:
 
 
 @pytest.mark.slow
-@CLUSTER_STUDY_OPT_IN
 def test_study_survives_losing_the_node_of_a_training_seed(cluster, tmp_path):
     import json
 
@@ -286,6 +279,8 @@ def test_study_survives_losing_the_node_of_a_training_seed(cluster, tmp_path):
     # the node was lost mid-training: seed 1 had not finished, and had checkpoints to resume
     assert left and len(left) < NODE_LOSS_EPOCHS and seed1_done is False, (left, seed1_done)
     assert proc.returncode == 0, out[-3000:]
+    assert "[study] run failed, retrying (1 of at most 2): cell 1/1 early fraction 1 seed " \
+        "2/2; it resumes from its last checkpoint" in out, out[-3000:]
     fs.invalidate_cache()
     assert fs.info(seed0)["ETag"] == finished0["ETag"]  # the finished seed was not re-run
     df = pd.read_parquet(fs.open(f"{root}/results.parquet"))
