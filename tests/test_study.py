@@ -239,13 +239,19 @@ def test_stage2_progress_prints_each_run_with_its_test_metric(tmp_path, capsys) 
     cb.on_trial_start(0, [], ta)
     cb.on_trial_complete(0, [], ta)
     cb.on_trial_start(0, [], tb)
+    tb.num_failures, tb.max_failures = 1, 2
+    cb.on_trial_recover(0, [], tb)  # retried: not finished
+    cb.on_trial_start(0, [], tb)
     cb.on_trial_error(0, [], tb)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "[study] run started: cell 1/2 early fraction 1 seed 1/2"
     assert out[1].startswith("[study] run 1/2 done: cell 1/2 early fraction 1 seed 1/2, "
                              "test ap_macro 0.6123 (")
     assert out[2] == "[study] run started: cell 2/2 late fraction 1 seed 1/2"
-    assert len(out) == 3 and cb.finished == 2  # a failure is printed once, by run_jobs
+    assert out[3] == ("[study] run failed, retrying (1 of at most 2): cell 2/2 late fraction 1 "
+                      "seed 1/2; it resumes from its last checkpoint")
+    assert out[4] == out[2]
+    assert len(out) == 5 and cb.finished == 2  # a failure is printed once, by run_jobs
 
 
 def test_error_line_is_the_raised_exception_not_rays_wrapper() -> None:

@@ -19,7 +19,7 @@ from rsray.storage import join, read_bytes
 
 
 class Stage2Progress(TrialProgressCallback):
-    """One line when a seeded run starts and one when it ends, with its test metric."""
+    """One line when a seeded run starts, is retried, and ends (with its test metric)."""
 
     def __init__(self, jobs: dict[str, dict[str, Any]]) -> None:
         super().__init__()
@@ -47,6 +47,16 @@ class Stage2Progress(TrialProgressCallback):
         seconds = time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
         say(f"[study] run {self.finished}/{self.total} done: "
             f"{job.get('label', trial.trial_id)}{_headline(job)} ({seconds:.0f} s)")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """``[study] run failed, retrying (1 of at most 2): ...``.
+
+        Its process or node died (or it raised) and Tune starts it again
+        (``train.max_failures``); its training resumes from the run's last checkpoint.
+        """
+        say(f"[study] run failed, retrying ({trial.num_failures} of at most "
+            f"{trial.max_failures}): {self._job(trial).get('label', trial.trial_id)}; it "
+            "resumes from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Counted only: ``run_jobs`` prints each failed run with its error once Tune ends."""

@@ -107,13 +107,35 @@ class NsCluster:
         logs = "".join(p.read_text()[-1500:] for p in (self.logs or self.ray_tmp).glob("*.log"))
         raise TimeoutError(f"{n} Ray nodes not alive after {timeout_s} s: {logs}")
 
+    def node_running(self, *titles: str) -> str | None:
+        """The worker node (name) with a process whose command line contains one of ``titles``.
+
+        Ray names a worker process after what it runs (``ray::ImplicitFunc.train`` for a Tune
+        trial, ``ray::RayTrainWorker`` for a Ray Train worker); a node is its mount namespace.
+        Read from ``/proc``: no state API round trip, so a test can act within milliseconds.
+        """
+        spaces = {ns: name for name, p in self.workers.items()
+                  if (ns := _namespace(p.pid)) is not None}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                if any(t in cmdline for t in titles):
+                    name = spaces.get(os.readlink(f"/proc/{pid}/ns/mnt"))
+                    if name is not None:
+                        return name
+        return None
+
+    def freeze_worker(self, name: str) -> None:
+        """SIGSTOP every process of worker node ``name``: the node stops dead, as a machine
+        that lost power, while the test looks at what it left; :meth:`kill_worker` ends it."""
+        ns = _namespace(self.workers[name].pid)
+        if ns is not None:
+            _kill_namespace(ns, signal.SIGSTOP)
+
     def kill_worker(self, name: str) -> None:
         """SIGKILL every process of worker node ``name`` (its raylet and its workers)."""
         proc = self.workers.pop(name)
-        try:  # every process in the node's mount namespace is the node
-            ns = os.readlink(f"/proc/{proc.pid}/ns/mnt")
-        except OSError:
-            ns = None
+        ns = _namespace(proc.pid)  # every process in the node's mount namespace is the node
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -134,12 +156,20 @@ class NsCluster:
         _kill_under(self.address)
 
 
-def _kill_namespace(ns: str) -> None:
-    """SIGKILL every process in the mount namespace ``ns`` (``mnt:[...]``)."""
+def _namespace(pid: int) -> str | None:
+    """The mount namespace (``mnt:[...]``) of process ``pid``; ``None`` when it is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _kill_namespace(ns: str, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to every process in the mount namespace ``ns`` (``mnt:[...]``)."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):
             if os.readlink(f"/proc/{pid}/ns/mnt") == ns:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(int(pid), sig)
 
 
 def _kill_under(token: str) -> None:

@@ -81,6 +81,12 @@ def test_tune_run_scales_the_fake_cluster_up_and_down(tmp_path: Path,
     ray_tmp = Path(f"/tmp/rsray_fake_{port}")
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
            "RAY_TMPDIR": str(ray_tmp), "RAY_USAGE_STATS_ENABLED": "0",
+           # a ~/.ray/auth_token left by any local ray.init() would otherwise turn token auth
+           # on for this head (a loopback-only test cluster needs none)
+           "RAY_AUTH_MODE": "disabled",
+           # Ray's clients prefer it to the address they are given: the session's Ray (stopped
+           # or not) must not be the one they reach
+           "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("RAY_ADDRESS", None)
     ray_bin = str(Path(sys.executable).with_name("ray"))
@@ -100,7 +106,7 @@ def test_tune_run_scales_the_fake_cluster_up_and_down(tmp_path: Path,
         run = subprocess.run(
             [sys.executable, str(SCRIPT), f"127.0.0.1:{port}", synthetic_shards,
              str(tmp_path / "results"), str(result), str(min_nodes)],
-            env={**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}"},
+            env=env,
             capture_output=True, text=True, timeout=900, cwd=tmp_path)
         out = (run.stdout + run.stderr)[-3000:]
         assert run.returncode == 0, out + (tmp_path / "head.log").read_text()[-2000:]
