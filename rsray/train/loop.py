@@ -37,6 +37,7 @@ import torchmetrics
 
 from rsray.config import Config
 from rsray.data.passes import EpochStream
+from rsray.data.stream import PassStream, build_passes
 from rsray.errors import ConfigError
 from rsray.train.batches import ResidentSplit, device_generator
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
@@ -230,6 +231,12 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
             print(f"[rsray] train: {resident.rows} rows ({resident.nbytes / 2**20:.0f} MiB) "
                   f"resident on {device} per worker in {time.perf_counter() - t_res:.1f} s; "
                   "epochs need no host work", flush=True)
+    elif given.stream is not None and world == 1 and state.start_epoch < cfg.train.max_epochs:
+        # one execution streams every epoch, each epoch's rows in an order drawn from the seed
+        train_shard = PassStream(build_passes(
+            given.stream, passes=cfg.train.max_epochs - state.start_epoch,
+            seed=cfg.train.seed, first_epoch=state.start_epoch),
+            first_epoch=state.start_epoch).start()
     else:  # each epoch's pass starts while the previous epoch is evaluated
         train_shard = EpochStream(train_shard, passes=cfg.train.max_epochs - state.start_epoch)
     # Fixed cost of this run before its first epoch (see _startup): seconds since the
@@ -296,3 +303,5 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
                 print(f"[rsray] early stopping: no {watched} improvement for "
                       f"{state.stop_stale} epoch(s)", flush=True)
             break
+    if isinstance(train_shard, PassStream):
+        train_shard.close()
