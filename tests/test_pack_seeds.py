@@ -58,7 +58,7 @@ def test_packed_seed_equals_its_separate_run(synthetic_shards: str, tmp_path: Pa
     """
     cfg = load_config(None, [
         f"data.uri={synthetic_shards}", "data.batch_size=16", "data.eval_splits=[val]",
-        f"data.cache={cache}",
+        f"data.cache='{cache}'",
         "model.name=test_progressive_fusion", "scaling.num_workers=1",
         "scaling.cpus_per_worker=0.5", "train.max_epochs=2", "train.log_every_n_steps=1000"])
     packed_store, alone_store = _store(tmp_path / "packed"), _store(tmp_path / "alone")
