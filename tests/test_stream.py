@@ -65,6 +65,15 @@ def test_passes_end_at_their_boundary_and_a_left_pass_is_skipped() -> None:
     assert ds.started == 1  # one execution for every pass
 
 
+def test_epochs_continue_in_the_next_execution() -> None:
+    later = [_Blocks(1, first=1), _Blocks(1, first=2)]
+    stream = PassStream(_Blocks(1), more=lambda: later.pop(0) if later else None)
+    epochs = [np.concatenate([b["label"] for b in stream.iter_batches(batch_size=3)]).tolist()
+              for _ in range(3)]
+    assert epochs == [list(range(100 * e, 100 * e + 7)) for e in range(3)]
+    assert list(stream.iter_batches(batch_size=3)) == []
+
+
 def test_torch_batches_and_unknown_format() -> None:
     torch = pytest.importorskip("torch")
     stream = PassStream(_Blocks(1))
@@ -102,9 +111,13 @@ def _row_ids(batch: dict[str, Any]) -> list[str]:
 
 
 def _epochs(stream: SplitStream, *, passes: int, seed: int, first: int = 0,
-            shuffle: int = 16) -> list[list[str]]:
-    ps = PassStream(build_passes(stream, passes=passes, seed=seed, first_epoch=first,
-                                 unit_rows=8), first_epoch=first).start()
+            shuffle: int = 16, max_units: int | None = None) -> list[list[str]]:
+    if max_units:  # executions of max_units units each (unit size: the default)
+        ps = PassStream.over(stream, passes=passes, seed=seed, first_epoch=first,
+                             max_units=max_units).start()
+    else:
+        ps = PassStream(build_passes(stream, passes=passes, seed=seed, first_epoch=first,
+                                     unit_rows=8), first_epoch=first).start()
     out = []
     for epoch in range(first, first + passes):
         ids: list[str] = []
@@ -129,6 +142,10 @@ def test_every_row_once_per_pass_in_a_seeded_order(synthetic_shards: str, ray_se
     assert _epochs(stream, passes=3, seed=8)[0] != epochs[0]
     # a resumed run (epochs 1..2) reads what the uninterrupted run read in those epochs
     assert _epochs(stream, passes=2, seed=7, first=1) == epochs[1:]
+    # one execution per epoch reads what one execution for all of them reads
+    one = len(stream.units())
+    assert _epochs(stream, passes=3, seed=7, max_units=one) == \
+        _epochs(stream, passes=3, seed=7, max_units=3 * one)
 
 
 def test_augmentation_in_the_tasks_repeats_with_the_seed(synthetic_shards: str,

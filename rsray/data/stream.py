@@ -21,14 +21,16 @@ same rows in the same order (with the same augmentation).
 (Ray's batcher cannot end a batch at a pass boundary inside one execution): without a
 shuffle buffer, consecutive rows; with ``local_shuffle_buffer_size`` rows, every window of at
 least that many rows is permuted with the pass's seed before it is cut (rows never cross
-a pass). Every row of a pass is handed out exactly once in that pass.
+a pass). Every row of a pass is handed out exactly once in that pass. A run of many epochs
+over a split of many units chains executions of a few whole epochs each (:data:`MAX_UNITS`
+units at most), so that no execution lists every epoch's units at once.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,9 @@ UNIT_BYTES = 64 << 20
 cost is small against its read (measured on 2 cores, 274 KB BigEarthNet-MM rows: 128-row
 units streamed at ~55 % of the rate of 256-row units), small enough that a pass has several
 units to overlap and to shuffle."""
+MAX_UNITS = 4096
+"""Read units per execution at most (whole epochs, at least one): a run of many epochs over a
+large split chains a few executions instead of listing every epoch's units at once."""
 PASS_COLUMN = "__pass"
 """The column tagging each row with the pass (epoch) it belongs to."""
 
@@ -214,22 +219,45 @@ class PassStream:
     """Passes of a :func:`build_passes` dataset, one per iteration call (see module doc).
 
     ``dataset`` holds the epochs ``first_epoch ..``; call :meth:`iter_batches` or
-    :meth:`iter_torch_batches` once per epoch. A pass left part-way (early stopping) is
-    skipped by the next call; :meth:`close` (or the end of the last pass) stops the
-    execution. ``lead`` blocks are fetched ahead of the consumer.
+    :meth:`iter_torch_batches` once per epoch. When its blocks run out, ``more()`` (if given)
+    returns the dataset of the next epochs (``None``: no more). A pass left part-way (early
+    stopping) is skipped by the next call; :meth:`close` stops the execution. ``lead`` blocks
+    are fetched ahead of the consumer. :meth:`over` builds the stream of a run.
     """
 
-    def __init__(self, dataset: Any, *, first_epoch: int = 0, lead: int = 4) -> None:
+    def __init__(self, dataset: Any, *, first_epoch: int = 0, lead: int = 4,
+                 more: Callable[[], Any] | None = None) -> None:
         self.dataset = dataset
         self.epoch = first_epoch
         self.lead = lead
+        self.more = more
         self._blocks: Iterator[dict[str, np.ndarray]] | None = None
         self._held: dict[str, np.ndarray] | None = None
         self._done = False
 
+    @classmethod
+    def over(cls, stream: SplitStream, *, passes: int, seed: int, first_epoch: int = 0,
+             max_units: int = MAX_UNITS) -> PassStream:
+        """Epochs ``first_epoch .. first_epoch + passes - 1`` of ``stream``.
+
+        One execution holds as many whole epochs as fit ``max_units`` read units (at least
+        one): every epoch of a small split, a few at a time of a split of many units.
+        """
+        per = max(1, max_units // max(1, len(stream.units())))
+        chunks = [(e, min(per, first_epoch + passes - e))
+                  for e in range(first_epoch, first_epoch + passes, per)]
+
+        def make() -> Any:
+            if not chunks:
+                return None
+            first, n = chunks.pop(0)
+            return build_passes(stream, passes=n, seed=seed, first_epoch=first)
+
+        return cls(make(), first_epoch=first_epoch, more=make)
+
     def start(self) -> PassStream:
         """Start the execution now (its first blocks are decoded while the caller sets up)."""
-        if self._blocks is None:
+        if self._blocks is None and self.dataset is not None:
             self._blocks = iter(self.dataset.iter_batches(
                 batch_size=None, batch_format="numpy", prefetch_batches=self.lead))
         return self
@@ -245,15 +273,17 @@ class PassStream:
         if self._held is not None:
             block, self._held = self._held, None
             return block
-        if self._done:
-            return None
-        self.start()
-        assert self._blocks is not None
-        try:
-            return next(self._blocks)
-        except StopIteration:
-            self._done = True
-            return None
+        while not self._done:
+            self.start()
+            if self._blocks is None:
+                self._done = True
+                break
+            try:
+                return next(self._blocks)
+            except StopIteration:  # this execution's epochs are over: the next ones, if any
+                self._blocks = None
+                self.dataset = self.more() if self.more is not None else None
+        return None
 
     def _pass_blocks(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         """The blocks of ``epoch``: earlier epochs' leftovers skipped, the next one held."""

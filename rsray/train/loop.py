@@ -37,7 +37,7 @@ import torchmetrics
 
 from rsray.config import Config
 from rsray.data.passes import EpochStream
-from rsray.data.stream import PassStream, build_passes
+from rsray.data.stream import PassStream
 from rsray.errors import ConfigError
 from rsray.train.batches import ResidentSplit, device_generator
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
@@ -233,10 +233,9 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
                   "epochs need no host work", flush=True)
     elif given.stream is not None and world == 1 and state.start_epoch < cfg.train.max_epochs:
         # one execution streams every epoch, each epoch's rows in an order drawn from the seed
-        train_shard = PassStream(build_passes(
+        train_shard = PassStream.over(
             given.stream, passes=cfg.train.max_epochs - state.start_epoch,
-            seed=cfg.train.seed, first_epoch=state.start_epoch),
-            first_epoch=state.start_epoch).start()
+            seed=cfg.train.seed, first_epoch=state.start_epoch).start()
     else:  # each epoch's pass starts while the previous epoch is evaluated
         train_shard = EpochStream(train_shard, passes=cfg.train.max_epochs - state.start_epoch)
     # Fixed cost of this run before its first epoch (see _startup): seconds since the
