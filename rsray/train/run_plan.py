@@ -165,9 +165,9 @@ class WorkerInput:
     augmentation is off."""
     trainer_built: float = 0.0
     """``time.time()`` when the driver built the trainer (the run's start-up cost starts)."""
-    stream: SplitStream | None = None
-    """The streamed training split (:attr:`rsray.data.datasets.TrainingData.stream`): a run
-    with one worker reads all its passes through one long-lived execution
+    streams: dict[str, SplitStream] = field(default_factory=dict)
+    """The streamed splits (:attr:`rsray.data.datasets.TrainingData.streams`): a run with one
+    worker reads all its passes of each through one long-lived execution
     (:class:`~rsray.data.stream.PassStream`) instead of a new one per epoch."""
 
 

@@ -78,7 +78,7 @@ def run_in_trial(run: RunPlan, manifest: Manifest, *, data: TrainingData, name: 
             tune.report(metrics)
 
     given = WorkerInput(run=run, augment=data.augment, trainer_built=time.time(),
-                        stream=data.stream)
+                        streams=data.streams)
     return run_local(run.config, train_fn=train_fn_per_worker, loop_config={"input": given},
                      datasets=data.datasets, run_uri=join(storage_path, name),
                      on_report=on_report)
