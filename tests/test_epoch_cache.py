@@ -117,6 +117,10 @@ def test_cache_auto_streams_what_does_not_fit(synthetic_shards, ray_session):
     manifest = load_shard_set(cfg)
     data = training_datasets(DataPlan.build(manifest, cfg), manifest)
     assert data.cached == {} and data.augment is None  # Ray Data augments the stream
+    # a one-worker run reads every epoch of each split through one execution of its stream
+    assert set(data.streams) == set(data.datasets)
+    assert data.streams["train"].augment_with is not None  # as Ray Data augments the stream
+    assert all(data.streams[s].augment_with is None for s in data.streams if s != "train")
 
 
 def test_early_stopping_watches_its_own_metric_and_survives_a_resume() -> None:

@@ -30,7 +30,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "shards": ("rsray.data.shards", "rsray.data.prepare", "rsray.data.groups"),
     # Ray Data input: decode plan -> Arrow decoding -> augmentation -> device finalisation
     "pipeline": ("rsray.data.plan", "rsray.data.decode", "rsray.data.augment",
-                 "rsray.data.finalize", "rsray.data.datasets", "rsray.data.passes"),
+                 "rsray.data.finalize", "rsray.data.datasets", "rsray.data.passes",
+                 "rsray.data.stream"),
     # fusion model families over shared layers, the registry
     "models": ("rsray.models",),
     # the resolved run, the worker entry and its step helpers, losses, metrics, checkpoints

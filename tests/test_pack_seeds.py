@@ -48,11 +48,17 @@ def test_pack_seeds_must_be_positive() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cache", ["auto", "off"])
 def test_packed_seed_equals_its_separate_run(synthetic_shards: str, tmp_path: Path,
-                                              ray_session) -> None:
-    """Seeds 0 and 1 packed in one trial; seed 1 again alone: seed 1's metrics are equal."""
+                                              ray_session, cache: str) -> None:
+    """Seeds 0 and 1 packed in one trial; seed 1 again alone: seed 1's metrics are equal.
+
+    ``off``: the training split is streamed (one execution for both epochs, its units'
+    order, shuffle and augmentation drawn from the seed).
+    """
     cfg = load_config(None, [
         f"data.uri={synthetic_shards}", "data.batch_size=16", "data.eval_splits=[val]",
+        f"data.cache='{cache}'",
         "model.name=test_progressive_fusion", "scaling.num_workers=1",
         "scaling.cpus_per_worker=0.5", "train.max_epochs=2", "train.log_every_n_steps=1000"])
     packed_store, alone_store = _store(tmp_path / "packed"), _store(tmp_path / "alone")

@@ -5,8 +5,10 @@ Every reader reads the same split of the same shard set, in one run:
 (i)   the raw limit: one process, ``pyarrow`` reads each row group and :func:`decode_raw` views
       the band columns as native NumPy arrays (no copy), per codec (the split is re-encoded
       with each of ``none``, ``lz4``, ``zstd`` into a scratch folder, same rows and row groups);
-(ii)  Ray Data to native arrays (``build_split`` + ``iter_torch_batches``, what a Ray Train
-      worker pulls), and the same split materialised once (what epoch 2 onwards can get);
+(ii)  Ray Data to native arrays: the streamed split as a one-worker run reads it (one long-lived
+      execution for all passes, :class:`~rsray.data.stream.PassStream`), the same with a new
+      execution per pass (``build_split`` + ``iter_torch_batches``: what each worker of a
+      multi-worker run pulls), and the split materialised once (a cached split);
 (iii) a torch DataLoader over the same Parquet shards to native arrays;
 (iv)  a torch DataLoader reading the per-band GeoTIFFs with rasterio to native arrays;
 
@@ -21,7 +23,8 @@ The comparison kept from earlier rounds, each reader producing the same model in
 read); (c) DataLoader over the Parquet shards. ``a/b`` and ``a/c`` are their ratios.
 
 Every reader makes one untimed warm-up pass (so all read from the page cache), then
-``passes`` timed passes.
+``passes`` timed passes (the raw reads and the native Ray Data streams at least
+:data:`RAW_PASSES`). :func:`targets` says which of :data:`TARGETS` are met.
 """
 
 from __future__ import annotations
@@ -47,9 +50,21 @@ from rsray.data.finalize import finalize_batch
 from rsray.data.plan import DecodePlan, make_plan
 from rsray.data.prepare import write_shard_bytes
 from rsray.data.shards import CODECS, Manifest, read_manifest
+from rsray.data.stream import PassStream, SplitStream, build_passes
 
 # decode_raw's views on Arrow memory are read-only on purpose; torch says so once per tensor.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
+
+TARGETS = {"stream_vs_limit": 0.5, "stream_vs_loader": 1.0, "later_first_batch_s": 0.2,
+           "a_over_b": 20.0, "a_over_c": 1.0, "kb_per_sample": 280.0}
+"""Streaming (native arrays) at least 50 % of the raw limit and the DataLoader's rate, the
+first batch of a later pass within 0.2 s; model input 20x rasterio and >= the DataLoader;
+stored KB per sample at most 280."""
+
+
+RAW_PASSES = 4
+"""Timed passes of the raw reads at least (they take a fraction of a second each)."""
 
 
 @dataclass
@@ -72,18 +87,25 @@ class BenchResult:
         """Samples per second over the timed passes."""
         return self.samples / self.seconds
 
+    @property
+    def best_rate(self) -> float:
+        """Samples per second of the fastest timed pass (a limit on a shared machine)."""
+        timed = self.pass_s[1:]
+        return self.samples / len(timed) / min(timed) if timed else self.rate
+
 
 # ------------------------------------------------------------------------------ readers
 
 
 def _parquet_batches(paths: list[str], plan: DecodePlan, batch_rows: int,
-                     units: list[tuple[str, int]] | None = None) -> Iterator[dict[str, Any]]:
+                     units: list[tuple[str, int]] | None = None,
+                     memory_map: bool = False) -> Iterator[dict[str, Any]]:
     """Row groups of ``paths`` (or the given ``(path, group)`` units) -> decoded native batches."""
     if units is None:
         units = [(p, g) for p in paths for g in range(pq.ParquetFile(p).num_row_groups)]
     files: dict[str, pq.ParquetFile] = {}
     for path, group in units:
-        pf = files.setdefault(path, pq.ParquetFile(path))
+        pf = files.setdefault(path, pq.ParquetFile(path, memory_map=memory_map))
         table = pf.read_row_group(group, columns=plan.columns)
         for start in range(0, table.num_rows, batch_rows):
             yield decode_raw(table.slice(start, batch_rows), plan)
@@ -193,6 +215,26 @@ def _time(name: str, make_iter: Callable[[], Any], passes: int,
     return res
 
 
+def _warm_worker() -> int:
+    """A task that imports what the decode tasks import, then holds its CPU briefly."""
+    import rsray.data.stream  # noqa: F401  (the imports are the point)
+
+    time.sleep(0.5)
+    return 0
+
+
+def warm_workers() -> None:
+    """Start one Ray worker per CPU and import the decode modules in each.
+
+    A run pays these start-ups once, in its first epoch; without this, the first passes of
+    whichever reader comes first here would pay them and the reader after it would not.
+    """
+    import ray
+
+    task = ray.remote(num_cpus=1)(_warm_worker)
+    ray.get([task.remote() for _ in range(int(ray.cluster_resources().get("CPU", 1)))])
+
+
 def recode_split(manifest: Manifest, split: str, codec: str, out_dir: Path) -> list[str]:
     """The shards of ``split`` re-encoded with ``codec`` (same rows and row groups), cached."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,8 +254,13 @@ def recode_split(manifest: Manifest, split: str, codec: str, out_dir: Path) -> l
 
 def raw_limits(manifest: Manifest, split: str, plan: DecodePlan, batch_rows: int, passes: int,
                scratch: Path, codecs: tuple[str, ...] = CODECS) -> dict[str, BenchResult]:
-    """(i): single-process pyarrow read + zero-copy view, per codec."""
+    """(i): single-process pyarrow read + zero-copy view, per codec.
+
+    At least :data:`RAW_PASSES` timed passes; the limit is the fastest one
+    (:attr:`BenchResult.best_rate`), so that another job's burst does not lower it.
+    """
     out = {}
+    passes = max(passes, RAW_PASSES)
     for codec in codecs:
         paths = recode_split(manifest, split, codec, scratch / codec)
         res = _time(f"(i) raw limit, {codec}", lambda p=paths: _parquet_batches(p, plan,
@@ -221,6 +268,12 @@ def raw_limits(manifest: Manifest, split: str, plan: DecodePlan, batch_rows: int
                     passes)
         res.bytes_per_sample = sum(Path(p).stat().st_size for p in paths) / manifest.splits[split]
         out[codec] = res
+    paths = manifest.shard_paths(split)  # the set's own codec, files memory-mapped
+    codec = manifest.storage["codec"]
+    res = _time(f"(i) raw read, {codec}, memory-mapped",
+                lambda: _parquet_batches(paths, plan, batch_rows, memory_map=True), passes)
+    res.bytes_per_sample = out[codec].bytes_per_sample if codec in out else float("nan")
+    out[f"{codec}+mmap"] = res
     return out
 
 
@@ -272,11 +325,20 @@ def run_ingest_benchmark(
     def loader(ds: Any, **kw: Any) -> Callable[[], Any]:
         return lambda: DataLoader(ds, num_workers=num_workers, **kw)
 
+    def stream(timed: int) -> Callable[[], Any]:  # one execution: warm-up + timed passes
+        st = PassStream(build_passes(SplitStream(manifest, split, plan), passes=timed + 1,
+                                     seed=0)).start()
+        return lambda: st.iter_torch_batches(batch_size=batch_size)
+
     ds = build_split(manifest, split, plan)
-    native = {
-        "ray": _time("(ii) Ray Data, native arrays",
-                     lambda: ds.iter_torch_batches(batch_size=batch_size), passes),
-    }
+    warm_workers()
+    many = max(passes, RAW_PASSES)  # streamed passes are short: more of them, a steadier rate
+    # the per-pass executions first: their passes also start Ray's worker processes, which
+    # the long-lived stream would otherwise pay in its timed passes
+    per_pass = _time("(ii) Ray Data, new execution per pass",
+                     lambda: ds.iter_torch_batches(batch_size=batch_size), many)
+    native = {"ray": _time("(ii) Ray Data streaming, native", stream(many), many),
+              "ray_pass": per_pass}
     cached = ds.materialize()
     native["ray_mat"] = _time("(ii) Ray Data materialised, native",
                               lambda: cached.iter_torch_batches(batch_size=batch_size), passes)
@@ -288,8 +350,7 @@ def run_ingest_benchmark(
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     fin = {d: time_finalize(manifest, split, plan, batch_size, d) for d in devices}
     model = {
-        "a": _time("(a) Ray Data over rsray shards",
-                   lambda: ds.iter_torch_batches(batch_size=batch_size), passes, finish),
+        "a": _time("(a) Ray Data over rsray shards", stream(passes), passes, finish),
         "b": _time("(b) DataLoader + rasterio GeoTIFFs", loader(
             GeoTiffDataset(pairs, plan, manifest), batch_size=batch_size), passes),
         "c": _time("(c) DataLoader over Parquet shards", loader(
@@ -298,12 +359,14 @@ def run_ingest_benchmark(
     rows = manifest.splits[split]
     shard_bytes = sum(s.bytes for s in manifest.shards if s.split == split)
     codec = manifest.storage["codec"]
-    limit = limits[codec].rate
+    limit = limits[codec].best_rate
+    mmap = limits.get(f"{codec}+mmap")
     return {
         "results": [model["a"], model["b"], model["c"]],
         "limits": limits, "native": native, "finalize": fin,
         "codec": codec, "limit": limit, "layout": manifest.storage["layout"],
         "vs_limit": {k: r.rate / limit for k, r in native.items()},
+        "stream_vs_mmap": native["ray"].rate / mmap.best_rate if mmap else float("nan"),
         "a_over_b": model["a"].rate / model["b"].rate,
         "a_over_c": model["a"].rate / model["c"].rate,
         "native_ray_over_loader": native["ray"].rate / native["loader"].rate,
@@ -311,6 +374,28 @@ def run_ingest_benchmark(
         "bytes_per_sample": shard_bytes / rows,
         "rows": rows,
     }
+
+
+def targets(out: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """``(target, measured, met)`` for each of :data:`TARGETS`."""
+    ray = out["native"]["ray"]
+    rows = [
+        (f"Ray Data streaming >= {TARGETS['stream_vs_limit']:.0%} of the raw limit",
+         f"{out['vs_limit']['ray']:.1%}", out["vs_limit"]["ray"] >= TARGETS["stream_vs_limit"]),
+        ("Ray Data streaming >= the DataLoader on the same shards",
+         f"{out['native_ray_over_loader']:.2f}x",
+         out["native_ray_over_loader"] >= TARGETS["stream_vs_loader"]),
+        (f"first batch of a later pass <= {TARGETS['later_first_batch_s']} s",
+         f"{ray.first_batch_s:.3f} s", ray.first_batch_s <= TARGETS["later_first_batch_s"]),
+        (f"a/b >= {TARGETS['a_over_b']:.0f}", f"{out['a_over_b']:.1f}",
+         out["a_over_b"] >= TARGETS["a_over_b"]),
+        (f"a/c >= {TARGETS['a_over_c']:.1f}", f"{out['a_over_c']:.2f}",
+         out["a_over_c"] >= TARGETS["a_over_c"]),
+        (f"stored <= {TARGETS['kb_per_sample']:.0f} KB/sample",
+         f"{out['bytes_per_sample'] / 1000:.0f} KB",
+         out["bytes_per_sample"] / 1000 <= TARGETS["kb_per_sample"]),
+    ]
+    return rows
 
 
 def format_report(out: dict[str, Any], batch_size: int) -> str:
@@ -327,8 +412,10 @@ def format_report(out: dict[str, Any], batch_size: int) -> str:
 
     lines.append("raw limit (single process, pyarrow + zero-copy view):")
     for r in out["limits"].values():
-        lines.append(row(r) + f"  [{r.bytes_per_sample / 1000:.0f} KB/sample]")
-    lines.append(f"native arrays, no finalize_batch (ratio to the {out['codec']} raw limit):")
+        lines.append(row(r) + f"  [{r.bytes_per_sample / 1000:.0f} KB/sample; fastest pass "
+                     f"{r.best_rate:.0f} samples/s]")
+    lines.append(f"native arrays, no finalize_batch (ratio to the {out['codec']} raw limit's "
+                 f"fastest pass, {out['limit']:.0f} samples/s):")
     for key, r in out["native"].items():
         lines.append(row(r, f"{out['vs_limit'][key]:6.1%} of raw"))
     lines.append(f"  Ray Data / DataLoader (native) = {out['native_ray_over_loader']:.2f}  "
@@ -345,4 +432,10 @@ def format_report(out: dict[str, Any], batch_size: int) -> str:
     lines.append(f"  a/c = {out['a_over_c']:.2f}  (target >= 1.0)")
     lines.append(f"  stored bytes per sample: {out['bytes_per_sample'] / 1000:.0f} KB "
                  "(target <= 280)")
+    if out["stream_vs_mmap"] == out["stream_vs_mmap"]:
+        lines.append(f"  streaming / memory-mapped raw read = {out['stream_vs_mmap']:.1%} "
+                     "(the streaming tasks read memory-mapped; the limit above does not)")
+    lines.append("targets:")
+    for what, measured, met in targets(out):
+        lines.append(f"  {what:58s} {measured:>9s}  {'met' if met else 'NOT met'}")
     return "\n".join(lines)

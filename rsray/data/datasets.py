@@ -25,6 +25,7 @@ from rsray.data.augment import augment_raw
 from rsray.data.decode import decode_raw
 from rsray.data.plan import DataPlan, DecodePlan, decode_key, default_splits, row_nbytes
 from rsray.data.shards import Manifest, read_manifest, verify_shards
+from rsray.data.stream import SplitStream
 from rsray.errors import ShardIntegrityError
 from rsray.storage import pyarrow_fs
 
@@ -144,6 +145,9 @@ class TrainingData:
     datasets: dict[str, Any]
     augment: dict[str, Any] | None = None
     cached: dict[str, CachedSplit] = field(default_factory=dict)
+    streams: dict[str, SplitStream] = field(default_factory=dict)
+    """The splits that are streamed (not cached): what a one-worker run needs to read all
+    its epochs of each through one execution (:mod:`rsray.data.stream`)."""
 
 
 def cache_splits(data: DataPlan, manifest: Manifest, splits: Sequence[str] | None = None,
@@ -206,6 +210,7 @@ def training_datasets(data: DataPlan, manifest: Manifest,
     """
     cached = cache_splits(data, manifest, data.splits, have=shared)
     datasets: dict[str, Any] = {}
+    streams = {}
     for s in data.splits:
         c = cached.get(s)
         if c is not None and c.key == decode_key(data.decode(s)):
@@ -213,6 +218,7 @@ def training_datasets(data: DataPlan, manifest: Manifest,
         else:  # a stream: Ray Data augments it unless the workers do (augment_on=device)
             augment = data.augment if s == "train" and data.streams_augmented else None
             datasets[s] = build_split(manifest, s, data.decode(s), augment_with=augment)
+            streams[s] = SplitStream(manifest, s, data.decode(s), augment_with=augment)
     in_memory = "train" in cached and datasets["train"] is cached["train"].dataset
     workers_augment = data.augment is not None and (in_memory or not data.streams_augmented)
-    return TrainingData(datasets, data.augment if workers_augment else None, cached)
+    return TrainingData(datasets, data.augment if workers_augment else None, cached, streams)

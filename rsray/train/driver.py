@@ -161,12 +161,13 @@ def build_trainer(
     """
     if data is None and datasets is None:
         data = training_datasets(run.data, manifest)
-    augment = None
+    augment, streams = None, {}
     if data is not None:
-        datasets, augment = data.datasets, data.augment
+        datasets, augment, streams = data.datasets, data.augment, data.streams
     # read by the controller, which Ray Train starts with the variables set here
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
-    given = WorkerInput(run=run, augment=augment, trainer_built=time.time())
+    given = WorkerInput(run=run, augment=augment, trainer_built=time.time(),
+                        streams=streams)
     return TorchTrainer(
         train_fn_per_worker,
         train_loop_config={"input": given},

@@ -37,6 +37,7 @@ import torchmetrics
 
 from rsray.config import Config
 from rsray.data.passes import EpochStream
+from rsray.data.stream import PassStream
 from rsray.errors import ConfigError
 from rsray.train.batches import ResidentSplit, device_generator
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
@@ -230,8 +231,19 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
             print(f"[rsray] train: {resident.rows} rows ({resident.nbytes / 2**20:.0f} MiB) "
                   f"resident on {device} per worker in {time.perf_counter() - t_res:.1f} s; "
                   "epochs need no host work", flush=True)
+    elif "train" in given.streams and world == 1 and state.start_epoch < cfg.train.max_epochs:
+        # one execution streams every epoch, each epoch's rows in an order drawn from the seed
+        train_shard = PassStream.over(
+            given.streams["train"], passes=cfg.train.max_epochs - state.start_epoch,
+            seed=cfg.train.seed, first_epoch=state.start_epoch).start()
     else:  # each epoch's pass starts while the previous epoch is evaluated
         train_shard = EpochStream(train_shard, passes=cfg.train.max_epochs - state.start_epoch)
+    left = cfg.train.max_epochs - state.start_epoch
+    if world == 1 and left > 0:  # a streamed evaluation split: one execution for every epoch
+        for s in eval_shards:    # (started at the first evaluation)
+            if s != "train" and s in given.streams:
+                eval_shards[s] = PassStream.over(given.streams[s], passes=left,
+                                                 seed=cfg.train.seed, first_epoch=state.start_epoch)
     # Fixed cost of this run before its first epoch (see _startup): seconds since the
     # trainer was built (controller, worker group, imports) and this function's own set-up.
     startup = _startup(given.trainer_built, t_start)
@@ -296,3 +308,6 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
                 print(f"[rsray] early stopping: no {watched} improvement for "
                       f"{state.stop_stale} epoch(s)", flush=True)
             break
+    for shard in (train_shard, *eval_shards.values()):
+        if isinstance(shard, PassStream):
+            shard.close()

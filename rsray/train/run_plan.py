@@ -22,6 +22,7 @@ from typing import Any
 from rsray.config import Config
 from rsray.data.plan import DataPlan, DecodePlan
 from rsray.data.shards import Manifest
+from rsray.data.stream import SplitStream
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,10 @@ class WorkerInput:
     augmentation is off."""
     trainer_built: float = 0.0
     """``time.time()`` when the driver built the trainer (the run's start-up cost starts)."""
+    streams: dict[str, SplitStream] = field(default_factory=dict)
+    """The streamed splits (:attr:`rsray.data.datasets.TrainingData.streams`): a run with one
+    worker reads all its passes of each through one long-lived execution
+    (:class:`~rsray.data.stream.PassStream`) instead of a new one per epoch."""
 
 
 __all__ = ["RunPlan", "WorkerInput"]

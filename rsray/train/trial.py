@@ -77,7 +77,8 @@ def run_in_trial(run: RunPlan, manifest: Manifest, *, data: TrainingData, name: 
         def on_report(metrics: dict[str, Any]) -> None:
             tune.report(metrics)
 
-    given = WorkerInput(run=run, augment=data.augment, trainer_built=time.time())
+    given = WorkerInput(run=run, augment=data.augment, trainer_built=time.time(),
+                        streams=data.streams)
     return run_local(run.config, train_fn=train_fn_per_worker, loop_config={"input": given},
                      datasets=data.datasets, run_uri=join(storage_path, name),
                      on_report=on_report)
