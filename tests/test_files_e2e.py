@@ -47,6 +47,50 @@ def _rows(shards: Path, split: str) -> list[dict]:
     return out
 
 
+def test_prepare_files_from_s3_roots_to_s3_shards(tmp_path: Path, s3_bucket: str, ray_session):
+    """Modality roots, label table, table modality and split files on S3; shards to S3."""
+    import pyarrow.parquet as pq
+    import s3fs
+
+    raw = tmp_path / "raw"
+    y = write_files_dataset(raw, 16, 0, layout="flat", corrupt={"missing_modality": [3]},
+                            progress=False)
+    fs = s3fs.S3FileSystem()  # endpoint and dummy credentials from the environment (conftest)
+    fs.put(str(raw), s3_bucket[5:] + "/", recursive=True)
+    doc = yaml.safe_load(y.read_text())
+    remote = f"{s3_bucket}/raw"
+    for m in doc["modalities"].values():
+        key = "file" if m.get("kind") == "table" else "root"
+        m[key] = f"{remote}/{m[key]}"
+    doc["labels"]["file"] = f"{remote}/labels.csv"
+    doc["splits"]["files"] = {k: f"{remote}/{v}" for k, v in doc["splits"]["files"].items()}
+    local_yaml = tmp_path / "s3.yaml"  # the description stays local, every file is on S3
+    local_yaml.write_text(yaml.safe_dump(doc))
+    out = f"{s3_bucket}/shards"
+    assert main(["prepare", "files", str(local_yaml), "--out", out]) == 0
+    manifest = json.loads(fs.cat_file(f"{out[5:]}/manifest.json"))
+    assert manifest["rows"] == 15 and sum(manifest["splits"].values()) == 15
+    (reject,) = manifest["rejects"]
+    assert reject["path"].startswith(f"{remote}/") and "s1" in reject["reason"]
+    assert set(manifest["modalities"]) == {"s2", "s1", "dem", "weather"}
+    files = fs.glob(f"{out[5:]}/train/*.parquet")
+    table = pq.read_table(files[0], filesystem=fs)
+    assert {"s2", "s1", "dem", "meta_lat"} <= set(table.column_names) and table.num_rows > 0
+
+
+def test_description_on_s3_resolves_relative_paths_there(tmp_path: Path, s3_bucket: str):
+    import s3fs
+
+    from rsray.data.sources.files import load_files_config
+
+    y = write_files_dataset(tmp_path / "raw", 4, 0, layout="flat", progress=False)
+    s3fs.S3FileSystem().put(str(y), f"{s3_bucket[5:]}/data/dataset.yaml")
+    cfg = load_files_config(f"{s3_bucket}/data/dataset.yaml")
+    assert cfg.source == f"{s3_bucket}/data/dataset.yaml"
+    assert cfg.labels.file == f"{s3_bucket}/data/labels.csv"
+    assert [r.path for r in cfg.modalities[0].roots] == [f"{s3_bucket}/data/s2"]
+
+
 def test_yaml_to_prepare_to_study_init_to_report(tmp_path: Path, ray_session, capsys):
     y = write_files_dataset(tmp_path / "raw", 40, 0, corrupt={"wrong_crs": 5},
                             progress=False)

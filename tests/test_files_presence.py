@@ -93,6 +93,42 @@ def test_training_with_missing_modalities(name: str, params: dict) -> None:
     assert moved == list(fills)  # every stand-in was trained by the samples that lack it
 
 
+def _seg_inputs(garbage: float | None, bits: bool = True) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    x = {"aerial": torch.randn(4, 3, 64, 64, generator=g),
+         "dem": torch.randn(4, 1, 64, 64, generator=g),
+         "s2": torch.randn(4, 2, 4, 16, 16, generator=g),
+         "s2_mask": torch.ones(4, 2, dtype=torch.bool),
+         "s2_dates": torch.tensor([[10.0, 50.0]] * 4)}
+    if garbage is not None:  # aerial missing in sample 2, dem and s2 in samples 1 and 3
+        for m, p in (("aerial", S2_PRESENT), ("dem", S1_PRESENT), ("s2", S1_PRESENT)):
+            keep = p.reshape(-1, *([1] * (x[m].ndim - 1))) == 1
+            x[m] = torch.where(keep, x[m], torch.full_like(x[m], garbage))
+    if bits:
+        x |= {"aerial_present": S2_PRESENT, "dem_present": S1_PRESENT,
+              "s2_present": S1_PRESENT}
+    return x
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("test_unetformer", {"image_modality": "aerial", "extra_modalities": ["dem"]}),
+    ("test_lf_dlm", {"image_modality": "aerial", "series_modality": "s2", "crop_size": 16,
+                     "output_size": 64}),
+])
+def test_segmentation_models_ignore_a_missing_modality(name: str, params: dict) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, modalities={"aerial": 3, "dem": 1, "s2": 4}, num_classes=3,
+                         **params).eval()
+    with torch.no_grad():
+        a, b = model(_seg_inputs(0.0)), model(_seg_inputs(7.0))
+        full = model({**_seg_inputs(None, bits=False), "aerial_present": torch.ones(4),
+                      "dem_present": torch.ones(4), "s2_present": torch.ones(4)})
+        plain = model(_seg_inputs(None, bits=False))
+    assert a.shape == (4, 3, 64, 64) and torch.isfinite(a).all()
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert torch.equal(full, plain)
+
+
 def test_old_checkpoints_load_without_the_stand_ins() -> None:
     model = _build("test_vit_sct_fusion", {})
     state = {k: v for k, v in model.state_dict().items() if "missing" not in k}
