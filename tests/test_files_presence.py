@@ -114,6 +114,7 @@ def _seg_inputs(garbage: float | None, bits: bool = True) -> dict[str, torch.Ten
     ("test_unetformer", {"image_modality": "aerial", "extra_modalities": ["dem"]}),
     ("test_lf_dlm", {"image_modality": "aerial", "series_modality": "s2", "crop_size": 16,
                      "output_size": 64}),
+    ("test_unet_utae", {"image_modality": "aerial", "series_modality": "s2", "crop_size": 16}),
 ])
 def test_segmentation_models_ignore_a_missing_modality(name: str, params: dict) -> None:
     torch.manual_seed(0)
