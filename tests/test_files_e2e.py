@@ -36,6 +36,16 @@ def test_missing_modality_reaches_the_model_as_zeros_and_a_bit(tmp_path: Path, r
     present = batch["s1_present"].numpy()
     assert set(present.tolist()) == {0.0, 1.0} and batch["s2_present"].numpy().all()
     assert not batch["s1"].numpy()[present == 0].any()  # zeros, and the bit says why
+    # a model that acts on the bit trains on these samples end to end (Ray Train, 1 worker)
+    from rsray.config import load_config
+    from rsray.train.driver import fit
+
+    result = fit(load_config(None, [
+        f"data.uri={tmp_path / 'shards'}", "data.batch_size=8", "data.image_size=32",
+        "model.name=test_vit_modality_token_fusion", "scaling.cpus_per_worker=0.5",
+        "train.max_epochs=1", f"train.storage_path={tmp_path / 'runs'}", "train.name=missing",
+    ]))
+    assert result.error is None and np.isfinite(result.metrics["val_loss"])
 
 
 def _rows(shards: Path, split: str) -> list[dict]:
