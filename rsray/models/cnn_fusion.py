@@ -159,12 +159,8 @@ class EarlyFusionCNN(nn.Module):
         self.missing = MissingModalityFill({m: (c, 1, 1) for m, c in mods.items()})
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
-        """Logits (B, num_classes) from ``{modality: (B, C, H, W)}`` (+ ``"metadata"``).
-
-        ``<modality>_present`` bits, where given, replace a missing modality by its stand-in.
-        """
-        xs = self.missing(gather_inputs(inputs, self.modalities),
-                          presence(inputs, self.modalities))
+        """Logits (B, num_classes) from ``{modality: (B, C, H, W)}`` (+ ``"metadata"``)."""
+        xs = self.missing(gather_inputs(inputs, self.modalities), presence(inputs, self.modalities))
         meta = get_metadata(inputs, self.metadata_dim)
         if meta is not None and self.metadata_at == "input":
             h, w = xs[0].shape[-2:]
