@@ -89,8 +89,6 @@ def _inputs(batch: int = B, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def _check_grads(model: nn.Module) -> None:
     for name, p in model.named_parameters():
-        if ".missing.fill." in f".{name}":  # learns only from samples lacking a modality
-            continue
         assert p.grad is not None, f"{name} got no gradient"
         assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
 

@@ -253,10 +253,9 @@ class UNetUTAE(nn.Module):
         size = (int(x.shape[-2]), int(x.shape[-1]))
         series = get_series(inputs, self.series_modality, self.series_chans)
         present = presence(inputs, (self.image_modality, self.series_modality))
-        has_series = None
-        if present is not None:  # missing image: its stand-in; missing series: no injection
-            x = self.missing([x], present[:, :1])[0]
-            has_series = (present[:, 1] != 0)[:, None, None, None]
+        # missing image: its stand-in; missing series: no injection
+        x = self.missing([x], None if present is None else present[:, :1])[0]
+        has_series = None if present is None else (present[:, 1] != 0)[:, None, None, None]
         feats = list(self.encoder(x))
         if not (self.training and self.drop_series > 0 and torch.rand(()) < self.drop_series):
             fmap = self.utae(series.x, series.mask, series.dates)

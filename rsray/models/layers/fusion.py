@@ -147,6 +147,8 @@ class MissingModalityFill(nn.Module):
     bit is 1 passes through unchanged (``torch.where``), so models given every modality
     compute exactly what they computed without this layer.
 
+    The stand-ins are always part of the autograd graph (with a zero gradient when every
+    sample has the modality), so ``DistributedDataParallel`` finds every parameter used.
     Checkpoints written before a model had this layer load with the values at zero.
 
     Args:
@@ -165,14 +167,14 @@ class MissingModalityFill(nn.Module):
 
         Args:
             xs: the branches' tensors in the order of ``names``.
-            present: ``(B, len(names))`` presence (from :func:`presence`) or ``None`` (all
-                present: ``xs`` returned as they are).
+            present: ``(B, len(names))`` presence (from :func:`presence`) or ``None`` (every
+                sample has every modality: the values of ``xs`` are returned unchanged).
         """
-        if present is None:
-            return list(xs)
         out = []
         for i, (name, x) in enumerate(zip(self.names, xs, strict=True)):
-            keep = (present[:, i] != 0).reshape(-1, *([1] * (x.ndim - 1)))
+            shape = (x.shape[0], *([1] * (x.ndim - 1)))
+            keep = (torch.ones(shape, dtype=torch.bool, device=x.device) if present is None
+                    else (present[:, i] != 0).reshape(shape))
             out.append(torch.where(keep, x, self.fill[name].to(x.dtype)))
         return out
 
