@@ -146,3 +146,21 @@ def test_yaml_to_prepare_to_study_init_to_report(tmp_path: Path, ray_session, ca
     assert np.isfinite(oa["value"].astype(float)).all()
     report = (out / "report.md").read_text()
     assert "gated" in report and "s2_only" in report
+
+
+def test_segmentation_masks_to_a_generated_study_that_passes_the_check(tmp_path: Path,
+                                                                        ray_session, capsys):
+    y = write_files_dataset(tmp_path / "raw", 24, 0, layout="segmentation", progress=False)
+    shards = str(tmp_path / "shards")
+    assert main(["prepare", "files", str(y), "--out", shards]) == 0
+    capsys.readouterr()
+    assert main(["study", "init", "--data", shards]) == 0
+    text = capsys.readouterr().out
+    spec = yaml.safe_load(text)
+    assert [a["name"] for a in spec["arms"]] == ["s2_only", "s1_only", "early"]
+    assert spec["metrics"] == ["miou", "oa"] and "no segmentation head" in text
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    assert main(["study", str(path), "--check", "--data", shards]) == 0
+    assert main(["study", str(path), "--check", "--smoke-test", "--data", shards]) == 0
+    assert "[check] plan: 3 cell(s)" in capsys.readouterr().out
