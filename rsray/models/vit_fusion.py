@@ -124,15 +124,26 @@ class _SingleEncoderViT(ViTFusionBase):
     def _build_tokens(self) -> None:
         raise NotImplementedError
 
-    def _tokens(self, xs: list[Tensor], present: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """The token sequence and its attention mask (:func:`token_keep_mask`) or ``None``."""
+    def _tokens(self, xs: list[Tensor], present: Tensor | None = None) -> Tensor:
+        """The token sequence (B, L, D) of the modalities ``xs``."""
         raise NotImplementedError
+
+    def _token_groups(self, xs: list[Tensor]) -> list[int] | None:
+        """Tokens per modality, in sequence order; ``None`` when tokens mix modalities."""
+        return None
+
+    def _grid(self, x: Tensor) -> int:
+        """Patches of one (padded) image: ``ceil(H / p) * ceil(W / p)``."""
+        p = self.patch_size
+        return -(-x.shape[-2] // p) * -(-x.shape[-1] // p)
 
     def forward_features(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """The final class token (B, embed_dim)."""
         present = presence(inputs, self.modalities)
-        tokens, mask = self._tokens(gather_inputs(inputs, self.modalities), present)
-        x = self.pos_drop(self._prepend(self.cls_token, tokens))
+        xs = gather_inputs(inputs, self.modalities)
+        groups = self._token_groups(xs)  # a missing modality's tokens are never attended to
+        mask = None if groups is None else token_keep_mask(present, groups)
+        x = self.pos_drop(self._prepend(self.cls_token, self._tokens(xs, present)))
         for block in self.blocks:
             x = block(x, attn_mask=mask)
         return self.norm(x)[:, 0]
@@ -145,8 +156,8 @@ class EarlyFusionViT(_SingleEncoderViT):
         self.patch_embed = self._patch_tokens(sum(self.in_chans.values()))
         self.missing = MissingModalityFill({m: (c, 1, 1) for m, c in self.in_chans.items()})
 
-    def _tokens(self, xs: list[Tensor], present: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        return self.patch_embed(torch.cat(self.missing(xs, present), dim=1)), None
+    def _tokens(self, xs: list[Tensor], present: Tensor | None = None) -> Tensor:
+        return self.patch_embed(torch.cat(self.missing(xs, present), dim=1))
 
 
 class ModalityTokenFusionViT(_SingleEncoderViT):
@@ -157,9 +168,13 @@ class ModalityTokenFusionViT(_SingleEncoderViT):
             {m: self._patch_tokens(c) for m, c in self.in_chans.items()}
         )
 
-    def _tokens(self, xs: list[Tensor], present: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        seqs = [self.patch_embed[m](x) for m, x in zip(self.modalities, xs, strict=True)]
-        return torch.cat(seqs, dim=1), token_keep_mask(present, [t.shape[1] for t in seqs])
+    def _tokens(self, xs: list[Tensor], present: Tensor | None = None) -> Tensor:
+        return torch.cat(
+            [self.patch_embed[m](x) for m, x in zip(self.modalities, xs, strict=True)], dim=1
+        )
+
+    def _token_groups(self, xs: list[Tensor]) -> list[int] | None:
+        return [self._grid(x) for x in xs]
 
 
 class ChannelTokenFusionViT(_SingleEncoderViT):
@@ -170,11 +185,11 @@ class ChannelTokenFusionViT(_SingleEncoderViT):
             sum(self.in_chans.values()), self.img_size, self.patch_size, self.embed_dim
         )
 
-    def _tokens(self, xs: list[Tensor], present: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        tokens = self.patch_embed(torch.cat(xs, dim=1))  # channel-major: C blocks of L tokens
-        per_channel = tokens.shape[1] // sum(self.in_chans.values())
-        lengths = [c * per_channel for c in self.in_chans.values()]
-        return tokens, token_keep_mask(present, lengths)
+    def _tokens(self, xs: list[Tensor], present: Tensor | None = None) -> Tensor:
+        return self.patch_embed(torch.cat(xs, dim=1))
+
+    def _token_groups(self, xs: list[Tensor]) -> list[int] | None:
+        return [x.shape[1] * self._grid(x) for x in xs]  # channel-major: C blocks of L tokens
 
 
 def _same_length(seqs: Sequence[Tensor], modalities: Sequence[str], method: str) -> None:
