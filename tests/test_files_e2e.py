@@ -36,6 +36,16 @@ def test_missing_modality_reaches_the_model_as_zeros_and_a_bit(tmp_path: Path, r
     present = batch["s1_present"].numpy()
     assert set(present.tolist()) == {0.0, 1.0} and batch["s2_present"].numpy().all()
     assert not batch["s1"].numpy()[present == 0].any()  # zeros, and the bit says why
+    # a model that acts on the bit trains on these samples end to end (Ray Train, 1 worker)
+    from rsray.config import load_config
+    from rsray.train.driver import fit
+
+    result = fit(load_config(None, [
+        f"data.uri={tmp_path / 'shards'}", "data.batch_size=8", "data.image_size=32",
+        "model.name=test_vit_modality_token_fusion", "scaling.cpus_per_worker=0.5",
+        "train.max_epochs=1", f"train.storage_path={tmp_path / 'runs'}", "train.name=missing",
+    ]))
+    assert result.error is None and np.isfinite(result.metrics["val_loss"])
 
 
 def _rows(shards: Path, split: str) -> list[dict]:
@@ -45,6 +55,50 @@ def _rows(shards: Path, split: str) -> list[dict]:
     for f in sorted((shards / split).glob("*.parquet")):
         out += pq.read_table(f, columns=["patch_id", "present_s1"]).to_pylist()
     return out
+
+
+def test_prepare_files_from_s3_roots_to_s3_shards(tmp_path: Path, s3_bucket: str, ray_session):
+    """Modality roots, label table, table modality and split files on S3; shards to S3."""
+    import pyarrow.parquet as pq
+    import s3fs
+
+    raw = tmp_path / "raw"
+    y = write_files_dataset(raw, 16, 0, layout="flat", corrupt={"missing_modality": [3]},
+                            progress=False)
+    fs = s3fs.S3FileSystem()  # endpoint and dummy credentials from the environment (conftest)
+    fs.put(str(raw), s3_bucket[5:] + "/", recursive=True)
+    doc = yaml.safe_load(y.read_text())
+    remote = f"{s3_bucket}/raw"
+    for m in doc["modalities"].values():
+        key = "file" if m.get("kind") == "table" else "root"
+        m[key] = f"{remote}/{m[key]}"
+    doc["labels"]["file"] = f"{remote}/labels.csv"
+    doc["splits"]["files"] = {k: f"{remote}/{v}" for k, v in doc["splits"]["files"].items()}
+    local_yaml = tmp_path / "s3.yaml"  # the description stays local, every file is on S3
+    local_yaml.write_text(yaml.safe_dump(doc))
+    out = f"{s3_bucket}/shards"
+    assert main(["prepare", "files", str(local_yaml), "--out", out]) == 0
+    manifest = json.loads(fs.cat_file(f"{out[5:]}/manifest.json"))
+    assert manifest["rows"] == 15 and sum(manifest["splits"].values()) == 15
+    (reject,) = manifest["rejects"]
+    assert reject["path"].startswith(f"{remote}/") and "s1" in reject["reason"]
+    assert set(manifest["modalities"]) == {"s2", "s1", "dem", "weather"}
+    files = fs.glob(f"{out[5:]}/train/*.parquet")
+    table = pq.read_table(files[0], filesystem=fs)
+    assert {"s2", "s1", "dem", "meta_lat"} <= set(table.column_names) and table.num_rows > 0
+
+
+def test_description_on_s3_resolves_relative_paths_there(tmp_path: Path, s3_bucket: str):
+    import s3fs
+
+    from rsray.data.sources.files import load_files_config
+
+    y = write_files_dataset(tmp_path / "raw", 4, 0, layout="flat", progress=False)
+    s3fs.S3FileSystem().put(str(y), f"{s3_bucket[5:]}/data/dataset.yaml")
+    cfg = load_files_config(f"{s3_bucket}/data/dataset.yaml")
+    assert cfg.source == f"{s3_bucket}/data/dataset.yaml"
+    assert cfg.labels.file == f"{s3_bucket}/data/labels.csv"
+    assert [r.path for r in cfg.modalities[0].roots] == [f"{s3_bucket}/data/s2"]
 
 
 def test_yaml_to_prepare_to_study_init_to_report(tmp_path: Path, ray_session, capsys):
@@ -92,3 +146,21 @@ def test_yaml_to_prepare_to_study_init_to_report(tmp_path: Path, ray_session, ca
     assert np.isfinite(oa["value"].astype(float)).all()
     report = (out / "report.md").read_text()
     assert "gated" in report and "s2_only" in report
+
+
+def test_segmentation_masks_to_a_generated_study_that_passes_the_check(tmp_path: Path,
+                                                                        ray_session, capsys):
+    y = write_files_dataset(tmp_path / "raw", 24, 0, layout="segmentation", progress=False)
+    shards = str(tmp_path / "shards")
+    assert main(["prepare", "files", str(y), "--out", shards]) == 0
+    capsys.readouterr()
+    assert main(["study", "init", "--data", shards]) == 0
+    text = capsys.readouterr().out
+    spec = yaml.safe_load(text)
+    assert [a["name"] for a in spec["arms"]] == ["s2_only", "s1_only", "early"]
+    assert spec["metrics"] == ["miou", "oa"] and "no segmentation head" in text
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    assert main(["study", str(path), "--check", "--data", shards]) == 0
+    assert main(["study", str(path), "--check", "--smoke-test", "--data", shards]) == 0
+    assert "[check] plan: 3 cell(s)" in capsys.readouterr().out

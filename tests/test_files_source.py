@@ -260,3 +260,22 @@ def test_covariates_and_latitude_holdouts_work_as_for_builtin_datasets(tmp_path:
     assert sample["arrays"]["indices"].shape == (1, 32, 32)  # NDVI from B04/B08
     info = apply_holdout(disc.items, parse_holdout(["lat=:47"]), dataset="files")
     assert info["moved"] == 4  # the "south" chips, 300 km further south
+
+
+def test_prepare_benchmark_report_states_ratio_target_and_memory() -> None:
+    import numpy as np
+
+    from rsray.bench.prepare_files import PeakRSS, format_report
+
+    with PeakRSS(interval=0.01) as mem:
+        block = np.ones(32 * 2**20 // 8)  # 32 MiB, touched
+        assert block.sum() > 0
+    assert mem.rise >= 16 * 2**20
+    runs = [{"route": r, "round": 0, "rows": 10, "seconds": s, "rate": 10 / s, "bytes": 2**20,
+             "driver_rss_rise": 3 * 2**20} for r, s in (("builtin", 1.0), ("yaml", 2.0))]
+    out = {"runs": runs, "best_rate": {"builtin": 10.0, "yaml": 5.0}, "ratio": 0.5,
+           "target_ratio": 0.8}
+    text = format_report(out)
+    assert "RATE RATIO YAML / built-in: 0.50x (target >= 0.80x: NOT met)" in text
+    assert "rose at most 3.0 MiB while writing up to 1.0 MiB" in text
+    assert "target >= 0.80x: met" in format_report({**out, "ratio": 1.2})

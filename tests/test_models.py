@@ -80,6 +80,7 @@ def _build(name: str, metadata_dim: int = 0, **kwargs: Any) -> nn.Module:
 
 def _check_forward_backward(model: nn.Module, inputs: dict[str, torch.Tensor]) -> None:
     model.train()
+    model.zero_grad()
     out = model(inputs)
     assert out.shape == (next(iter(inputs.values())).shape[0], NUM_CLASSES)
     assert torch.isfinite(out).all()
@@ -202,6 +203,9 @@ def test_model_forward_backward(name: str) -> None:
     single = isinstance(model, SingleModalityCNN)
     assert model.modalities == (("s2",) if single else tuple(MODALITIES))
     _check_forward_backward(model, _inputs())
+    # with presence bits: sample 0 lacks s1, sample 1 lacks s2 (every weight still learns)
+    bits = {"s2_present": torch.tensor([1.0, 0.0]), "s1_present": torch.tensor([0.0, 1.0])}
+    _check_forward_backward(model, {**_inputs(), **bits})
     model.eval()
     with torch.no_grad():
         assert model(_inputs(batch=1, size=40)).shape == (1, NUM_CLASSES)
@@ -512,7 +516,7 @@ def test_vit_thesis_preset_parameter_counts() -> None:
     d = 256
     block = 12 * d * d + 13 * d  # timm Block: qkv, proj, fc1 (4d), fc2, two LayerNorms
     early = 12 * 20 * 20 * d + d + 36 * d + d + 8 * block + 2 * d + (d * 19 + 19)
-    assert counts["early"] == early  # 7.56 M
+    assert counts["early"] == early + 12  # 7.56 M, + a missing-modality value per channel
     # token and channel fusion only change the embedding, not the model size (thesis 5.3)
     for kind in ("modality_token", "channel_token"):
         assert abs(counts[kind] / counts["early"] - 1) < 0.01

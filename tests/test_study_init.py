@@ -11,7 +11,7 @@ from rsray.data.shards import Manifest, ShardInfo, write_manifest
 from rsray.errors import ConfigError
 from rsray.study.check import check_study
 from rsray.study.init import render, study_for
-from rsray.study.spec import spec_from_dict
+from rsray.study.spec import apply_smoke, spec_from_dict
 
 
 def _manifest(root: Path, task: str, mods: dict[str, tuple[str, int]], train: int = 300) -> str:
@@ -59,10 +59,27 @@ def test_three_modalities_no_vit_and_sizes_follow_the_set(tmp_path: Path) -> Non
     assert spec["base"]["data.image_size"] == 32
 
 
+def test_segmentation_sets_get_unetformer_arms_and_pass_the_check(tmp_path: Path) -> None:
+    uri = _manifest(tmp_path, "segmentation", {"s2": ("image", 48), "s1": ("image", 48),
+                                               "ts": ("series", 48)})
+    spec, notes = study_for(uri)
+    arms = {a["name"]: a for a in spec["arms"]}
+    assert list(arms) == ["s2_only", "s1_only", "early"]
+    assert {a["model"] for a in arms.values()} == {"unetformer_resnet18"}
+    assert arms["early"]["params"] == {"model.params.image_modality": "s2",
+                                       "model.params.extra_modalities": ["s1"]}
+    assert arms["s1_only"]["params"] == {"model.params.image_modality": "s1"}
+    assert spec["metrics"] == ["miou", "oa"]
+    assert spec["base"]["data.image_size"] == 64  # UNetFormer: multiples of 32
+    text = " ".join(notes)
+    assert "no segmentation head" in text and "ts" in text and "lf_dlm_small" in text
+    loaded = spec_from_dict(spec, "generated")
+    assert len(check_study(loaded, data=uri).arms) == 3
+    smoke = spec_from_dict(apply_smoke(dict(spec), "generated"), "generated", variant="smoke")
+    assert len(check_study(smoke, data=uri).arms) == 3  # the tiny MaxViT UNetFormer at 64 px
+
+
 def test_unsupported_sets_are_named(tmp_path: Path) -> None:
-    uri = _manifest(tmp_path / "a", "segmentation", {"s2": ("image", 32)})
-    with pytest.raises(ConfigError, match="segmentation"):
-        study_for(uri)
     uri = _manifest(tmp_path / "b", "multiclass", {"ts": ("series", 32)})
     with pytest.raises(ConfigError, match="no image modality"):
         study_for(uri)

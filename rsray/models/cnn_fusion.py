@@ -67,6 +67,7 @@ from rsray.models.layers.backbones import (
 )
 from rsray.models.layers.fusion import (
     MetadataEmbedding,
+    MissingModalityFill,
     check_int,
     check_metadata_dim,
     gather_inputs,
@@ -86,6 +87,9 @@ __all__ = [
 
 class EarlyFusionCNN(nn.Module):
     """Modalities concatenated on channels into one timm backbone.
+
+    A modality missing from a sample (``<modality>_present`` 0) enters as a learned value per
+    channel (:class:`~rsray.models.layers.fusion.MissingModalityFill`), not as its tensor.
 
     Args:
         modalities: modality name → channels, e.g. ``{"s2": 10, "s1": 2}``.
@@ -152,10 +156,11 @@ class EarlyFusionCNN(nn.Module):
         else:
             self.meta_embed = None
             self.head = None
+        self.missing = MissingModalityFill({m: (c, 1, 1) for m, c in mods.items()})
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Logits (B, num_classes) from ``{modality: (B, C, H, W)}`` (+ ``"metadata"``)."""
-        xs = gather_inputs(inputs, self.modalities)
+        xs = self.missing(gather_inputs(inputs, self.modalities), presence(inputs, self.modalities))
         meta = get_metadata(inputs, self.metadata_dim)
         if meta is not None and self.metadata_at == "input":
             h, w = xs[0].shape[-2:]

@@ -34,7 +34,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.layers.fusion import check_int, check_metadata_dim, validate_modalities
+from rsray.models.layers.fusion import (
+    check_int,
+    check_metadata_dim,
+    presence,
+    validate_modalities,
+)
 from rsray.models.layers.series import center_crop, check_positive, footprint_size, get_series
 from rsray.models.layers.unetformer import RESNET18, TINY_MAXVIT, UNetFormer
 from rsray.models.layers.utae import FLAIR2_UTAE, SMALL_UTAE, TINY_UTAE, UTAESegmenter
@@ -259,7 +264,8 @@ class LateFusionSegmenter(nn.Module):
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Fused log-probabilities (B, K, H, W): ``log_softmax(w_a log p_a + w_s log p_s)``.
 
-        A single-branch model returns that branch's log-probabilities.
+        A single-branch model returns that branch's log-probabilities. A sample lacking one
+        of the two modalities (``<modality>_present`` 0) gets the other branch's alone.
         """
         if self.branch == "aerial":
             return self.aerial_log_probs(inputs)
@@ -267,7 +273,12 @@ class LateFusionSegmenter(nn.Module):
             return self.series_log_probs(inputs)
         log_pa, log_ps = self.branch_log_probs(inputs)
         w: Tensor = self.fusion_weights
-        return F.log_softmax(w[0] * log_pa + w[1] * log_ps, dim=1)
+        fused = w[0] * log_pa + w[1] * log_ps
+        present = presence(inputs, (self.image_modality, self.series_modality))
+        if present is not None:  # the weights renormalised over the present branch
+            has_a, has_s = ((present[:, i] != 0)[:, None, None, None] for i in range(2))
+            fused = torch.where(has_a & has_s, fused, torch.where(has_a, log_pa, log_ps))
+        return F.log_softmax(fused, dim=1)
 
 
 def _build(name: str, cls: type[nn.Module], **kwargs: Any) -> nn.Module:

@@ -40,6 +40,9 @@ output ``dec_j`` backprojected into encoder stage ``j`` the same way.
   operation in the decoder"), ratio ``reduction``, floor ``se_min_hidden`` (default 1, so
   every ratio of the search space builds a different network).
 * **Metadata** — an MLP embedding injected by FiLM (or addition) in every fusion layer.
+* **Missing modalities** — where a sample's ``<modality>_present`` bit is 0, every fusion
+  layer takes that modality's learned stand-in (:class:`~rsray.models.layers.fusion.
+  MissingModalityFill`) instead of its decoder (or encoder) features.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from rsray.models.layers.fusion import (
     check_metadata_dim,
     gather_inputs,
     get_metadata,
+    presence,
     validate_modalities,
 )
 from rsray.models.layers.se import SqueezeExcite
@@ -327,6 +331,7 @@ class ProgressiveFusion(nn.Module):
         meta = get_metadata(inputs, self.metadata_dim)
         emb = self.meta_embed(meta) if meta is not None and self.meta_embed is not None else None
         mods = self.modalities
+        present = presence(inputs, mods)  # a missing modality enters each fusion as its stand-in
         # ins[i][k]: input of encoder stage i of modality k; enc[i][k]: its output
         stems = [self.encoders[m].stem(x) for m, x in zip(mods, xs, strict=True)]
         ins: list[list[Tensor]] = [stems]
@@ -340,28 +345,28 @@ class ProgressiveFusion(nn.Module):
         out: list[Tensor] = [enc[0][0]] * self.depth
         if self.fusion_at == "decoder":
             assert isinstance(self.decoder, nn.ModuleDict)
-            out[-1] = self.fusion[-1](enc[-1], emb)
+            out[-1] = self.fusion[-1](enc[-1], emb, present)
             ys = enc[-1]
             for j in reversed(range(self.depth - 1)):
                 dec = [self.decoder[m][j](y, e) for m, y, e in zip(mods, ys, enc[j], strict=True)]
-                fused = self.fusion[j](dec, emb)
+                fused = self.fusion[j](dec, emb, present)
                 for _ in range(steps):
                     enc[j] = self._feedback(j, fused, ins[j])
                     dec = [
                         self.decoder[m][j](y, e) for m, y, e in zip(mods, ys, enc[j], strict=True)
                     ]
-                    fused = self.fusion[j](dec, emb)
+                    fused = self.fusion[j](dec, emb, present)
                 out[j] = fused
                 ys = dec
             return out
         assert isinstance(self.decoder, nn.ModuleList)
-        skips = [self.fusion[i](enc[i], emb) for i in range(self.depth)]
+        skips = [self.fusion[i](enc[i], emb, present) for i in range(self.depth)]
         out[-1] = y = skips[-1]
         for j in reversed(range(self.depth - 1)):
             dec_j = self.decoder[j](y, skips[j])
             for _ in range(steps):
                 enc[j] = self._feedback(j, dec_j, ins[j])
-                skips[j] = self.fusion[j](enc[j], emb)
+                skips[j] = self.fusion[j](enc[j], emb, present)
                 dec_j = self.decoder[j](y, skips[j])
             out[j] = y = dec_j
         return out

@@ -38,7 +38,13 @@ from torch import Tensor, nn
 from rsray.errors import ConfigError
 from rsray.models.layers.backbones import TINY_RESNET
 from rsray.models.layers.encoders import ExtraChannelInit, create_timm_encoder
-from rsray.models.layers.fusion import check_int, check_metadata_dim, validate_modalities
+from rsray.models.layers.fusion import (
+    MissingModalityFill,
+    check_int,
+    check_metadata_dim,
+    presence,
+    validate_modalities,
+)
 from rsray.models.layers.series import center_crop, check_positive, footprint_size, get_series
 from rsray.models.layers.utae import FLAIR2_UTAE, SMALL_UTAE, TINY_UTAE, UTAE
 from rsray.models.registry import build_model_with_cfg, register_model
@@ -229,6 +235,7 @@ class UNetUTAE(nn.Module):
                 for lv in self.fusion_levels
             }
         )
+        self.missing = MissingModalityFill({image_modality: (self.in_chans, 1, 1)})
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Logits (B, num_classes, H, W) at the image resolution."""
@@ -245,6 +252,10 @@ class UNetUTAE(nn.Module):
             )
         size = (int(x.shape[-2]), int(x.shape[-1]))
         series = get_series(inputs, self.series_modality, self.series_chans)
+        present = presence(inputs, (self.image_modality, self.series_modality))
+        # missing image: its stand-in; missing series: no injection
+        x = self.missing([x], None if present is None else present[:, :1])[0]
+        has_series = None if present is None else (present[:, 1] != 0)[:, None, None, None]
         feats = list(self.encoder(x))
         if not (self.training and self.drop_series > 0 and torch.rand(()) < self.drop_series):
             fmap = self.utae(series.x, series.mask, series.dates)
@@ -258,7 +269,10 @@ class UNetUTAE(nn.Module):
             cropped = center_crop(fmap, crop)
             pooled = fmap.mean(dim=(-2, -1))
             for lv in self.fusion_levels:
-                feats[lv] = feats[lv] + self.inject[str(lv)](cropped, pooled, feats[lv].shape[-2:])
+                add = self.inject[str(lv)](cropped, pooled, feats[lv].shape[-2:])
+                if has_series is not None:
+                    add = torch.where(has_series, add, add.new_zeros(()))
+                feats[lv] = feats[lv] + add
         return self.head(self.decoder(feats, size))
 
 

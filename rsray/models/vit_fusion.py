@@ -46,6 +46,15 @@ Defaults are the thesis' (Table 7.1 and section 7): patch 20, depth 8, embedding
 another size are padded to a multiple of the patch size and the learned position embeddings
 are resampled (bicubic) to the new grid. With ``metadata_dim > 0`` an MLP embedding of the
 metadata is concatenated with the final class token before the classifier.
+
+Missing modalities (a sample's ``<modality>_present`` bit 0) never reach the output: the
+token-sequence models (modality and channel tokens) keep that modality's tokens out of every
+attention by a key-padding mask; early fusion takes a learned value per channel in its place
+(:class:`~rsray.models.layers.fusion.MissingModalityFill`), as its tokens mix the modalities;
+middle fusion replaces the modality's encoded sequence by a learned token before the fusion
+layer, SCT its class token before every synchronisation, and cross-attention lets the
+present modality's encoder attend with its own queries and replaces the missing one's final
+class token.
 """
 
 from __future__ import annotations
@@ -58,7 +67,13 @@ import torch
 from torch import Tensor, nn
 
 from rsray.errors import ConfigError
-from rsray.models.layers.fusion import check_int, gather_inputs
+from rsray.models.layers.fusion import (
+    MissingModalityFill,
+    check_int,
+    gather_inputs,
+    presence,
+    token_keep_mask,
+)
 from rsray.models.layers.vit import (
     ChannelTokens,
     CrossAttentionBlock,
@@ -109,14 +124,29 @@ class _SingleEncoderViT(ViTFusionBase):
     def _build_tokens(self) -> None:
         raise NotImplementedError
 
-    def _tokens(self, xs: list[Tensor]) -> Tensor:
+    def _tokens(self, xs: list[Tensor], present: Tensor | None = None) -> Tensor:
+        """The token sequence (B, L, D) of the modalities ``xs``."""
         raise NotImplementedError
+
+    def _token_groups(self, xs: list[Tensor]) -> list[int] | None:
+        """Tokens per modality, in sequence order; ``None`` when tokens mix modalities."""
+        return None
+
+    def _grid(self, x: Tensor) -> int:
+        """Patches of one (padded) image: ``ceil(H / p) * ceil(W / p)``."""
+        p = self.patch_size
+        return -(-x.shape[-2] // p) * -(-x.shape[-1] // p)
 
     def forward_features(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """The final class token (B, embed_dim)."""
-        tokens = self._tokens(gather_inputs(inputs, self.modalities))
-        x = self.pos_drop(self._prepend(self.cls_token, tokens))
-        return self.norm(self.blocks(x))[:, 0]
+        present = presence(inputs, self.modalities)
+        xs = gather_inputs(inputs, self.modalities)
+        groups = self._token_groups(xs)  # a missing modality's tokens are never attended to
+        mask = None if groups is None else token_keep_mask(present, groups)
+        x = self.pos_drop(self._prepend(self.cls_token, self._tokens(xs, present)))
+        for block in self.blocks:
+            x = block(x, attn_mask=mask)
+        return self.norm(x)[:, 0]
 
 
 class EarlyFusionViT(_SingleEncoderViT):
@@ -124,9 +154,10 @@ class EarlyFusionViT(_SingleEncoderViT):
 
     def _build_tokens(self) -> None:
         self.patch_embed = self._patch_tokens(sum(self.in_chans.values()))
+        self.missing = MissingModalityFill({m: (c, 1, 1) for m, c in self.in_chans.items()})
 
-    def _tokens(self, xs: list[Tensor]) -> Tensor:
-        return self.patch_embed(torch.cat(xs, dim=1))
+    def _tokens(self, xs: list[Tensor], present: Tensor | None = None) -> Tensor:
+        return self.patch_embed(torch.cat(self.missing(xs, present), dim=1))
 
 
 class ModalityTokenFusionViT(_SingleEncoderViT):
@@ -137,10 +168,13 @@ class ModalityTokenFusionViT(_SingleEncoderViT):
             {m: self._patch_tokens(c) for m, c in self.in_chans.items()}
         )
 
-    def _tokens(self, xs: list[Tensor]) -> Tensor:
+    def _tokens(self, xs: list[Tensor], present: Tensor | None = None) -> Tensor:
         return torch.cat(
             [self.patch_embed[m](x) for m, x in zip(self.modalities, xs, strict=True)], dim=1
         )
+
+    def _token_groups(self, xs: list[Tensor]) -> list[int] | None:
+        return [self._grid(x) for x in xs]
 
 
 class ChannelTokenFusionViT(_SingleEncoderViT):
@@ -151,8 +185,11 @@ class ChannelTokenFusionViT(_SingleEncoderViT):
             sum(self.in_chans.values()), self.img_size, self.patch_size, self.embed_dim
         )
 
-    def _tokens(self, xs: list[Tensor]) -> Tensor:
+    def _tokens(self, xs: list[Tensor], present: Tensor | None = None) -> Tensor:
         return self.patch_embed(torch.cat(xs, dim=1))
+
+    def _token_groups(self, xs: list[Tensor]) -> list[int] | None:
+        return [x.shape[1] * self._grid(x) for x in xs]  # channel-major: C blocks of L tokens
 
 
 def _same_length(seqs: Sequence[Tensor], modalities: Sequence[str], method: str) -> None:
@@ -175,6 +212,7 @@ class _PerModalityViT(ViTFusionBase):
         self.pos_drop = nn.ModuleDict(
             {m: nn.Dropout(self._modality_drop(m)) for m in self.modalities}
         )
+        self.missing = MissingModalityFill({m: (self.embed_dim,) for m in self.modalities})
 
     def _sequences(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         xs = gather_inputs(inputs, self.modalities)
@@ -261,6 +299,7 @@ class MiddleFusionViT(_PerModalityViT):
             self.modality_norms[m](self.encoders[m](z))
             for m, z in zip(self.modalities, self._sequences(inputs), strict=True)
         ]
+        seqs = self.missing(seqs, presence(inputs, self.modalities))  # missing: learned token
         _same_length(seqs, self.modalities, "middle fusion")
         cls = self.fuse_cls(torch.cat([z[:, :1] for z in seqs], dim=-1))
         tokens = self.fuse_tokens(torch.cat([z[:, 1:] for z in seqs], dim=-1))
@@ -305,12 +344,18 @@ class CrossAttentionFusionViT(_PerModalityViT):
         a, b = self.modalities
         za, zb = self._sequences(inputs)
         _same_length([za, zb], self.modalities, "cross-attention fusion")
+        present = presence(inputs, self.modalities)
+        has_a = has_b = None  # where the other modality is missing, attend with own queries
+        if present is not None:
+            has_a, has_b = ((present[:, i] != 0).reshape(-1, 1, 1, 1) for i in range(2))
         for blk_a, blk_b in zip(self.encoders[a], self.encoders[b], strict=True):
             qa, ka, va = blk_a.qkv(za)
             qb, kb, vb = blk_b.qkv(zb)
-            za, zb = blk_a.finish(za, qb, ka, va), blk_b.finish(zb, qa, kb, vb)
-        cls = torch.cat([self.norms[a](za)[:, 0], self.norms[b](zb)[:, 0]], dim=-1)
-        return self.fuse_cls(cls)
+            q_a = qb if has_b is None else torch.where(has_b, qb, qa)
+            q_b = qa if has_a is None else torch.where(has_a, qa, qb)
+            za, zb = blk_a.finish(za, q_a, ka, va), blk_b.finish(zb, q_b, kb, vb)
+        cls_a, cls_b = self.missing([self.norms[a](za)[:, 0], self.norms[b](zb)[:, 0]], present)
+        return self.fuse_cls(torch.cat([cls_a, cls_b], dim=-1))
 
 
 class SCTFusionViT(_PerModalityViT):
@@ -330,14 +375,15 @@ class SCTFusionViT(_PerModalityViT):
         """The class token fused after the last layer (B, embed_dim)."""
         zs = self._sequences(inputs)
         mods = self.modalities
+        present = presence(inputs, mods)  # a missing modality's class token: a learned one
         for i in range(self.depth):
             zs = [self.encoders[m][i](z) for m, z in zip(mods, zs, strict=True)]
             if i == self.depth - 1:
                 break
-            cls = self.sync[i](torch.cat([z[:, :1] for z in zs], dim=-1))
+            cls = self.sync[i](torch.cat(self.missing([z[:, :1] for z in zs], present), dim=-1))
             zs = [torch.cat([cls, z[:, 1:]], dim=1) for z in zs]
         last = [self.norms[m](z[:, 0]) for m, z in zip(mods, zs, strict=True)]
-        return self.sync[-1](torch.cat(last, dim=-1))
+        return self.sync[-1](torch.cat(self.missing(last, present), dim=-1))
 
 
 # --------------------------------------------------------------------------- variants

@@ -8,6 +8,11 @@ modalities. Its metrics are the task's table metrics; the stage-1 budget, the ep
 number of seeds are sized from the training split. A ``smoke:`` variant swaps in the tiny
 ``test_*`` models so that ``rsray study SPEC --data SHARDS --smoke-test`` checks the whole path
 in a minute or two.
+
+A segmentation set gets the families that predict a mask from image modalities: each single
+modality and early fusion (channels concatenated) through UNetFormer-ResNet18. The other
+families classify whole images (no segmentation head), and LF-DLM / U-Net + U-TAE need a
+time series beside one image modality; the spec's comment header says so.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ VIT_FAMILIES: tuple[tuple[str, str], ...] = (
 )
 """(arm name, model family) of the ViT arms (two image modalities only)."""
 PATCH_SIZES = (16, 15, 12, 10, 8, 6, 5, 4)
+SEG_MODEL = "unetformer_resnet18"
+"""The segmentation arms' model: UNetFormer with a ResNet-18 encoder (inputs: multiples of 32)."""
+SEG_SMOKE = ("test_unetformer", 64)
+"""The smoke variant's segmentation model (a tiny MaxViT UNetFormer) and its input size."""
 
 
 def _image_modalities(m: Manifest) -> tuple[list[str], list[str]]:
@@ -62,35 +71,14 @@ def _sizing(n_train: int) -> dict[str, int]:
     return {"trials": 12, "search_epochs": 3, "epochs": 15, "seeds": 3, "batch": 64}
 
 
-def study_for(uri: str, name: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The spec (a mapping ready for YAML) for the shard set at ``uri``, and notes about it.
-
-    Raises:
-        ConfigError: the set has no image modality, or a task no CNN fusion family handles.
-    """
-    m = read_manifest(uri)
-    if m.task == "segmentation":
-        raise ConfigError(f"{uri}: a segmentation shard set; study init writes classification "
-                          "and regression studies (see studies/flair2_lfdlm.yaml for a "
-                          "segmentation study to adapt)")
-    images, skipped = _image_modalities(m)
-    if not images:
-        raise ConfigError(f"{uri}: no image modality (found {', '.join(skipped)})")
-    n_train = int(m.splits.get("train", 0))
-    if n_train < 1 or not m.splits.get("val"):
-        raise ConfigError(f"{uri}: a study needs train and val splits (found "
-                          f"{dict(m.splits)})")
-    size = _sizing(n_train)
-    image_size = _max_size(m, images)
-    notes = [f"{m.dataset}: {m.task}, {len(m.classes)} classes/targets, splits "
-             f"{dict(sorted(m.splits.items()))}, image modalities {images}"]
-    if skipped:
-        notes.append("not in the arms (CNN fusion takes image modalities): " + ", ".join(skipped))
-    singles = [f"{x}_only" for x in images]
+def _classification_arms(images: list[str], image_size: int, notes: list[str]
+                         ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Single modalities, the CNN fusion families and (two images) the ViT fusions."""
     arms: list[dict[str, Any]] = [
         {"name": f"{x}_only", "model": f"single_modality_{BACKBONE}", "modalities": [x],
          "space": SPACE, "params": {"model.params.modality": x}} for x in images]
-    smoke_arms: dict[str, Any] = {a: {"model": "test_single_modality_cnn"} for a in singles}
+    smoke_arms: dict[str, Any] = {f"{x}_only": {"model": "test_single_modality_cnn"}
+                                  for x in images}
     if len(images) > 1:
         for arm, family in CNN_FAMILIES:
             arms.append({"name": arm, "model": f"{family}_{BACKBONE}",
@@ -108,6 +96,65 @@ def study_for(uri: str, name: str | None = None) -> tuple[dict[str, Any], list[s
         else:
             notes.append(f"no ViT arms: no patch size in {PATCH_SIZES} divides the image size "
                          f"{image_size}")
+    return arms, smoke_arms
+
+
+def _segmentation_arms(images: list[str], skipped: list[str], notes: list[str]
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Single modalities and early fusion through UNetFormer; notes on the other families."""
+    arms: list[dict[str, Any]] = [
+        {"name": f"{x}_only", "model": SEG_MODEL, "modalities": [x], "space": SPACE,
+         "params": {"model.params.image_modality": x}} for x in images]
+    if len(images) > 1:
+        arms.append({"name": "early", "model": SEG_MODEL, "modalities": list(images),
+                     "space": SPACE,
+                     "params": {"model.params.image_modality": images[0],
+                                "model.params.extra_modalities": list(images[1:])}})
+    smoke_arms = {a["name"]: {"model": SEG_SMOKE[0]} for a in arms}
+    notes.append(f"segmentation: single modalities and early fusion (channels concatenated) "
+                 f"through {SEG_MODEL}; middle, late, gated and attention fusion and the ViT "
+                 "fusions classify whole images (no segmentation head), so they are not arms")
+    series = [x.split(" ")[0] for x in skipped if "series" in x]
+    if series:
+        notes.append(f"the time series {', '.join(series)} beside one image modality can be "
+                     "added by hand as LF-DLM late fusion (lf_dlm_small: image_modality, "
+                     "series_modality, crop_size) or U-Net + U-TAE middle fusion "
+                     "(unet_utae_resnet18)")
+    return arms, smoke_arms
+
+
+def study_for(uri: str, name: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The spec (a mapping ready for YAML) for the shard set at ``uri``, and notes about it.
+
+    Raises:
+        ConfigError: the set has no image modality, or no train, val or test split.
+    """
+    m = read_manifest(uri)
+    images, skipped = _image_modalities(m)
+    if not images:
+        raise ConfigError(f"{uri}: no image modality (found {', '.join(skipped)})")
+    n_train = int(m.splits.get("train", 0))
+    if n_train < 1 or not m.splits.get("val"):
+        raise ConfigError(f"{uri}: a study needs train and val splits (found "
+                          f"{dict(m.splits)})")
+    size = _sizing(n_train)
+    image_size = _max_size(m, images)
+    notes = [f"{m.dataset}: {m.task}, {len(m.classes)} classes/targets, splits "
+             f"{dict(sorted(m.splits.items()))}, image modalities {images}"]
+    if skipped:
+        notes.append("not in the arms (CNN fusion takes image modalities): " + ", ".join(skipped))
+    singles = [f"{x}_only" for x in images]
+    smoke_base: dict[str, Any] = {}
+    if m.task == "segmentation":
+        arms, smoke_arms = _segmentation_arms(images, skipped, notes)
+        if image_size % 32:
+            new_size = image_size + 32 - image_size % 32
+            notes.append(f"images resampled from {image_size} to {new_size} px: UNetFormer "
+                         "takes sides that are multiples of 32")
+            image_size = new_size
+        smoke_base["data.image_size"] = SEG_SMOKE[1]
+    else:
+        arms, smoke_arms = _classification_arms(images, image_size, notes)
     metrics = [x for x in TABLE_METRICS[m.task] if x != "loss"]
     spec: dict[str, Any] = {
         "name": name or f"{m.dataset}_fusion",
@@ -126,7 +173,7 @@ def study_for(uri: str, name: str | None = None) -> tuple[dict[str, Any], list[s
         "evaluation": {"splits": ["test"] if m.splits.get("test") else ["val"],
                        "drop_modalities": len(images) > 1, "predictions": True},
         "smoke": {"base": {"data.batch_size": 8, "train.max_epochs": 1,
-                           "train.log_every_n_steps": 1000},
+                           "train.log_every_n_steps": 1000, **smoke_base},
                   "search": {"num_samples": 1, "max_epochs": 1}, "factors": {"seeds": 2},
                   "arms": smoke_arms},
     }

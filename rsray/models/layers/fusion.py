@@ -15,7 +15,10 @@ every channel (``"film"``, Perez et al. 2018).
 
 The module also holds the input helpers every fusion model uses:
 :func:`validate_modalities` (constructor side) and :func:`gather_inputs` /
-:func:`get_metadata` (forward side).
+:func:`get_metadata` (forward side), and the missing-modality helpers: :func:`presence` (the
+``<modality>_present`` bits), :class:`MissingModalityFill` (a learned stand-in for a missing
+modality's tensor, where the model cannot simply leave it out) and :func:`token_keep_mask`
+(a key-padding mask that keeps a missing modality's tokens out of attention).
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ __all__ = [
     "METADATA_KEY",
     "MetadataEmbedding",
     "MetadataInjection",
+    "MissingModalityFill",
     "StageFusion",
     "check_int",
     "check_metadata_dim",
     "gather_inputs",
     "get_metadata",
     "presence",
+    "token_keep_mask",
     "validate_modalities",
 ]
 
@@ -129,6 +134,78 @@ def presence(inputs: Mapping[str, Tensor], names: Sequence[str]) -> Tensor | Non
         return None
     ones = torch.ones(ref.shape[0], device=ref.device)
     return torch.stack([ones if g is None else g.reshape(-1).to(ones) for g in given], dim=1)
+
+
+class MissingModalityFill(nn.Module):
+    """Learned stand-ins for missing modalities (the "mask token" of MAE, per modality).
+
+    Where a sample's presence bit is 0, its tensor of that modality is replaced by a learned
+    value of shape ``shapes[name]`` broadcast over it (``(C, 1, 1)``: one value per channel of
+    an image or feature map; ``(D,)``: one token), so the output never depends on what the
+    missing tensor holds and the network sees "absent" rather than a zero-valued image. The
+    values start at zero and learn only from samples that lack the modality; a sample whose
+    bit is 1 passes through unchanged (``torch.where``), so models given every modality
+    compute exactly what they computed without this layer.
+
+    The stand-ins are always part of the autograd graph (with a zero gradient when every
+    sample has the modality), so ``DistributedDataParallel`` finds every parameter used.
+    Checkpoints written before a model had this layer load with the values at zero.
+
+    Args:
+        shapes: branch name → shape of its stand-in (broadcastable to one sample's tensor).
+    """
+
+    def __init__(self, shapes: Mapping[str, Sequence[int]]) -> None:
+        super().__init__()
+        self.names: tuple[str, ...] = tuple(shapes)
+        self.fill = nn.ParameterDict(
+            {n: nn.Parameter(torch.zeros(*s)) for n, s in shapes.items()}
+        )
+
+    def forward(self, xs: Sequence[Tensor], present: Tensor | None) -> list[Tensor]:
+        """``xs`` (one tensor per name, batch first) with absent samples replaced.
+
+        Args:
+            xs: the branches' tensors in the order of ``names``.
+            present: ``(B, len(names))`` presence (from :func:`presence`) or ``None`` (every
+                sample has every modality: the values of ``xs`` are returned unchanged).
+        """
+        out = []
+        for i, (name, x) in enumerate(zip(self.names, xs, strict=True)):
+            shape = (x.shape[0], *([1] * (x.ndim - 1)))
+            keep = (torch.ones(shape, dtype=torch.bool, device=x.device) if present is None
+                    else (present[:, i] != 0).reshape(shape))
+            out.append(torch.where(keep, x, self.fill[name].to(x.dtype)))
+        return out
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        for name, p in self.fill.items():  # an older checkpoint without the stand-ins
+            state_dict.setdefault(f"{prefix}fill.{name}", torch.zeros_like(p))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def token_keep_mask(present: Tensor | None, lengths: Sequence[int],
+                    prefix: int = 1) -> Tensor | None:
+    """A boolean attention mask that keeps missing modalities' tokens out of every key set.
+
+    Args:
+        present: ``(B, K)`` presence of the ``K`` token groups (from :func:`presence`), or
+            ``None``.
+        lengths: number of tokens of each group, in sequence order after the prefix.
+        prefix: leading tokens that are always kept (the class token).
+
+    Returns:
+        ``(B, 1, 1, prefix + sum(lengths))`` (True = may be attended to) for timm's ``Block``
+        and ``scaled_dot_product_attention``, or ``None`` when every sample has every group
+        (then attention runs exactly as without a mask).
+    """
+    if present is None or bool((present != 0).all()):
+        return None
+    keep = present != 0
+    parts = [torch.ones(keep.shape[0], prefix, dtype=torch.bool, device=keep.device)]
+    parts += [keep[:, i:i + 1].expand(-1, n) for i, n in enumerate(lengths)]
+    return torch.cat(parts, dim=1)[:, None, None, :]
 
 
 def get_metadata(inputs: Mapping[str, Tensor], metadata_dim: int) -> Tensor | None:
@@ -229,6 +306,10 @@ class StageFusion(nn.Module):
         metadata_mode: ``"film"`` or ``"add"`` (see :class:`MetadataInjection`).
         act_layer: activation after the normalisation.
         norm_layer: normalisation after the 1x1 convolution.
+
+    A modality missing from a sample (``present`` 0 in :meth:`forward`) enters the merge as
+    its learned stand-in (:class:`MissingModalityFill`, one value per channel), not as
+    whatever its branch computed from the zeros in its input.
     """
 
     def __init__(
@@ -244,6 +325,9 @@ class StageFusion(nn.Module):
         super().__init__()
         self.in_channels = tuple(in_channels)
         total = sum(self.in_channels)
+        self.missing = MissingModalityFill(
+            {str(i): (c, 1, 1) for i, c in enumerate(self.in_channels)}
+        )
         self.gate = nn.Conv2d(total, len(self.in_channels), kernel_size=1) if gated else None
         self.conv = nn.Conv2d(total, out_channels, kernel_size=1, bias=False)
         self.norm = norm_layer(out_channels)
@@ -254,8 +338,12 @@ class StageFusion(nn.Module):
             else None
         )
 
-    def forward(self, features: Sequence[Tensor], meta_emb: Tensor | None = None) -> Tensor:
-        """Fuse ``features`` (one (B, C_m, H, W) map per modality) and optional metadata."""
+    def forward(self, features: Sequence[Tensor], meta_emb: Tensor | None = None,
+                present: Tensor | None = None) -> Tensor:
+        """Fuse ``features`` (one (B, C_m, H, W) map per modality) and optional metadata.
+
+        ``present``: ``(B, M)`` presence of the modalities (:func:`presence`) or ``None``.
+        """
         if len(features) != len(self.in_channels):
             raise ValueError(
                 f"StageFusion expects {len(self.in_channels)} feature maps, got {len(features)}"
@@ -265,7 +353,7 @@ class StageFusion(nn.Module):
             f
             if f.shape[-2:] == size
             else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
-            for f in features
+            for f in self.missing(features, present)
         ]
         x = torch.cat(feats, dim=1)
         if self.gate is not None:

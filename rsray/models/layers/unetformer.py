@@ -33,7 +33,9 @@ Geographic covariates (Rao & Rolf 2025: hard-coded early fusion beats learned fu
 warped onto the image grid by :mod:`rsray.data.sources.covariates`, resized to the image's
 size if they differ) to the image's channels before the encoder, so the encoder's stem takes
 ``C_image + sum C_extra`` channels; with pretrained weights the extra channels start as
-``extra_channel_init`` says, like LF-DLM's fifth aerial channel.
+``extra_channel_init`` says, like LF-DLM's fifth aerial channel. A modality a sample lacks
+(``<modality>_present`` 0) enters as a learned value per channel
+(:class:`~rsray.models.layers.fusion.MissingModalityFill`) instead of its tensor.
 """
 
 from __future__ import annotations
@@ -49,7 +51,13 @@ from torch import Tensor, nn
 
 from rsray.errors import ConfigError
 from rsray.models.layers.encoders import ExtraChannelInit, create_timm_encoder
-from rsray.models.layers.fusion import check_int, check_metadata_dim, validate_modalities
+from rsray.models.layers.fusion import (
+    MissingModalityFill,
+    check_int,
+    check_metadata_dim,
+    presence,
+    validate_modalities,
+)
 
 __all__ = [
     "FeatureRefinementHead",
@@ -356,6 +364,7 @@ class UNetFormer(nn.Module):
             dropout=float(dropout),
             drop_path=float(drop_path),
         )
+        self.missing = MissingModalityFill({m: (mods[m], 1, 1) for m in self.modalities})
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Logits (B, num_classes, H, W) from ``inputs[image_modality]`` (B, C, H, W)."""
@@ -372,8 +381,9 @@ class UNetFormer(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         size = (int(x.shape[-2]), int(x.shape[-1]))
-        if self.extra_modalities:
-            x = torch.cat([x, *(self._extra(inputs, m, size) for m in self.extra_modalities)], 1)
+        parts = [x, *(self._extra(inputs, m, size) for m in self.extra_modalities)]
+        parts = self.missing(parts, presence(inputs, self.modalities))  # missing: stand-ins
+        x = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
         if size[0] % 32 or size[1] % 32:
             raise ValueError(
                 f"input {self.image_modality!r}: height and width must be multiples of 32, "

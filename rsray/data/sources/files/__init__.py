@@ -29,8 +29,8 @@ __all__ = ["CORRUPTIONS", "LAYOUTS", "SYNTHETIC_TAG", "TERRATORCH_KEYS", "FilesC
 
 def _add_prepare_args(p: Any) -> None:
     p.add_argument("description", metavar="DATASET.yaml",
-                   help="the YAML describing your modalities, labels, splits and groups "
-                        "(see docs/own-data.md)")
+                   help="the YAML describing your modalities, labels, splits and groups, a "
+                        "local path or an s3:// URL (see docs/own-data.md)")
     p.add_argument("--threads", type=int, default=16,
                    help="threads reading headers and label files while discovering (16)")
 

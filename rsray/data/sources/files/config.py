@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from rsray.errors import ConfigError
-from rsray.storage import is_remote_url
+from rsray.storage import StorageOptions, is_remote_url, join_url, read_bytes
 
 KINDS = ("image", "series", "table")
 """Modality kinds: one raster per sample, several dated rasters per sample, table columns."""
@@ -214,10 +214,13 @@ class _Where:
         return ConfigError(f"{self.source}: {key}: {what}")
 
 
-def _resolve(path: str, base: Path) -> str:
+def _resolve(path: str, base: Path | str) -> str:
+    """``path`` relative to ``base`` (the YAML's folder: a local path or a URL)."""
     if is_remote_url(path) or os.path.isabs(path):
         return path
-    return str((base / path).resolve())
+    if is_remote_url(str(base)):
+        return join_url(str(base), path)
+    return str((Path(base) / path).resolve())
 
 
 def _strs(w: _Where, key: str, value: Any) -> tuple[str, ...]:
@@ -249,7 +252,8 @@ _MOD_KEYS = {"root", "roots", "pattern", "regex", "glob", "kind", "bands", "noda
              "columns", "date_format", "id_json"}
 
 
-def _modality(w: _Where, name: str, raw: Any, base: Path, *, label: bool = False) -> ModalityConfig:
+def _modality(w: _Where, name: str, raw: Any, base: Path | str, *,
+              label: bool = False) -> ModalityConfig:
     key = name if label else f"modalities.{name}"
     if not label and not _MOD_NAME.match(name):
         raise w.err(key, "modality names are lower-case letters and digits, starting with a "
@@ -340,7 +344,7 @@ _LABEL_KEYS = {"file", "id_column", "class_column", "labels_column", "separator"
                "field", "modality"}
 
 
-def _labels(w: _Where, raw: Any, base: Path) -> LabelsConfig:
+def _labels(w: _Where, raw: Any, base: Path | str) -> LabelsConfig:
     if not isinstance(raw, dict):
         raise w.err("labels", f"expected a mapping (file, id_column, class_column, ...), got "
                               f"{raw!r}")
@@ -393,7 +397,7 @@ def _labels(w: _Where, raw: Any, base: Path) -> LabelsConfig:
     return out
 
 
-def _splits(w: _Where, raw: Any, base: Path) -> SplitsConfig:
+def _splits(w: _Where, raw: Any, base: Path | str) -> SplitsConfig:
     if raw is None:
         return SplitsConfig()
     if not isinstance(raw, dict):
@@ -467,7 +471,7 @@ _TOP_KEYS = {"name", "modalities", "labels", "splits", "groups", "allow_missing_
              "tolerance", "means", "stds"}
 
 
-def config_from_dict(raw: Any, source: str, base: Path) -> FilesConfig:
+def config_from_dict(raw: Any, source: str, base: Path | str) -> FilesConfig:
     """Validate a parsed YAML mapping; relative paths are taken from ``base``."""
     w = _Where(source)
     if not isinstance(raw, dict):
@@ -539,18 +543,31 @@ def config_from_dict(raw: Any, source: str, base: Path) -> FilesConfig:
     )
 
 
-def load_files_config(path: str | Path) -> FilesConfig:
-    """Read and validate a dataset YAML file (ConfigError naming the file and key)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: dataset description not found")
+def load_files_config(path: str | Path, options: StorageOptions = None) -> FilesConfig:
+    """Read and validate a dataset YAML file (ConfigError naming the file and key).
+
+    ``path`` may be a URL (``s3://bucket/data/dataset.yaml``); relative paths in it are then
+    taken from the URL's folder. ``options``: fsspec options for such a URL.
+    """
+    if is_remote_url(str(path)):
+        url = str(path)
+        try:
+            text = read_bytes(url, options).decode()
+        except FileNotFoundError:
+            raise ConfigError(f"{url}: dataset description not found") from None
+        source, base = url, url.rstrip("/").rsplit("/", 1)[0]
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: dataset description not found")
+        text, source, base = p.read_text(), str(p), str(p.resolve().parent)
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" (line {line + 1})" if line is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{at}") from None
-    return config_from_dict(raw, str(p), p.resolve().parent)
+        raise ConfigError(f"{source}: not valid YAML{at}") from None
+    return config_from_dict(raw, source, base)
 
 
 __all__ = ["KINDS", "SPLITS", "FilesConfig", "GroupConfig", "LabelsConfig", "ModalityConfig",

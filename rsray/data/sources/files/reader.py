@@ -98,7 +98,7 @@ class FilesSource:
     """A dataset described in YAML (see :mod:`rsray.data.sources.files.config`).
 
     Args:
-        config: the YAML file, or an already parsed :class:`FilesConfig`.
+        config: the YAML file (a path or a URL), or an already parsed :class:`FilesConfig`.
         storage_options: fsspec options for ``s3://`` roots (never logged).
         threads: threads for the per-sample headers and label files read in ``discover``.
         synthetic: mark the spec synthetic; ``None``: detect the test-data writer's tag.
@@ -107,10 +107,11 @@ class FilesSource:
     def __init__(self, config: str | Path | FilesConfig, *,
                  storage_options: StorageOptions = None, threads: int = 16,
                  synthetic: bool | None = None) -> None:
-        self.cfg = config if isinstance(config, FilesConfig) else load_files_config(config)
+        self.storage_options = dict(storage_options or {})
+        self.cfg = (config if isinstance(config, FilesConfig)
+                    else load_files_config(config, self.storage_options))
         if threads < 1:
             raise ConfigError(f"threads: {threads} must be >= 1")
-        self.storage_options = dict(storage_options or {})
         self.threads = threads
         self.synthetic_override = synthetic
         self._spec: DatasetSpec | None = None
