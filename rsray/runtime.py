@@ -107,6 +107,7 @@ def start_local_ray(num_cpus: int | None = None, **kwargs: Any) -> str:
     gcs = ctx.address_info.get("gcs_address") or ray.get_runtime_context().gcs_address
     _started.clear()
     _started["gcs_address"] = gcs
+    _started["api_server"] = os.environ["RAY_API_SERVER_ADDRESS"]
     # Anything this process starts later (a CLI call, a subprocess) joins this Ray.
     os.environ["RAY_ADDRESS"] = gcs
     _watch_local_ray()
@@ -133,6 +134,24 @@ def _loopback_node_ip() -> None:
 
     if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
         ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def shutdown_ray() -> None:
+    """``ray.shutdown()``, and forget the addresses :func:`start_local_ray` exported.
+
+    Ray's clients (state API, job submission) prefer ``RAY_API_SERVER_ADDRESS`` and
+    ``RAY_ADDRESS`` from the environment to an address they are given, so a process that goes
+    on to talk to another cluster (a notebook, a test) must not keep pointing at the stopped
+    local Ray. A user's own ``RAY_ADDRESS`` (not one this process exported) is left alone.
+    """
+    ray.shutdown()
+    if not _started:
+        return
+    if os.environ.get("RAY_ADDRESS") == _started.get("gcs_address"):
+        os.environ.pop("RAY_ADDRESS", None)
+    if os.environ.get("RAY_API_SERVER_ADDRESS") == _started.get("api_server"):
+        os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+    _started.clear()
 
 
 def local_ray_address() -> str | None:

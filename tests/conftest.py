@@ -49,11 +49,11 @@ def ray_session():
     """One local Ray instance shared by every Ray integration test of the session."""
     import ray
 
-    from rsray.runtime import ensure_ray
+    from rsray.runtime import ensure_ray, shutdown_ray
 
     ensure_ray(num_cpus=4)
     yield ray
-    ray.shutdown()
+    shutdown_ray()
 
 
 @pytest.fixture(autouse=True)

@@ -120,7 +120,9 @@ def live(tmp_path_factory: pytest.TempPathFactory, synthetic_shards: str):
 
     # The session's in-process Ray holds Ray's default ports; later tests restart it.
     if ray.is_initialized():
-        ray.shutdown()
+        from rsray.runtime import shutdown_ray
+
+        shutdown_ray()  # and forget its addresses, which Ray's clients would prefer
     work = tmp_path_factory.mktemp("live")
     alphabet = string.ascii_letters + string.digits
     secret = "".join(secrets.choice(alphabet) for _ in range(40))

@@ -198,3 +198,24 @@ def test_resources_that_never_come_fail_with_what_was_awaited(ray_session):
     ok = load_config(None, ["scaling.num_workers=1", "scaling.cpus_per_worker=0.5",
                             "train.resource_wait_s=60"])
     wait_for_resources(ok, "trial ok", extra_cpus=0.5)
+
+
+def test_shutdown_forgets_only_the_addresses_this_process_exported(monkeypatch):
+    """Ray's clients prefer RAY_ADDRESS / RAY_API_SERVER_ADDRESS to an address they are given:
+    after shutdown_ray the stopped local Ray's are gone, a user's own are kept."""
+    import rsray.runtime as runtime
+
+    monkeypatch.setattr(runtime.ray, "shutdown", lambda: None)
+    monkeypatch.setattr(runtime, "_started", {"gcs_address": "127.0.0.1:6379",
+                                              "api_server": "http://127.0.0.1:8265"})
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:8265")
+    runtime.shutdown_ray()
+    assert "RAY_ADDRESS" not in os.environ and "RAY_API_SERVER_ADDRESS" not in os.environ
+    assert runtime.local_ray_address() is None
+
+    monkeypatch.setattr(runtime, "_started", {"gcs_address": "127.0.0.1:6379",
+                                              "api_server": "http://127.0.0.1:8265"})
+    monkeypatch.setenv("RAY_ADDRESS", "ray://cluster.example:10001")  # the user's own
+    runtime.shutdown_ray()
+    assert os.environ["RAY_ADDRESS"] == "ray://cluster.example:10001"

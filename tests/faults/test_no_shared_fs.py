@@ -75,10 +75,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: str,
     why = why_unavailable()
     if why:
         pytest.skip(f"no private mount namespaces here: {why}")
-    import ray
     import s3fs
 
-    ray.shutdown()  # the session's Ray prepared the shards; this test needs the memory
+    from rsray.runtime import shutdown_ray
+
+    shutdown_ray()  # the session's Ray prepared the shards; this test needs the memory
     bucket = f"rsray-nsfs-{os.getpid()}"
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server})
     fs.mkdir(bucket)

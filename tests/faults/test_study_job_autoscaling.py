@@ -48,11 +48,12 @@ def _workers(dashboard: str) -> int:
 def test_study_job_scales_the_fake_cluster_and_lands_in_s3(
         tmp_path: Path, s3_server: str, synthetic_shards: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import ray
     import s3fs
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    ray.shutdown()  # the session's Ray prepared the shards; the fake cluster needs the memory
+    from rsray.runtime import shutdown_ray
+
+    shutdown_ray()  # the session's Ray prepared the shards; the fake cluster needs the memory
     bucket = f"rsray-job-{os.getpid()}"
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server})
     fs.mkdir(bucket)
