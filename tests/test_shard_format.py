@@ -238,6 +238,8 @@ def test_bench_raw_limit_recodes_the_same_rows_per_codec(tmp_path):
     m = Manifest("tiny", "multilabel", list(CLS.classes), {}, [ShardInfo(rel, "train", 6, 0, "")],
                  {}, uri=str(tmp_path / "set"))
     limits = raw_limits(m, "train", _plan(CLS), 4, 1, tmp_path / "scratch")
+    mmap = [k for k in limits if k.endswith("+mmap")]  # the set's own files, memory-mapped
+    assert len(mmap) == 1 and limits.pop(mmap[0]).samples == 6
     assert set(limits) == {"none", "lz4", "zstd"}
     for codec, r in limits.items():
         assert r.samples == 6 and r.rate > 0 and r.bytes_per_sample > 0
