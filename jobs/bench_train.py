@@ -126,7 +126,8 @@ def _run(args: argparse.Namespace) -> None:
         print(format_tune_benchmark(tuned, args.epochs))
     if args.pack_seeds > 1:
         _pack(cfg.with_overrides({"train.max_epochs": args.epochs,
-                                  "model.name": args.pack_model}), args.pack_seeds)
+                                  "model.name": args.pack_model, "model.params": {}}),
+              args.pack_seeds)
 
 
 def _pack(cfg: Any, seeds: int) -> None:
@@ -147,7 +148,7 @@ def _pack(cfg: Any, seeds: int) -> None:
         if f"{mode}_seconds" in p:
             rate = p[f"{mode}_seeds_per_hour"]
             print(f"  {name:28s} {p[f'{mode}_seconds']:7.1f} s  {rate:7.1f} seeds/h  "
-                  f"{rate / base:5.2f}x")
+                  f"{rate / base:5.2f}x  ({p[f'{mode}_vectorised']:.0f} seed(s) vectorised)")
 
 
 if __name__ == "__main__":

@@ -287,7 +287,7 @@ def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float 
     def pack() -> None:
         if packing is None:
             raise RuntimeError("no packing measurement given (rsray.study.packing.time_packing)")
-        cfg = state["cfg"].with_overrides({"model.name": sizes.pack_model})
+        cfg = state["cfg"].with_overrides({"model.name": sizes.pack_model, "model.params": {}})
         out.packing = packing(cfg, root / "pack", sizes.seeds)
         p = out.packing
         base = p["separate_seeds_per_hour"]

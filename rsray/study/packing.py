@@ -124,7 +124,8 @@ def time_packing(cfg: Config, root: Path, seeds: int,
     """``seeds`` seeds as one trial each and packed into one trial: wall and seeds/hour.
 
     ``modes``: ``separate`` (one trial per seed), ``sequential`` / ``vmap`` (all seeds in one
-    trial, ``factors.pack_mode``). Keys ``<mode>_seconds``, ``<mode>_seeds_per_hour``.
+    trial, ``factors.pack_mode``). Keys ``<mode>_seconds``, ``<mode>_seeds_per_hour`` and
+    ``<mode>_vectorised`` (seeds recorded as trained in a vectorised pack).
     """
     from rsray.study.runner import run_jobs, seed_dir, seed_job
     from rsray.study.spec import Evaluation
@@ -144,7 +145,9 @@ def time_packing(cfg: Config, root: Path, seeds: int,
         run_jobs(jobs, store, concurrency=1, pack=1 if mode == "separate" else seeds,
                  pack_mode="sequential" if mode == "separate" else mode)
         wall = time.perf_counter() - t0
-        done = sum(store.exists(f"{seed_dir('cell', s)}/result.json") for s in range(seeds))
+        docs = [store.read_json(f"{seed_dir('cell', s)}/result.json") for s in range(seeds)
+                if store.exists(f"{seed_dir('cell', s)}/result.json")]
         out[f"{mode}_seconds"] = wall
-        out[f"{mode}_seeds_per_hour"] = done * 3600.0 / wall
+        out[f"{mode}_seeds_per_hour"] = len(docs) * 3600.0 / wall
+        out[f"{mode}_vectorised"] = sum(d.get("packed") == "vmap" for d in docs)
     return out

@@ -147,10 +147,12 @@ def _step_alone(s: RunSession, item: Batch, p: _Progress, wait: float, epoch: in
 
 
 def _step_together(group: list[tuple[RunSession, dict[str, Any], torch.Tensor, _Progress,
-                                     float]], template: torch.nn.Module, epoch: int) -> None:
+                                     float]], template: torch.nn.Module,
+                   epoch: int) -> str | None:
     """One vectorised step of the runs in ``group`` (same input shapes), each its own loss.
 
     ``template``: the module whose forward runs with each run's parameters (:func:`_template`).
+    Returns why the model cannot run under ``vmap`` (nothing was stepped then), else ``None``.
     """
     t0 = time.perf_counter()
     sessions = [g[0] for g in group]
@@ -169,8 +171,12 @@ def _step_together(group: list[tuple[RunSession, dict[str, Any], torch.Tensor, _
         logits = functional_call(template, (p, b), (x,))
         return task.loss(logits.float(), y), logits
 
-    with autocast(first.device, first.cfg.train.amp):
-        losses, logits = vmap(one, randomness="different")(params, buffers, inputs, targets)
+    try:
+        with autocast(first.device, first.cfg.train.amp):
+            losses, logits = vmap(one, randomness="different")(params, buffers, inputs,
+                                                                targets)
+    except RuntimeError as exc:  # e.g. the model branches on a tensor's value for this batch
+        return str(exc).splitlines()[0][:200]
     for s, g, lg in zip(sessions, group, logits, strict=True):
         if g[3].steps == 0:
             s.task.check_output(lg, g[2], s.cfg.model.name)
@@ -179,10 +185,28 @@ def _step_together(group: list[tuple[RunSession, dict[str, Any], torch.Tensor, _
     seconds = time.perf_counter() - t0
     for k, (s, _, y, p, wait) in enumerate(group):
         _after_step(s, p, losses[k], y.shape[0], seconds + wait, wait, epoch)
+    return None
 
 
-def train_epoch_together(sessions: list[RunSession], epoch: int) -> list[EpochStats]:
-    """One training epoch of every run in ``sessions``, vectorised where shapes agree."""
+@dataclass
+class Lockstep:
+    """Whether a pack still vectorises, and why not.
+
+    A model that cannot run under ``vmap`` (it branches on a tensor's value, e.g. a token
+    mask skipped when every modality is present) makes every later step run seed by seed.
+    """
+
+    vectorise: bool = True
+    reason: str = ""
+
+
+def train_epoch_together(sessions: list[RunSession], epoch: int,
+                         lockstep: Lockstep | None = None) -> list[EpochStats]:
+    """One training epoch of every run in ``sessions``, vectorised where shapes agree.
+
+    ``lockstep``: the pack's state across epochs (:class:`Lockstep`).
+    """
+    lockstep = lockstep or Lockstep()
     t0 = time.perf_counter()
     progress = [_Progress() for _ in sessions]
     for s in sessions:
@@ -214,12 +238,17 @@ def train_epoch_together(sessions: list[RunSession], epoch: int) -> list[EpochSt
                 groups.setdefault(_signature(inputs, target), []).append(
                     (i, item, inputs, target, wait))
             for members in groups.values():
-                if len(members) == 1:
-                    i, item, _, _, wait = members[0]
+                if len(members) > 1 and lockstep.vectorise:
+                    why = _step_together([(sessions[i], x, y, progress[i], wait)
+                                          for i, _, x, y, wait in members], template, epoch)
+                    if why is None:
+                        continue
+                    lockstep.vectorise, lockstep.reason = False, why
+                    print(f"[rsray] {sessions[0].cfg.model.name} cannot run under vmap "
+                          f"({why}); these seeds train one after another from here",
+                          flush=True)
+                for i, item, _, _, wait in members:
                     _step_alone(sessions[i], item, progress[i], wait, epoch)
-                else:
-                    _step_together([(sessions[i], x, y, progress[i], wait)
-                                    for i, _, x, y, wait in members], template, epoch)
     finally:
         for it in iters:
             it.close()
@@ -233,11 +262,13 @@ def train_epoch_together(sessions: list[RunSession], epoch: int) -> list[EpochSt
     return out
 
 
-def train_lockstep(sessions: list[RunSession]) -> None:
+def train_lockstep(sessions: list[RunSession]) -> Lockstep:
     """Train ``sessions`` epoch by epoch together; each evaluates, reports and stops alone.
 
     A resumed run joins at the epoch after its checkpoint; a run that stopped early leaves.
+    Returns whether the pack stayed vectorised (:class:`Lockstep`).
     """
+    lockstep = Lockstep()
     try:
         starts = [s.epochs.start for s in sessions if not s.done]
         end = max((s.epochs.stop for s in sessions), default=0)
@@ -246,13 +277,14 @@ def train_lockstep(sessions: list[RunSession]) -> None:
             if not active:
                 continue
             t0 = time.perf_counter()
-            stats = (train_epoch_together(active, epoch) if len(active) > 1
+            stats = (train_epoch_together(active, epoch, lockstep) if len(active) > 1
                      else [active[0].train_epoch(epoch)])
             for s, st in zip(active, stats, strict=True):
                 s.end_epoch(epoch, st, t0)
     finally:
         for s in sessions:
             s.close()
+    return lockstep
 
 
 @dataclass
