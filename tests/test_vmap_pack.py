@@ -124,3 +124,22 @@ def test_vectorised_dropout_is_drawn_per_seed(synthetic_shards, tmp_path, ray_se
     spread = max(np.std(packed), np.std(alone))
     assert abs(np.mean(packed) - np.mean(alone)) <= 2 * spread + 0.05 * np.mean(alone)
     assert torch.tensor(packed).unique().numel() == len(seeds)
+
+
+@pytest.mark.slow
+def test_a_resumed_seed_joins_at_its_next_epoch(synthetic_shards, tmp_path,
+                                                ray_session) -> None:
+    """Seed 1 was interrupted after epoch 1 (its checkpoint in its run folder), seed 2 never
+    started: packed, seed 2 trains epoch 1 alone, then both train epoch 2 vectorised; seed 1
+    reports only epoch 2, equal to its separate run resumed from the same checkpoint."""
+    import shutil
+
+    cfg = _cfg(synthetic_shards, tmp_path, 0.0)
+    _reports(cfg.with_overrides({"train.max_epochs": 1}), [1], tmp_path, False, "pre")
+    for run in ("packed0", "alone0"):
+        shutil.copytree(tmp_path / "pre0", tmp_path / run)
+    packed = _reports(cfg, [1, 2], tmp_path, True, "packed")
+    alone = _reports(cfg, [1], tmp_path, False, "alone")
+    assert [r["epoch"] for r in packed[0]] == [2] and packed[0][0]["resumed_from_epoch"] == 1
+    assert [r["epoch"] for r in packed[1]] == [1, 2]
+    assert _curve(packed[0]) == pytest.approx(_curve(alone[0]), rel=REL, abs=1e-5)

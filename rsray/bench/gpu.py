@@ -68,7 +68,7 @@ FULL = Sizes(
     pipeline_model="progressive_fusion_base", image_size=120, samples=1024, steps=20,
     trial_model="progressive_fusion_small", trials={"local": 4, "trainer": 3}, seeds=3,
     pack_model="vit_middle_fusion_small",
-    budgets={"data": 150, "models": 90, "pipeline": 60, "trials": 150, "packing": 150})
+    budgets={"data": 150, "models": 90, "pipeline": 60, "trials": 150, "packing": 120})
 SMOKE = Sizes(
     models=[("test_vit_sct_fusion", 4), ("test_progressive_fusion", 4),
             ("test_early_fusion_cnn", 4)],
@@ -293,7 +293,8 @@ def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float 
         base = p["separate_seeds_per_hour"]
         say(f"[bench] {sizes.seeds} seeds of {sizes.pack_model}: " + "; ".join(
             f"{mode} {p[f'{mode}_seconds']:.0f} s ({p[f'{mode}_seeds_per_hour']:.0f} seeds/h, "
-            f"{p[f'{mode}_seeds_per_hour'] / base:.2f}x)"
+            f"{p[f'{mode}_seeds_per_hour'] / base:.2f}x"
+            + (f", {p.get(f'{mode}_vectorised', 0):.0f} vectorised)" if mode == "vmap" else ")")
             for mode in ("separate", "sequential", "vmap") if f"{mode}_seconds" in p))
 
     steps = {"data": data, "models": models, "pipeline": pipeline, "trials": trials,
