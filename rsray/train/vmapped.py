@@ -75,9 +75,10 @@ class _Progress:
 class _PatchConv(torch.nn.Conv2d):
     """A patch embedding's convolution (kernel = stride, no padding) as one matrix product.
 
-    Same parameters and result as the convolution it replaces; under ``vmap`` the product
-    batches into one ``bmm`` where the convolution became a grouped convolution, which ran
-    1.6x slower than the K runs one after another on a 2-core CPU (measured).
+    Same parameters and result (to rounding) as the convolution it replaces; under ``vmap``
+    the product batches into one ``bmm``, where the convolution became a grouped convolution
+    that made a vectorised step of three ``vit_early_fusion_small`` 1.6x slower on a 2-core
+    CPU (0.68 s against 0.43 s, measured).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
