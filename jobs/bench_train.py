@@ -9,8 +9,9 @@ Targets: pipeline tax >= 0.9; second-and-later epochs reach their first batch in
 median fixed cost per one-worker trial <= 3 s and Tune wall <= 1.3x the trials' training
 loops, measured for one-worker trials in the trial's process (``local``) and through a
 ``TorchTrainer`` (``trainer``) side by side in one run (rsray.bench.trials). ``--pack-seeds K``
-trains K seeds of one configuration as one trial each, then packed into one trial
-(``factors.pack_seeds``), and prints seeds per hour for both.
+trains K seeds of one ``--pack-model`` configuration as one trial each, packed into one trial
+one after another, and packed as one vectorised step (``factors.pack_seeds``,
+``factors.pack_mode``), and prints seeds per hour for the three.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                         "host/device augmentation, data.cache=device) and time augment + "
                         "finalize on the host against on the device")
     p.add_argument("--pack-seeds", type=int, default=0, metavar="K",
-                   help="also time K seeds as one trial each against packed into one trial")
+                   help="also time K seeds as one trial each against packed into one trial "
+                        "(one after another, and as one vectorised step)")
+    p.add_argument("--pack-model", default="vit_early_fusion_small",
+                   help="the model of --pack-seeds (BatchNorm-free, so it can be vectorised)")
     p.add_argument("--set", nargs="*", default=[], help="section.field=value overrides")
     args = p.parse_args(argv)
     return run_main("bench_train", lambda: _run(args))
@@ -121,11 +125,13 @@ def _run(args: argparse.Namespace) -> None:
         print(f"\ntune benchmark: {args.epochs} epoch(s) per trial, one trial at a time")
         print(format_tune_benchmark(tuned, args.epochs))
     if args.pack_seeds > 1:
-        _pack(cfg.with_overrides({"train.max_epochs": args.epochs}), args.pack_seeds)
+        _pack(cfg.with_overrides({"train.max_epochs": args.epochs,
+                                  "model.name": args.pack_model, "model.params": {}}),
+              args.pack_seeds)
 
 
 def _pack(cfg: Any, seeds: int) -> None:
-    """``seeds`` seeds one trial each, then packed into one trial: seeds per hour."""
+    """``seeds`` seeds one trial each, packed one after another, packed vectorised."""
     import tempfile
     from pathlib import Path
 
@@ -133,12 +139,16 @@ def _pack(cfg: Any, seeds: int) -> None:
 
     with tempfile.TemporaryDirectory(prefix="rsray-bench-pack-") as tmp:
         p = time_packing(cfg, Path(tmp), seeds)
-    one, packed = p["pack1_seeds_per_hour"], p[f"pack{seeds}_seeds_per_hour"]
+    base = p["separate_seeds_per_hour"]
     print(f"\npacked seeds: {seeds} seeds of {cfg.model.name}, {cfg.train.max_epochs} epoch(s) "
-          "each, one trial at a time (packing trains them one after another in one process)")
-    print(f"  one trial per seed   {p['pack1_seconds']:7.1f} s  {one:7.1f} seeds/h")
-    print(f"  packed in one trial  {p[f'pack{seeds}_seconds']:7.1f} s  {packed:7.1f} seeds/h")
-    print(f"  packed / separate = {packed / one:.2f}x seeds per hour")
+          "each, one trial at a time")
+    names = {"separate": "one trial per seed", "sequential": "packed, one after another",
+             "vmap": "packed, one vectorised step"}
+    for mode, name in names.items():
+        if f"{mode}_seconds" in p:
+            rate = p[f"{mode}_seeds_per_hour"]
+            print(f"  {name:28s} {p[f'{mode}_seconds']:7.1f} s  {rate:7.1f} seeds/h  "
+                  f"{rate / base:5.2f}x  ({p[f'{mode}_vectorised']:.0f} seed(s) vectorised)")
 
 
 if __name__ == "__main__":

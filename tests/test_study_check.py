@@ -93,6 +93,9 @@ BAD = {
               "arms.early.space 'vit'", "unexpected argument"),
     "split": (lambda r: r["evaluation"].__setitem__("splits", ["test", "ood"]),
               "evaluation.splits: 'ood' is in none", "test"),
+    "pack_mode": (lambda r: r.setdefault("factors", {}).update(pack_seeds=2, pack_mode="vmap"),
+                  "factors.pack_mode: vmap: arm s1_only cannot be vectorised: model",
+                  "updates running statistics in training"),
 }
 
 
@@ -105,6 +108,13 @@ def test_bad_spec_fails_check_in_one_line(case, tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("rsray: error: "), captured.err
     for text in expected:
         assert text in lines[0], lines[0]
+
+
+def test_vmap_packing_of_vit_arms_checks(tmp_path):
+    """Every arm of the ViT preset is BatchNorm-free: ``pack_mode: vmap`` passes the check."""
+    spec = load_spec("vit_bigearthnet", smoke=True)
+    spec.factors.pack_seeds, spec.factors.pack_mode = 2, "vmap"
+    assert check_study(spec, study_dir=tmp_path / "study").arms
 
 
 def test_set_train_metric_typo_fails_before_ray(tmp_path, capsys):

@@ -14,8 +14,9 @@ out is reported as timed out and the next one starts):
 3. **trials**: the per-trial fixed cost (CUDA start-up included) of one-worker Tune trials in
    the trial's process (``local``) and through a ``TorchTrainer`` (``trainer``)
    (:mod:`rsray.bench.trials`);
-4. **packing**: the same seeds of one configuration as one trial each against packed into
-   one trial (``factors.pack_seeds``): wall time and seeds per hour.
+4. **packing**: the same seeds of one ViT fusion configuration as one trial each, packed into
+   one trial one after another, and packed as one vectorised step (``factors.pack_seeds``,
+   ``factors.pack_mode``): wall time and seeds per hour of each.
 
 ``smoke=True`` shrinks everything (test models, 32 px, a few steps) so the whole run works
 on a CPU in the test suite.
@@ -55,6 +56,8 @@ class Sizes:
     trial_model: str
     trials: dict[str, int]
     seeds: int
+    pack_model: str
+    """The packing section's model (BatchNorm-free, so its seeds can be vectorised)."""
     budgets: dict[str, float]
     """Seconds each section may take at most."""
 
@@ -64,12 +67,14 @@ FULL = Sizes(
             ("early_fusion_resnet50", 256)],
     pipeline_model="progressive_fusion_base", image_size=120, samples=1024, steps=20,
     trial_model="progressive_fusion_small", trials={"local": 4, "trainer": 3}, seeds=3,
+    pack_model="vit_middle_fusion_small",
     budgets={"data": 150, "models": 90, "pipeline": 60, "trials": 150, "packing": 120})
 SMOKE = Sizes(
     models=[("test_vit_sct_fusion", 4), ("test_progressive_fusion", 4),
             ("test_early_fusion_cnn", 4)],
     pipeline_model="test_progressive_fusion", image_size=32, samples=48, steps=2,
     trial_model="test_progressive_fusion", trials={"local": 1, "trainer": 1}, seeds=2,
+    pack_model="test_vit_early_fusion",
     budgets={"data": 240, "models": 120, "pipeline": 120, "trials": 300, "packing": 300})
 
 
@@ -282,13 +287,15 @@ def run_gpu_benchmark(root: str | Path, *, smoke: bool = False, budget_s: float 
     def pack() -> None:
         if packing is None:
             raise RuntimeError("no packing measurement given (rsray.study.packing.time_packing)")
-        out.packing = packing(state["cfg"], root / "pack", sizes.seeds)
+        cfg = state["cfg"].with_overrides({"model.name": sizes.pack_model, "model.params": {}})
+        out.packing = packing(cfg, root / "pack", sizes.seeds)
         p = out.packing
-        say(f"[bench] {sizes.seeds} seeds one trial each: {p['pack1_seconds']:.0f} s "
-            f"({p['pack1_seeds_per_hour']:.0f} seeds/h); packed into one trial: "
-            f"{p[f'pack{sizes.seeds}_seconds']:.0f} s "
-            f"({p[f'pack{sizes.seeds}_seeds_per_hour']:.0f} seeds/h); packed/separate = "
-            f"{p[f'pack{sizes.seeds}_seeds_per_hour'] / p['pack1_seeds_per_hour']:.2f}x")
+        base = p["separate_seeds_per_hour"]
+        say(f"[bench] {sizes.seeds} seeds of {sizes.pack_model}: " + "; ".join(
+            f"{mode} {p[f'{mode}_seconds']:.0f} s ({p[f'{mode}_seeds_per_hour']:.0f} seeds/h, "
+            f"{p[f'{mode}_seeds_per_hour'] / base:.2f}x"
+            + (f", {p.get(f'{mode}_vectorised', 0):.0f} vectorised)" if mode == "vmap" else ")")
+            for mode in ("separate", "sequential", "vmap") if f"{mode}_seconds" in p))
 
     steps = {"data": data, "models": models, "pipeline": pipeline, "trials": trials,
              "packing": pack}

@@ -270,6 +270,14 @@ def _check_arm(spec: StudySpec, arm: Arm, manifest: Manifest, splits: list[str],
         except ConfigError as exc:
             raise ConfigError(f"{w}.space {arm.space!r} (its model.params.* keys): "
                               f"{exc}") from None
+    if spec.factors.pack_mode == "vmap" and spec.factors.pack_seeds > 1:
+        from rsray.study.packing import why_not_vectorised
+
+        reason = why_not_vectorised([cfg], manifest, arm.recipe)
+        if reason:
+            raise ConfigError(f"{spec.source}: factors.pack_mode: vmap: arm {arm.name} cannot "
+                              f"be vectorised: {reason}; use pack_mode: auto (sequential "
+                              "for it) or sequential")
     return ArmCheck(arm.name, cfg.model.name, list(cfg.data.modalities or manifest.modalities),
                     dict(plan.channels), arm.space, cfg.train.metric, cfg.train.mode)
 

@@ -301,24 +301,32 @@ def _split_drop(name: str) -> tuple[str, str]:
     return split, drop
 
 
+def job_manifest(job: dict[str, Any]) -> tuple[Config, Any]:
+    """The job's config and its shard set's manifest (read and verified once per job).
+
+    Raises:
+        ConfigError: this node cannot see the (local) study folder.
+    """
+    from rsray.data.datasets import load_shard_set
+
+    store = StudyStore(job["root"])
+    if not store.is_remote and not os.path.exists(os.path.join(store.path, STUDY_JSON)):
+        raise ConfigError(f"{store.uri}: this node cannot see the study folder (no shared "
+                          "filesystem); use an object-store folder: --out s3://bucket/prefix")
+    cfg = Config.from_dict(job["config"])
+    # training, evaluation and predictions all use this manifest
+    return cfg, load_shard_set(cfg.data, tuple(dict.fromkeys([
+        "train", *cfg.data.eval_splits, *(s for s in job["splits"] if s != "train")])))
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one seed of one cell, evaluate its best checkpoint, save predictions and rows."""
-    from rsray.data.datasets import load_shard_set
-    from rsray.evaluate import evaluate_checkpoint, predict
     from rsray.train.driver import best_checkpoint
     from rsray.train.run_plan import RunPlan
     from rsray.train.trial import run_in_trial, warm_training_data
 
     t0 = time.perf_counter()
-    store = StudyStore(job["root"])
-    if not store.is_remote and not os.path.exists(os.path.join(store.path, STUDY_JSON)):
-        raise ConfigError(f"{store.uri}: this node cannot see the study folder (no shared "
-                          "filesystem); use an object-store folder: --out s3://bucket/prefix")
-    out = job["dir"]
-    cfg = Config.from_dict(job["config"])
-    # read and verified once: training, evaluation and predictions all use this manifest
-    manifest = load_shard_set(cfg.data, tuple(dict.fromkeys([
-        "train", *cfg.data.eval_splits, *(s for s in job["splits"] if s != "train")])))
+    cfg, manifest = job_manifest(job)
     recipe: dict[str, Any] = {}
     if job.get("recipe"):  # the paper's multi-run recipe; its fused model is evaluated
         from rsray.study.recipe_arm import train_recipe
@@ -332,6 +340,22 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         result = run_in_trial(run, manifest, data=data, name=job["run"],
                               storage_path=job["storage"], to_tune=False)
         ckpt = checkpoint_uri(best_checkpoint(result, run, job["run"]), job["storage"])
+    return record_job(job, cfg, manifest, ckpt, recipe=recipe, t0=t0)
+
+
+def record_job(job: dict[str, Any], cfg: Config, manifest: Any, ckpt: str, *,
+               recipe: dict[str, Any] | None = None, t0: float,
+               trained: float = 0.0, packed: str = "") -> dict[str, Any]:
+    """Evaluate a trained seed's checkpoint ``ckpt``, save predictions, write its rows.
+
+    ``t0``: when the job's own work started; ``trained``: seconds of training done before
+    ``t0`` on its behalf (its share of a vectorised pack); ``packed``: ``vmap`` when it
+    trained in a vectorised pack (recorded as ``packed``).
+    """
+    out = job["dir"]
+    store = StudyStore(job["root"])
+    from rsray.evaluate import evaluate_checkpoint, predict
+
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []
@@ -353,7 +377,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                          "value": float(value) if value is not None else float("nan")})
     doc = {"keys": job["keys"], "checkpoint": ckpt, "rows": rows, "predictions": preds,
            "task": manifest.task, "classes": list(manifest.classes),
-           "seconds": time.perf_counter() - t0, **({"recipe": recipe} if recipe else {})}
+           "seconds": trained + time.perf_counter() - t0, **({"recipe": recipe} if recipe else {}),
+           **({"packed": packed} if packed else {})}
     store.write_json(f"{seed_dir(job['cell'], job['seed'])}/result.json", doc)  # last: done
     return doc
 
@@ -379,19 +404,31 @@ def _pack_summary(pack: list[dict[str, Any]]) -> dict[str, Any]:
                                  f"(packed)"}
 
 
-def run_pack(pack: list[dict[str, Any]]) -> None:
-    """Train the seeds of one pack one after another (a seed already done is skipped)."""
-    for job in pack:
-        if not StudyStore(job["root"]).exists(f"{seed_dir(job['cell'], job['seed'])}/result.json"):
-            run_job(job)
+def run_pack(pack: list[dict[str, Any]], mode: str = "sequential") -> None:
+    """Train the seeds of one pack (a seed already done is skipped).
+
+    ``mode`` (``factors.pack_mode``): ``sequential`` trains them one after another; ``vmap``
+    as one vectorised step (:func:`rsray.study.packing.run_pack_vectorised`); ``auto``
+    vectorised where the pack qualifies, else one after another.
+    """
+    todo = [job for job in pack if not StudyStore(job["root"]).exists(
+        f"{seed_dir(job['cell'], job['seed'])}/result.json")]
+    if mode != "sequential" and len(todo) > 1:
+        from rsray.study.packing import run_pack_vectorised
+
+        if run_pack_vectorised(todo, mode):
+            return
+    for job in todo:
+        run_job(job)
 
 
 def run_jobs(jobs: list[dict[str, Any]], store: StudyStore, concurrency: int,
-             max_failures: int = 0, pack: int = 1) -> None:
+             max_failures: int = 0, pack: int = 1, pack_mode: str = "auto") -> None:
     """Stage-2 jobs as Tune trials with fixed configurations, ``concurrency`` at a time.
 
     ``pack`` (``factors.pack_seeds``): up to this many seeds of one cell per trial
-    (:func:`pack_jobs`), trained one after another in the trial's process.
+    (:func:`pack_jobs`), trained in the trial's process as ``pack_mode``
+    (``factors.pack_mode``, :func:`run_pack`) says.
     """
     from ray import tune
 
@@ -412,7 +449,7 @@ def run_jobs(jobs: list[dict[str, Any]], store: StudyStore, concurrency: int,
         from rsray.runtime import quiet_data_context
 
         quiet_data_context()
-        run_pack(packs[params["job"]])
+        run_pack(packs[params["job"]], pack_mode)
 
     attempt = len([d for d in store.subdirs("runs") if d.startswith("stage2-r")])
     path, fs = store.ray_storage("runs")
@@ -540,7 +577,7 @@ def run_study(spec: StudySpec, *, study_dir: str | Path | None = None, resume: b
               f"{concurrency} at a time", flush=True)
         run_jobs(jobs, store, concurrency, max_failures=max(
             Config.from_dict(j["config"]).train.max_failures for j in jobs),
-            pack=spec.factors.pack_seeds)
+            pack=spec.factors.pack_seeds, pack_mode=spec.factors.pack_mode)
     table = collect(store.uri)
     done_now = set(store.glob("cells/*/seed_*/result.json"))
     missing = [f"{c.id} seed {s}" for c in cells for s in range(spec.factors.seeds)

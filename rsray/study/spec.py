@@ -103,9 +103,13 @@ class Factors:
     seeds: int = 5
     """Stage-2 retrainings of each cell's best configuration."""
     pack_seeds: int = 1
-    """Stage-2 seeds of one cell trained one after another in one trial process (each with
-    its own seed, so each equals its separate run); ``1``: every seed is its own trial. Packs
-    pay one trial start-up and one split decode for up to this many seeds."""
+    """Stage-2 seeds of one cell trained in one trial process (each with its own seed, so
+    each equals its separate run); ``1``: every seed is its own trial. Packs pay one trial
+    start-up and one split decode for up to this many seeds."""
+    pack_mode: str = "auto"
+    """How a pack's seeds train: ``vmap`` as one vectorised step (K models stacked under
+    ``torch.func.vmap``; model families without BatchNorm, one-worker runs), ``sequential``
+    one after another, ``auto`` vectorised where the pack qualifies, else sequential."""
 
 
 @dataclass
@@ -393,6 +397,9 @@ def spec_from_dict(raw: Any, where: str = "spec", *, root: Path | None = None,
     _expect(p + "factors.pack_seeds", factors.pack_seeds, int, "an integer")
     if factors.pack_seeds < 1:
         raise ConfigError(f"{p}factors.pack_seeds: {factors.pack_seeds} must be >= 1")
+    if factors.pack_mode not in ("auto", "vmap", "sequential"):
+        raise ConfigError(f"{p}factors.pack_mode: {factors.pack_mode!r} must be one of auto, "
+                          "vmap, sequential")
     if factors.seeds < 1:
         raise ConfigError(f"{p}factors.seeds: {factors.seeds} must be >= 1")
     fr = _expect(p + "factors.fractions", factors.fractions, list, "a list of fractions")

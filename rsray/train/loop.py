@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,12 @@ from rsray.config import Config
 from rsray.data.passes import EpochStream
 from rsray.data.stream import PassStream
 from rsray.errors import ConfigError
-from rsray.train.batches import ResidentSplit, device_generator
+from rsray.train.batches import Batch, ResidentSplit, device_generator
 from rsray.train.checkpoint import load_checkpoint, save_checkpoint, should_checkpoint
 from rsray.train.local import LocalRun
 from rsray.train.optim import build_optimizer, build_scheduler
 from rsray.train.run_plan import WorkerInput
-from rsray.train.step import evaluate_splits, train_one_epoch
+from rsray.train.step import EpochStats, evaluate_splits, train_one_epoch, training_batches
 from rsray.train.tasks import early_stopping_metric
 from rsray.train.telemetry import Telemetry
 
@@ -183,86 +184,125 @@ def _startup(trainer_built: float, t_start: float) -> dict[str, float]:
     return out
 
 
-def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
-    """Ray Train worker entry point: restore, then per epoch train, evaluate, report.
+class RunSession:
+    """One run's training state in its worker, driven epoch by epoch.
 
-    Args:
-        loop_config: ``{"input": WorkerInput}``: the run's :class:`RunPlan`, how the workers
-            augment, when the trainer was built (:func:`rsray.train.driver.build_trainer`).
+    The constructor sets it up (seed, model, optimiser, scheduler, restore, device, data); per
+    epoch :meth:`train_epoch` trains (or a driver that trains several runs at once, e.g.
+    :mod:`rsray.train.vmapped`, trains on :meth:`batches` and hands back the
+    :class:`~rsray.train.step.EpochStats`), :meth:`end_epoch` evaluates, reports, checkpoints
+    and decides early stopping; :meth:`close` ends the run's streams.
+    ``train_fn_per_worker`` is this for one run.
     """
-    t_start = time.time()
-    given = loop_config["input"]
-    run = given.run
-    cfg = run.config
-    local: LocalRun | None = loop_config.get("local_run")  # type: ignore[assignment]
-    if local is None:
-        ctx = ray.train.get_context()
-        rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    else:  # Train's context API is closed inside a Tune trial: a local run is rank 0 of 1
-        rank, world = 0, 1
-    torch.manual_seed(cfg.train.seed)
-    np.random.seed(cfg.train.seed + rank)
 
-    model = run.build_model()
-    modalities = tuple(getattr(model, "modalities", tuple(run.channels)))
-    optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.max_epochs)
-    state = restore(model, optimizer, scheduler, rank, local)
-    resumed_from = state.start_epoch
+    def __init__(self, given: WorkerInput, *, local: LocalRun | None = None,
+                 shards: dict[str, Any] | None = None, t_start: float | None = None) -> None:
+        """Set the run up; ``shards`` (split -> dataset) replace Ray Train's dataset shards.
 
-    if local is None:
-        model = ray.train.torch.prepare_model(model)
-        device = ray.train.torch.get_device()
-    else:
-        model, device = local.place(model)
-    task = run.build_task().to(device)
-    train_loss = torchmetrics.MeanMetric().to(device)
-    eval_loss = torchmetrics.MeanMetric().to(device)
-    telemetry = Telemetry(run.experiment, run.trial, rank)
-    train_shard = ray.train.get_dataset_shard("train")
-    eval_shards = {s: ray.train.get_dataset_shard(s) for s in run.data.eval_splits}
-    rng = np.random.default_rng([cfg.train.seed, rank, resumed_from])
-    generator = device_generator(device, [cfg.train.seed, rank, resumed_from])
-    resident = None
-    if run.data.resident:  # this worker's share of the training split, on its device
-        t_res = time.perf_counter()
-        resident = ResidentSplit.load(train_shard, device)
-        if rank == 0:
-            print(f"[rsray] train: {resident.rows} rows ({resident.nbytes / 2**20:.0f} MiB) "
-                  f"resident on {device} per worker in {time.perf_counter() - t_res:.1f} s; "
-                  "epochs need no host work", flush=True)
-    elif "train" in given.streams and world == 1 and state.start_epoch < cfg.train.max_epochs:
-        # one execution streams every epoch, each epoch's rows in an order drawn from the seed
-        train_shard = PassStream.over(
-            given.streams["train"], passes=cfg.train.max_epochs - state.start_epoch,
-            seed=cfg.train.seed, first_epoch=state.start_epoch).start()
-    else:  # each epoch's pass starts while the previous epoch is evaluated
-        train_shard = EpochStream(train_shard, passes=cfg.train.max_epochs - state.start_epoch)
-    left = cfg.train.max_epochs - state.start_epoch
-    if world == 1 and left > 0:  # a streamed evaluation split: one execution for every epoch
-        for s in eval_shards:    # (started at the first evaluation)
-            if s != "train" and s in given.streams:
-                eval_shards[s] = PassStream.over(given.streams[s], passes=left,
-                                                 seed=cfg.train.seed, first_epoch=state.start_epoch)
-    # Fixed cost of this run before its first epoch (see _startup): seconds since the
-    # trainer was built (controller, worker group, imports) and this function's own set-up.
-    startup = _startup(given.trainer_built, t_start)
-    last_report = 0.0
-    meta = run.checkpoint_meta()
+        ``local``: a local-mode run (rank 0 of 1) with its own checkpoints and receiver.
+        ``t_start``: when the worker function started (its set-up time is measured from it).
+        """
+        t_start = time.time() if t_start is None else t_start
+        run = given.run
+        cfg = run.config
+        self.given, self.run, self.cfg, self.local = given, run, cfg, local
+        if local is None:
+            ctx = ray.train.get_context()
+            rank, world = ctx.get_world_rank(), ctx.get_world_size()
+        else:  # Train's context API is closed inside a Tune trial: a local run is rank 0 of 1
+            rank, world = 0, 1
+        self.rank, self.world = rank, world
+        torch.manual_seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed + rank)
 
-    for epoch in range(state.start_epoch, cfg.train.max_epochs):
-        t0 = time.perf_counter()
-        stats = train_one_epoch(model, optimizer, train_shard, task, train_loss, run, device,
-                                modalities, telemetry, epoch=epoch, rank=rank, world=world,
-                                augment=given.augment, rng=rng, resident=resident,
-                                generator=generator)
+        model = run.build_model()
+        self.modalities = tuple(getattr(model, "modalities", tuple(run.channels)))
+        self.optimizer = build_optimizer(model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.max_epochs)
+        self.state = restore(model, self.optimizer, self.scheduler, rank, local)
+        self.resumed_from = self.state.start_epoch
+
+        if local is None:
+            model = ray.train.torch.prepare_model(model)
+            device = ray.train.torch.get_device()
+        else:
+            model, device = local.place(model)
+        self.model, self.device = model, device
+        self.task = run.build_task().to(device)
+        self.train_loss = torchmetrics.MeanMetric().to(device)
+        self.eval_loss = torchmetrics.MeanMetric().to(device)
+        self.telemetry = Telemetry(run.experiment, run.trial, rank)
+        shard_of = (shards.get if shards is not None
+                    else ray.train.get_dataset_shard)  # type: ignore[assignment]
+        train_shard = shard_of("train")
+        self.eval_shards = {s: shard_of(s) for s in run.data.eval_splits}
+        self.rng = np.random.default_rng([cfg.train.seed, rank, self.resumed_from])
+        self.generator = device_generator(device, [cfg.train.seed, rank, self.resumed_from])
+        self.resident = None
+        state = self.state
+        if run.data.resident:  # this worker's share of the training split, on its device
+            t_res = time.perf_counter()
+            self.resident = ResidentSplit.load(train_shard, device)
+            if rank == 0:
+                print(f"[rsray] train: {self.resident.rows} rows "
+                      f"({self.resident.nbytes / 2**20:.0f} MiB) resident on {device} per "
+                      f"worker in {time.perf_counter() - t_res:.1f} s; epochs need no host "
+                      "work", flush=True)
+        elif "train" in given.streams and world == 1 and state.start_epoch < cfg.train.max_epochs:
+            # one execution streams every epoch, each epoch's rows in an order drawn from the
+            # seed
+            train_shard = PassStream.over(
+                given.streams["train"], passes=cfg.train.max_epochs - state.start_epoch,
+                seed=cfg.train.seed, first_epoch=state.start_epoch).start()
+        else:  # each epoch's pass starts while the previous epoch is evaluated
+            train_shard = EpochStream(train_shard,
+                                      passes=cfg.train.max_epochs - state.start_epoch)
+        self.train_shard = train_shard
+        left = cfg.train.max_epochs - state.start_epoch
+        if world == 1 and left > 0:  # a streamed evaluation split: one execution for every
+            for s in self.eval_shards:  # epoch (started at the first evaluation)
+                if s != "train" and s in given.streams:
+                    self.eval_shards[s] = PassStream.over(
+                        given.streams[s], passes=left, seed=cfg.train.seed,
+                        first_epoch=state.start_epoch)
+        # Fixed cost of this run before its first epoch (see _startup): seconds since the
+        # trainer was built (controller, worker group, imports) and this function's own set-up.
+        self.startup = _startup(given.trainer_built, t_start)
+        self.last_report = 0.0
+        self.meta = run.checkpoint_meta()
+        self.done = state.start_epoch >= cfg.train.max_epochs
+        """No epoch left: the last one ran, or early stopping fired."""
+
+    @property
+    def epochs(self) -> range:
+        """The epochs this run still trains (a resumed run starts after its checkpoint)."""
+        return range(self.state.start_epoch, self.cfg.train.max_epochs)
+
+    def batches(self) -> Iterator[Batch]:
+        """One epoch's training batches, drawn as :meth:`train_epoch` draws them."""
+        return training_batches(self.train_shard, self.run, self.device,
+                                augment=self.given.augment, rng=self.rng,
+                                resident=self.resident, generator=self.generator)
+
+    def train_epoch(self, epoch: int) -> EpochStats:
+        """Train one epoch of this run alone (:func:`~rsray.train.step.train_one_epoch`)."""
+        return train_one_epoch(self.model, self.optimizer, self.train_shard, self.task,
+                               self.train_loss, self.run, self.device, self.modalities,
+                               self.telemetry, epoch=epoch, rank=self.rank, world=self.world,
+                               augment=self.given.augment, rng=self.rng,
+                               resident=self.resident, generator=self.generator)
+
+    def end_epoch(self, epoch: int, stats: EpochStats, t0: float) -> bool:
+        """Evaluate, report and checkpoint ``epoch`` (trained from ``t0``); ``True``: stop."""
+        cfg, run, state = self.cfg, self.run, self.state
         t_eval = time.perf_counter()
-        evaluated, confusion = evaluate_splits(model, eval_shards, task, eval_loss, run, device,
-                                               modalities)
+        evaluated, confusion = evaluate_splits(self.model, self.eval_shards, self.task,
+                                               self.eval_loss, run, self.device,
+                                               self.modalities)
         eval_seconds = time.perf_counter() - t_eval
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            self.scheduler.step()
 
         report: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -271,17 +311,17 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
                for k, v in vals.items()},
             "lr": float(lr),
             "epoch_seconds": time.perf_counter() - t0,
-            "train_samples": _all_workers(stats.samples, device, world),
-            "train_samples_per_second": stats.samples * world / max(stats.seconds, 1e-9),
+            "train_samples": _all_workers(stats.samples, self.device, self.world),
+            "train_samples_per_second": stats.samples * self.world / max(stats.seconds, 1e-9),
             "data_wait_share": stats.wait / max(stats.seconds, 1e-9),
             "train_seconds": stats.seconds,
             "train_first_batch_seconds": stats.first_batch,
             "eval_seconds": eval_seconds,
-            "resumed_from_epoch": resumed_from,
-            **startup,
+            "resumed_from_epoch": self.resumed_from,
+            **self.startup,
         }
-        telemetry.epoch({"epoch": epoch + 1, **{k: v for k, v in report.items()
-                                                 if k.split("_")[0] in evaluated}})
+        self.telemetry.epoch({"epoch": epoch + 1, **{k: v for k, v in report.items()
+                                                      if k.split("_")[0] in evaluated}})
         value = report.get(run.metric, float("nan"))
         improved = _improved(value, state.best, run.mode)
         if improved:
@@ -295,19 +335,41 @@ def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
                                  last=stop or epoch + 1 == cfg.train.max_epochs,
                                  every=cfg.train.checkpoint_every)
         report["checkpointed"] = keep
-        report["report_seconds"] = last_report  # the previous epoch's report + checkpoint
+        report["report_seconds"] = self.last_report  # the previous epoch's report + checkpoint
         t_report = time.perf_counter()
-        report_and_checkpoint(report, epoch=epoch, rank=rank, model=model, optimizer=optimizer,
-                              scheduler=scheduler, state=state, checkpoint=keep,
-                              extra={**meta, "confusion_matrix": confusion},
-                              upload=cfg.train.checkpoint_upload, local=local)
-        last_report = time.perf_counter() - t_report
-        if stop:
-            if rank == 0:
-                watched = run.early_stopping[0]
-                print(f"[rsray] early stopping: no {watched} improvement for "
-                      f"{state.stop_stale} epoch(s)", flush=True)
+        report_and_checkpoint(report, epoch=epoch, rank=self.rank, model=self.model,
+                              optimizer=self.optimizer, scheduler=self.scheduler, state=state,
+                              checkpoint=keep,
+                              extra={**self.meta, "confusion_matrix": confusion},
+                              upload=cfg.train.checkpoint_upload, local=self.local)
+        self.last_report = time.perf_counter() - t_report
+        if stop and self.rank == 0:
+            watched = run.early_stopping[0]
+            print(f"[rsray] early stopping: no {watched} improvement for "
+                  f"{state.stop_stale} epoch(s)", flush=True)
+        self.done = stop or epoch + 1 >= cfg.train.max_epochs
+        return stop
+
+    def close(self) -> None:
+        """End the run's streamed splits (their executions)."""
+        for shard in (self.train_shard, *self.eval_shards.values()):
+            if isinstance(shard, PassStream):
+                shard.close()
+
+
+def train_fn_per_worker(loop_config: dict[str, WorkerInput]) -> None:
+    """Ray Train worker entry point: restore, then per epoch train, evaluate, report.
+
+    Args:
+        loop_config: ``{"input": WorkerInput}``: the run's :class:`RunPlan`, how the workers
+            augment, when the trainer was built (:func:`rsray.train.driver.build_trainer`).
+    """
+    t_start = time.time()
+    session = RunSession(loop_config["input"], t_start=t_start,
+                         local=loop_config.get("local_run"))  # type: ignore[arg-type]
+    for epoch in session.epochs:
+        t0 = time.perf_counter()
+        stats = session.train_epoch(epoch)
+        if session.end_epoch(epoch, stats, t0):
             break
-    for shard in (train_shard, *eval_shards.values()):
-        if isinstance(shard, PassStream):
-            shard.close()
+    session.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from rsray.data.plan import DecodePlan
-from rsray.train.batches import ResidentSplit, model_batches, resolve_augment_on
+from rsray.train.batches import Batch, ResidentSplit, model_batches, resolve_augment_on
 from rsray.train.run_plan import RunPlan
 from rsray.train.tasks import Task
 from rsray.train.telemetry import Telemetry
@@ -70,7 +71,7 @@ TELEMETRY_EVERY_N_STEPS = 5
 """Training steps aggregated into one telemetry update (bounds the per-step overhead)."""
 
 
-class _Window:
+class StepWindow:
     """Samples, time and data wait of the last few training steps (for :class:`Telemetry`)."""
 
     def __init__(self) -> None:
@@ -107,6 +108,23 @@ def has_batch_norm(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def training_batches(shard: Any, run: RunPlan, device: torch.device, *,
+                     augment: dict[str, Any] | None = None,
+                     rng: np.random.Generator | None = None,
+                     resident: ResidentSplit | None = None,
+                     generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """One epoch's training batches of ``shard`` as :func:`train_one_epoch` draws them.
+
+    Batch size, shuffle buffer, augmentation and its placement come from ``run``; the order
+    and the augmentations from ``rng`` / ``generator`` (the run's seed).
+    """
+    augment_on = resolve_augment_on(run.data.augment_on, device, resident=resident is not None)
+    return model_batches(shard, run.train_plan, batch_size=run.config.data.batch_size,
+                         device=device, shuffle=run.config.data.shuffle_buffer,
+                         augment=augment, rng=rng, augment_on=augment_on, resident=resident,
+                         generator=generator)
+
+
 def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Task,
                     loss_meter: Any, run: RunPlan, device: torch.device,
                     modalities: tuple[str, ...], telemetry: Telemetry, *, epoch: int,
@@ -121,18 +139,16 @@ def train_one_epoch(model: torch.nn.Module, optimizer: Any, shard: Any, task: Ta
     ``resident``: the worker's device-resident share (``data.cache=device``) replaces
     ``shard``; ``generator`` draws on-device augmentations and permutations.
     """
-    cfg, plan = run.config, run.train_plan
+    cfg = run.config
     model.train()
     loss_meter.reset()
     t0 = time.perf_counter()
     wait, samples, first = 0.0, 0, 0.0
     t_wait = time.perf_counter()
-    window = _Window()
+    window = StepWindow()
     loss = torch.zeros(())
-    augment_on = resolve_augment_on(run.data.augment_on, device, resident=resident is not None)
-    batches = model_batches(shard, plan, batch_size=cfg.data.batch_size, device=device,
-                            shuffle=cfg.data.shuffle_buffer, augment=augment, rng=rng,
-                            augment_on=augment_on, resident=resident, generator=generator)
+    batches = training_batches(shard, run, device, augment=augment, rng=rng,
+                               resident=resident, generator=generator)
     batch_norm = has_batch_norm(model)
     for step, item in enumerate(batches):
         step_wait = time.perf_counter() - t_wait
