@@ -92,3 +92,15 @@ def test_packed_seed_equals_its_separate_run(synthetic_shards: str, tmp_path: Pa
     rel = 1e-4 if mode == "vmap" else 1e-5
     assert a == pytest.approx(b, rel=rel, abs=1e-6, nan_ok=True)  # nan: a class never seen
     assert a != pytest.approx(other, rel=1e-5, abs=1e-6, nan_ok=True)  # seeds differ
+
+
+def test_auto_keeps_a_cpu_pack_sequential(tmp_path: Path) -> None:
+    """``pack_mode: auto`` vectorises GPU packs only; ``vmap`` is what asks for it on CPUs."""
+    from rsray.study.packing import AUTO_NEEDS_GPU, run_pack_vectorised
+
+    cfg = load_config(None, ["model.name=test_vit_middle_fusion", "scaling.use_gpu=no"])
+    store = _store(tmp_path)
+    jobs = [_job(cfg, store, "c", s) for s in (0, 1)]
+    assert AUTO_NEEDS_GPU
+    assert run_pack_vectorised(jobs, "auto") is False  # nothing trained, nothing read
+    assert not any((Path(j["dir"]) / "result.json").exists() for j in jobs)

@@ -109,7 +109,8 @@ class Factors:
     pack_mode: str = "auto"
     """How a pack's seeds train: ``vmap`` as one vectorised step (K models stacked under
     ``torch.func.vmap``; model families without BatchNorm, one-worker runs), ``sequential``
-    one after another, ``auto`` vectorised where the pack qualifies, else sequential."""
+    one after another, ``auto`` vectorised where the pack qualifies and its runs use a GPU
+    (on CPU cores a vectorised step is not faster), else sequential."""
 
 
 @dataclass
