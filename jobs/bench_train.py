@@ -18,56 +18,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+import tempfile
+from pathlib import Path
 
-from rsray.bench.training import run_train_benchmark
+from rsray.bench.training import COMPARE_VARIANTS, format_train_benchmark, run_train_benchmark
 from rsray.bench.trials import format_tune_benchmark, run_tune_benchmark
 from rsray.cli import ensure_synthetic_shards
 from rsray.cliargs import HelpFormatter, Parser, positive_int, run_main
 from rsray.config import load_config
 from rsray.data.datasets import load_shard_set
-
-VARIANTS: dict[str, dict[str, object]] = {
-    # every epoch checkpointed, so the upload mode shows in the report time and epoch wall
-    "upload sync, ckpt every epoch": {"train.checkpoint_upload": "sync",
-                                      "train.checkpoint_every": 1},
-    "upload async, ckpt every epoch": {"train.checkpoint_upload": "async",
-                                       "train.checkpoint_every": 1},
-    "augment_on=host (cached)": {"data.cache": "memory", "data.augment_on": "host"},
-    "augment_on=device (cached)": {"data.cache": "memory", "data.augment_on": "device"},
-    "cache=device": {"data.cache": "device"},
-    "streamed (data.cache=off)": {"data.cache": "off"},
-}
-"""What ``--compare`` trains, each beside the others on the same shards."""
-
-
-def _print_compare(r: Any) -> None:
-    """The variants side by side, with the ratios docs/performance-trials.md quotes."""
-    for dev, a in r.augment.items():
-        print(f"  augment + finalize_batch on {dev}: host {a['host']:.0f} samples/s, "
-              f"device {a['device']:.0f} samples/s, device/host = "
-              f"{a['device'] / a['host']:.2f}")
-    print(f"  {'variant':32s} {'samples/s':>9s} {'wait':>5s} {'epoch s':>8s} {'report s':>8s} "
-          f"{'1st batch s':>11s}")
-    for name, f in r.variants.items():
-        print(f"  {name:32s} {f.get('train_samples_per_second', float('nan')):9.1f} "
-              f"{f.get('data_wait_share', float('nan')):5.0%} "
-              f"{f.get('epoch_seconds', float('nan')):8.1f} "
-              f"{f.get('report_seconds', float('nan')):8.2f} "
-              f"{f.get('train_first_batch_seconds', float('nan')):11.2f}")
-    v = r.variants
-
-    def ratio(a: str, b: str, key: str) -> float:
-        return v[a].get(key, float("nan")) / max(v[b].get(key, float("nan")), 1e-9)
-
-    sync, asyn = "upload sync, ckpt every epoch", "upload async, ckpt every epoch"
-    print(f"  async/sync: report {ratio(asyn, sync, 'report_seconds'):.2f}, samples/s "
-          f"{ratio(asyn, sync, 'train_samples_per_second'):.2f}, epoch "
-          f"{ratio(asyn, sync, 'epoch_seconds'):.2f}")
-    host, dev = "augment_on=host (cached)", "augment_on=device (cached)"
-    rate = "train_samples_per_second"
-    print(f"  device/host augmentation: samples/s {ratio(dev, host, rate):.2f}; "
-          f"cache=device/host: {ratio('cache=device', host, rate):.2f}")
+from rsray.study.packing import format_packing, time_packing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=8, help="timed steps of the ceiling")
     p.add_argument("--smoke-test", action="store_true", help="2 trials of 1 epoch")
     p.add_argument("--compare", action="store_true",
-                   help="also train the variants of VARIANTS (checkpoint upload sync/async, "
-                        "host/device augmentation, data.cache=device) and time augment + "
-                        "finalize on the host against on the device")
+                   help="also train the variants of rsray.bench.training.COMPARE_VARIANTS "
+                        "(checkpoint upload sync/async, host/device augmentation, "
+                        "data.cache=device, streamed) and time augment + finalize on the "
+                        "host against on the device")
     p.add_argument("--pack-seeds", type=int, default=0, metavar="K",
                    help="also time K seeds as one trial each against packed into one trial "
                         "(one after another, and as one vectorised step)")
@@ -105,50 +66,19 @@ def _run(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, [f"data.uri={shards}", f"model.name={args.model}", *args.set])
     r = run_train_benchmark(cfg, load_shard_set(cfg.data), epochs=args.epochs,
                             trials=args.trials, steps=args.steps, skip_tune=True,
-                            variants=VARIANTS if args.compare else None)
-    f = r.fit
-    print(f"\ntraining benchmark: {r.model}, batch {r.batch_size}, {r.threads} torch thread(s)")
-    print(f"  model ceiling (in-memory batches)  {r.ceiling:8.1f} samples/s")
-    print(f"  rsray training (last epoch)        {r.rsray:8.1f} samples/s  "
-          f"data wait {f.get('data_wait_share', float('nan')):.0%}")
-    first = f.get("train_first_batch_seconds", float("nan"))
-    print(f"  pipeline tax = {r.tax:.2f}   (target >= 0.9: {'met' if r.tax >= 0.9 else 'NOT met'})")
-    print(f"  first batch of epoch {args.epochs}: {first:.2f} s   (target <= 0.5: "
-          f"{'met' if first <= 0.5 else 'NOT met'})")
-    print(f"  run start-up {f.get('startup_seconds', 0):.1f} s, worker set-up "
-          f"{f.get('setup_seconds', 0):.1f} s, eval {f.get('eval_seconds', 0):.1f} s/epoch")
-    if r.variants:
-        _print_compare(r)
+                            variants=COMPARE_VARIANTS if args.compare else None)
+    print("\n" + format_train_benchmark(r, args.epochs))
     paths = {m: n for m, n in (("local", args.trials), ("trainer", args.trainer_trials)) if n}
     if paths:
         tuned = run_tune_benchmark(cfg, trials=args.trials, epochs=args.epochs, paths=paths)
         print(f"\ntune benchmark: {args.epochs} epoch(s) per trial, one trial at a time")
         print(format_tune_benchmark(tuned, args.epochs))
     if args.pack_seeds > 1:
-        _pack(cfg.with_overrides({"train.max_epochs": args.epochs,
-                                  "model.name": args.pack_model, "model.params": {}}),
-              args.pack_seeds)
-
-
-def _pack(cfg: Any, seeds: int) -> None:
-    """``seeds`` seeds one trial each, packed one after another, packed vectorised."""
-    import tempfile
-    from pathlib import Path
-
-    from rsray.study.packing import time_packing
-
-    with tempfile.TemporaryDirectory(prefix="rsray-bench-pack-") as tmp:
-        p = time_packing(cfg, Path(tmp), seeds)
-    base = p["separate_seeds_per_hour"]
-    print(f"\npacked seeds: {seeds} seeds of {cfg.model.name}, {cfg.train.max_epochs} epoch(s) "
-          "each, one trial at a time")
-    names = {"separate": "one trial per seed", "sequential": "packed, one after another",
-             "vmap": "packed, one vectorised step"}
-    for mode, name in names.items():
-        if f"{mode}_seconds" in p:
-            rate = p[f"{mode}_seeds_per_hour"]
-            print(f"  {name:28s} {p[f'{mode}_seconds']:7.1f} s  {rate:7.1f} seeds/h  "
-                  f"{rate / base:5.2f}x  ({p[f'{mode}_vectorised']:.0f} seed(s) vectorised)")
+        pack_cfg = cfg.with_overrides({"train.max_epochs": args.epochs,
+                                       "model.name": args.pack_model, "model.params": {}})
+        with tempfile.TemporaryDirectory(prefix="rsray-bench-pack-") as tmp:
+            p = time_packing(pack_cfg, Path(tmp), args.pack_seeds)
+        print("\n" + format_packing(p, pack_cfg, args.pack_seeds))
 
 
 if __name__ == "__main__":

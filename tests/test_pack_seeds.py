@@ -104,3 +104,17 @@ def test_auto_keeps_a_cpu_pack_sequential(tmp_path: Path) -> None:
     assert AUTO_NEEDS_GPU
     assert run_pack_vectorised(jobs, "auto") is False  # nothing trained, nothing read
     assert not any((Path(j["dir"]) / "result.json").exists() for j in jobs)
+
+
+def test_packing_report_names_each_mode_against_separate() -> None:
+    from rsray.study.packing import format_packing
+
+    cfg = load_config(None, ["model.name=test_vit_middle_fusion", "train.max_epochs=2"])
+    p = {"separate_seconds": 30.0, "separate_seeds_per_hour": 360.0, "separate_vectorised": 0,
+         "vmap_seconds": 20.0, "vmap_seeds_per_hour": 540.0, "vmap_vectorised": 3}
+    text = format_packing(p, cfg, 3)
+    assert text.splitlines()[0] == ("packed seeds: 3 seeds of test_vit_middle_fusion, 2 "
+                                    "epoch(s) each, one trial at a time")
+    assert "one trial per seed" in text and "1.00x" in text
+    assert "packed, one vectorised step" in text and "1.50x  (3 seed(s) vectorised)" in text
+    assert "one after another" not in text  # a mode not measured is not printed

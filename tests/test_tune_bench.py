@@ -33,3 +33,20 @@ def test_format_names_each_path_and_whether_targets_are_met() -> None:
     assert "trainer/local = 13.8x" in text
     assert "<= 3 s (local): 2.0 s, met" in text
     assert "<= 1.3x (local, 2 epoch(s) per trial): 1.20, met" in text
+
+
+def test_train_report_says_whether_its_targets_are_met() -> None:
+    from rsray.bench.training import COMPARE_VARIANTS, TrainBench, format_train_benchmark
+
+    r = TrainBench("m", 16, 1, ceiling=20.0, rsray=19.0,
+                   fit={"train_first_batch_seconds": 0.8, "data_wait_share": 0.02})
+    text = format_train_benchmark(r, 2)
+    assert "pipeline tax = 0.95   (target >= 0.9: met)" in text
+    assert "first batch of epoch 2: 0.80 s   (target <= 0.5: NOT met)" in text
+    assert "variant" not in text  # no --compare: no variants table
+    r.variants = {name: {"train_samples_per_second": 10.0, "report_seconds": 1.0,
+                         "epoch_seconds": 5.0} for name in COMPARE_VARIANTS}
+    r.augment = {"cpu": {"host": 100.0, "device": 50.0}}
+    text = format_train_benchmark(r, 2)
+    assert "device/host = 0.50" in text and "async/sync: report 1.00" in text
+    assert all(name in text for name in COMPARE_VARIANTS)

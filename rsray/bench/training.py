@@ -36,6 +36,19 @@ from rsray.data.finalize import finalize_batch
 from rsray.data.shards import Manifest
 from rsray.train.run_plan import RunPlan
 
+COMPARE_VARIANTS: dict[str, dict[str, object]] = {
+    # every epoch checkpointed, so the upload mode shows in the report time and epoch wall
+    "upload sync, ckpt every epoch": {"train.checkpoint_upload": "sync",
+                                      "train.checkpoint_every": 1},
+    "upload async, ckpt every epoch": {"train.checkpoint_upload": "async",
+                                       "train.checkpoint_every": 1},
+    "augment_on=host (cached)": {"data.cache": "memory", "data.augment_on": "host"},
+    "augment_on=device (cached)": {"data.cache": "memory", "data.augment_on": "device"},
+    "cache=device": {"data.cache": "device"},
+    "streamed (data.cache=off)": {"data.cache": "off"},
+}
+"""What ``jobs/bench_train.py --compare`` trains, each beside the others on the same shards."""
+
 
 @dataclass
 class TrainBench:
@@ -233,3 +246,51 @@ def run_train_benchmark(cfg: Config, manifest: Manifest, *, epochs: int = 2, tri
             "tune.grace_period": epochs, "tune.max_concurrent_trials": 1})
         out.tune = _tune(tune_cfg, ceiling)
     return out
+
+
+def format_train_benchmark(r: TrainBench, epochs: int) -> str:
+    """The single-run part of ``jobs/bench_train.py``'s report, with its two targets."""
+    f = r.fit
+    first = f.get("train_first_batch_seconds", math.nan)
+    lines = [
+        f"training benchmark: {r.model}, batch {r.batch_size}, {r.threads} torch thread(s)",
+        f"  model ceiling (in-memory batches)  {r.ceiling:8.1f} samples/s",
+        f"  rsray training (last epoch)        {r.rsray:8.1f} samples/s  "
+        f"data wait {f.get('data_wait_share', math.nan):.0%}",
+        f"  pipeline tax = {r.tax:.2f}   (target >= 0.9: {'met' if r.tax >= 0.9 else 'NOT met'})",
+        f"  first batch of epoch {epochs}: {first:.2f} s   (target <= 0.5: "
+        f"{'met' if first <= 0.5 else 'NOT met'})",
+        f"  run start-up {f.get('startup_seconds', 0):.1f} s, worker set-up "
+        f"{f.get('setup_seconds', 0):.1f} s, eval {f.get('eval_seconds', 0):.1f} s/epoch",
+    ]
+    if r.variants:
+        lines += _format_compare(r)
+    return "\n".join(lines)
+
+
+def _format_compare(r: TrainBench) -> list[str]:
+    """The ``--compare`` variants side by side, with the ratios the docs quote."""
+    lines = [f"  augment + finalize_batch on {dev}: host {a['host']:.0f} samples/s, device "
+             f"{a['device']:.0f} samples/s, device/host = {a['device'] / a['host']:.2f}"
+             for dev, a in r.augment.items()]
+    lines.append(f"  {'variant':32s} {'samples/s':>9s} {'wait':>5s} {'epoch s':>8s} "
+                 f"{'report s':>8s} {'1st batch s':>11s}")
+    for name, f in r.variants.items():
+        lines.append(f"  {name:32s} {f.get('train_samples_per_second', math.nan):9.1f} "
+                     f"{f.get('data_wait_share', math.nan):5.0%} "
+                     f"{f.get('epoch_seconds', math.nan):8.1f} "
+                     f"{f.get('report_seconds', math.nan):8.2f} "
+                     f"{f.get('train_first_batch_seconds', math.nan):11.2f}")
+    v = r.variants
+
+    def ratio(a: str, b: str, key: str) -> float:
+        return v.get(a, {}).get(key, math.nan) / max(v.get(b, {}).get(key, math.nan), 1e-9)
+
+    sync, asyn = "upload sync, ckpt every epoch", "upload async, ckpt every epoch"
+    host, dev = "augment_on=host (cached)", "augment_on=device (cached)"
+    rate = "train_samples_per_second"
+    lines.append(f"  async/sync: report {ratio(asyn, sync, 'report_seconds'):.2f}, samples/s "
+                 f"{ratio(asyn, sync, rate):.2f}, epoch {ratio(asyn, sync, 'epoch_seconds'):.2f}")
+    lines.append(f"  device/host augmentation: samples/s {ratio(dev, host, rate):.2f}; "
+                 f"cache=device/host: {ratio('cache=device', host, rate):.2f}")
+    return lines

@@ -161,3 +161,22 @@ def time_packing(cfg: Config, root: Path, seeds: int,
         out[f"{mode}_seeds_per_hour"] = len(docs) * 3600.0 / wall
         out[f"{mode}_vectorised"] = sum(d.get("packed") == "vmap" for d in docs)
     return out
+
+
+PACK_MODE_NAMES = {"separate": "one trial per seed", "sequential": "packed, one after another",
+                   "vmap": "packed, one vectorised step"}
+"""How :func:`format_packing` names the modes of :func:`time_packing`."""
+
+
+def format_packing(p: dict[str, float], cfg: Config, seeds: int) -> str:
+    """:func:`time_packing`'s figures side by side: wall, seeds per hour, ratio to separate."""
+    base = p["separate_seeds_per_hour"]
+    lines = [f"packed seeds: {seeds} seeds of {cfg.model.name}, {cfg.train.max_epochs} "
+             "epoch(s) each, one trial at a time"]
+    for mode, name in PACK_MODE_NAMES.items():
+        if f"{mode}_seconds" in p:
+            rate = p[f"{mode}_seeds_per_hour"]
+            lines.append(f"  {name:28s} {p[f'{mode}_seconds']:7.1f} s  {rate:7.1f} seeds/h  "
+                         f"{rate / base:5.2f}x  ({p[f'{mode}_vectorised']:.0f} seed(s) "
+                         "vectorised)")
+    return "\n".join(lines)
