@@ -45,6 +45,7 @@ def setup(verbose: bool = False) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    _quiet_trial_failures()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -57,6 +58,30 @@ def setup(verbose: bool = False) -> None:
         warnings.filterwarnings("ignore", category=RayDeprecationWarning)
     except ImportError:  # pragma: no cover
         pass
+
+
+TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+"""Where Tune logs a failed trial's whole traceback ("Trial task failed for trial ...")."""
+
+
+class _TrialFailureFilter(logging.Filter):
+    """Keeps Tune's traceback of a failed trial off a quiet terminal.
+
+    rsray prints its own line instead (:meth:`TuneProgress.on_trial_recover` / ``on_trial_error``
+    and the study's ``[study] run failed, retrying ...``), naming the trial's folder, where Tune
+    writes the same traceback to ``error.txt``. ``-v/--verbose`` shows it again.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """``False`` for the trial-failure record on a quiet terminal."""
+        return _VERBOSE or not str(record.msg).startswith("Trial task failed")
+
+
+def _quiet_trial_failures() -> None:
+    """Install :class:`_TrialFailureFilter` on Tune's controller logger (once)."""
+    log = logging.getLogger(TUNE_CONTROLLER_LOGGER)
+    if not any(isinstance(f, _TrialFailureFilter) for f in log.filters):
+        log.addFilter(_TrialFailureFilter())
 
 
 TRAIN_CONTROLLER = "TrainController"
@@ -154,6 +179,12 @@ class TuneProgress(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Finished (or stopped by ASHA)."""
         say(f"[rsray] {trial.trial_id} finished")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Failed and started again (``train.max_failures``): where its error is."""
+        say(f"[rsray] warning: {trial.trial_id} failed, retrying ({trial.num_failures} of at "
+            f"most {trial.max_failures}) from its last checkpoint; its error is in "
+            f"{trial.local_path}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Failed: where its error is."""

@@ -121,3 +121,28 @@ def test_quiet_terminal_shows_only_the_train_controllers_rsray_lines(capsys, mon
     monkeypatch.setattr(console, "_VERBOSE", True)  # -v: Ray prints everything itself
     show({"actor_name": "RayTrainWorker", "pid": 12, "is_err": False, "lines": ["x"]}, False)
     assert len(forwarded) == 1 and capsys.readouterr().out == ""
+
+
+def test_a_failed_trials_traceback_stays_off_a_quiet_terminal(capsys, monkeypatch):
+    """Tune logs a failed trial's traceback at ERROR; rsray says it in one line instead."""
+    import logging
+    from types import SimpleNamespace
+
+    from rsray import console
+
+    console._quiet_trial_failures()
+    console._quiet_trial_failures()  # once only
+    log = logging.getLogger(console.TUNE_CONTROLLER_LOGGER)
+    assert sum(isinstance(f, console._TrialFailureFilter) for f in log.filters) == 1
+    failed = log.makeRecord(log.name, logging.ERROR, __file__, 1,
+                            "Trial task failed for trial stage2_trial_00001", None, None)
+    other = log.makeRecord(log.name, logging.ERROR, __file__, 1, "something else", None, None)
+    monkeypatch.setattr(console, "_VERBOSE", False)
+    assert not log.filter(failed) and log.filter(other)
+    monkeypatch.setattr(console, "_VERBOSE", True)
+    assert log.filter(failed)
+    trial = SimpleNamespace(trial_id="ab12", num_failures=1, max_failures=2,
+                            local_path="/r/trial_ab12")
+    console.TuneProgress("val_loss", 3).on_trial_recover(0, [], trial)
+    assert capsys.readouterr().out == ("[rsray] warning: ab12 failed, retrying (1 of at most 2) "
+                                       "from its last checkpoint; its error is in /r/trial_ab12\n")
