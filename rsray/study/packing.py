@@ -21,8 +21,6 @@ from typing import Any
 from rsray.config import Config
 from rsray.errors import ConfigError
 
-PACK_MODES = ("auto", "vmap", "sequential")
-"""``factors.pack_mode`` values."""
 AUTO_NEEDS_GPU = True
 """``pack_mode: auto`` vectorises only packs whose runs use a GPU. On CPU cores a vectorised
 step is not faster than the same steps one after another (measured on 2 cores, three

@@ -352,10 +352,10 @@ def record_job(job: dict[str, Any], cfg: Config, manifest: Any, ckpt: str, *,
     ``t0`` on its behalf (its share of a vectorised pack); ``packed``: ``vmap`` when it
     trained in a vectorised pack (recorded as ``packed``).
     """
-    out = job["dir"]
-    store = StudyStore(job["root"])
     from rsray.evaluate import evaluate_checkpoint, predict
 
+    out = job["dir"]
+    store = StudyStore(job["root"])
     splits = [s for s in job["splits"] if s in manifest.splits]
     drops = [m for m in cfg.data.modalities] if job["drop"] and len(cfg.data.modalities) > 1 \
         else []
@@ -409,7 +409,7 @@ def run_pack(pack: list[dict[str, Any]], mode: str = "sequential") -> None:
 
     ``mode`` (``factors.pack_mode``): ``sequential`` trains them one after another; ``vmap``
     as one vectorised step (:func:`rsray.study.packing.run_pack_vectorised`); ``auto``
-    vectorised where the pack qualifies, else one after another.
+    vectorised where the pack qualifies and trains on a GPU, else one after another.
     """
     todo = [job for job in pack if not StudyStore(job["root"]).exists(
         f"{seed_dir(job['cell'], job['seed'])}/result.json")]

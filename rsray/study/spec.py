@@ -89,6 +89,10 @@ class SearchSpec:
     """ASHA halving rate."""
 
 
+PACK_MODES = ("auto", "vmap", "sequential")
+"""``factors.pack_mode`` values (:mod:`rsray.study.packing`)."""
+
+
 @dataclass
 class Factors:
     """What varies between cells, and the seeds of stage 2."""
@@ -398,9 +402,9 @@ def spec_from_dict(raw: Any, where: str = "spec", *, root: Path | None = None,
     _expect(p + "factors.pack_seeds", factors.pack_seeds, int, "an integer")
     if factors.pack_seeds < 1:
         raise ConfigError(f"{p}factors.pack_seeds: {factors.pack_seeds} must be >= 1")
-    if factors.pack_mode not in ("auto", "vmap", "sequential"):
-        raise ConfigError(f"{p}factors.pack_mode: {factors.pack_mode!r} must be one of auto, "
-                          "vmap, sequential")
+    if factors.pack_mode not in PACK_MODES:
+        raise ConfigError(f"{p}factors.pack_mode: {factors.pack_mode!r} must be one of "
+                          f"{', '.join(PACK_MODES)}")
     if factors.seeds < 1:
         raise ConfigError(f"{p}factors.seeds: {factors.seeds} must be >= 1")
     fr = _expect(p + "factors.fractions", factors.fractions, list, "a list of fractions")
